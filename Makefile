@@ -1,0 +1,52 @@
+# talon-bridge developer entry points. `make demo` and `make test` are the two README commands.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.8
+CACHE      ?= $(HOME)/.cache/talon-bridge
+TOOLS      := $(CACHE)/tools
+UV         := $(TOOLS)/bin/uv
+VENV       := .venv
+BIN        := $(VENV)/bin
+KAFKA_PORT ?= 9092
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: help venv demo test lint typecheck unit kafka-up kafka-down kafka-jars bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+venv: $(UV) ## create or refresh .venv from uv.lock
+	$(UV) sync --locked --quiet
+
+kafka-jars: venv ## resolve the Kafka broker jars from Maven Central into the cache
+	$(BIN)/python -m bridge.localkafka fetch >/dev/null
+
+demo: venv kafka-jars ## set up and run the demo: local broker, simulator, bridge, load
+	$(BIN)/talon-bridge demo
+
+lint: venv ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv ## mypy --strict on the package
+	$(BIN)/mypy --strict bridge
+
+test: venv kafka-jars lint typecheck ## set up and run every check and the whole test suite
+	$(BIN)/pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+unit: venv ## the tests that need no broker
+	$(BIN)/pytest -m "not kafka"
+
+kafka-up: venv ## start a detached local broker on KAFKA_PORT (idempotent)
+	$(BIN)/python -m bridge.localkafka up --port $(KAFKA_PORT)
+
+kafka-down: venv ## stop the detached local broker (idempotent)
+	$(BIN)/python -m bridge.localkafka down --port $(KAFKA_PORT)
+
+clean: ## remove the virtualenv and caches inside the checkout
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,172 @@
+"""Typed commands read from Kafka and the effects record written back.
+
+Field names mirror the Avro contracts in `schemas/avro/`, which in turn use the Talon.One wire
+names (camelCase on the wire, snake_case here). Free-form attribute values are kept as decoded
+JSON values (`JsonValue`); on the wire each one is a JSON document in an Avro string, see
+`schemas/avro/README.md` for why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+__all__ = [
+    "AdditionalCost",
+    "CartItem",
+    "Command",
+    "CommandType",
+    "CreatedCouponRecord",
+    "CreatedReferralRecord",
+    "EffectRecord",
+    "EffectsEmitted",
+    "JsonValue",
+    "Payload",
+    "ReturnCartItems",
+    "ReturnedCartItem",
+    "SessionState",
+    "TrackEvent",
+    "UpdateCustomerSession",
+]
+
+JsonValue: TypeAlias = bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"] | None
+SessionState = Literal["open", "closed", "partially_returned", "cancelled"]
+CommandType = Literal["track_event", "update_customer_session", "return_cart_items"]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackEvent:
+    """trackEventV2: a custom event for a customer profile."""
+
+    type: str
+    profile_id: str
+    attributes: dict[str, JsonValue] = field(default_factory=dict)
+    loyalty_cards: list[str] = field(default_factory=list)
+    store_integration_id: str | None = None
+
+    command_type: CommandType = field(default="track_event", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CartItem:
+    sku: str
+    quantity: int
+    price: float | None = None
+    name: str | None = None
+    category: str | None = None
+    attributes: dict[str, JsonValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AdditionalCost:
+    price: float
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateCustomerSession:
+    """updateCustomerSessionV2: create or update a session (cart, coupons, state)."""
+
+    profile_id: str | None = None
+    state: SessionState = "open"
+    cart_items: list[CartItem] | None = None
+    coupon_codes: list[str] | None = None
+    referral_code: str | None = None
+    loyalty_cards: list[str] | None = None
+    identifiers: list[str] | None = None
+    additional_costs: dict[str, AdditionalCost] | None = None
+    attributes: dict[str, JsonValue] | None = None
+    store_integration_id: str | None = None
+
+    command_type: CommandType = field(default="update_customer_session", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnedCartItem:
+    position: int | None = None
+    quantity: int | None = None
+    sku: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnCartItems:
+    """returnCartItems: return units of a closed session's cart."""
+
+    returned_cart_items: list[ReturnedCartItem]
+
+    command_type: CommandType = field(default="return_cart_items", init=False)
+
+
+Payload: TypeAlias = TrackEvent | UpdateCustomerSession | ReturnCartItems
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """The input envelope: one command for one customer session."""
+
+    event_id: str
+    session_id: str
+    occurred_at_ms: int
+    payload: Payload
+    source: str | None = None
+    dry: bool = False
+
+    @property
+    def command_type(self) -> CommandType:
+        return self.payload.command_type
+
+    @property
+    def profile_id(self) -> str | None:
+        return self.payload.profile_id if not isinstance(self.payload, ReturnCartItems) else None
+
+
+@dataclass(frozen=True, slots=True)
+class EffectRecord:
+    """One Talon.One effect; `props` is the effect's props as JSON text."""
+
+    campaign_id: int
+    ruleset_id: int
+    rule_index: int
+    rule_name: str
+    effect_type: str
+    props: str
+    triggered_by_coupon: int | None = None
+    triggered_for_catalog_item: int | None = None
+    condition_index: int | None = None
+    evaluation_group_id: int | None = None
+    evaluation_group_mode: str | None = None
+    campaign_revision_id: int | None = None
+    campaign_revision_version_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedCouponRecord:
+    id: int
+    campaign_id: int
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedReferralRecord:
+    id: int
+    campaign_id: int
+    code: str
+    advocate_profile_integration_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class EffectsEmitted:
+    """The output record: what Talon.One decided for one applied command."""
+
+    event_id: str
+    session_id: str
+    profile_id: str | None
+    command_type: CommandType
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    processed_at_ms: int
+    session_state: SessionState | None
+    effects: list[EffectRecord]
+    created_coupons: list[CreatedCouponRecord] = field(default_factory=list)
+    created_referrals: list[CreatedReferralRecord] = field(default_factory=list)
+    dry: bool = False

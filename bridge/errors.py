@@ -1,0 +1,137 @@
+"""The exception tree of talon-bridge.
+
+Foreign exceptions (httpx, aiohttp, confluent-kafka, fastavro) are translated into these
+exactly once, at the adapter that talks to them::
+
+    BridgeError
+     +-- ConfigError                  bad settings; the CLI exits 2 naming the variable
+     +-- DecodeError                  bytes that are not a command we can read (dead-letter)
+     +-- ApiError                     anything the Talon.One client raises
+     |    +-- RetryableApiError       409, 429, 5xx, timeouts, connection errors
+     |    |    +-- ConflictError      409: the session or profile is busy
+     |    |    +-- RateLimitedError   429
+     |    |    +-- ServerError        5xx
+     |    |    +-- ApiTimeoutError    no answer within the read timeout
+     |    |    +-- ApiConnectionError connect failure or reset
+     |    +-- PermanentApiError       400, 404, 422: the request can never succeed (dead-letter)
+     |    +-- FatalApiError           401, 403: stop taking work until the key is fixed
+     +-- KafkaFatalError              librdkafka reported a fatal error
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ApiConnectionError",
+    "ApiError",
+    "ApiTimeoutError",
+    "BridgeError",
+    "ConfigError",
+    "ConflictError",
+    "DecodeError",
+    "FatalApiError",
+    "KafkaFatalError",
+    "PermanentApiError",
+    "RateLimitedError",
+    "RetryableApiError",
+    "ServerError",
+]
+
+
+class BridgeError(Exception):
+    """Root of every error talon-bridge raises on purpose."""
+
+
+class ConfigError(BridgeError):
+    """A setting is missing or invalid. `setting` names the environment variable."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+        self.reason = message
+
+
+class DecodeError(BridgeError):
+    """A record's bytes could not be decoded into a command.
+
+    `reason` is a short machine-friendly tag (e.g. ``unknown-magic``, ``truncated``,
+    ``unknown-fingerprint``) that ends up in dead-letter headers and metrics.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+class ApiError(BridgeError):
+    """A Talon.One call failed. `status` is the HTTP status, or None without a response."""
+
+    error_class: str = "api"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+
+
+class RetryableApiError(ApiError):
+    """Trying again later may succeed."""
+
+    error_class = "retryable"
+
+
+class ConflictError(RetryableApiError):
+    """409: Talon.One is handling another request for this session or profile."""
+
+    error_class = "conflict"
+
+
+class RateLimitedError(RetryableApiError):
+    """429: slow down; `retry_after` holds the server's hint in seconds when given."""
+
+    error_class = "rate_limited"
+
+
+class ServerError(RetryableApiError):
+    """5xx from Talon.One or a gateway in front of it."""
+
+    error_class = "server"
+
+
+class ApiTimeoutError(RetryableApiError):
+    """No complete answer within the configured timeouts."""
+
+    error_class = "timeout"
+
+
+class ApiConnectionError(RetryableApiError):
+    """The connection could not be made or was reset."""
+
+    error_class = "connection"
+
+
+class PermanentApiError(ApiError):
+    """The request is invalid for Talon.One and will never succeed as sent."""
+
+    error_class = "permanent"
+
+
+class FatalApiError(ApiError):
+    """The API key is wrong or lacks permission; no request can succeed."""
+
+    error_class = "auth"
+
+
+class KafkaFatalError(BridgeError):
+    """librdkafka reported a fatal error; the client must be recreated."""

@@ -1,0 +1,71 @@
+"""Logging set-up: JSON lines by default, a human format on a terminal.
+
+Record-related lines carry `where` (`topic[partition]@offset`) and `event_id` as structured
+fields, passed with `extra=`. Nothing here ever formats a command's attribute values or the
+API key; callers log identifiers and counts only.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any, Literal
+
+import orjson
+
+__all__ = ["JsonFormatter", "configure_logging", "where"]
+
+_STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+
+
+def where(topic: str, partition: int, offset: int) -> str:
+    """The `topic[partition]@offset` fragment used on every record-related line."""
+    return f"{topic}[{partition}]@{offset}"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, plus any `extra=` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STD_ATTRS and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(out, default=str).decode()
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        extras = [
+            f"{k}={v}"
+            for k, v in record.__dict__.items()
+            if k not in _STD_ATTRS and not k.startswith("_")
+        ]
+        return f"{base} {' '.join(extras)}" if extras else base
+
+
+def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "text"] = "auto") -> None:
+    """Install one stderr handler on the root logger."""
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if use_json
+        else _TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # librdkafka and aiohttp chatter stays at warnings unless asked for.
+    for noisy in ("aiohttp.access", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,145 @@
+"""Typed settings, read from `BRIDGE_*` environment variables (and mounted secret files).
+
+Two layers: `KafkaSettings` is all that Kafka-only commands (`produce`, `replay`) need;
+`Settings` adds the Talon.One and worker runtime settings used by `run`.
+
+librdkafka pass-through: `BRIDGE_KAFKA_CONFIG` takes a JSON object of librdkafka properties,
+e.g. `{"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512"}`. The SASL password
+and SSL key password have typed secret fields so they can come from a secret file instead.
+Secret files, one per setting and named like its variable (e.g. `BRIDGE_TALON_API_KEY`), are
+read from `BRIDGE_SECRETS_DIR` (default `/var/run/secrets/talon-bridge`) when it exists.
+Properties the bridge relies on for correctness are enforced on top (see `kafka_io`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+from bridge.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "KafkaSettings", "Settings", "load"]
+
+ENV_PREFIX = "BRIDGE_"
+SECRETS_DIR = "/var/run/secrets/talon-bridge"
+
+Encoding = Literal["single-object", "confluent"]
+
+
+class KafkaSettings(BaseSettings):
+    """Where the records live and how they are encoded."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+    )
+
+    kafka_bootstrap_servers: str = Field(min_length=1, description="host:port[,host:port...]")
+    input_topics: Annotated[list[str], NoDecode] = Field(default=["talon.commands"], min_length=1)
+    output_topic: str = Field(default="talon.effects", min_length=1)
+    dlq_topic: str = Field(default="talon.commands.dlq", min_length=1)
+    parking_topic: str = Field(default="talon.bridge.parked", min_length=1)
+    group_id: str = Field(default="talon-bridge", min_length=1)
+    kafka_config: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    encoding: Encoding = "single-object"
+    schema_registry_url: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"
+
+    @field_validator("input_topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    def librdkafka_common(self) -> dict[str, str | int | float | bool]:
+        """Connection properties shared by every client, pass-through first, typed on top."""
+        conf: dict[str, str | int | float | bool] = dict(self.kafka_config)
+        conf["bootstrap.servers"] = self.kafka_bootstrap_servers
+        if self.kafka_sasl_username is not None:
+            conf["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password is not None:
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_key_password is not None:
+            conf["ssl.key.password"] = self.kafka_ssl_key_password.get_secret_value()
+        return conf
+
+
+class Settings(KafkaSettings):
+    """Everything the worker needs."""
+
+    talon_base_url: str = Field(
+        min_length=1, description="e.g. https://acme.europe-west1.talon.one"
+    )
+    talon_api_key: SecretStr
+    talon_connect_timeout: float = Field(default=2.0, gt=0)
+    talon_read_timeout: float = Field(default=5.0, gt=0)
+    talon_pool_timeout: float = Field(default=5.0, gt=0)
+    talon_idempotency_keys: bool = True
+
+    max_in_flight: int = Field(default=256, ge=1, le=10_000)
+    max_buffered_records: int = Field(default=20_000, ge=1)
+    drain_timeout: float = Field(default=30.0, gt=0)
+    commit_interval: float = Field(default=1.0, gt=0)
+    skip_empty_effects: bool = False
+
+    retry_max_attempts: int = Field(default=10, ge=1)
+    retry_max_elapsed: float = Field(default=300.0, gt=0)
+    retry_base_delay: float = Field(default=0.1, gt=0)
+    retry_max_delay: float = Field(default=30.0, gt=0)
+    on_poison: Literal["park", "skip"] = "park"
+    exactly_once: bool = False
+
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
+
+    @field_validator("talon_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + str(loc[0]).upper() if loc else ENV_PREFIX + "*"
+
+
+T = TypeVar("T", bound=KafkaSettings)
+
+
+def load(cls: type[T], overrides: Mapping[str, Any] | None = None) -> T:
+    """Build settings from the environment, turning the first problem into a `ConfigError`."""
+    secrets_dir = os.environ.get(ENV_PREFIX + "SECRETS_DIR", SECRETS_DIR)
+    kwargs: dict[str, Any] = dict(overrides or {})
+    if os.path.isdir(secrets_dir):
+        kwargs["_secrets_dir"] = secrets_dir
+    try:
+        return cls(**kwargs)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = first["msg"]
+        if first["type"] == "missing":
+            message = "is required but not set"
+        raise ConfigError(_env_name(first["loc"]), message) from None
+    except SettingsError as exc:
+        # Raised for values that must be JSON (e.g. BRIDGE_KAFKA_CONFIG) but are not.
+        match = re.search(r'field "([a-z_]+)"', str(exc))
+        name = ENV_PREFIX + match.group(1).upper() if match else ENV_PREFIX + "*"
+        raise ConfigError(name, "is not valid JSON") from None

@@ -1,0 +1,24 @@
+"""`talon-bridge run`: the bridge worker's entry point."""
+
+from __future__ import annotations
+
+import argparse
+
+from bridge.logs import configure_logging
+from bridge.settings import Settings, load
+
+__all__ = ["HELP", "configure", "run"]
+
+HELP = "consume commands, apply them to Talon.One in per-session order, publish effects"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = "All settings come from BRIDGE_* environment variables; see README."
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load(Settings)
+    configure_logging(settings.log_level, settings.log_format)
+    from bridge.worker import run_worker  # deferred: heavy imports only when running
+
+    return run_worker(settings)

@@ -1,0 +1,90 @@
+"""Settings load from BRIDGE_* variables; bad ones exit 2 naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.cli import main
+from bridge.errors import ConfigError
+from bridge.settings import KafkaSettings, Settings, load
+
+BASE = {
+    "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+    "BRIDGE_TALON_BASE_URL": "https://acme.talon.one/",
+    "BRIDGE_TALON_API_KEY": "secret-key-123",
+}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for key in list(__import__("os").environ):
+        if key.startswith("BRIDGE_"):
+            monkeypatch.delenv(key)
+    for key, value in BASE.items():
+        monkeypatch.setenv(key, value)
+    return monkeypatch
+
+
+def test_defaults_and_parsing(env: pytest.MonkeyPatch) -> None:
+    env.setenv("BRIDGE_INPUT_TOPICS", "a, b,c")
+    env.setenv("BRIDGE_KAFKA_CONFIG", '{"security.protocol": "SASL_SSL", "fetch.min.bytes": 1}')
+    s = load(Settings)
+    assert s.input_topics == ["a", "b", "c"]
+    assert s.talon_base_url == "https://acme.talon.one"
+    assert s.output_topic == "talon.effects"
+    assert s.dlq_topic == "talon.commands.dlq"
+    conf = s.librdkafka_common()
+    assert conf["security.protocol"] == "SASL_SSL"
+    assert conf["bootstrap.servers"] == "127.0.0.1:9092"
+
+
+def test_secret_is_never_printed(env: pytest.MonkeyPatch) -> None:
+    env.setenv("BRIDGE_KAFKA_SASL_PASSWORD", "kafka-pw-987")
+    s = load(Settings)
+    assert "secret-key-123" not in repr(s) and "secret-key-123" not in str(s)
+    assert "kafka-pw-987" not in repr(s)
+    assert s.librdkafka_common()["sasl.password"] == "kafka-pw-987"
+
+
+def test_secret_files(env: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory) -> None:
+    env.delenv("BRIDGE_TALON_API_KEY")
+    (tmp_path / "BRIDGE_TALON_API_KEY").write_text("from-file")  # type: ignore[operator]
+    env.setenv("BRIDGE_SECRETS_DIR", str(tmp_path))
+    assert load(Settings).talon_api_key.get_secret_value() == "from-file"
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "expected"),
+    [
+        ("BRIDGE_MAX_IN_FLIGHT", "lots", "BRIDGE_MAX_IN_FLIGHT"),
+        ("BRIDGE_MAX_IN_FLIGHT", "0", "BRIDGE_MAX_IN_FLIGHT"),
+        ("BRIDGE_TALON_BASE_URL", "acme.talon.one", "BRIDGE_TALON_BASE_URL"),
+        ("BRIDGE_ON_POISON", "ignore", "BRIDGE_ON_POISON"),
+        ("BRIDGE_KAFKA_CONFIG", "not json", "BRIDGE_KAFKA_CONFIG"),
+        ("BRIDGE_METRICS_PORT", "70000", "BRIDGE_METRICS_PORT"),
+    ],
+)
+def test_invalid_setting_names_variable(
+    env: pytest.MonkeyPatch, var: str, value: str, expected: str
+) -> None:
+    env.setenv(var, value)
+    with pytest.raises(ConfigError) as info:
+        load(Settings)
+    assert info.value.setting == expected
+
+
+def test_missing_setting(env: pytest.MonkeyPatch) -> None:
+    env.delenv("BRIDGE_KAFKA_BOOTSTRAP_SERVERS")
+    with pytest.raises(ConfigError, match="BRIDGE_KAFKA_BOOTSTRAP_SERVERS: is required"):
+        load(KafkaSettings)
+
+
+def test_cli_exits_2_with_one_line_naming_the_variable(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.setenv("BRIDGE_MAX_IN_FLIGHT", "lots")
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "BRIDGE_MAX_IN_FLIGHT" in err
+    assert "secret-key-123" not in err
