@@ -1,0 +1,680 @@
+"""Avro encoding and decoding of commands and effects records, in both wire formats.
+
+Two framings are understood on every decode, whatever the configured encoding:
+
+* Avro single-object encoding: ``C3 01``, the 8-byte little-endian CRC-64-AVRO fingerprint
+  of the writer schema, then the Avro body. The fingerprint must belong to a bundled schema
+  or to an older version of it (`schemas/avro/previous/`, or `Codec.add_writer_schema`).
+* Confluent wire format: ``00``, a 4-byte big-endian Schema Registry id, then the Avro body.
+  The writer schema is fetched from the registry once per id and cached.
+
+Bytes from an older writer are resolved against the bundled schema (the reader), so fields
+added since then get their defaults. Records are encoded in the configured format; for
+Confluent the bundled schema is registered (or looked up) under ``<topic>-value``.
+
+Every way a value can fail to decode raises `bridge.errors.DecodeError` with one of these
+reasons, and a message that never quotes the record's content:
+
+=======================  =============================================================
+``empty``                no value, or zero bytes
+``unknown-magic``        the first bytes are neither framing
+``unknown-fingerprint``  single-object fingerprint of no known writer schema
+``unknown-schema-id``    the registry has no such id, or no registry is configured
+``incompatible-schema``  the writer schema is not a version of the expected record
+``truncated``            the bytes end before the record does
+``trailing-bytes``       bytes left over after the record
+``invalid``              content the schema cannot hold (bad union branch, bad UTF-8,
+                         an attribute value that is not JSON, ...)
+=======================  =============================================================
+
+A registry that cannot be reached is not a property of the record: that raises
+`RegistryError`, so the caller can retry instead of dead-lettering.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import TYPE_CHECKING, Any, cast
+
+import orjson
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
+
+from bridge.commands import (
+    AdditionalCost,
+    CartItem,
+    Command,
+    CreatedCouponRecord,
+    CreatedReferralRecord,
+    EffectRecord,
+    EffectsEmitted,
+    JsonValue,
+    ReturnCartItems,
+    ReturnedCartItem,
+    TrackEvent,
+    UpdateCustomerSession,
+)
+from bridge.errors import BridgeError, ConfigError, DecodeError
+from bridge.schemas import (
+    COMMAND,
+    EFFECTS_EMITTED,
+    NAMESPACE,
+    AvroSchema,
+    SchemaSet,
+    bundled_schemas,
+    make_schema,
+)
+from bridge.settings import ENV_PREFIX, Encoding, KafkaSettings
+
+if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+__all__ = ["Codec", "EncodeError", "RegistryError"]
+
+_SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+_SINGLE_OBJECT_HEADER = 10
+_CONFLUENT_MAGIC = 0
+_CONFLUENT_HEADER = 5
+
+_TRACK_EVENT = f"{NAMESPACE}.TrackEvent"
+_UPDATE_SESSION = f"{NAMESPACE}.UpdateCustomerSession"
+_RETURN_ITEMS = f"{NAMESPACE}.ReturnCartItems"
+
+# An id the registry did not know is asked about again only after this long, so a burst of
+# records with a bad id does not become a burst of registry calls.
+_MISSING_ID_TTL_S = 30.0
+_MISSING_ID_MAX = 1024
+
+
+class EncodeError(BridgeError, ValueError):
+    """A record could not be encoded: a value does not fit the schema."""
+
+
+class RegistryError(BridgeError):
+    """The Schema Registry failed a request for a reason other than an unknown id.
+
+    `status` is the HTTP status, or None when no answer came. `retryable` is true for
+    transport failures, 408, 429 and 5xx.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying again later may succeed."""
+        return self.status is None or self.status in (408, 429) or self.status >= 500
+
+
+@dataclass(frozen=True, slots=True)
+class _Writer:
+    """How to read bytes of one writer schema: its parse, and the reader to resolve into."""
+
+    schema: dict[str, Any]
+    reader: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class _Record:
+    """Everything the codec keeps for one record type (Command or EffectsEmitted)."""
+
+    current: AvroSchema
+    wire: dict[str, Any]
+    same: _Writer
+    by_fingerprint: dict[bytes, _Writer] = field(default_factory=dict)
+    by_schema_id: dict[int, _Writer] = field(default_factory=dict)
+    prefix_by_topic: dict[str, bytes] = field(default_factory=dict)
+
+
+def _parse_wire(definition: dict[str, Any]) -> dict[str, Any]:
+    return cast(dict[str, Any], parse_schema(_strip_logical_types(definition)))
+
+
+def _strip_logical_types(node: Any) -> Any:
+    # Logical types do not change the binary encoding; without them fastavro hands back the
+    # plain long of a timestamp-millis instead of a datetime we would convert straight back.
+    if isinstance(node, dict):
+        return {k: _strip_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_strip_logical_types(v) for v in node]
+    return node
+
+
+class Codec:
+    """Encodes and decodes `Command` and `EffectsEmitted` records.
+
+    Args:
+        encoding: Framing for encoded records: ``single-object`` or ``confluent``.
+        schema_registry_url: Schema Registry to use (``mock://...`` gives an in-memory one).
+        registry: A ready registry client, instead of `schema_registry_url`; the caller
+            keeps ownership of it.
+        auto_register: For ``confluent``, register the bundled schema under
+            ``<topic>-value`` on first use; when false it must already be registered.
+        schemas: Schemas to use instead of the bundled ones.
+
+    Raises:
+        ConfigError: ``confluent`` encoding without a registry.
+    """
+
+    def __init__(
+        self,
+        encoding: Encoding = "single-object",
+        *,
+        schema_registry_url: str | None = None,
+        registry: SchemaRegistryClient | None = None,
+        auto_register: bool = True,
+        schemas: SchemaSet | None = None,
+    ) -> None:
+        if encoding not in ("single-object", "confluent"):
+            raise ConfigError(f"{ENV_PREFIX}ENCODING", f"unknown encoding {encoding!r}")
+        self._owns_registry = registry is None and schema_registry_url is not None
+        if registry is None and schema_registry_url:
+            # Imported on demand: the registry client's HTTP stack takes longer to import than
+            # the rest of the bridge, and single-object deployments never need it.
+            from confluent_kafka.schema_registry import SchemaRegistryClient
+
+            registry = SchemaRegistryClient.new_client({"url": schema_registry_url})
+        if encoding == "confluent" and registry is None:
+            raise ConfigError(
+                f"{ENV_PREFIX}SCHEMA_REGISTRY_URL", "is required when the encoding is confluent"
+            )
+        self._encoding: Encoding = encoding
+        self._registry = registry
+        self._auto_register = auto_register
+        self._missing_ids: dict[int, float] = {}
+        schemas = bundled_schemas() if schemas is None else schemas
+        self._command = self._record(schemas.get(COMMAND))
+        self._effects = self._record(schemas.get(EFFECTS_EMITTED))
+        for older in schemas.previous:
+            self.add_writer_schema(older.definition)
+
+    @classmethod
+    def from_settings(cls, settings: KafkaSettings) -> Codec:
+        """A codec for `settings.encoding`, with the registry at `schema_registry_url`."""
+        return cls(settings.encoding, schema_registry_url=settings.schema_registry_url)
+
+    @property
+    def encoding(self) -> Encoding:
+        """The framing used by the encode methods."""
+        return self._encoding
+
+    def close(self) -> None:
+        """Close the registry client if this codec created it."""
+        if self._owns_registry and self._registry is not None:
+            self._registry.close()
+
+    def add_writer_schema(self, definition: Mapping[str, Any] | str) -> int:
+        """Accept single-object records written with an older version of a bundled schema.
+
+        Args:
+            definition: The older schema, as JSON text or decoded JSON.
+
+        Returns:
+            Its CRC-64-AVRO fingerprint.
+
+        Raises:
+            ValueError: Not a valid schema, or not a version of a bundled record.
+        """
+        schema = make_schema(definition)
+        for record in (self._command, self._effects):
+            if record.current.full_name == schema.full_name:
+                record.by_fingerprint[schema.fingerprint_bytes] = self._writer(record, schema)
+                return schema.fingerprint
+        raise ValueError(f"{schema.full_name} is not a bundled record")
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def decode_command(self, data: bytes | None) -> Command:
+        """Decode a command value in either wire format.
+
+        Raises:
+            DecodeError: The value is not a command this codec can read.
+            RegistryError: The writer schema had to be fetched and the registry failed.
+        """
+        r = self._decode(self._command, data)
+        try:
+            return _command_from_avro(r)
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError("invalid", "an attribute value is not a JSON document") from exc
+
+    def encode_command(self, cmd: Command, topic: str) -> bytes:
+        """Encode a command for `topic` in the configured format.
+
+        Raises:
+            EncodeError: A value does not fit the schema.
+            RegistryError: The schema could not be registered or looked up.
+        """
+        try:
+            datum = _command_to_avro(cmd)
+        except TypeError as exc:  # orjson: a value that has no JSON form
+            raise EncodeError(f"Command {cmd.event_id}: attribute value: {exc}") from exc
+        return self._encode(self._command, datum, topic)
+
+    # --- effects ----------------------------------------------------------------------------
+
+    def decode_effects(self, data: bytes | None) -> EffectsEmitted:
+        """Decode an effects record in either wire format.
+
+        Raises:
+            DecodeError: The value is not an effects record this codec can read.
+            RegistryError: The writer schema had to be fetched and the registry failed.
+        """
+        return _effects_from_avro(self._decode(self._effects, data))
+
+    def encode_effects(self, rec: EffectsEmitted, topic: str) -> bytes:
+        """Encode an effects record for `topic` in the configured format.
+
+        Raises:
+            EncodeError: A value does not fit the schema.
+            RegistryError: The schema could not be registered or looked up.
+        """
+        return self._encode(self._effects, _effects_to_avro(rec), topic)
+
+    # --- framing ----------------------------------------------------------------------------
+
+    def _record(self, current: AvroSchema) -> _Record:
+        wire = _parse_wire(current.definition)
+        same = _Writer(wire, None)
+        record = _Record(current=current, wire=wire, same=same)
+        record.by_fingerprint[current.fingerprint_bytes] = same
+        return record
+
+    @staticmethod
+    def _writer(record: _Record, schema: AvroSchema) -> _Writer:
+        if schema.fingerprint == record.current.fingerprint:
+            return record.same
+        return _Writer(_parse_wire(schema.definition), record.wire)
+
+    def _decode(self, record: _Record, data: bytes | None) -> dict[str, Any]:
+        if not data:
+            raise DecodeError("empty", f"{record.current.name} value is empty")
+        magic = data[0]
+        if magic == _SINGLE_OBJECT_MAGIC[0]:
+            if len(data) > 1 and data[1] != _SINGLE_OBJECT_MAGIC[1]:
+                raise DecodeError("unknown-magic", "single-object marker is not C3 01")
+            if len(data) < _SINGLE_OBJECT_HEADER:
+                raise DecodeError("truncated", "shorter than a single-object header")
+            found = record.by_fingerprint.get(data[2:_SINGLE_OBJECT_HEADER])
+            if found is None:
+                raise DecodeError(
+                    "unknown-fingerprint",
+                    f"no known {record.current.name} schema has fingerprint "
+                    f"0x{int.from_bytes(data[2:_SINGLE_OBJECT_HEADER], 'little'):016x}",
+                )
+            writer, offset = found, _SINGLE_OBJECT_HEADER
+        elif magic == _CONFLUENT_MAGIC:
+            if len(data) < _CONFLUENT_HEADER:
+                raise DecodeError("truncated", "shorter than a Confluent wire-format header")
+            schema_id = int.from_bytes(data[1:_CONFLUENT_HEADER], "big")
+            cached = record.by_schema_id.get(schema_id)
+            writer = cached if cached is not None else self._fetch_writer(record, schema_id)
+            offset = _CONFLUENT_HEADER
+        else:
+            raise DecodeError(
+                "unknown-magic", f"first byte 0x{magic:02x} starts neither supported wire format"
+            )
+        return _read(record.current.name, data, offset, writer)
+
+    def _fetch_writer(self, record: _Record, schema_id: int) -> _Writer:
+        name = record.current.name
+        if self._registry is None:
+            raise DecodeError(
+                "unknown-schema-id",
+                f"{name} has Confluent framing (schema id {schema_id}) but no registry is set",
+            )
+        from confluent_kafka.schema_registry import SchemaRegistryError
+
+        missing_until = self._missing_ids.get(schema_id)
+        if missing_until is not None and time.monotonic() < missing_until:
+            raise DecodeError("unknown-schema-id", f"schema id {schema_id} is not in the registry")
+        try:
+            registered = self._registry.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                if len(self._missing_ids) >= _MISSING_ID_MAX:
+                    self._missing_ids.clear()
+                self._missing_ids[schema_id] = time.monotonic() + _MISSING_ID_TTL_S
+                raise DecodeError(
+                    "unknown-schema-id", f"schema id {schema_id} is not in the registry"
+                ) from exc
+            raise RegistryError(
+                f"fetching schema id {schema_id} failed: {exc}", status=exc.http_status_code
+            ) from exc
+        except Exception as exc:  # transport failures of the registry's HTTP client
+            raise RegistryError(f"fetching schema id {schema_id} failed: {exc!r}") from exc
+        if (registered.schema_type or "AVRO") != "AVRO":
+            raise DecodeError(
+                "incompatible-schema", f"schema id {schema_id} is {registered.schema_type}"
+            )
+        if registered.references:
+            raise DecodeError(
+                "incompatible-schema", f"schema id {schema_id} uses unsupported references"
+            )
+        try:
+            schema = make_schema(registered.schema_str or "")
+        except ValueError as exc:
+            raise DecodeError(
+                "incompatible-schema", f"schema id {schema_id} is not an Avro record schema"
+            ) from exc
+        if schema.full_name != record.current.full_name:
+            raise DecodeError(
+                "incompatible-schema",
+                f"schema id {schema_id} is {schema.full_name}, not {record.current.full_name}",
+            )
+        writer = self._writer(record, schema)
+        record.by_schema_id[schema_id] = writer
+        return writer
+
+    def _encode(self, record: _Record, datum: dict[str, Any], topic: str) -> bytes:
+        if self._encoding == "single-object":
+            prefix = _SINGLE_OBJECT_MAGIC + record.current.fingerprint_bytes
+        else:
+            found = record.prefix_by_topic.get(topic)
+            prefix = found if found is not None else self._register(record, topic)
+        out = BytesIO()
+        out.write(prefix)
+        try:
+            schemaless_writer(out, record.wire, datum)
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+            raise EncodeError(f"{record.current.name} does not fit its schema: {exc}") from exc
+        return out.getvalue()
+
+    def _register(self, record: _Record, topic: str) -> bytes:
+        from confluent_kafka.schema_registry import Schema, SchemaRegistryError
+
+        assert self._registry is not None  # noqa: S101 - guaranteed by __init__ for confluent
+        subject = f"{topic}-value"
+        schema = Schema(record.current.to_json(), "AVRO")
+        try:
+            if self._auto_register:
+                schema_id = self._registry.register_schema(subject, schema)
+            else:
+                found = self._registry.lookup_schema(subject, schema).schema_id
+                if found is None:
+                    raise RegistryError(f"{subject}: the registry returned no schema id")
+                schema_id = found
+        except SchemaRegistryError as exc:
+            raise RegistryError(f"{subject}: {exc}", status=exc.http_status_code) from exc
+        except RegistryError:
+            raise
+        except Exception as exc:  # transport failures of the registry's HTTP client
+            raise RegistryError(f"{subject}: {exc!r}") from exc
+        prefix = bytes([_CONFLUENT_MAGIC]) + schema_id.to_bytes(4, "big")
+        record.prefix_by_topic[topic] = prefix
+        # The id names our own schema: records written with it decode without a fetch.
+        record.by_schema_id[schema_id] = record.same
+        return prefix
+
+
+def _read(name: str, data: bytes, offset: int, writer: _Writer) -> dict[str, Any]:
+    buf = BytesIO(data)
+    buf.seek(offset)
+    try:
+        datum = schemaless_reader(buf, writer.schema, writer.reader)
+    except (EOFError, IndexError) as exc:
+        # fastavro signals running out of bytes with either; an IndexError before the end is
+        # a union branch or enum symbol that does not exist.
+        if buf.tell() >= len(data):
+            raise DecodeError("truncated", f"{name} ends early") from exc
+        raise DecodeError(
+            "invalid", f"{name} names a union branch or symbol that does not exist"
+        ) from exc
+    except SchemaResolutionError as exc:
+        raise DecodeError(
+            "incompatible-schema", f"{name} holds a value the reader schema cannot resolve"
+        ) from exc
+    except Exception as exc:  # garbage input makes fastavro fail in many different ways
+        raise DecodeError("invalid", f"{name} is not valid Avro ({type(exc).__name__})") from exc
+    if buf.tell() != len(data):
+        raise DecodeError("trailing-bytes", f"{len(data) - buf.tell()} bytes after the {name}")
+    if not isinstance(datum, dict):
+        raise DecodeError("invalid", f"{name} is not a record")
+    return datum
+
+
+# --- Avro datum <-> dataclasses --------------------------------------------------------------
+# Hand-written in both directions: it is the hot path, and a generic mapper would cost more
+# than fastavro itself.
+
+_loads = orjson.loads
+_dumps = orjson.dumps
+
+
+def _json_map_in(m: dict[str, str] | None) -> dict[str, JsonValue]:
+    if not m:
+        return {}
+    return {k: _loads(v) for k, v in m.items()}
+
+
+def _json_map_in_or_none(m: dict[str, str] | None) -> dict[str, JsonValue] | None:
+    if m is None:
+        return None
+    return {k: _loads(v) for k, v in m.items()}
+
+
+def _json_map_out(m: Mapping[str, JsonValue]) -> dict[str, str]:
+    return {k: _dumps(v).decode() for k, v in m.items()}
+
+
+# Nullable arrays and maps are written as ("array" | "map", value): naming the union branch
+# spares fastavro a deep validation of the value against every branch, a third of write time.
+def _array(v: list[Any] | None) -> tuple[str, list[Any]] | None:
+    return None if v is None else ("array", v)
+
+
+def _map(v: dict[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
+    return None if v is None else ("map", v)
+
+
+def _json_map(m: Mapping[str, JsonValue] | None) -> tuple[str, dict[str, str]] | None:
+    return None if m is None else ("map", _json_map_out(m))
+
+
+def _command_from_avro(r: dict[str, Any]) -> Command:
+    p = r["payload"]
+    # The three payload records are told apart by fields only one of them has; asking fastavro
+    # for record names instead slows every union it reads.
+    payload: TrackEvent | UpdateCustomerSession | ReturnCartItems
+    if "returnedCartItems" in p:
+        payload = ReturnCartItems(
+            [
+                ReturnedCartItem(i["position"], i["quantity"], i["sku"])
+                for i in p["returnedCartItems"]
+            ]
+        )
+    elif "type" in p:
+        payload = TrackEvent(
+            p["type"],
+            p["profileId"],
+            _json_map_in(p["attributes"]),
+            p["loyaltyCards"] or [],
+            p["storeIntegrationId"],
+        )
+    else:
+        items = p["cartItems"]
+        costs = p["additionalCosts"]
+        payload = UpdateCustomerSession(
+            p["profileId"],
+            p["state"],
+            None
+            if items is None
+            else [
+                CartItem(
+                    i["sku"],
+                    i["quantity"],
+                    i["price"],
+                    i["name"],
+                    i["category"],
+                    _json_map_in(i["attributes"]),
+                )
+                for i in items
+            ],
+            p["couponCodes"],
+            p["referralCode"],
+            p["loyaltyCards"],
+            p["identifiers"],
+            None if costs is None else {k: AdditionalCost(v["price"]) for k, v in costs.items()},
+            _json_map_in_or_none(p["attributes"]),
+            p["storeIntegrationId"],
+        )
+    return Command(r["eventId"], r["sessionId"], r["occurredAt"], payload, r["source"], r["dry"])
+
+
+def _command_to_avro(cmd: Command) -> dict[str, Any]:
+    p = cmd.payload
+    payload: tuple[str, dict[str, Any]]
+    if isinstance(p, UpdateCustomerSession):
+        items = p.cart_items
+        costs = p.additional_costs
+        payload = (
+            _UPDATE_SESSION,
+            {
+                "profileId": p.profile_id,
+                "state": p.state,
+                "cartItems": None
+                if items is None
+                else (
+                    "array",
+                    [
+                        {
+                            "sku": i.sku,
+                            "quantity": i.quantity,
+                            "price": i.price,
+                            "name": i.name,
+                            "category": i.category,
+                            "attributes": _json_map(i.attributes or None),
+                        }
+                        for i in items
+                    ],
+                ),
+                "couponCodes": _array(p.coupon_codes),
+                "referralCode": p.referral_code,
+                "loyaltyCards": _array(p.loyalty_cards),
+                "identifiers": _array(p.identifiers),
+                "additionalCosts": None
+                if costs is None
+                else ("map", {k: {"price": v.price} for k, v in costs.items()}),
+                "attributes": _json_map(p.attributes),
+                "storeIntegrationId": p.store_integration_id,
+            },
+        )
+    elif isinstance(p, TrackEvent):
+        payload = (
+            _TRACK_EVENT,
+            {
+                "type": p.type,
+                "profileId": p.profile_id,
+                "attributes": _json_map(p.attributes or None),
+                "loyaltyCards": _array(p.loyalty_cards or None),
+                "storeIntegrationId": p.store_integration_id,
+            },
+        )
+    else:
+        payload = (
+            _RETURN_ITEMS,
+            {
+                "returnedCartItems": [
+                    {"position": i.position, "quantity": i.quantity, "sku": i.sku}
+                    for i in p.returned_cart_items
+                ]
+            },
+        )
+    return {
+        "eventId": cmd.event_id,
+        "sessionId": cmd.session_id,
+        "occurredAt": cmd.occurred_at_ms,
+        "source": cmd.source,
+        "dry": cmd.dry,
+        "payload": payload,
+    }
+
+
+def _effects_from_avro(r: dict[str, Any]) -> EffectsEmitted:
+    return EffectsEmitted(
+        event_id=r["eventId"],
+        session_id=r["sessionId"],
+        profile_id=r["profileId"],
+        command_type=r["commandType"],
+        source_topic=r["sourceTopic"],
+        source_partition=r["sourcePartition"],
+        source_offset=r["sourceOffset"],
+        processed_at_ms=r["processedAt"],
+        session_state=r["sessionState"],
+        effects=[
+            EffectRecord(
+                e["campaignId"],
+                e["rulesetId"],
+                e["ruleIndex"],
+                e["ruleName"],
+                e["effectType"],
+                e["props"],
+                e["triggeredByCoupon"],
+                e["triggeredForCatalogItem"],
+                e["conditionIndex"],
+                e["evaluationGroupID"],
+                e["evaluationGroupMode"],
+                e["campaignRevisionId"],
+                e["campaignRevisionVersionId"],
+            )
+            for e in r["effects"]
+        ],
+        created_coupons=[
+            CreatedCouponRecord(c["id"], c["campaignId"], c["value"]) for c in r["createdCoupons"]
+        ],
+        created_referrals=[
+            CreatedReferralRecord(
+                c["id"], c["campaignId"], c["code"], c["advocateProfileIntegrationId"]
+            )
+            for c in r["createdReferrals"]
+        ],
+        dry=r["dry"],
+    )
+
+
+def _effects_to_avro(rec: EffectsEmitted) -> dict[str, Any]:
+    return {
+        "eventId": rec.event_id,
+        "sessionId": rec.session_id,
+        "profileId": rec.profile_id,
+        "commandType": rec.command_type,
+        "sourceTopic": rec.source_topic,
+        "sourcePartition": rec.source_partition,
+        "sourceOffset": rec.source_offset,
+        "processedAt": rec.processed_at_ms,
+        "sessionState": rec.session_state,
+        "dry": rec.dry,
+        "effects": [
+            {
+                "campaignId": e.campaign_id,
+                "rulesetId": e.ruleset_id,
+                "ruleIndex": e.rule_index,
+                "ruleName": e.rule_name,
+                "effectType": e.effect_type,
+                "props": e.props,
+                "triggeredByCoupon": e.triggered_by_coupon,
+                "triggeredForCatalogItem": e.triggered_for_catalog_item,
+                "conditionIndex": e.condition_index,
+                "evaluationGroupID": e.evaluation_group_id,
+                "evaluationGroupMode": e.evaluation_group_mode,
+                "campaignRevisionId": e.campaign_revision_id,
+                "campaignRevisionVersionId": e.campaign_revision_version_id,
+            }
+            for e in rec.effects
+        ],
+        "createdCoupons": [
+            {"id": c.id, "campaignId": c.campaign_id, "value": c.value} for c in rec.created_coupons
+        ],
+        "createdReferrals": [
+            {
+                "id": c.id,
+                "campaignId": c.campaign_id,
+                "code": c.code,
+                "advocateProfileIntegrationId": c.advocate_profile_integration_id,
+            }
+            for c in rec.created_referrals
+        ],
+    }
