@@ -1,0 +1,73 @@
+"""Talon.One Integration API access: wire models, the async client and its HTTP transport.
+
+The rest of the bridge imports from here; `bridge.talon.client` is the only place where HTTP
+outcomes are turned into `bridge.errors` exceptions.
+"""
+
+from __future__ import annotations
+
+from bridge.talon.client import (
+    ApiResult,
+    Observer,
+    Operation,
+    Outcome,
+    TalonClient,
+    idempotency_key_for,
+    parse_retry_after,
+)
+from bridge.talon.models import (
+    AdditionalCost,
+    APIError,
+    CartItem,
+    Coupon,
+    CustomerSessionV2,
+    Effect,
+    ErrorResponse,
+    ErrorResponseWithStatus,
+    ErrorSource,
+    IntegrationEventV2Request,
+    IntegrationRequest,
+    IntegrationStateV2,
+    ModelReturn,
+    NewCustomerSessionV2,
+    NewReturn,
+    Referral,
+    ReturnedCartItem,
+    ReturnIntegrationRequest,
+    SessionCartItem,
+    SessionState,
+    TrackEventV2Response,
+)
+from bridge.talon.transport import AiohttpTransport
+
+__all__ = [
+    "APIError",
+    "AdditionalCost",
+    "AiohttpTransport",
+    "ApiResult",
+    "CartItem",
+    "Coupon",
+    "CustomerSessionV2",
+    "Effect",
+    "ErrorResponse",
+    "ErrorResponseWithStatus",
+    "ErrorSource",
+    "IntegrationEventV2Request",
+    "IntegrationRequest",
+    "IntegrationStateV2",
+    "ModelReturn",
+    "NewCustomerSessionV2",
+    "NewReturn",
+    "Observer",
+    "Operation",
+    "Outcome",
+    "Referral",
+    "ReturnIntegrationRequest",
+    "ReturnedCartItem",
+    "SessionCartItem",
+    "SessionState",
+    "TalonClient",
+    "TrackEventV2Response",
+    "idempotency_key_for",
+    "parse_retry_after",
+]

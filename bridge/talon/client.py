@@ -1,0 +1,613 @@
+"""The async Talon.One Integration API client of the bridge.
+
+Owns the three calls the bridge makes (updateCustomerSessionV2, trackEventV2,
+returnCartItems), how their requests are addressed and authenticated, and the single place
+where HTTP outcomes become `bridge.errors` exceptions:
+
+====================================  =====================  ===============
+answer                                raises                 observer outcome
+====================================  =====================  ===============
+2xx with a body matching the model    (returns ApiResult)    ``2xx``
+2xx with a body that does not match   PermanentApiError      ``2xx``
+409                                   ConflictError          ``409``
+429 (Retry-After honoured)            RateLimitedError       ``429``
+5xx (Retry-After honoured on 503)     ServerError            ``5xx``
+401, 403                              FatalApiError          ``auth``
+any other status (400, 404, 422...)   PermanentApiError      ``4xx``
+httpx timeout (connect/read/pool)     ApiTimeoutError        ``timeout``
+any other httpx transport error       ApiConnectionError     ``connection``
+====================================  =====================  ===============
+
+Requests are built as `httpx.Request` and handed straight to an `httpx.AsyncBaseTransport`
+(by default `AiohttpTransport`). httpx.AsyncClient is deliberately not used: its per-request
+machinery (URL merging, header and cookie handling, event hooks, redirect loop) costs more CPU
+than the whole HTTP exchange at the request rates the bridge runs at, and none of it is needed
+for three fixed endpoints. Any httpx transport can still be plugged in, e.g.
+`httpx.MockTransport` in tests.
+
+The API key is only ever placed in the Authorization header. It is never part of an exception
+message, a repr or a log line; should Talon.One echo it in an error body, it is masked there too.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, Final, Generic, Literal, NoReturn, TypeAlias, TypeVar
+from urllib.parse import quote
+
+import httpx
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from bridge import __version__
+from bridge.errors import (
+    ApiConnectionError,
+    ApiError,
+    ApiTimeoutError,
+    ConflictError,
+    FatalApiError,
+    PermanentApiError,
+    RateLimitedError,
+    ServerError,
+)
+from bridge.talon.models import (
+    ErrorResponse,
+    ErrorResponseWithStatus,
+    IntegrationEventV2Request,
+    IntegrationRequest,
+    IntegrationStateV2,
+    ReturnIntegrationRequest,
+    TrackEventV2Response,
+)
+from bridge.talon.transport import AiohttpTransport
+
+__all__ = [
+    "IDEMPOTENCY_NAMESPACE",
+    "ApiResult",
+    "Observer",
+    "Operation",
+    "Outcome",
+    "TalonClient",
+    "idempotency_key_for",
+    "parse_retry_after",
+]
+
+Operation: TypeAlias = Literal["track_event", "update_customer_session", "return_cart_items"]
+Outcome: TypeAlias = Literal["2xx", "409", "429", "4xx", "5xx", "auth", "timeout", "connection"]
+Observer: TypeAlias = Callable[[str, str, float], None]
+
+T = TypeVar("T")
+_M = TypeVar("_M", bound=BaseModel)
+
+IDEMPOTENCY_NAMESPACE: Final = uuid.UUID("4fe16fa4-14bf-59d9-80fe-a7b09cd5af8c")
+"""uuid5(NAMESPACE_URL, "urn:talon-bridge:idempotency-key"). Changing it changes every key."""
+
+_MAX_IDEMPOTENCY_KEY: Final = 255
+_SESSIONS_PATH: Final = "/v2/customer_sessions/"
+# What a 204 stands for: the call succeeded and there is nothing to report.
+_NO_CONTENT: Final[dict[str, Any]] = {"effects": [], "createdCoupons": [], "createdReferrals": []}
+_REDACTED: Final = "***"
+# Carries the command's eventId, so a request can be traced back to its Kafka record.
+EVENT_ID_HEADER: Final = "X-Talon-Bridge-Event-Id"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiResult(Generic[T]):
+    """A successful call.
+
+    Attributes:
+        value: The parsed response body.
+        status: The HTTP status (200, or 204 for an empty success).
+        replayed: True when Talon.One answered from its idempotency store
+            (header ``Idempotent-Replayed: true``) instead of applying the request again;
+            always False for a request sent without an Idempotency-Key.
+        duration: Seconds from handing the request to the transport to having the whole body.
+    """
+
+    value: T
+    status: int
+    replayed: bool
+    duration: float
+
+
+def idempotency_key_for(event_id: str) -> str:
+    """The Idempotency-Key for the command with this event id.
+
+    The key is the UUIDv5 of `event_id` in `IDEMPOTENCY_NAMESPACE`: deterministic, so every
+    retry and every Kafka redelivery of a command carries the same key, and shaped like the
+    UUID keys Talon.One expects (36 characters, well under its 255 limit).
+
+    Raises:
+        ValueError: `event_id` is empty; such keys would collide across commands.
+    """
+    if not event_id:
+        raise ValueError("event_id must not be empty")
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, event_id))
+
+
+class TalonClient:
+    """Typed async client for the Integration API calls the bridge makes.
+
+    Use as ``async with TalonClient(url, key) as client: ...`` or call `aclose()`; closing the
+    client also closes its transport, including one passed in.
+
+    Args:
+        base_url: Deployment URL, e.g. ``https://acme.europe-west1.talon.one``; a trailing
+            slash is ignored and a path prefix is kept.
+        api_key: Integration API key of the Application.
+        connect_timeout: Seconds allowed for DNS plus the connection handshake.
+        read_timeout: Seconds the server may stay silent while answering.
+        pool_timeout: Seconds to wait for a free pooled connection.
+        max_connections: Size of the connection pool of the default transport (ignored
+            when `transport` is given).
+        idempotency_keys: Send the ``Idempotency-Key`` header when a call passes a key.
+        transport: Transport to send requests with; defaults to an `AiohttpTransport`.
+        observer: Called as ``observer(operation, outcome, seconds)`` once per request that
+            ends in an answer or an httpx transport error (see the module docstring for
+            outcomes). It runs inline on the event loop and must not raise.
+
+    Raises:
+        ValueError: `base_url` is not an absolute http(s) URL, or `api_key` is empty or
+            not printable ASCII.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 5.0,
+        pool_timeout: float = 5.0,
+        max_connections: int = 256,
+        idempotency_keys: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        base = httpx.URL(base_url.rstrip("/"))
+        if base.scheme not in ("http", "https") or not base.host or base.query or base.fragment:
+            raise ValueError("base_url must be an absolute http(s) URL without query or fragment")
+        if (
+            not api_key
+            or not (api_key.isascii() and api_key.isprintable())
+            or api_key != api_key.strip()
+        ):
+            raise ValueError("api_key must be printable ASCII without outer spaces")
+        self._base_url = base
+        self._secret = api_key
+        self._idempotency_keys = idempotency_keys
+        self._observer = observer
+        self._transport = transport or AiohttpTransport(
+            max_connections=max_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            pool_timeout=pool_timeout,
+        )
+        self._extensions: dict[str, Any] = {
+            "timeout": {
+                "connect": connect_timeout,
+                "read": read_timeout,
+                "write": read_timeout,
+                "pool": pool_timeout,
+            }
+        }
+        # Every request carries these. Host and Content-Length are set here because requests
+        # are built around an explicit byte stream, for which httpx adds no headers itself.
+        self._headers = httpx.Headers(
+            [
+                (b"Host", base.netloc),
+                (b"Authorization", b"ApiKey-v1 " + api_key.encode("ascii")),
+                (b"Accept", b"application/json"),
+                (b"Content-Type", b"application/json"),
+                # Responses are small JSON documents; compressing them costs more CPU on
+                # both ends than it saves in transfer time.
+                (b"Accept-Encoding", b"identity"),
+                (b"User-Agent", f"talon-bridge/{__version__}".encode("ascii")),
+            ]
+        )
+        self._url = _url_factory(base)
+
+    def __repr__(self) -> str:
+        return f"TalonClient(base_url={str(self._base_url)!r})"
+
+    async def __aenter__(self) -> TalonClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the transport and its pooled connections."""
+        await self._transport.aclose()
+
+    # ------------------------------------------------------------ endpoints
+
+    async def update_customer_session(
+        self,
+        session_id: str,
+        body: IntegrationRequest,
+        *,
+        dry: bool = False,
+        idempotency_key: str | None = None,
+        event_id: str | None = None,
+    ) -> ApiResult[IntegrationStateV2]:
+        """Create or update a customer session: ``PUT /v2/customer_sessions/{id}``.
+
+        Args:
+            session_id: The session's integration id; any characters, percent-encoded here.
+            body: The session update.
+            dry: Evaluate the rules without persisting anything.
+            idempotency_key: Sent as ``Idempotency-Key`` (see `idempotency_key_for`).
+            event_id: The command's eventId, sent as ``X-Talon-Bridge-Event-Id`` for tracing.
+
+        Raises:
+            ApiError: The subclass matching the outcome, see the module docstring.
+        """
+        url = self._url(_session_path(session_id), _DRY_QUERY[dry])
+        return await self._call(
+            "update_customer_session",
+            "PUT",
+            url,
+            body.to_json(),
+            IntegrationStateV2,
+            idempotency_key,
+            event_id,
+        )
+
+    async def track_event(
+        self,
+        body: IntegrationEventV2Request,
+        *,
+        dry: bool = False,
+        idempotency_key: str | None = None,
+        event_id: str | None = None,
+    ) -> ApiResult[TrackEventV2Response]:
+        """Track a custom event: ``POST /v2/events?silent=no``.
+
+        ``silent=no`` makes Talon.One answer with the effects instead of an empty 204.
+
+        Args:
+            body: The event.
+            dry: Evaluate the rules without persisting anything.
+            idempotency_key: Sent as ``Idempotency-Key`` (see `idempotency_key_for`).
+            event_id: The command's eventId, sent as ``X-Talon-Bridge-Event-Id`` for tracing.
+
+        Raises:
+            ApiError: The subclass matching the outcome, see the module docstring.
+        """
+        url = self._url("/v2/events", _EVENT_QUERY[dry])
+        return await self._call(
+            "track_event",
+            "POST",
+            url,
+            body.to_json(),
+            TrackEventV2Response,
+            idempotency_key,
+            event_id,
+        )
+
+    async def return_cart_items(
+        self,
+        session_id: str,
+        body: ReturnIntegrationRequest,
+        *,
+        dry: bool = False,
+        idempotency_key: str | None = None,
+        event_id: str | None = None,
+    ) -> ApiResult[IntegrationStateV2]:
+        """Return units of a closed session's cart: ``POST /v2/customer_sessions/{id}/returns``.
+
+        Args:
+            session_id: The session's integration id; any characters, percent-encoded here.
+            body: The cart lines and quantities to return.
+            dry: Evaluate the rollback without persisting anything.
+            idempotency_key: Sent as ``Idempotency-Key`` (see `idempotency_key_for`).
+            event_id: The command's eventId, sent as ``X-Talon-Bridge-Event-Id`` for tracing.
+
+        Raises:
+            ApiError: The subclass matching the outcome, see the module docstring.
+        """
+        url = self._url(_session_path(session_id) + "/returns", _DRY_QUERY[dry])
+        return await self._call(
+            "return_cart_items",
+            "POST",
+            url,
+            body.to_json(),
+            IntegrationStateV2,
+            idempotency_key,
+            event_id,
+        )
+
+    # ------------------------------------------------------------ exchange
+
+    def _request(
+        self,
+        method: str,
+        url: httpx.URL,
+        content: bytes,
+        idempotency_key: str | None,
+        event_id: str | None = None,
+    ) -> httpx.Request:
+        request = httpx.Request(
+            method,
+            url,
+            headers=self._headers,
+            stream=httpx.ByteStream(content),
+            extensions=self._extensions,
+        )
+        headers = request.headers
+        headers["Content-Length"] = str(len(content))
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = _checked_key(idempotency_key)
+        if event_id is not None:
+            headers[EVENT_ID_HEADER] = event_id
+        request.read()  # so that every transport, and tests, can use `request.content`
+        return request
+
+    async def _call(
+        self,
+        operation: Operation,
+        method: str,
+        url: httpx.URL,
+        content: bytes,
+        model: type[_M],
+        idempotency_key: str | None,
+        event_id: str | None = None,
+    ) -> ApiResult[_M]:
+        if not self._idempotency_keys:
+            idempotency_key = None
+        request = self._request(method, url, content, idempotency_key, event_id)
+        started = time.perf_counter()
+        try:
+            response = await self._transport.handle_async_request(request)
+            try:
+                body = response.content
+            except httpx.ResponseNotRead:
+                body = await response.aread()
+        except httpx.RequestError as exc:
+            self._fail(operation, time.perf_counter() - started, exc)
+        duration = time.perf_counter() - started
+        status = response.status_code
+        if not 200 <= status < 300:
+            self._fail(operation, duration, response, body)
+        try:
+            if status == 204 or not body:
+                value = model.model_validate(_NO_CONTENT)
+            else:
+                value = model.model_validate_json(body)
+        except ValidationError as exc:
+            self._fail(operation, duration, response, body, exc)
+        if self._observer is not None:
+            self._observer(operation, "2xx", duration)
+        # Only a request that carried a key can be answered from the idempotency store.
+        replayed = (
+            idempotency_key is not None
+            and response.headers.get("idempotent-replayed", "").lower() == "true"
+        )
+        return ApiResult(value=value, status=status, replayed=replayed, duration=duration)
+
+    def _fail(
+        self,
+        operation: Operation,
+        duration: float,
+        failure: httpx.Response | httpx.RequestError,
+        body: bytes = b"",
+        invalid: ValidationError | None = None,
+    ) -> NoReturn:
+        """Report the failed call to the observer and raise its `ApiError`."""
+        error, outcome = self._translate(operation, failure, body, invalid)
+        if self._observer is not None:
+            self._observer(operation, outcome, duration)
+        cause = failure if isinstance(failure, httpx.RequestError) else invalid
+        raise error from cause
+
+    def _translate(
+        self,
+        operation: Operation,
+        failure: httpx.Response | httpx.RequestError,
+        body: bytes,
+        invalid: ValidationError | None,
+    ) -> tuple[ApiError, Outcome]:
+        """The one mapping from a failed call to the error raised and the observer outcome.
+
+        `failure` is the httpx error, or the answer: a non-2xx one, or a 2xx one whose body
+        did not validate (`invalid`).
+        """
+        if isinstance(failure, httpx.TimeoutException):
+            text = f"{operation}: no answer in time ({type(failure).__name__}: {failure})"
+            return ApiTimeoutError(self._redact(text)), "timeout"
+        if isinstance(failure, httpx.RequestError):
+            text = f"{operation}: request failed ({type(failure).__name__}: {failure})"
+            return ApiConnectionError(self._redact(text)), "connection"
+        status = failure.status_code
+        if invalid is not None:
+            # Talon.One has applied the request at this point. Retrying could apply it twice
+            # (events and returns are not idempotent without a key), and a body that does not
+            # match the model will not match on a retry either: dead-letter the command so it
+            # can be replayed once the model is fixed.
+            first = invalid.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "body"
+            text = (
+                f"{operation}: HTTP {status} answer is not a valid {invalid.title} "
+                f"({invalid.error_count()} problem(s); {where}: {first['msg']})"
+            )
+            return PermanentApiError(self._redact(text), status=status), "2xx"
+        secret = self._secret.encode("ascii")
+        if secret in body:
+            body = body.replace(secret, _REDACTED.encode())
+        parsed = _parse_error_body(body)
+        text = self._redact(_describe(operation, failure, parsed))
+        error_class, outcome = _classify(status)
+        retry_after = None
+        if status == 429 or status == 503:
+            retry_after = parse_retry_after(failure.headers.get("retry-after"))
+        return error_class(text, status=status, body=parsed, retry_after=retry_after), outcome
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._secret, _REDACTED) if self._secret in text else text
+
+
+# ---------------------------------------------------------------- helpers
+
+_DRY_QUERY: Final = {False: "dry=false", True: "dry=true"}
+_EVENT_QUERY: Final = {False: "silent=no&dry=false", True: "silent=no&dry=true"}
+
+
+def _session_path(session_id: str) -> str:
+    if not session_id:
+        raise PermanentApiError("customer session id must not be empty")
+    encoded = quote(session_id, safe="")
+    if encoded in (".", ".."):
+        # A bare dot segment would be resolved away by URL normalisation.
+        encoded = encoded.replace(".", "%2E")
+    return _SESSIONS_PATH + encoded
+
+
+def _checked_key(key: str) -> str:
+    if not key or len(key) > _MAX_IDEMPOTENCY_KEY or not key.isascii() or not key.isprintable():
+        raise ValueError("idempotency_key must be 1-255 printable ASCII characters")
+    return key
+
+
+def _url_factory(base: httpx.URL) -> Callable[[str, str], httpx.URL]:
+    """A function building ``base + path + ?query`` URLs for paths and queries we generate.
+
+    Parsing a URL string costs httpx about 20 µs, more than all of the client's other
+    per-request bookkeeping together. Our paths and queries are already percent-encoded and
+    need no normalisation, so the fast builder assembles the parsed form from the base URL's.
+    That relies on an httpx internal, so it is checked against httpx's own parser here and
+    the parser is used instead whenever the two disagree.
+    """
+    prefix = base.raw_path.decode("ascii").rstrip("/")
+    text = str(base).rstrip("/")
+
+    def parsed(path: str, query: str) -> httpx.URL:
+        return httpx.URL(f"{text}{path}?{query}")
+
+    try:
+        reference = base._uri_reference  # noqa: SLF001
+        make = type(reference)
+        scheme, userinfo, host, port = (
+            reference.scheme,
+            reference.userinfo,
+            reference.host,
+            reference.port,
+        )
+
+        def assembled(path: str, query: str) -> httpx.URL:
+            url = httpx.URL.__new__(httpx.URL)
+            url._uri_reference = make(  # noqa: SLF001
+                scheme, userinfo, host, port, prefix + path, query, None
+            )
+            return url
+
+        for path, query in _URL_SAMPLES:
+            fast, slow = assembled(path, query), parsed(path, query)
+            if _url_parts(fast) != _url_parts(slow):
+                return parsed
+    except Exception:  # any change in httpx internals: use the public parser
+        return parsed
+    return assembled
+
+
+def _url_parts(url: httpx.URL) -> tuple[object, ...]:
+    return (str(url), url.scheme, url.netloc, url.raw_path, url.path, url.query, url.port)
+
+
+_URL_SAMPLES: Final = (
+    (_session_path("sess 1/ä?#%"), _DRY_QUERY[True]),
+    (_session_path("order-1001") + "/returns", _DRY_QUERY[False]),
+    ("/v2/events", _EVENT_QUERY[False]),
+)
+
+
+def _parse_error_body(body: bytes) -> ErrorResponse | ErrorResponseWithStatus | None:
+    """The error body as ErrorResponse(WithStatus), or None when it is not one."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    model: type[ErrorResponse | ErrorResponseWithStatus]
+    if "StatusCode" in data or "message" not in data:
+        model = ErrorResponseWithStatus
+    else:
+        model = ErrorResponse
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        pass
+    # Keep the message and status even when `errors` has another shape (409 bodies allow any).
+    try:
+        return ErrorResponseWithStatus.model_validate(
+            {key: data[key] for key in ("message", "StatusCode") if key in data}
+        )
+    except ValidationError:
+        return None
+
+
+def _describe(
+    operation: Operation,
+    response: httpx.Response,
+    parsed: ErrorResponse | ErrorResponseWithStatus | None,
+) -> str:
+    text = f"{operation}: HTTP {response.status_code}"
+    if parsed is None or not parsed.message:
+        return f"{text} {response.reason_phrase}".rstrip()
+    text = f"{text}: {parsed.message}"
+    if parsed.errors:
+        first = parsed.errors[0]
+        where = first.source.pointer or first.source.parameter or first.source.line
+        detail = first.details or first.title
+        text = f"{text} ({where}: {detail})" if where else f"{text} ({detail})"
+    return text
+
+
+def _classify(status: int) -> tuple[type[ApiError], Outcome]:
+    """The error class and observer outcome of a non-2xx status."""
+    if status == 409:
+        return ConflictError, "409"
+    if status == 429:
+        return RateLimitedError, "429"
+    if status >= 500:
+        return ServerError, "5xx"
+    if status in (401, 403):
+        return FatalApiError, "auth"
+    # 400, 404, 422, any other 4xx, and redirects (a misconfigured base URL): the same
+    # request can never succeed.
+    return PermanentApiError, "4xx"
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date.
+
+    Returns None when the header is missing or unreadable; a date in the past gives 0.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return seconds if seconds >= 0 and seconds != float("inf") else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # HTTP-dates are always GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

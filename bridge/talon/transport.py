@@ -1,0 +1,297 @@
+"""An httpx transport that sends requests over one pooled aiohttp session.
+
+Owns the connection pool of the Talon.One client and the translation of aiohttp behaviour
+into the httpx transport contract: requests come in as `httpx.Request`, responses go out as
+fully read `httpx.Response`, and every aiohttp or socket error leaves as the matching httpx
+exception, so callers only ever handle httpx types. aiohttp is used because its HTTP/1.1
+client is several times faster than httpx's default transport under high concurrency.
+
+Timeouts follow httpx's per-request ``request.extensions["timeout"]`` (`connect`, `read`,
+`pool`; `write` is not enforced separately because request bodies are small and sent in one
+write). The pool timeout is enforced here, by connection slots counted like the connector's,
+so that waiting for a free connection is reported as `httpx.PoolTimeout` and not confused
+with a slow TCP connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+from types import TracebackType
+from typing import Final
+
+import aiohttp
+import httpx
+import yarl
+
+__all__ = ["AiohttpTransport"]
+
+_DEFAULT_TIMEOUT: Final = 5.0
+# Headers the transport must not forward because aiohttp derives them from the URL and body.
+_DERIVED_HEADERS: Final = frozenset({b"host", b"content-length", b"transfer-encoding"})
+# Send exactly the headers of the httpx.Request, as httpx's own transport does, instead of
+# aiohttp's defaults (its User-Agent, `Accept: */*`, compressed encodings).
+_SKIP_AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent")
+_IDENTITY: Final = frozenset({"", "identity"})
+_MAX_CACHED_TIMEOUTS: Final = 64
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """`httpx.AsyncBaseTransport` backed by an `aiohttp.ClientSession`.
+
+    The session is created on first use, inside the running event loop, and closed by
+    `aclose()`. Connections are kept alive and reused; at most `max_connections` are open
+    at once and further requests wait for a free one, up to the pool timeout.
+
+    Args:
+        max_connections: Size of the connection pool.
+        keepalive_expiry: Seconds an idle connection stays open for reuse.
+        dns_cache_seconds: How long resolved host addresses are reused.
+        connect_timeout: Default when a request carries no timeout extension.
+        read_timeout: Default when a request carries no timeout extension.
+        pool_timeout: Default when a request carries no timeout extension.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 256,
+        keepalive_expiry: float = 15.0,
+        dns_cache_seconds: int = 60,
+        connect_timeout: float | None = _DEFAULT_TIMEOUT,
+        read_timeout: float | None = _DEFAULT_TIMEOUT,
+        pool_timeout: float | None = _DEFAULT_TIMEOUT,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self._max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+        self._dns_cache_seconds = dns_cache_seconds
+        self._default_timeouts = (connect_timeout, read_timeout, pool_timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._slots = _Slots(max_connections)
+        self._closed = False
+        self._by_spec: dict[
+            int, tuple[dict[str, float | None] | None, aiohttp.ClientTimeout, float | None]
+        ] = {}
+
+    def __repr__(self) -> str:
+        return f"AiohttpTransport(max_connections={self._max_connections})"
+
+    async def __aenter__(self) -> AiohttpTransport:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close all pooled connections. The transport cannot be used afterwards."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("the transport has been closed")
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            keepalive_timeout=self._keepalive_expiry,
+            ttl_dns_cache=self._dns_cache_seconds,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
+            # httpx decodes Content-Encoding itself, from the headers it is handed.
+            auto_decompress=False,
+        )
+        return self._session
+
+    def _timeouts(self, request: httpx.Request) -> tuple[aiohttp.ClientTimeout, float | None]:
+        spec: dict[str, float | None] | None = request.extensions.get("timeout")
+        # Clients pass the same timeout dict with every request: look it up by identity,
+        # keeping a reference so that the id cannot be reused by another object.
+        cached = self._by_spec.get(id(spec))
+        if cached is not None and cached[0] is spec:
+            return cached[1], cached[2]
+        if spec is None:
+            connect, read, pool = self._default_timeouts
+        else:
+            connect, read, pool = spec.get("connect"), spec.get("read"), spec.get("pool")
+        # `connect` bounds DNS plus the TCP/TLS handshake; the pool wait is enforced here.
+        client_timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect, sock_connect=connect, sock_read=read
+        )
+        if len(self._by_spec) >= _MAX_CACHED_TIMEOUTS:
+            self._by_spec.clear()
+        self._by_spec[id(spec)] = (spec, client_timeout, pool)
+        return client_timeout, pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` and return the response with its body already read.
+
+        Raises:
+            httpx.PoolTimeout: No connection became free within the pool timeout.
+            httpx.ConnectTimeout: DNS or the connection handshake took too long.
+            httpx.ReadTimeout: The server went quiet for longer than the read timeout.
+            httpx.ConnectError: The connection could not be made.
+            httpx.RemoteProtocolError: The server closed early or sent malformed HTTP.
+            httpx.ReadError: The connection failed while the exchange was in progress.
+        """
+        session = self._session or self._open_session()
+        client_timeout, pool_timeout = self._timeouts(request)
+        headers = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in request.headers.raw
+            if name.lower() not in _DERIVED_HEADERS
+        ]
+        # The httpx URL is already normalised and percent-encoded; tell yarl not to redo it
+        # (which would also turn an encoded "/" inside a session id back into a separator).
+        url = yarl.URL(str(request.url), encoded=True)
+        try:
+            body = request.content
+        except httpx.RequestNotRead:
+            body = await request.aread()
+        slots = self._slots
+        if not slots.try_acquire():
+            try:
+                await slots.acquire(pool_timeout)
+            except TimeoutError:
+                raise httpx.PoolTimeout(
+                    "no free connection within the pool timeout", request=request
+                ) from None
+        deferred: httpx.TransportError | None = None
+        try:
+            response = await session.request(
+                request.method,
+                url,
+                data=body or None,
+                headers=headers,
+                timeout=client_timeout,
+                # Like httpx: a redirect is returned to the caller, never followed silently.
+                allow_redirects=False,
+            )
+            try:
+                content = await response.read()
+            finally:
+                response.release()
+        except (aiohttp.ClientError, OSError) as exc:
+            # OSError includes TimeoutError, which aiohttp's own timeout errors also derive from.
+            if not isinstance(exc, aiohttp.ClientResponseError):
+                raise _translate(exc, request) from exc
+            # Response errors carry the sent headers, API key included, in their repr: raise
+            # the translation outside this handler so that it does not even become the context.
+            deferred = _translate(exc, request)
+        finally:
+            slots.release()
+        if deferred is not None:
+            raise deferred
+        return _buffered_response(response, content, request)
+
+
+class _Slots:
+    """Connection slots: a FIFO counting semaphore whose uncontended path does no awaiting.
+
+    A released slot is handed straight to the longest waiting request, so a newcomer can
+    never overtake requests that are already queued.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def try_acquire(self) -> bool:
+        waiters = self._waiters
+        while waiters and waiters[0].done():  # gave up waiting (timeout, cancellation)
+            waiters.popleft()
+        if self._free and not waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def acquire(self, timeout: float | None) -> None:
+        """Wait up to `timeout` seconds for a slot; raises TimeoutError."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot arrived just as we gave up: pass it on
+            else:
+                waiter.cancel()  # `release` skips it
+            raise
+
+    def release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
+@functools.lru_cache(maxsize=64)
+def _status_line(version: aiohttp.HttpVersion | None, reason: str | None) -> tuple[bytes, bytes]:
+    """The `http_version` and `reason_phrase` extensions httpx responses carry."""
+    http_version = b"HTTP/1.1" if version is None else f"HTTP/{version[0]}.{version[1]}".encode()
+    return http_version, (reason or "").encode("latin-1", "replace")
+
+
+def _buffered_response(
+    response: aiohttp.ClientResponse, content: bytes, request: httpx.Request
+) -> httpx.Response:
+    """The aiohttp response as an `httpx.Response` whose body is read and closed."""
+    http_version, reason_phrase = _status_line(response.version, response.reason)
+    result = httpx.Response(
+        response.status,
+        headers=response.raw_headers,
+        stream=httpx.ByteStream(content),
+        request=request,
+        extensions={"http_version": http_version, "reason_phrase": reason_phrase},
+    )
+    coding = response.headers.get("Content-Encoding")
+    if coding is not None and coding.strip().lower() not in _IDENTITY:
+        result.read()  # let httpx undo the content coding
+        return result
+    # An identity-coded body is complete as it is: put the response in the state
+    # `Response.read()` would leave it in, without running httpx's generic chunking and
+    # decoder pipeline over it (about 12 µs, several times the cost of the rest).
+    result._content = content  # noqa: SLF001
+    result.is_stream_consumed = True
+    result.is_closed = True
+    return result
+
+
+def _translate(exc: aiohttp.ClientError | OSError, request: httpx.Request) -> httpx.TransportError:
+    """Map an aiohttp or socket error to the httpx exception httpx's own transport raises."""
+    message = str(exc) or type(exc).__name__
+    mapped: type[httpx.TransportError]
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        mapped = httpx.ConnectTimeout
+    elif isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
+        mapped = httpx.ReadTimeout
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        mapped = httpx.ConnectError
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        # A body cut short by the read timeout arrives wrapped as a payload error.
+        cause = exc.__cause__ or exc.__context__
+        timed_out = isinstance(cause, aiohttp.ServerTimeoutError | TimeoutError)
+        mapped = httpx.ReadTimeout if timed_out else httpx.RemoteProtocolError
+    elif isinstance(exc, aiohttp.InvalidURL):
+        mapped = httpx.UnsupportedProtocol
+    elif isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
+        mapped = httpx.RemoteProtocolError
+    else:
+        mapped = httpx.ReadError
+    return mapped(message, request=request)

@@ -1,0 +1,1023 @@
+"""TalonClient: addressing, headers, the status/exception mapping, observer and result flags.
+
+Most tests plug an `httpx.MockTransport` into the client. The last section runs the default
+aiohttp-backed transport end to end against a real HTTP server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import httpx
+import multidict
+import orjson
+import pytest
+from aiohttp import web
+
+from bridge import __version__
+from bridge.errors import (
+    ApiConnectionError,
+    ApiError,
+    ApiTimeoutError,
+    ConflictError,
+    FatalApiError,
+    PermanentApiError,
+    RateLimitedError,
+    RetryableApiError,
+    ServerError,
+)
+from bridge.talon import (
+    AiohttpTransport,
+    ApiResult,
+    ErrorResponse,
+    ErrorResponseWithStatus,
+    IntegrationEventV2Request,
+    IntegrationRequest,
+    IntegrationStateV2,
+    NewCustomerSessionV2,
+    NewReturn,
+    ReturnedCartItem,
+    ReturnIntegrationRequest,
+    TalonClient,
+    TrackEventV2Response,
+    idempotency_key_for,
+    parse_retry_after,
+)
+from bridge.talon.transport import _buffered_response, _Slots, _translate
+
+API_KEY = "s3cr3t-api-key-0123456789"
+BASE = "https://acme.europe-west1.talon.one"
+EMPTY_STATE = {"effects": [], "createdCoupons": [], "createdReferrals": []}
+SESSION_BODY = IntegrationRequest(
+    customer_session=NewCustomerSessionV2(profile_id="cust-42", coupon_codes=[]),
+)
+EVENT_BODY = IntegrationEventV2Request(type="newsletter_signup", profile_id="cust-42")
+RETURN_BODY = ReturnIntegrationRequest(
+    return_=NewReturn(returned_cart_items=[ReturnedCartItem(position=1, quantity=1)])
+)
+VALIDATION_ERROR = {
+    "message": "The submitted data was invalid",
+    "errors": [
+        {
+            "title": "Unknown",
+            "details": 'The attribute "MyAttribute" is not defined on CustomerSession entities.',
+            "source": {"pointer": "/attributes/MyAttribute"},
+        }
+    ],
+}
+SESSION_CONFLICT = {
+    "message": "Too many requests are updating this session at the same time",
+    "StatusCode": 409,
+}
+UNAUTHORIZED = {"message": "Unauthorized - Invalid API key", "StatusCode": 401}
+PROFILE_CONFLICT = {
+    "message": "Too many requests are updating this profile at the same time",
+    "errors": [],
+    "StatusCode": 409,
+}
+
+Handler = Callable[[httpx.Request], httpx.Response]
+Call = Callable[[TalonClient], Awaitable[ApiResult[Any]]]
+
+
+class Recorder:
+    """A MockTransport handler that records requests and answers from a fixed response."""
+
+    def __init__(self, response: httpx.Response | Exception | None = None) -> None:
+        self.requests: list[httpx.Request] = []
+        self.response = response if response is not None else httpx.Response(200, json=EMPTY_STATE)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if isinstance(self.response, Exception):
+            raise self.response
+        return self.response
+
+    @property
+    def last(self) -> httpx.Request:
+        return self.requests[-1]
+
+
+def make_client(
+    handler: Handler, *, base_url: str = BASE, **kwargs: Any
+) -> tuple[TalonClient, list[tuple[str, str, float]]]:
+    calls: list[tuple[str, str, float]] = []
+    client = TalonClient(
+        base_url,
+        API_KEY,
+        transport=httpx.MockTransport(handler),
+        observer=lambda op, outcome, seconds: calls.append((op, outcome, seconds)),
+        **kwargs,
+    )
+    return client, calls
+
+
+async def update(client: TalonClient) -> ApiResult[Any]:
+    return await client.update_customer_session("order-1001", SESSION_BODY)
+
+
+async def track(client: TalonClient) -> ApiResult[Any]:
+    return await client.track_event(EVENT_BODY)
+
+
+async def give_back(client: TalonClient) -> ApiResult[Any]:
+    return await client.return_cart_items("order-1001", RETURN_BODY)
+
+
+OPERATIONS: list[tuple[str, Call]] = [
+    ("update_customer_session", update),
+    ("track_event", track),
+    ("return_cart_items", give_back),
+]
+
+
+# ---------------------------------------------------------------- addressing and headers
+
+
+async def test_update_customer_session_request() -> None:
+    recorder = Recorder()
+    client, _ = make_client(recorder)
+    async with client:
+        result = await client.update_customer_session("sess 1/ä", SESSION_BODY)
+    request = recorder.last
+    assert request.method == "PUT"
+    assert request.url.raw_path == b"/v2/customer_sessions/sess%201%2F%C3%A4?dry=false"
+    assert request.url.host == "acme.europe-west1.talon.one"
+    assert request.content == SESSION_BODY.to_json()
+    assert orjson.loads(request.content)["customerSession"]["couponCodes"] == []
+    assert isinstance(result.value, IntegrationStateV2)
+    assert (result.status, result.replayed) == (200, False)
+    assert result.duration >= 0
+
+
+async def test_track_event_request_asks_for_effects() -> None:
+    recorder = Recorder()
+    client, _ = make_client(recorder)
+    async with client:
+        result = await client.track_event(EVENT_BODY, dry=True)
+    assert recorder.last.method == "POST"
+    assert recorder.last.url.raw_path == b"/v2/events?silent=no&dry=true"
+    assert recorder.last.content == EVENT_BODY.to_json()
+    assert isinstance(result.value, TrackEventV2Response)
+
+
+async def test_return_cart_items_request() -> None:
+    recorder = Recorder()
+    client, _ = make_client(recorder)
+    async with client:
+        await client.return_cart_items("a/b", RETURN_BODY, dry=True)
+    assert recorder.last.method == "POST"
+    assert recorder.last.url.raw_path == b"/v2/customer_sessions/a%2Fb/returns?dry=true"
+    assert orjson.loads(recorder.last.content) == {
+        "return": {"returnedCartItems": [{"position": 1, "quantity": 1}]}
+    }
+
+
+@pytest.mark.parametrize(("dry", "query"), [(False, b"dry=false"), (True, b"dry=true")])
+async def test_dry_flag_is_sent_lowercase(dry: bool, query: bytes) -> None:
+    recorder = Recorder()
+    client, _ = make_client(recorder)
+    async with client:
+        await client.update_customer_session("s", SESSION_BODY, dry=dry)
+    assert recorder.last.url.query == query
+
+
+@pytest.mark.parametrize(
+    ("session_id", "encoded"),
+    [
+        ("order-1001", "order-1001"),
+        ("a/b", "a%2Fb"),
+        ("with space", "with%20space"),
+        ("ünïcødé", "%C3%BCn%C3%AFc%C3%B8d%C3%A9"),
+        ("q?x#y&z=1", "q%3Fx%23y%26z%3D1"),
+        ("50%", "50%25"),
+        ("..", "%2E%2E"),
+        (".", "%2E"),
+    ],
+)
+async def test_session_ids_are_percent_encoded_as_one_segment(
+    session_id: str, encoded: str
+) -> None:
+    recorder = Recorder()
+    client, _ = make_client(recorder)
+    async with client:
+        await client.update_customer_session(session_id, SESSION_BODY)
+    assert recorder.last.url.raw_path == f"/v2/customer_sessions/{encoded}?dry=false".encode()
+
+
+@pytest.mark.parametrize(
+    ("base_url", "path"),
+    [
+        ("https://x.talon.one", b"/v2/events"),
+        ("https://x.talon.one/", b"/v2/events"),
+        ("https://x.talon.one//", b"/v2/events"),
+        ("https://proxy.internal/talon/", b"/talon/v2/events"),
+        ("http://127.0.0.1:8080", b"/v2/events"),
+    ],
+)
+async def test_base_url_is_joined_without_doubled_slashes(base_url: str, path: bytes) -> None:
+    recorder = Recorder()
+    client, _ = make_client(recorder, base_url=base_url)
+    async with client:
+        await client.track_event(EVENT_BODY)
+    assert recorder.last.url.raw_path == path + b"?silent=no&dry=false"
+    assert str(recorder.last.url).startswith(base_url.rstrip("/") + "/v2/")
+
+
+async def test_standard_headers() -> None:
+    recorder = Recorder()
+    client, _ = make_client(recorder)
+    async with client:
+        await update(client)
+    headers = recorder.last.headers
+    assert headers["Authorization"] == f"ApiKey-v1 {API_KEY}"
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Accept"] == "application/json"
+    assert headers["User-Agent"] == f"talon-bridge/{__version__}"
+    assert headers["Host"] == "acme.europe-west1.talon.one"
+    assert headers["Content-Length"] == str(len(SESSION_BODY.to_json()))
+    assert "Idempotency-Key" not in headers
+
+
+async def test_requests_match_what_httpx_would_build() -> None:
+    recorder = Recorder()
+    client, _ = make_client(recorder)
+    async with client:
+        await update(client)
+    ours = recorder.last
+    reference = httpx.Request(
+        "PUT",
+        f"{BASE}/v2/customer_sessions/order-1001?dry=false",
+        headers={key: value for key, value in ours.headers.items() if key != "content-length"},
+        content=SESSION_BODY.to_json(),
+    )
+    assert ours.url == reference.url
+    assert str(ours.url) == str(reference.url)
+    assert sorted(ours.headers.multi_items()) == sorted(reference.headers.multi_items())
+
+
+async def test_timeouts_are_passed_as_httpx_extensions() -> None:
+    recorder = Recorder()
+    client, _ = make_client(recorder, connect_timeout=1.5, read_timeout=4.0, pool_timeout=3.0)
+    async with client:
+        await update(client)
+    timeout = recorder.last.extensions["timeout"]
+    assert (timeout["connect"], timeout["read"], timeout["pool"]) == (1.5, 4.0, 3.0)
+
+
+@pytest.mark.parametrize(("_name", "call"), OPERATIONS)
+async def test_idempotency_key_header_is_sent_when_given(_name: str, call: Call) -> None:
+    recorder = Recorder()
+    client, _ = make_client(recorder)
+    key = idempotency_key_for("evt-1")
+
+    async def keyed(client: TalonClient) -> None:
+        if call is update:
+            await client.update_customer_session("s", SESSION_BODY, idempotency_key=key)
+        elif call is track:
+            await client.track_event(EVENT_BODY, idempotency_key=key)
+        else:
+            await client.return_cart_items("s", RETURN_BODY, idempotency_key=key)
+
+    async with client:
+        await keyed(client)
+    assert recorder.last.headers["Idempotency-Key"] == key
+
+
+async def test_idempotency_keys_can_be_switched_off() -> None:
+    recorder = Recorder()
+    client, _ = make_client(recorder, idempotency_keys=False)
+    async with client:
+        await client.update_customer_session("s", SESSION_BODY, idempotency_key="k-1")
+    assert "Idempotency-Key" not in recorder.last.headers
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "bad\nkey", "ключ"])
+async def test_invalid_idempotency_keys_are_refused(key: str) -> None:
+    recorder = Recorder()
+    client, _ = make_client(recorder)
+    async with client:
+        with pytest.raises(ValueError, match="idempotency_key"):
+            await client.update_customer_session("s", SESSION_BODY, idempotency_key=key)
+    assert recorder.requests == []
+
+
+def test_idempotency_key_for_is_a_stable_uuid5() -> None:
+    key = idempotency_key_for("evt-1")
+    assert key == "d1cd52a6-fe78-59ef-aa12-b9d718861a49"
+    assert key == idempotency_key_for("evt-1")
+    assert key != idempotency_key_for("evt-2")
+    assert uuid.UUID(key).version == 5
+    assert len(idempotency_key_for("e" * 10_000)) == 36
+    with pytest.raises(ValueError, match="event_id"):
+        idempotency_key_for("")
+
+
+async def test_empty_session_id_is_a_permanent_error_without_a_request() -> None:
+    recorder = Recorder()
+    client, calls = make_client(recorder)
+    async with client:
+        with pytest.raises(PermanentApiError):
+            await client.update_customer_session("", SESSION_BODY)
+    assert recorder.requests == []
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    "base_url", ["acme.talon.one", "ftp://acme.talon.one", "https://acme.talon.one/?x=1", ""]
+)
+def test_bad_base_urls_are_refused(base_url: str) -> None:
+    with pytest.raises((ValueError, httpx.InvalidURL)):
+        TalonClient(base_url, API_KEY, transport=httpx.MockTransport(Recorder()))
+
+
+@pytest.mark.parametrize("api_key", ["", " padded ", "two\nlines", "ключ-1"])
+def test_bad_api_keys_are_refused_without_echoing_them(api_key: str) -> None:
+    with pytest.raises(ValueError, match="api_key") as caught:
+        TalonClient(BASE, api_key, transport=httpx.MockTransport(Recorder()))
+    if api_key.strip():
+        assert api_key.strip() not in str(caught.value)
+
+
+# ---------------------------------------------------------------- results
+
+
+async def test_replayed_flag_follows_the_idempotent_replayed_header() -> None:
+    recorder = Recorder(
+        httpx.Response(200, json=EMPTY_STATE, headers={"Idempotent-Replayed": "true"})
+    )
+    client, _ = make_client(recorder)
+    async with client:
+        replayed = await client.update_customer_session("s", SESSION_BODY, idempotency_key="k")
+        unkeyed = await client.update_customer_session("s", SESSION_BODY)
+        recorder.response = httpx.Response(200, json=EMPTY_STATE)
+        fresh = await client.update_customer_session("s", SESSION_BODY, idempotency_key="k")
+    assert replayed.replayed is True
+    assert unkeyed.replayed is False  # nothing can be replayed for a request without a key
+    assert fresh.replayed is False
+
+
+async def test_no_content_is_an_empty_success() -> None:
+    client, calls = make_client(Recorder(httpx.Response(204)))
+    async with client:
+        result = await track(client)
+    assert result.status == 204
+    assert result.value == TrackEventV2Response(
+        effects=[], created_coupons=[], created_referrals=[]
+    )
+    assert calls[0][:2] == ("track_event", "2xx")
+
+
+def test_api_result_is_frozen() -> None:
+    result = ApiResult(value=1, status=200, replayed=False, duration=0.1)
+    with pytest.raises(AttributeError):
+        result.status = 500  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<html>OK</html>", b'{"effects": "nope"}', b'{"effects": []}', b"[]"],
+    ids=["html", "wrong-type", "missing-lists", "array"],
+)
+async def test_unparsable_success_body_is_permanent(body: bytes) -> None:
+    client, calls = make_client(Recorder(httpx.Response(200, content=body)))
+    async with client:
+        with pytest.raises(PermanentApiError) as caught:
+            await update(client)
+    assert caught.value.status == 200
+    assert "IntegrationStateV2" in str(caught.value)
+    assert calls[0][1] == "2xx"
+
+
+# ---------------------------------------------------------------- status mapping
+
+STATUS_TABLE: list[tuple[int, Any, dict[str, str], type[ApiError], str]] = [
+    (400, VALIDATION_ERROR, {}, PermanentApiError, "4xx"),
+    (
+        401,
+        {"message": "Unauthorized - Invalid API key", "StatusCode": 401},
+        {},
+        FatalApiError,
+        "auth",
+    ),
+    (403, {"message": "Forbidden"}, {}, FatalApiError, "auth"),
+    (404, {"message": "Not found"}, {}, PermanentApiError, "4xx"),
+    (409, SESSION_CONFLICT, {}, ConflictError, "409"),
+    (409, PROFILE_CONFLICT, {}, ConflictError, "409"),
+    (418, None, {}, PermanentApiError, "4xx"),
+    (422, VALIDATION_ERROR, {}, PermanentApiError, "4xx"),
+    (429, None, {"Retry-After": "7"}, RateLimitedError, "429"),
+    (500, {"message": "internal"}, {"Retry-After": "3"}, ServerError, "5xx"),
+    (502, "<html>Bad Gateway</html>", {}, ServerError, "5xx"),
+    (503, None, {"Retry-After": "12"}, ServerError, "5xx"),
+    (504, None, {}, ServerError, "5xx"),
+    (302, None, {"Location": "https://elsewhere.example/"}, PermanentApiError, "4xx"),
+]
+
+
+def error_response(status: int, body: Any, headers: dict[str, str]) -> httpx.Response:
+    if body is None:
+        return httpx.Response(status, headers=headers)
+    if isinstance(body, str):
+        return httpx.Response(status, text=body, headers=headers)
+    return httpx.Response(status, json=body, headers=headers)
+
+
+@pytest.mark.parametrize(("operation", "call"), OPERATIONS)
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "error", "outcome"),
+    STATUS_TABLE,
+    ids=[f"{row[0]}-{index}" for index, row in enumerate(STATUS_TABLE)],
+)
+async def test_status_mapping(
+    operation: str,
+    call: Call,
+    status: int,
+    body: Any,
+    headers: dict[str, str],
+    error: type[ApiError],
+    outcome: str,
+) -> None:
+    client, calls = make_client(Recorder(error_response(status, body, headers)))
+    async with client:
+        with pytest.raises(ApiError) as caught:
+            await call(client)
+    assert type(caught.value) is error
+    assert caught.value.status == status
+    assert [(op, out) for op, out, _ in calls] == [(operation, outcome)]
+    assert calls[0][2] >= 0
+    assert str(caught.value).startswith(f"{operation}: HTTP {status}")
+    retryable = status in (409, 429) or status >= 500
+    assert isinstance(caught.value, RetryableApiError) is retryable
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "expected"),
+    [
+        (429, "7", 7.0),
+        (429, "0", 0.0),
+        (429, "1.5", 1.5),
+        (429, "soon", None),
+        (429, "-3", None),
+        (429, None, None),
+        (503, "12", 12.0),
+        (503, None, None),
+        (500, "3", None),
+        (502, "3", None),
+    ],
+)
+async def test_retry_after_seconds(status: int, header: str | None, expected: float | None) -> None:
+    headers = {"Retry-After": header} if header is not None else {}
+    client, _ = make_client(Recorder(httpx.Response(status, headers=headers)))
+    async with client:
+        with pytest.raises(RetryableApiError) as caught:
+            await update(client)
+    assert caught.value.retry_after == expected
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_retry_after_http_date(status: int) -> None:
+    when = datetime.now(UTC) + timedelta(seconds=120)
+    headers = {"Retry-After": format_datetime(when, usegmt=True)}
+    client, _ = make_client(Recorder(httpx.Response(status, headers=headers)))
+    async with client:
+        with pytest.raises(RetryableApiError) as caught:
+            await update(client)
+    assert caught.value.retry_after is not None
+    assert 0 < caught.value.retry_after <= 121
+
+
+def test_parse_retry_after() -> None:
+    now = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
+    assert parse_retry_after("120", now=now) == 120.0
+    assert parse_retry_after(" 5 ", now=now) == 5.0
+    assert parse_retry_after("Sat, 10 Jan 2026 09:01:30 GMT", now=now) == 90.0
+    assert parse_retry_after("Sat, 10 Jan 2026 08:00:00 GMT", now=now) == 0.0
+    assert parse_retry_after("Saturday, 10-Jan-26 09:00:10 GMT", now=now) == 10.0
+    assert parse_retry_after("Sat Jan 10 09:00:20 2026", now=now) == 20.0
+    for junk in (None, "", "tomorrow", "nan", "inf", "-1"):
+        assert parse_retry_after(junk, now=now) is None
+
+
+async def test_validation_error_details_are_reachable() -> None:
+    client, _ = make_client(Recorder(httpx.Response(400, json=VALIDATION_ERROR)))
+    async with client:
+        with pytest.raises(PermanentApiError) as caught:
+            await update(client)
+    body = caught.value.body
+    assert isinstance(body, ErrorResponse)
+    assert body.errors is not None
+    assert body.errors[0].title == "Unknown"
+    assert body.errors[0].source.pointer == "/attributes/MyAttribute"
+    assert "The submitted data was invalid" in str(caught.value)
+    assert "/attributes/MyAttribute" in str(caught.value)
+
+
+@pytest.mark.parametrize("body", [SESSION_CONFLICT, PROFILE_CONFLICT])
+async def test_conflict_bodies_are_parsed(body: dict[str, Any]) -> None:
+    client, _ = make_client(Recorder(httpx.Response(409, json=body)))
+    async with client:
+        with pytest.raises(ConflictError) as caught:
+            await track(client)
+    assert isinstance(caught.value.body, ErrorResponseWithStatus)
+    assert caught.value.body.status_code == 409
+    assert caught.value.body.message == body["message"]
+    assert body["message"] in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"<html>Bad Request</html>", b"", b"[1, 2]", b'{"message": 3}', b"\xff\xfe"],
+    ids=["html", "empty", "array", "wrong-type", "binary"],
+)
+async def test_unparsable_error_bodies_are_tolerated(content: bytes) -> None:
+    client, _ = make_client(Recorder(httpx.Response(400, content=content)))
+    async with client:
+        with pytest.raises(PermanentApiError) as caught:
+            await update(client)
+    assert caught.value.body is None
+    assert str(caught.value) == "update_customer_session: HTTP 400 Bad Request"
+
+
+async def test_error_entries_of_another_shape_keep_the_message() -> None:
+    body = {"message": "Busy", "errors": [{"whatever": 1}], "StatusCode": 409}
+    client, _ = make_client(Recorder(httpx.Response(409, json=body)))
+    async with client:
+        with pytest.raises(ConflictError) as caught:
+            await update(client)
+    assert isinstance(caught.value.body, ErrorResponseWithStatus)
+    assert (caught.value.body.message, caught.value.body.status_code) == ("Busy", 409)
+
+
+@pytest.mark.parametrize(
+    ("raised", "error", "outcome"),
+    [
+        (httpx.ConnectTimeout("connect timed out"), ApiTimeoutError, "timeout"),
+        (httpx.ReadTimeout("read timed out"), ApiTimeoutError, "timeout"),
+        (httpx.WriteTimeout("write timed out"), ApiTimeoutError, "timeout"),
+        (httpx.PoolTimeout("no connection"), ApiTimeoutError, "timeout"),
+        (httpx.ConnectError("refused"), ApiConnectionError, "connection"),
+        (httpx.ReadError("reset by peer"), ApiConnectionError, "connection"),
+        (httpx.WriteError("broken pipe"), ApiConnectionError, "connection"),
+        (httpx.RemoteProtocolError("server disconnected"), ApiConnectionError, "connection"),
+        (httpx.DecodingError("bad gzip"), ApiConnectionError, "connection"),
+    ],
+)
+@pytest.mark.parametrize(("operation", "call"), OPERATIONS)
+async def test_transport_errors(
+    operation: str, call: Call, raised: Exception, error: type[ApiError], outcome: str
+) -> None:
+    client, calls = make_client(Recorder(raised))
+    async with client:
+        with pytest.raises(ApiError) as caught:
+            await call(client)
+    assert type(caught.value) is error
+    assert caught.value.status is None
+    assert caught.value.__cause__ is raised
+    assert [(op, out) for op, out, _ in calls] == [(operation, outcome)]
+
+
+async def test_observer_sees_each_request_once() -> None:
+    responses = iter(
+        [
+            httpx.Response(200, json=EMPTY_STATE),
+            httpx.Response(409, json=SESSION_CONFLICT),
+            httpx.Response(200, json=EMPTY_STATE),
+        ]
+    )
+    client, calls = make_client(lambda request: next(responses))
+    async with client:
+        await update(client)
+        with pytest.raises(ConflictError):
+            await track(client)
+        await give_back(client)
+    assert [(op, out) for op, out, _ in calls] == [
+        ("update_customer_session", "2xx"),
+        ("track_event", "409"),
+        ("return_cart_items", "2xx"),
+    ]
+    assert all(seconds >= 0 for _, _, seconds in calls)
+
+
+async def test_client_works_without_an_observer() -> None:
+    client = TalonClient(BASE, API_KEY, transport=httpx.MockTransport(Recorder()))
+    async with client:
+        assert (await update(client)).status == 200
+
+
+# ---------------------------------------------------------------- the API key stays secret
+
+
+async def test_api_key_never_appears_in_errors_or_reprs() -> None:
+    echo = {
+        "message": f"Invalid API key {API_KEY}",
+        "errors": [{"title": "auth", "details": API_KEY, "source": {"parameter": API_KEY}}],
+    }
+    client, _ = make_client(Recorder(httpx.Response(401, json=echo)))
+    async with client:
+        with pytest.raises(FatalApiError) as fatal:
+            await update(client)
+    client, _ = make_client(Recorder(httpx.ConnectError(f"proxy said {API_KEY}")))
+    async with client:
+        with pytest.raises(ApiConnectionError) as connection:
+            await update(client)
+    client, _ = make_client(Recorder(httpx.ReadTimeout(f"timeout {API_KEY}")))
+    async with client:
+        with pytest.raises(ApiTimeoutError) as timeout:
+            await update(client)
+    for caught in (fatal, connection, timeout):
+        exc = caught.value
+        for text in (str(exc), repr(exc), repr(exc.body), exc.message):
+            assert API_KEY not in text
+    assert "***" in str(fatal.value)
+    assert API_KEY not in repr(client)
+    assert API_KEY not in str(client)
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+class ClosingTransport(httpx.AsyncBaseTransport):
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=EMPTY_STATE)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_closing_the_client_closes_its_transport() -> None:
+    transport = ClosingTransport()
+    async with TalonClient(BASE, API_KEY, transport=transport) as client:
+        await update(client)
+    assert transport.closed
+    transport = ClosingTransport()
+    client = TalonClient(BASE, API_KEY, transport=transport)
+    await client.aclose()
+    assert transport.closed
+
+
+class StreamingTransport(httpx.AsyncBaseTransport):
+    """Answers with an unread streaming body, as httpx's own transports do."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"effects": [], '
+            yield b'"createdCoupons": [], "createdReferrals": []}'
+
+        class Stream(httpx.AsyncByteStream):
+            def __aiter__(self) -> AsyncIterator[bytes]:
+                return chunks()
+
+        return httpx.Response(200, stream=Stream())
+
+
+async def test_streamed_bodies_are_read() -> None:
+    async with TalonClient(BASE, API_KEY, transport=StreamingTransport()) as client:
+        result = await update(client)
+    assert result.value.effects == []
+
+
+# ---------------------------------------------------------------- aiohttp error translation
+
+
+def test_aiohttp_errors_map_to_httpx_errors() -> None:
+    request = httpx.Request("GET", "http://127.0.0.1/")
+    key = aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 1, False, True, None, None, None)
+    payload_timeout = aiohttp.ClientPayloadError("cut short")
+    payload_timeout.__cause__ = aiohttp.SocketTimeoutError("quiet")
+    cases: list[tuple[Exception, type[httpx.TransportError]]] = [
+        (aiohttp.ConnectionTimeoutError("slow handshake"), httpx.ConnectTimeout),
+        (aiohttp.SocketTimeoutError("quiet"), httpx.ReadTimeout),
+        (aiohttp.ServerTimeoutError("quiet"), httpx.ReadTimeout),
+        (TimeoutError(), httpx.ReadTimeout),
+        (aiohttp.ClientConnectorError(key, OSError(111, "refused")), httpx.ConnectError),
+        (aiohttp.ServerDisconnectedError(), httpx.RemoteProtocolError),
+        (aiohttp.ClientPayloadError("truncated"), httpx.RemoteProtocolError),
+        (payload_timeout, httpx.ReadTimeout),
+        (aiohttp.ClientOSError(104, "reset"), httpx.ReadError),
+        (ConnectionResetError(104, "reset"), httpx.ReadError),
+        (aiohttp.InvalidURL("nope"), httpx.UnsupportedProtocol),
+        (aiohttp.ClientError("other"), httpx.ReadError),
+    ]
+    for exc, expected in cases:
+        mapped = _translate(exc, request)
+        assert type(mapped) is expected, exc
+        assert mapped.request is request
+
+
+def aiohttp_like_response(headers: list[tuple[str, str]]) -> Any:
+    return SimpleNamespace(
+        status=200,
+        raw_headers=tuple((name.encode(), value.encode()) for name, value in headers),
+        version=aiohttp.HttpVersion11,
+        reason="OK",
+        headers=multidict.CIMultiDictProxy(multidict.CIMultiDict(headers)),
+    )
+
+
+@pytest.mark.parametrize("coding", [None, "identity", "gzip"])
+async def test_buffered_responses_behave_like_read_httpx_responses(coding: str | None) -> None:
+    request = httpx.Request("PUT", "http://127.0.0.1/v2/customer_sessions/x")
+    text = orjson.dumps(STATE_WITH_EFFECT)
+    headers = [("Content-Type", "application/json"), ("Date", "Sat, 10 Jan 2026 09:00:00 GMT")]
+    wire = text
+    if coding is not None:
+        headers.append(("Content-Encoding", coding))
+        wire = gzip.compress(text) if coding == "gzip" else text
+    headers.append(("Content-Length", str(len(wire))))
+    ours = _buffered_response(aiohttp_like_response(headers), wire, request)
+    reference = httpx.Response(200, headers=headers, content=wire, request=request)
+    assert ours.content == reference.content == text
+    assert ours.text == reference.text
+    assert ours.json() == reference.json()
+    assert ours.headers == reference.headers
+    assert b"".join(ours.iter_bytes()) == text
+    assert await ours.aread() == text
+    assert ours.is_closed and ours.is_stream_consumed
+    assert (ours.http_version, ours.reason_phrase) == ("HTTP/1.1", "OK")
+    assert ours.request is request
+
+
+# ---------------------------------------------------------------- connection slots
+
+
+async def test_slots_are_handed_to_waiters_in_order() -> None:
+    slots = _Slots(1)
+    assert slots.try_acquire()
+    assert not slots.try_acquire()
+    order: list[str] = []
+
+    async def wait(name: str) -> None:
+        await slots.acquire(None)
+        order.append(name)
+
+    first = asyncio.create_task(wait("first"))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(wait("second"))
+    await asyncio.sleep(0)
+    slots.release()
+    assert not slots.try_acquire()  # a newcomer cannot overtake the queue
+    await first
+    slots.release()
+    await second
+    assert order == ["first", "second"]
+    slots.release()
+    assert slots.try_acquire()
+
+
+async def test_slots_forget_waiters_that_gave_up() -> None:
+    slots = _Slots(1)
+    assert slots.try_acquire()
+    with pytest.raises(TimeoutError):
+        await slots.acquire(0.01)
+    cancelled = asyncio.create_task(slots.acquire(None))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    slots.release()
+    assert slots.try_acquire()  # free again, not handed to a waiter that left
+
+
+async def test_a_slot_granted_while_giving_up_is_passed_on() -> None:
+    slots = _Slots(1)
+    assert slots.try_acquire()
+    waiting = asyncio.create_task(slots.acquire(None))
+    await asyncio.sleep(0)
+    slots.release()  # granted to the waiting task...
+    waiting.cancel()  # ...which is cancelled before it runs again
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert slots.try_acquire()
+
+
+# ---------------------------------------------------------------- real HTTP, default transport
+
+
+STATE_WITH_EFFECT = {
+    **EMPTY_STATE,
+    "effects": [
+        {
+            "campaignId": 12,
+            "rulesetId": 34,
+            "ruleIndex": 0,
+            "ruleName": "XMAS coupon",
+            "effectType": "acceptCoupon",
+            "props": {"value": "XMAS-20"},
+        }
+    ],
+}
+
+
+class FakeTalon:
+    """A tiny aiohttp.web server whose behaviour is chosen by the session id."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self.release = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.seen.append(
+            {
+                "method": request.method,
+                "raw_path": request.raw_path,
+                "headers": dict(request.headers),
+                "body": body,
+            }
+        )
+        segments = request.raw_path.split("?")[0].split("/")  # "", "v2", kind, id, ...
+        session = segments[3] if len(segments) > 3 else segments[2]
+        if session == "slow":
+            await self.release.wait()
+        if session == "conflict":
+            return web.json_response(SESSION_CONFLICT, status=409)
+        if session == "busy":
+            return web.json_response(
+                {"message": "slow down"}, status=429, headers={"Retry-After": "2"}
+            )
+        if session == "down":
+            return web.Response(status=503, text="down", headers={"Retry-After": "4"})
+        if session == "denied":
+            return web.json_response({"message": "Unauthorized", "StatusCode": 401}, status=401)
+        if session == "drop":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
+        if session == "gzip":
+            return web.Response(
+                body=gzip.compress(orjson.dumps(STATE_WITH_EFFECT)),
+                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+            )
+        return web.Response(
+            body=orjson.dumps(STATE_WITH_EFFECT),
+            content_type="application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )
+
+
+@pytest.fixture
+async def fake_talon() -> AsyncIterator[tuple[str, FakeTalon]]:
+    fake = FakeTalon()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}", fake
+    finally:
+        fake.release.set()
+        await runner.cleanup()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_real_http_success(fake_talon: tuple[str, FakeTalon]) -> None:
+    url, fake = fake_talon
+    calls: list[tuple[str, str, float]] = []
+    async with TalonClient(url, API_KEY, observer=lambda *call: calls.append(call)) as client:
+        result = await client.update_customer_session(
+            "a/b c", SESSION_BODY, idempotency_key=idempotency_key_for("evt-1")
+        )
+        gzipped = await client.update_customer_session("gzip", SESSION_BODY)
+    assert result.status == 200
+    assert result.replayed is True
+    assert [effect.effect_type for effect in result.value.effects] == ["acceptCoupon"]
+    assert gzipped.value.effects == result.value.effects
+    seen = fake.seen[0]
+    assert seen["method"] == "PUT"
+    assert seen["raw_path"] == "/v2/customer_sessions/a%2Fb%20c?dry=false"
+    assert seen["body"] == SESSION_BODY.to_json()
+    assert seen["headers"]["Authorization"] == f"ApiKey-v1 {API_KEY}"
+    assert seen["headers"]["User-Agent"] == f"talon-bridge/{__version__}"
+    assert seen["headers"]["Idempotency-Key"] == idempotency_key_for("evt-1")
+    assert seen["headers"]["Content-Type"] == "application/json"
+    assert seen["headers"]["Accept-Encoding"] == "identity"
+    assert [outcome for _, outcome, _ in calls] == ["2xx", "2xx"]
+
+
+@pytest.mark.parametrize(
+    ("session", "error", "status", "retry_after"),
+    [
+        ("conflict", ConflictError, 409, None),
+        ("busy", RateLimitedError, 429, 2.0),
+        ("down", ServerError, 503, 4.0),
+        ("denied", FatalApiError, 401, None),
+    ],
+)
+async def test_real_http_status_mapping(
+    fake_talon: tuple[str, FakeTalon],
+    session: str,
+    error: type[ApiError],
+    status: int,
+    retry_after: float | None,
+) -> None:
+    url, _ = fake_talon
+    async with TalonClient(url, API_KEY) as client:
+        with pytest.raises(error) as caught:
+            await client.update_customer_session(session, SESSION_BODY)
+    assert caught.value.status == status
+    assert caught.value.retry_after == retry_after
+
+
+async def test_real_http_read_timeout(fake_talon: tuple[str, FakeTalon]) -> None:
+    url, _ = fake_talon
+    calls: list[tuple[str, str, float]] = []
+    async with TalonClient(
+        url, API_KEY, read_timeout=0.2, observer=lambda *call: calls.append(call)
+    ) as client:
+        await client.track_event(EVENT_BODY)  # answered at once
+        with pytest.raises(ApiTimeoutError) as caught:
+            await client.update_customer_session("slow", SESSION_BODY)
+        assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
+        # The pool is still usable afterwards.
+        assert (await client.update_customer_session("fine", SESSION_BODY)).status == 200
+    assert [outcome for _, outcome, _ in calls] == ["2xx", "timeout", "2xx"]
+
+
+async def test_real_http_pool_timeout(fake_talon: tuple[str, FakeTalon]) -> None:
+    url, fake = fake_talon
+    async with TalonClient(url, API_KEY, max_connections=1, pool_timeout=0.1) as client:
+        holder = asyncio.create_task(client.update_customer_session("slow", SESSION_BODY))
+        while not fake.seen:
+            await asyncio.sleep(0.01)
+        with pytest.raises(ApiTimeoutError) as caught:
+            await client.update_customer_session("fine", SESSION_BODY)
+        assert isinstance(caught.value.__cause__, httpx.PoolTimeout)
+        fake.release.set()
+        assert (await holder).status == 200
+
+
+async def test_real_http_server_disconnect(fake_talon: tuple[str, FakeTalon]) -> None:
+    url, _ = fake_talon
+    async with TalonClient(url, API_KEY) as client:
+        with pytest.raises(ApiConnectionError) as caught:
+            await client.return_cart_items("drop", RETURN_BODY)
+    assert isinstance(caught.value.__cause__, httpx.RemoteProtocolError | httpx.ReadError)
+
+
+async def test_real_http_connection_refused() -> None:
+    calls: list[tuple[str, str, float]] = []
+    async with TalonClient(
+        f"http://127.0.0.1:{free_port()}", API_KEY, observer=lambda *call: calls.append(call)
+    ) as client:
+        with pytest.raises(ApiConnectionError) as caught:
+            await client.track_event(EVENT_BODY)
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert API_KEY not in str(caught.value)
+    assert [outcome for _, outcome, _ in calls] == ["connection"]
+
+
+async def test_real_http_malformed_answer_keeps_the_key_out_of_the_chain() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        writer.write(b"HTTP/1.1 abc nonsense\r\n\r\n")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with TalonClient(f"http://127.0.0.1:{port}", API_KEY) as client:
+            with pytest.raises(ApiConnectionError) as caught:
+                await client.track_event(EVENT_BODY)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert isinstance(caught.value.__cause__, httpx.RemoteProtocolError)
+    chain: list[BaseException] = []
+    current: BaseException | None = caught.value
+    while current is not None:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for exc in chain:
+        assert API_KEY not in repr(exc)
+        assert API_KEY not in str(exc)
+
+
+async def test_transport_refuses_requests_after_close() -> None:
+    transport = AiohttpTransport()
+    await transport.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1/"))
