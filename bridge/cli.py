@@ -19,14 +19,15 @@ __all__ = ["EXIT_CONFIG", "SUBCOMMANDS", "main"]
 
 EXIT_CONFIG = 2
 
-# name -> module implementing it
-SUBCOMMANDS: dict[str, str] = {
-    "run": "bridge.worker_cmd",
-    "simulator": "bridge.simulator.cmd",
-    "produce": "bridge.produce",
-    "replay": "bridge.replay",
-    "demo": "bridge.demo",
-    "schemas": "bridge.schemas",
+# name -> (module implementing it, one-line help); modules are imported only when chosen.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("bridge.worker_cmd", "run the bridge worker"),
+    "simulator": ("bridge.simulator.cmd", "run the Talon.One simulator"),
+    "produce": ("bridge.produce", "produce realistic session lifecycles"),
+    "replay": ("bridge.replay", "re-send dead letters in per-session order"),
+    "demo": ("bridge.demo", "run broker, simulator and bridge on sample load"),
+    "schemas": ("bridge.schemas", "list, show, export or register the Avro schemas"),
+    "topics": ("bridge.topics", "create the bridge's topics"),
 }
 
 
@@ -39,7 +40,7 @@ class _Subcommand(Protocol):
 
 
 def _load(name: str) -> _Subcommand:
-    return cast(_Subcommand, importlib.import_module(SUBCOMMANDS[name]))
+    return cast(_Subcommand, importlib.import_module(SUBCOMMANDS[name][0]))
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -50,10 +51,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"talon-bridge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in SUBCOMMANDS:
-        # Import only the chosen subcommand (and all of them for --help), to keep start-up fast.
-        if only is not None and name != only:
-            sub.add_parser(name)
+    for name, (_, short) in SUBCOMMANDS.items():
+        if name != only:
+            sub.add_parser(name, help=short)
             continue
         module = _load(name)
         sp = sub.add_parser(name, help=module.HELP, description=module.HELP)

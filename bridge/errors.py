@@ -6,6 +6,7 @@ exactly once, at the adapter that talks to them::
     BridgeError
      +-- ConfigError                  bad settings; the CLI exits 2 naming the variable
      +-- DecodeError                  bytes that are not a command we can read (dead-letter)
+ +-- InvalidCommandError          a decoded command Talon.One would reject (dead-letter)
      +-- ApiError                     anything the Talon.One client raises
      |    +-- RetryableApiError       409, 429, 5xx, timeouts, connection errors
      |    |    +-- ConflictError      409: the session or profile is busy
@@ -31,6 +32,7 @@ __all__ = [
     "ConflictError",
     "DecodeError",
     "FatalApiError",
+    "InvalidCommandError",
     "KafkaFatalError",
     "PermanentApiError",
     "RateLimitedError",
@@ -63,6 +65,15 @@ class DecodeError(BridgeError):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+
+
+class InvalidCommandError(BridgeError):
+    """A command breaks the API's documented constraints; `pointer` names the field."""
+
+    def __init__(self, message: str, pointer: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.pointer = pointer
 
 
 class ApiError(BridgeError):

@@ -178,11 +178,16 @@ class LocalKafka:
 
     def _java(self, libs: Path, *args: str) -> list[str]:
         return [
-            "java", f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC",
+            "java",
+            f"-Xmx{self.heap}",
+            f"-Xms{self.heap}",
+            "-XX:+UseG1GC",
             "-XX:TieredStopAtLevel=1",
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
-            "-cp", f"{libs}/*", *args,
-        ]  # fmt: skip
+            "-cp",
+            f"{libs}/*",
+            *args,
+        ]
 
     def start(self, timeout: float = READY_TIMEOUT_S) -> str:
         libs = fetch_jars(self.version)
@@ -190,15 +195,27 @@ class LocalKafka:
         cfg = self._write_config()
         if not (self.data_dir / "logs" / "meta.properties").exists():
             subprocess.run(
-                self._java(libs, "kafka.tools.StorageTool", "format", "--standalone",
-                           "-t", str(uuid.uuid4()), "-c", str(cfg)),
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            )  # fmt: skip
+                self._java(
+                    libs,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--standalone",
+                    "-t",
+                    str(uuid.uuid4()),
+                    "-c",
+                    str(cfg),
+                ),
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
         out = (self.data_dir / "stdout.log").open("ab")
         self.proc = subprocess.Popen(
             self._java(libs, "kafka.Kafka", str(cfg)),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         out.close()
         try:
             _wait_ready(self.bootstrap, self.proc, timeout)

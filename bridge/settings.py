@@ -105,6 +105,7 @@ class Settings(KafkaSettings):
     retry_max_delay: float = Field(default=30.0, gt=0)
     on_poison: Literal["park", "skip"] = "park"
     exactly_once: bool = False
+    transactional_id: str | None = None  # exactly-once only; default: unique per process
 
     metrics_port: int = Field(default=9100, ge=0, le=65535)
 

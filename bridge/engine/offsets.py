@@ -22,10 +22,11 @@ TopicPartitionKey = tuple[str, int]
 class Slot:
     """One tracked record. `done` flips once; the tracker advances past done slots."""
 
-    __slots__ = ("done", "offset", "owner")
+    __slots__ = ("done", "offset", "owner", "timestamp_ms")
 
-    def __init__(self, offset: int, owner: PartitionOffsets) -> None:
+    def __init__(self, offset: int, owner: PartitionOffsets, timestamp_ms: int = 0) -> None:
         self.offset = offset
+        self.timestamp_ms = timestamp_ms
         self.done = False
         self.owner = owner
 
@@ -41,12 +42,12 @@ class PartitionOffsets:
     in_progress: int = 0  # records with a call or an acknowledgement outstanding
     active: bool = True
 
-    def track(self, offset: int) -> Slot | None:
+    def track(self, offset: int, timestamp_ms: int = 0) -> Slot | None:
         """Start tracking `offset`; None when it is a redelivery of one already held."""
         if offset <= self.last_offset:
             return None
         self.last_offset = offset
-        slot = Slot(offset, self)
+        slot = Slot(offset, self, timestamp_ms)
         if not self.pending and self.next_position is None:
             self.next_position = offset
         self.pending.append(slot)
@@ -75,11 +76,16 @@ class OffsetTracker:
     def __init__(self) -> None:
         self._parts: dict[TopicPartitionKey, PartitionOffsets] = {}
 
-    def track(self, tp: TopicPartitionKey, offset: int) -> Slot | None:
+    def track(self, tp: TopicPartitionKey, offset: int, timestamp_ms: int = 0) -> Slot | None:
         part = self._parts.get(tp)
         if part is None:
             part = self._parts[tp] = PartitionOffsets()
-        return part.track(offset)
+        return part.track(offset, timestamp_ms)
+
+    def oldest_pending_timestamp_ms(self) -> int | None:
+        """Kafka timestamp of the oldest unfinished record across partitions."""
+        heads = [p.pending[0].timestamp_ms for p in self._parts.values() if p.pending]
+        return min(heads) if heads else None
 
     @staticmethod
     def complete(slot: Slot) -> None:

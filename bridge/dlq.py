@@ -1,0 +1,149 @@
+"""Dead-letter record headers.
+
+A dead letter keeps the original key, value and headers; these headers are added. Names follow
+Kafka Connect's `__connect.errors.*` vocabulary (UTF-8 strings, readable by kcat, Connect's own
+tooling and most DLQ browsers), with `__talon.bridge.*` for what Connect has no name for.
+Spring's `kafka_dlt-*` headers encode partition and offset as raw big-endian integers, which
+tools render poorly, so they are not used.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = [
+    "H_ATTEMPTS",
+    "H_BRIDGE_VERSION",
+    "H_ERROR_BODY",
+    "H_ERROR_CLASS",
+    "H_EXCEPTION_CLASS",
+    "H_EXCEPTION_MESSAGE",
+    "H_FIRST_FAILURE",
+    "H_GROUP",
+    "H_HTTP_STATUS",
+    "H_LAST_FAILURE",
+    "H_ORIGINAL_OFFSET",
+    "H_ORIGINAL_PARTITION",
+    "H_ORIGINAL_TIMESTAMP",
+    "H_ORIGINAL_TOPIC",
+    "H_PARKED_BEHIND",
+    "H_REASON",
+    "H_REPLAY_COUNT",
+    "H_REPLAY_DLQ",
+    "H_REPLAY_ID",
+    "H_REPLAY_OF",
+    "H_STAGE",
+    "MAX_BODY_BYTES",
+    "REPLAY_PREFIX",
+    "DeadLetter",
+    "coordinates",
+    "dead_letter_headers",
+    "header",
+]
+
+H_ORIGINAL_TOPIC = "__connect.errors.topic"
+H_ORIGINAL_PARTITION = "__connect.errors.partition"
+H_ORIGINAL_OFFSET = "__connect.errors.offset"
+H_STAGE = "__connect.errors.stage"
+H_EXCEPTION_CLASS = "__connect.errors.exception.class.name"
+H_EXCEPTION_MESSAGE = "__connect.errors.exception.message"
+H_ORIGINAL_TIMESTAMP = "__talon.bridge.original.timestamp"
+H_GROUP = "__talon.bridge.consumer.group"
+H_BRIDGE_VERSION = "__talon.bridge.version"
+H_ERROR_CLASS = "__talon.bridge.error.class"
+H_REASON = "__talon.bridge.error.reason"
+H_HTTP_STATUS = "__talon.bridge.http.status"
+H_ERROR_BODY = "__talon.bridge.error.body"
+H_ATTEMPTS = "__talon.bridge.attempts"
+H_FIRST_FAILURE = "__talon.bridge.failure.first"
+H_LAST_FAILURE = "__talon.bridge.failure.last"
+H_PARKED_BEHIND = "__talon.bridge.parked.behind"
+# Replay headers survive a later dead-lettering, so replay counts keep adding up.
+REPLAY_PREFIX = "__talon.bridge.replay."
+H_REPLAY_OF = REPLAY_PREFIX + "of"  # topic/partition/offset the record was first consumed at
+H_REPLAY_ID = REPLAY_PREFIX + "id"
+H_REPLAY_COUNT = REPLAY_PREFIX + "count"
+H_REPLAY_DLQ = REPLAY_PREFIX + "dlq"  # topic/partition/offset of the dead letter it came from
+
+MAX_BODY_BYTES = 2048
+_OURS = ("__connect.errors.", "__talon.bridge.")
+
+
+def coordinates(topic: str, partition: int, offset: int) -> str:
+    """The `topic/partition/offset` reference used in parking and replay headers."""
+    return f"{topic}/{partition}/{offset}"
+
+
+def header(headers: Iterable[tuple[str, bytes | str | None]] | None, name: str) -> str | None:
+    """The last value of header `name`, decoded, or None."""
+    found: str | None = None
+    for k, v in headers or ():
+        if k == name and v is not None:
+            found = v.decode(errors="replace") if isinstance(v, bytes) else v
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Why a record could never succeed. `stage` is where it failed: decode, api, produce."""
+
+    stage: str
+    error_class: str
+    reason: str
+    message: str
+    http_status: int | None = None
+    body: str | None = None
+    attempts: int = 0
+    first_failure: float | None = None
+    last_failure: float | None = None
+    parked_behind: str | None = None  # "topic/partition/offset" of the session's poison record
+
+
+def _ms(ts: float) -> bytes:
+    return str(int(ts * 1000)).encode()
+
+
+def dead_letter_headers(
+    original: Iterable[tuple[str, bytes]] | None,
+    letter: DeadLetter,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp_ms: int,
+    group: str,
+    version: str,
+) -> list[tuple[str, bytes]]:
+    """The original headers (minus stale error headers of an earlier dead-lettering) plus ours."""
+    kept = [
+        (k, v)
+        for k, v in (original or ())
+        if not k.startswith(_OURS) or k.startswith(REPLAY_PREFIX)
+    ]
+    now = time.time()
+    out = [
+        *kept,
+        (H_ORIGINAL_TOPIC, topic.encode()),
+        (H_ORIGINAL_PARTITION, str(partition).encode()),
+        (H_ORIGINAL_OFFSET, str(offset).encode()),
+        (H_ORIGINAL_TIMESTAMP, str(timestamp_ms).encode()),
+        (H_STAGE, letter.stage.encode()),
+        (H_EXCEPTION_CLASS, letter.error_class.encode()),
+        (H_EXCEPTION_MESSAGE, letter.message.encode()[:MAX_BODY_BYTES]),
+        (H_ERROR_CLASS, letter.error_class.encode()),
+        (H_REASON, letter.reason.encode()),
+        (H_ATTEMPTS, str(letter.attempts).encode()),
+        (H_FIRST_FAILURE, _ms(letter.first_failure or now)),
+        (H_LAST_FAILURE, _ms(letter.last_failure or now)),
+        (H_GROUP, group.encode()),
+        (H_BRIDGE_VERSION, version.encode()),
+    ]
+    if letter.http_status is not None:
+        out.append((H_HTTP_STATUS, str(letter.http_status).encode()))
+    if letter.body:
+        out.append((H_ERROR_BODY, letter.body.encode()[:MAX_BODY_BYTES]))
+    if letter.parked_behind:
+        out.append((H_PARKED_BEHIND, letter.parked_behind.encode()))
+    return out

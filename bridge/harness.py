@@ -1,0 +1,207 @@
+"""Running and observing a whole bridge from outside: for the demo, benchmarks and tests.
+
+`WorkerProcess` runs `talon-bridge run` as a real subprocess (so SIGTERM and kill -9 are real);
+`read_topic` and `committed_offsets` look at what it did through Kafka alone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from bridge.localkafka import free_port
+
+__all__ = ["WorkerProcess", "committed_offsets", "end_offsets", "read_topic", "wait_for"]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.1) -> None:
+    """Poll `predicate` until true; raise TimeoutError naming `what`."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(step)
+
+
+class WorkerProcess:
+    """`python -m bridge run` with the given BRIDGE_* environment."""
+
+    def __init__(self, env: Mapping[str, str], *, log_dir: Path | None = None) -> None:
+        self.metrics_port = int(env.get("BRIDGE_METRICS_PORT") or free_port())
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")},
+            "BRIDGE_LOG_FORMAT": "json",
+            **env,
+            "BRIDGE_METRICS_PORT": str(self.metrics_port),
+        }
+        self.log_path = (
+            log_dir or Path(tempfile.gettempdir())
+        ) / f"talon-bridge-worker-{uuid.uuid4().hex[:8]}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, wait_ready: bool = True, timeout: float = 60) -> WorkerProcess:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bridge", "run"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if wait_ready:
+            wait_for(self.ready, timeout, "the worker to become ready")
+        return self
+
+    def _get(self, path: str) -> tuple[int, bytes]:
+        url = f"http://127.0.0.1:{self.metrics_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return int(resp.status), resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except OSError:
+            return 0, b""
+
+    def ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {self.proc.returncode}; see {self.log_path}")
+        return self._get("/readyz")[0] == 200
+
+    def metrics(self) -> dict[str, float]:
+        """The /metrics page as {series: value} (label sets kept in the series name)."""
+        status, body = self._get("/metrics")
+        out: dict[str, float] = {}
+        if status != 200:
+            return out
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                try:
+                    out[name] = float(value)
+                except ValueError:
+                    continue
+        return out
+
+    def metric_sum(self, prefix: str) -> float:
+        return sum(v for k, v in self.metrics().items() if k.startswith(prefix))
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None:
+            return 0
+        self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def kill(self) -> None:
+        """kill -9: no drain, no commit."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.stop()
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def _partitions(conf: Mapping[str, Any], topic: str) -> list[int]:
+    c = Consumer({**conf, "group.id": "talon-bridge-inspect"})
+    try:
+        md = c.list_topics(topic, timeout=10)
+        return sorted(md.topics[topic].partitions)
+    finally:
+        c.close()
+
+
+def end_offsets(conf: Mapping[str, Any], topic: str) -> dict[int, int]:
+    c = Consumer({**conf, "group.id": "talon-bridge-inspect"})
+    try:
+        md = c.list_topics(topic, timeout=10)
+        return {
+            p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in md.topics[topic].partitions
+        }
+    finally:
+        c.close()
+
+
+def committed_offsets(conf: Mapping[str, Any], group: str, topic: str) -> dict[int, int]:
+    parts = _partitions(conf, topic)
+    c = Consumer({**conf, "group.id": group})
+    try:
+        res = c.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+        return {tp.partition: tp.offset for tp in res}
+    finally:
+        c.close()
+
+
+def read_topic(
+    conf: Mapping[str, Any],
+    topic: str,
+    *,
+    expected: int | None = None,
+    timeout: float = 60,
+    idle: float = 2.0,
+    isolation: str = "read_uncommitted",
+) -> list[Any]:
+    """Every record of `topic` from the beginning: up to `expected`, or until idle."""
+    c = Consumer(
+        {
+            **conf,
+            "group.id": f"talon-bridge-read-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+        }
+    )
+    out: list[Any] = []
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            if expected is not None and len(out) >= expected:
+                break
+            msgs = c.consume(1000, 0.5)
+            good = [m for m in msgs if m.error() is None]
+            if good:
+                out.extend(good)
+                last = time.monotonic()
+            elif expected is None and out and time.monotonic() - last > idle:
+                break
+            elif expected is None and not out and time.monotonic() - last > idle * 5:
+                break
+    finally:
+        c.close()
+    return out

@@ -1,0 +1,61 @@
+"""The worker's HTTP endpoints on `BRIDGE_METRICS_PORT`: /metrics, /healthz, /readyz.
+
+/healthz is liveness: the process and its consumer loop are alive (never tied to the
+Talon.One API, so an API outage does not restart pods). /readyz is readiness: assigned work
+can flow, and the API key is accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+__all__ = ["HealthServer"]
+
+
+class HealthServer:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        ready: Callable[[], bool],
+        alive: Callable[[], bool],
+    ) -> None:
+        self._registry = registry
+        self._ready = ready
+        self._alive = alive
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        body = generate_latest(self._registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        ok = self._alive()
+        return web.json_response({"alive": ok}, status=200 if ok else 503)
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        ok = self._ready()
+        return web.json_response({"ready": ok}, status=200 if ok else 503)
+
+    async def start(self, host: str, port: int) -> int:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server  # noqa: SLF001 - the only way to learn an ephemeral port
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,365 @@
+"""The only module that touches confluent-kafka: client configs, the consumer thread, the producer.
+
+The consumer runs in its own thread, because librdkafka calls the rebalance callbacks from
+inside `consume()`, and a revoke must block until the event loop has drained the partitions'
+in-flight calls and published their effects. Everything else about a record happens on the
+event loop; the threads hand over whole batches to keep the cross-thread cost per record low.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from bridge.settings import KafkaSettings
+
+__all__ = [
+    "ConsumerThread",
+    "InputRecord",
+    "PartitionListener",
+    "ProducerPoller",
+    "consumer_config",
+    "producer_config",
+]
+
+log = logging.getLogger(__name__)
+
+# librdkafka's local error codes carry a leading underscore in the Python binding.
+_PARTITION_EOF = KafkaError._PARTITION_EOF  # noqa: SLF001
+_NO_OFFSET = KafkaError._NO_OFFSET  # noqa: SLF001
+
+Headers = list[tuple[str, bytes]]
+TP = tuple[str, int]
+
+# Properties correctness depends on; they win over the pass-through.
+_CONSUMER_ENFORCED: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "partition.assignment.strategy": "cooperative-sticky",
+}
+_CONSUMER_DEFAULTS: dict[str, Any] = {
+    "auto.offset.reset": "earliest",
+    "max.poll.interval.ms": 300_000,
+    "session.timeout.ms": 45_000,
+    # Bounds librdkafka's prefetch so memory stays flat with a huge backlog.
+    "queued.max.messages.kbytes": 16_384,
+    "fetch.max.bytes": 16_777_216,
+    "statistics.interval.ms": 15_000,
+}
+_PRODUCER_ENFORCED: dict[str, Any] = {"enable.idempotence": True, "acks": "all"}
+_PRODUCER_DEFAULTS: dict[str, Any] = {
+    "linger.ms": 5,
+    "compression.type": "lz4",
+    "delivery.timeout.ms": 120_000,
+}
+
+
+def consumer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
+    conf = {**_CONSUMER_DEFAULTS, **settings.librdkafka_common(), **extra}
+    conf["group.id"] = settings.group_id
+    conf.update(_CONSUMER_ENFORCED)
+    return conf
+
+
+def producer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
+    conf = {**_PRODUCER_DEFAULTS, **settings.librdkafka_common(), **extra}
+    conf.update(_PRODUCER_ENFORCED)
+    return conf
+
+
+@dataclass(slots=True)
+class InputRecord:
+    """A consumed record, detached from librdkafka's Message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers | None
+    timestamp_ms: int
+
+    @classmethod
+    def from_message(cls, msg: Message) -> InputRecord:
+        topic = msg.topic()
+        partition = msg.partition()
+        offset = msg.offset()
+        if topic is None or partition is None or offset is None:
+            raise ValueError("consumed message without coordinates")
+        raw_headers = msg.headers()
+        return cls(
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=msg.key(),
+            value=msg.value(),
+            headers=_as_header_list(raw_headers) if raw_headers else None,
+            timestamp_ms=msg.timestamp()[1],
+        )
+
+
+def _as_header_list(raw: Any) -> Headers:
+    # A consumed message's headers are always a list of (str, bytes | None).
+    return [(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in raw]
+
+
+class PartitionListener(Protocol):
+    """What the consumer thread tells the event loop, and asks of it."""
+
+    def on_batch(self, records: list[InputRecord]) -> None: ...
+
+    def on_assigned(self, partitions: list[TP]) -> None: ...
+
+    async def drain(self, partitions: list[TP], timeout: float) -> dict[TP, int]: ...
+
+    def on_lost(self, partitions: list[TP]) -> None: ...
+
+    def on_fatal(self, error: str) -> None: ...
+
+    @property
+    def buffered(self) -> int: ...
+
+
+class ConsumerThread(threading.Thread):
+    """Polls Kafka, hands batches to the loop, pauses on backpressure, commits positions."""
+
+    def __init__(
+        self,
+        conf: dict[str, Any],
+        topics: Sequence[str],
+        listener: PartitionListener,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        max_buffered: int,
+        drain_timeout: float,
+        commit_interval: float,
+        batch_size: int = 500,
+        on_stats: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(name="kafka-consumer", daemon=True)
+        if on_stats is not None:
+            conf = {**conf, "stats_cb": on_stats}
+        conf = {**conf, "error_cb": self._on_error}
+        self._consumer = Consumer(conf)
+        self._topics = list(topics)
+        self._listener = listener
+        self._loop = loop
+        self._max_buffered = max_buffered
+        self._resume_below = max(1, max_buffered // 2)
+        self._drain_timeout = drain_timeout
+        self._commit_interval = commit_interval
+        self._batch_size = batch_size
+        self._commits: queue.SimpleQueue[dict[TP, int]] = queue.SimpleQueue()
+        self._halt = threading.Event()
+        self._paused = False
+        self.assignment: set[TP] = set()
+        self.finished = threading.Event()
+        self.commits_total = 0
+        self.rebalances: dict[str, int] = {"assign": 0, "revoke": 0, "lost": 0}
+
+    # --- called from the event loop ------------------------------------------------------
+
+    def request_commit(self, positions: dict[TP, int]) -> None:
+        if positions:
+            self._commits.put(positions)
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def group_metadata(self) -> Any:
+        return self._consumer.consumer_group_metadata()
+
+    # --- the thread ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        consumer = self._consumer
+        try:
+            consumer.subscribe(
+                self._topics,
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            last_commit = time.monotonic()
+            while not self._halt.is_set():
+                msgs = consumer.consume(self._batch_size, 0.1)
+                if msgs:
+                    self._hand_over(msgs)
+                self._backpressure()
+                now = time.monotonic()
+                if now - last_commit >= self._commit_interval:
+                    self._commit_pending(sync=False)
+                    last_commit = now
+            # Shutdown: drain everything we own, commit synchronously, leave the group.
+            self._revoke_and_commit(sorted(self.assignment))
+            consumer.close()
+        except Exception as exc:  # a crash here must not go unseen
+            log.exception("consumer thread failed")
+            self._loop.call_soon_threadsafe(self._listener.on_fatal, f"consumer: {exc}")
+        finally:
+            self.finished.set()
+
+    def _hand_over(self, msgs: list[Message]) -> None:
+        records: list[InputRecord] = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() == _PARTITION_EOF:
+                    continue
+                if err.fatal():
+                    self._loop.call_soon_threadsafe(self._listener.on_fatal, str(err))
+                    self._halt.set()
+                    return
+                log.warning("consumer error: %s", err)
+                continue
+            records.append(InputRecord.from_message(msg))
+        if records:
+            self._loop.call_soon_threadsafe(self._listener.on_batch, records)
+
+    def _backpressure(self) -> None:
+        buffered = self._listener.buffered
+        if not self._paused and buffered >= self._max_buffered:
+            self._set_paused(True)
+        elif self._paused and buffered < self._resume_below:
+            self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        parts = [TopicPartition(t, p) for t, p in self.assignment]
+        if parts:
+            (self._consumer.pause if paused else self._consumer.resume)(parts)
+        self._paused = paused
+
+    def _commit_pending(self, *, sync: bool, exclude: set[TP] | None = None) -> None:
+        merged: dict[TP, int] = {}
+        while True:
+            try:
+                merged.update(self._commits.get_nowait())
+            except queue.Empty:
+                break
+        # Never commit for partitions we no longer own: that could rewind the new owner.
+        offsets = [
+            TopicPartition(t, p, o)
+            for (t, p), o in merged.items()
+            if (t, p) in self.assignment and (exclude is None or (t, p) not in exclude)
+        ]
+        if not offsets:
+            return
+        try:
+            if sync:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            self.commits_total += 1
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == _NO_OFFSET:
+                return
+            log.warning("offset commit failed: %s", exc)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(tp.topic, tp.partition) for tp in partitions]
+        self.assignment.update(tps)
+        self.rebalances["assign"] += 1
+        self._loop.call_soon_threadsafe(self._listener.on_assigned, tps)
+        if self._paused and partitions:
+            consumer.pause(partitions)
+        log.info("partitions assigned", extra={"partitions": [f"{t}[{p}]" for t, p in tps]})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(tp.topic, tp.partition) for tp in partitions]
+        self.rebalances["revoke"] += 1
+        self._revoke_and_commit(tps)
+        log.info("partitions revoked", extra={"partitions": [f"{t}[{p}]" for t, p in tps]})
+
+    def _revoke_and_commit(self, tps: list[TP]) -> None:
+        if not tps:
+            return
+        # Positions computed before the drain may be stale for these partitions; commit the rest.
+        self._commit_pending(sync=True, exclude=set(tps))
+        future = asyncio.run_coroutine_threadsafe(
+            self._listener.drain(tps, self._drain_timeout), self._loop
+        )
+        try:
+            positions = future.result(self._drain_timeout + 10)
+        except Exception:
+            log.exception("drain on revoke failed; committing nothing for revoked partitions")
+            positions = {}
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        if offsets:
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+                self.commits_total += 1
+            except KafkaException as exc:
+                log.warning("offset commit on revoke failed: %s", exc)
+        self.assignment.difference_update(tps)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(tp.topic, tp.partition) for tp in partitions]
+        self.rebalances["lost"] += 1
+        self.assignment.difference_update(tps)
+        self._loop.call_soon_threadsafe(self._listener.on_lost, tps)
+        log.warning("partitions lost", extra={"partitions": [f"{t}[{p}]" for t, p in tps]})
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._loop.call_soon_threadsafe(self._listener.on_fatal, str(err))
+            self._halt.set()
+        else:
+            log.warning("kafka client error: %s", err)
+
+
+Delivered = tuple[Any, KafkaError | None]
+
+
+class ProducerPoller(threading.Thread):
+    """Owns the producer's poll loop; delivery reports reach the event loop in batches."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        loop: asyncio.AbstractEventLoop,
+        on_delivered: Callable[[list[Delivered]], None],
+    ) -> None:
+        super().__init__(name="kafka-producer", daemon=True)
+        self.producer = producer
+        self._loop = loop
+        self._on_delivered = on_delivered
+        self._batch: list[Delivered] = []
+        self._halt = threading.Event()
+
+    def callback(self, token: Any) -> Callable[[KafkaError | None, Message], None]:
+        batch = self._batch
+
+        def report(err: KafkaError | None, _msg: Message) -> None:
+            batch.append((token, err))
+
+        return report
+
+    def deliver_to(self, token: Any) -> Callable[[KafkaError | None, Message], None]:
+        return self.callback(token)
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.producer.poll(0.05)
+            self._flush_batch()
+        self.producer.flush(30)
+        self._flush_batch()
+
+    def _flush_batch(self) -> None:
+        if self._batch:
+            batch, self._batch[:] = list(self._batch), []
+            self._loop.call_soon_threadsafe(self._on_delivered, batch)
+
+    def stop(self) -> None:
+        self._halt.set()

@@ -1,0 +1,170 @@
+"""All Prometheus metrics of the worker, in one object with an injectable registry.
+
+Names follow Prometheus conventions: prefix `bridge_`, base units, `_total` on counters (the
+client library appends it), and only bounded labels: never a session, profile or event ID.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from bridge import __version__
+
+__all__ = ["COMMAND_TYPES", "Metrics"]
+
+COMMAND_TYPES = ("track_event", "update_customer_session", "return_cart_items", "unknown")
+_LATENCY_BUCKETS = (
+    0.005,
+    0.01,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+)
+
+
+class Metrics:
+    """The worker's metrics; pass a fresh registry in tests."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = r = registry if registry is not None else CollectorRegistry()
+        self.consumed = Counter(
+            "bridge_commands_consumed", "Records read from input topics.", ["topic"], registry=r
+        )
+        self.processed = Counter(
+            "bridge_commands_processed",
+            "Records finished, by command type and outcome (applied, dead_lettered, parked).",
+            ["command_type", "outcome"],
+            registry=r,
+        )
+        self.retried = Counter(
+            "bridge_commands_retried",
+            "API calls retried, by error class.",
+            ["command_type", "error_class"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "bridge_dead_letters",
+            "Records written to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.api_duration = Histogram(
+            "bridge_api_request_duration_seconds",
+            "Talon.One request duration, by operation and outcome.",
+            ["operation", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.api_errors = Counter(
+            "bridge_api_errors",
+            "Talon.One request failures by class (409, 429, 5xx, timeout, 4xx, auth, connection).",
+            ["operation", "error_class"],
+            registry=r,
+        )
+        self.e2e_latency = Histogram(
+            "bridge_end_to_end_latency_seconds",
+            "From the record's Kafka timestamp to its effects being acknowledged.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.occurred_latency = Histogram(
+            "bridge_occurred_to_acknowledged_seconds",
+            "From the command's occurredAt to its effects being acknowledged.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "bridge_in_flight_commands", "Commands with an API call running.", registry=r
+        )
+        self.buffered = Gauge(
+            "bridge_buffered_commands", "Commands read but not yet finished.", registry=r
+        )
+        self.active_keys = Gauge(
+            "bridge_active_keys", "Sessions and profiles with queued commands.", registry=r
+        )
+        self.paused = Gauge(
+            "bridge_paused_partitions", "Assigned partitions paused by backpressure.", registry=r
+        )
+        self.assigned = Gauge(
+            "bridge_assigned_partitions", "Partitions assigned to this worker.", registry=r
+        )
+        self.commits = Counter("bridge_offset_commits", "Offset commits issued.", registry=r)
+        self.rebalances = Counter(
+            "bridge_rebalances", "Rebalance events, by kind.", ["event"], registry=r
+        )
+        self.drain_duration = Histogram(
+            "bridge_revoke_drain_duration_seconds",
+            "Time to drain revoked partitions' in-flight calls.",
+            registry=r,
+        )
+        self.effects = Counter(
+            "bridge_effects_published",
+            "Effects published, by effect type.",
+            ["effect_type"],
+            registry=r,
+        )
+        self.delivery_failures = Counter(
+            "bridge_producer_delivery_failures",
+            "Records the producer failed to deliver, by topic kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.idempotent_replays = Counter(
+            "bridge_idempotent_replays",
+            "Responses Talon.One replayed for a repeated Idempotency-Key.",
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "bridge_consumer_lag_records",
+            "Records between the committed position and the partition's end, per partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.oldest_unprocessed_age = Gauge(
+            "bridge_oldest_unprocessed_age_seconds",
+            "Age (from its Kafka timestamp) of the oldest record read but not yet finished.",
+            registry=r,
+        )
+        self.last_progress = Gauge(
+            "bridge_last_progress_timestamp_seconds",
+            "When the worker last finished a record (Unix time).",
+            registry=r,
+        )
+        self.parked_sessions = Gauge(
+            "bridge_parked_sessions", "Sessions parked behind a dead letter.", registry=r
+        )
+        self.parked_oldest_age = Gauge(
+            "bridge_parked_oldest_age_seconds",
+            "How long the longest-parked session has been parked.",
+            registry=r,
+        )
+        self.api_healthy = Gauge(
+            "bridge_api_auth_ok",
+            "0 while Talon.One rejects the API key (401/403), else 1.",
+            registry=r,
+        )
+        self.api_outage = Gauge(
+            "bridge_api_outage",
+            "1 while Talon.One fails calls across many sessions (an outage): intake is paused "
+            "and calls are probed with backoff instead of counting against retry budgets.",
+            registry=r,
+        )
+        self.ready = Gauge("bridge_ready", "1 when the worker is ready to take work.", registry=r)
+        self.build = Info("bridge_build", "Build information.", registry=r)
+        self.build.info({"version": __version__})
+        self.api_healthy.set(1)
+        for ct in COMMAND_TYPES:
+            for outcome in ("applied", "dead_lettered", "parked"):
+                self.processed.labels(ct, outcome)

@@ -1,0 +1,866 @@
+"""The worker: the one composition root of a running bridge.
+
+Records arrive in batches from the consumer thread. Each becomes a `Work` item queued in the
+per-key sequencer; runnable items go to a ready queue served by `max_in_flight` long-lived
+coroutines (no task per record). A finished API call releases its keys at once, so the
+session's next command can start, while its effects record is still being acknowledged; the
+source offset completes only when that acknowledgement (or the dead letter's) arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Hashable
+from enum import IntEnum
+from typing import Any
+
+from confluent_kafka import KafkaError, Producer
+
+from bridge import __version__
+from bridge.codec import Codec, RegistryError
+from bridge.commands import Command, EffectsEmitted
+from bridge.dlq import H_REPLAY_OF, DeadLetter, coordinates, dead_letter_headers, header
+from bridge.engine.offsets import OffsetTracker, Slot
+from bridge.engine.retry import RetryPolicy
+from bridge.engine.sequencer import Sequenced, Sequencer
+from bridge.errors import (
+    ApiError,
+    ConflictError,
+    DecodeError,
+    FatalApiError,
+    InvalidCommandError,
+    KafkaFatalError,
+    PermanentApiError,
+    RetryableApiError,
+)
+from bridge.handlers import Applied, Handlers
+from bridge.health import HealthServer
+from bridge.kafka_io import (
+    TP,
+    ConsumerThread,
+    Delivered,
+    InputRecord,
+    ProducerPoller,
+    consumer_config,
+    producer_config,
+)
+from bridge.lag import LagReporter
+from bridge.logs import where
+from bridge.metrics import Metrics
+from bridge.parking import ParkedSession, ParkingLot, ParkingReader, encode_parked
+from bridge.settings import Settings
+from bridge.talon.client import TalonClient
+from bridge.transactions import HeldOutput, TransactionalOutput
+
+__all__ = ["Worker", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+
+# Consecutive retryable failures, over at least this many sessions, that mean "the API is
+# down" rather than "these records are failing": one failing session never trips it.
+OUTAGE_STREAK = 12
+OUTAGE_SESSIONS = 3
+
+
+class State(IntEnum):
+    QUEUED = 0  # waiting for its keys or a free slot
+    RUNNING = 1  # API call under way
+    BACKOFF = 2  # waiting to retry; holds its keys
+    PRODUCING = 3  # effects or dead letter sent, waiting for the acknowledgement
+    DONE = 4
+    DROPPED = 5  # partition revoked before it started; the next owner reads it again
+
+
+_ACTIVE = (State.RUNNING, State.PRODUCING)
+
+
+class Work:
+    """One consumed record on its way through the worker."""
+
+    __slots__ = (
+        "attempts",
+        "command",
+        "entry",
+        "error",
+        "first_failure",
+        "held",
+        "outcome",
+        "pending",
+        "rec",
+        "seq",
+        "slot",
+        "started_at",
+        "state",
+        "timer",
+        "tp",
+    )
+
+    def __init__(self, rec: InputRecord, slot: Slot) -> None:
+        self.rec = rec
+        self.seq = 0  # arrival order, the scheduling priority
+        self.tp: TP = (rec.topic, rec.partition)
+        self.slot = slot
+        self.command: Command | None = None
+        self.error: DecodeError | None = None
+        self.entry: Sequenced[Work] | None = None
+        self.state = State.QUEUED
+        self.attempts = 0
+        self.first_failure: float | None = None
+        self.started_at = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.pending = 0  # produced records not yet acknowledged
+        self.held: HeldOutput | None = None  # exactly-once: outputs awaiting the transaction
+        self.outcome = "applied"
+
+    @property
+    def where(self) -> str:
+        return where(self.rec.topic, self.rec.partition, self.rec.offset)
+
+    @property
+    def command_type(self) -> str:
+        return self.command.command_type if self.command is not None else "unknown"
+
+    def log_extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"where": self.where}
+        if self.command is not None:
+            extra["event_id"] = self.command.event_id
+        return extra
+
+
+def _keys(work: Work) -> tuple[Hashable, ...]:
+    cmd = work.command
+    if cmd is None:
+        key = work.rec.key
+        return (("s", key),) if key is not None else ()
+    profile = cmd.profile_id if cmd.command_type == "track_event" else None
+    session_key = ("s", work.rec.key)
+    return (session_key, ("p", profile)) if profile else (session_key,)
+
+
+class Worker:
+    """Runs until stopped; see module docstring for the flow."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        codec: Codec | None = None,
+        client: TalonClient | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.codec = codec or Codec.from_settings(settings)
+        self.client = client or TalonClient(
+            settings.talon_base_url,
+            settings.talon_api_key.get_secret_value(),
+            connect_timeout=settings.talon_connect_timeout,
+            read_timeout=settings.talon_read_timeout,
+            pool_timeout=settings.talon_pool_timeout,
+            max_connections=settings.max_in_flight,
+            idempotency_keys=settings.talon_idempotency_keys,
+            observer=self._observe_api,
+        )
+        self.handlers = Handlers(self.client)
+        self.retry = RetryPolicy(
+            base_delay=settings.retry_base_delay,
+            max_delay=settings.retry_max_delay,
+            max_attempts=settings.retry_max_attempts,
+            max_elapsed=settings.retry_max_elapsed,
+        )
+        self.sequencer: Sequencer[Work] = Sequencer()
+        self.parking = ParkingLot()
+        self._park = settings.on_poison == "park"
+        self.offsets = OffsetTracker()
+        self.assigned: set[TP] = set()
+        self._buffered = 0
+        self._drained = asyncio.Event()  # set when a draining partition makes progress
+        self._draining: set[TP] = set()
+        # Oldest record first: finishing early offsets first advances the committable prefix,
+        # which keeps latency low and leaves little to redo after a crash or a revoke.
+        self._ready: asyncio.PriorityQueue[tuple[int, Sequenced[Work]]] = asyncio.PriorityQueue()
+        self._arrivals = 0
+        self._api_ok = asyncio.Event()
+        self._api_ok.set()
+        self._gate_closures = 0
+        self._gate_reason: str | None = None
+        self._streak = 0
+        self._streak_keys: set[bytes | None] = set()
+        self._stop = asyncio.Event()
+        self._exit_code = 0
+        self._fatal: str | None = None
+        self._in_flight = 0
+        self._last_progress = time.monotonic()
+        self._consumer: ConsumerThread | None = None
+        self._poller: ProducerPoller | None = None
+        self._producer: Producer | None = None
+        self._txn: TransactionalOutput | None = None
+        self._signals = 0
+
+    # --- PartitionListener (called on the loop by the consumer thread) -------------------
+
+    @property
+    def buffered(self) -> int:
+        # A fatal state or a failing API key pauses intake: nothing new is read.
+        if self._fatal is not None or not self._api_ok.is_set():
+            return 1 << 62
+        return self._buffered
+
+    def on_assigned(self, partitions: list[TP]) -> None:
+        self.assigned.update(partitions)
+        self.metrics.rebalances.labels("assign").inc()
+        self.metrics.assigned.set(len(self.assigned))
+
+    def on_batch(self, records: list[InputRecord]) -> None:
+        track = self.offsets.track
+        seq_add = self.sequencer.add
+        ready = self._ready.put_nowait
+        consumed = self.metrics.consumed
+        arrival = self._arrivals
+        for rec in records:
+            tp = (rec.topic, rec.partition)
+            if tp not in self.assigned:
+                continue
+            slot = track(tp, rec.offset, rec.timestamp_ms)
+            if slot is None:
+                continue  # a redelivery of a record we already hold
+            work = Work(rec, slot)
+            work.seq = arrival = arrival + 1
+            try:
+                work.command = self._decode(rec)
+            except DecodeError as exc:
+                work.error = exc
+            except RegistryError:
+                pass  # decoded again when it runs; see _serve
+            consumed.labels(rec.topic).inc()
+            entry = work.entry = seq_add(work, _keys(work))
+            self._buffered += 1
+            if entry.blocked == 0:
+                ready((work.seq, entry))
+        self._arrivals = arrival
+        self.metrics.buffered.set(self._buffered)
+        self.metrics.active_keys.set(self.sequencer.active_keys)
+
+    def _decode(self, rec: InputRecord) -> Command:
+        cmd = self.codec.decode_command(rec.value)
+        if rec.key is None:
+            raise DecodeError("missing-key", "record has no key; expected the session ID")
+        if cmd.session_id.encode() != rec.key:
+            raise DecodeError("key-mismatch", "record key differs from sessionId")
+        return cmd
+
+    async def drain(self, partitions: list[TP], timeout: float) -> dict[TP, int]:
+        """Finish what the revoked partitions already hold, then hand back their positions.
+
+        Records already read keep flowing (no new ones arrive for these partitions), so a
+        graceful handoff leaves nothing for the next owner to redo. At 60% of `timeout`
+        whatever has not started is dropped (the next owner reads it again); calls under way
+        get until 85% to finish and be acknowledged, leaving the rest for commit and close.
+        """
+        started = time.monotonic()
+        revoking = set(partitions)
+        self._draining |= revoking
+        pending, in_progress = self.offsets.pending_count, self.offsets.in_progress
+        try:
+            await self._wait_drained(
+                lambda: not any(pending(tp) for tp in revoking), started + 0.6 * timeout
+            )
+            self._drop_pending(revoking)
+            if not await self._wait_drained(
+                lambda: not any(in_progress(tp) for tp in revoking), started + 0.85 * timeout
+            ):
+                log.warning(
+                    "drain timed out; uncommitted records will be read again by the next owner",
+                    extra={"in_flight": sum(in_progress(tp) for tp in revoking)},
+                )
+        finally:
+            self._draining -= revoking
+        positions: dict[TP, int] = {}
+        for tp in partitions:
+            pos = self.offsets.position(tp)
+            if pos is not None:
+                positions[tp] = pos
+        if self._txn is not None:
+            # Outputs and offsets go together in one transaction; the consumer commits nothing.
+            await self._commit_transaction()
+            self._txn.forget(partitions)
+            positions = {}
+        for tp in partitions:
+            self.offsets.forget(tp)
+            self.assigned.discard(tp)
+        self.metrics.rebalances.labels("revoke").inc()
+        self.metrics.drain_duration.observe(time.monotonic() - started)
+        self.metrics.assigned.set(len(self.assigned))
+        return positions
+
+    async def _wait_drained(self, done: Callable[[], bool], deadline: float) -> bool:
+        while not done():
+            self._drained.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), remaining)
+        return True
+
+    def on_lost(self, partitions: list[TP]) -> None:
+        lost = set(partitions)
+        self._drop_pending(lost)
+        for tp in partitions:
+            self.offsets.forget(tp)
+            self.assigned.discard(tp)
+        self.metrics.rebalances.labels("lost").inc()
+        self.metrics.assigned.set(len(self.assigned))
+
+    def on_fatal(self, error: str) -> None:
+        log.error("fatal Kafka error; stopping", extra={"error": error})
+        self._fatal = error
+        self._exit_code = 1
+        self._stop.set()
+
+    def _drop_pending(self, tps: set[TP]) -> None:
+        def doomed(w: Work) -> bool:
+            return w.tp in tps and w.state in (State.QUEUED, State.BACKOFF)
+
+        removed, became = self.sequencer.remove_where(doomed)
+        for entry in removed:
+            work = entry.item
+            if work.timer is not None:
+                work.timer.cancel()
+            work.state = State.DROPPED
+            self._buffered -= 1
+        for entry in became:
+            self._ready.put_nowait((entry.item.seq, entry))
+        self.metrics.buffered.set(self._buffered)
+
+    # --- processing ----------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        get = self._ready.get
+        while True:
+            _, entry = await get()
+            work = entry.item
+            if work.state is not State.QUEUED:
+                continue
+            key = work.rec.key
+            if self._park and key is not None and (parked := self.parking.get(key)):
+                if header(work.rec.headers, H_REPLAY_OF) == parked.poison:
+                    self._unpark(work, key)
+                else:
+                    self._divert(work, parked)
+                    continue
+            cmd = work.command
+            if cmd is None and work.error is None:
+                cmd = self._decode_later(work)
+                if cmd is None and work.error is None:
+                    continue  # waiting for the schema registry
+            if cmd is None:
+                err = work.error or DecodeError("invalid", "no command")
+                self._dead_letter(
+                    work, DeadLetter("decode", "DecodeError", err.reason, err.message)
+                )
+                continue
+            if not self._api_ok.is_set():
+                await self._api_ok.wait()
+            await self._call(work, cmd)
+
+    def _decode_later(self, work: Work) -> Command | None:
+        """Decode a record whose writer schema the registry could not serve on arrival.
+
+        A registry outage is not the record's fault: it waits with backoff (holding its
+        session) instead of going to the dead-letter topic.
+        """
+        try:
+            work.command = self._decode(work.rec)
+            return work.command
+        except DecodeError as exc:
+            work.error = exc
+            return None
+        except RegistryError as exc:
+            work.attempts += 1
+            log.warning(
+                "schema registry unavailable", extra={**work.log_extra(), "error": str(exc)}
+            )
+            self._backoff(work, self.retry.delay(min(work.attempts, 8)))
+            return None
+
+    async def _call(self, work: Work, cmd: Command) -> None:
+        self._transition(work, State.RUNNING)
+        work.attempts += 1
+        self._in_flight += 1
+        self.metrics.in_flight.set(self._in_flight)
+        try:
+            applied = await self.handlers.apply(cmd)
+        except ApiError as exc:
+            self._in_flight -= 1
+            self._failed(work, exc)
+            return
+        except InvalidCommandError as exc:
+            self._in_flight -= 1
+            message = f"{exc.message} at {exc.pointer}" if exc.pointer else exc.message
+            self._dead_letter(
+                work, DeadLetter("validate", "InvalidCommandError", "validation", message)
+            )
+            return
+        except Exception as exc:
+            self._in_flight -= 1
+            log.exception("unexpected error applying a command", extra=work.log_extra())
+            self._dead_letter(work, DeadLetter("api", type(exc).__name__, "internal", str(exc)))
+            return
+        self._in_flight -= 1
+        self.metrics.in_flight.set(self._in_flight)
+        if self._streak:
+            self._streak = 0
+            self._streak_keys.clear()
+        if self._gate_closures:
+            self._api_recovered()
+        self._last_progress = time.monotonic()
+        self._publish(work, cmd, applied)
+
+    def _failed(self, work: Work, exc: ApiError) -> None:
+        now = time.monotonic()
+        if work.first_failure is None:
+            work.first_failure = now
+        if isinstance(exc, FatalApiError):
+            self._hold(work, "auth", exc)
+            return
+        if isinstance(exc, RetryableApiError) and not isinstance(exc, ConflictError):
+            self._streak += 1
+            self._streak_keys.add(work.rec.key)
+            outage = self._streak >= OUTAGE_STREAK and len(self._streak_keys) >= OUTAGE_SESSIONS
+            if outage or self._gate_reason == "outage":
+                self._hold(work, "outage", exc)
+                return
+        if isinstance(exc, RetryableApiError):
+            elapsed = now - work.first_failure
+            conflict = isinstance(exc, ConflictError)
+            if not self.retry.exhausted(work.attempts, elapsed, conflict=conflict):
+                self.metrics.retried.labels(work.command_type, exc.error_class).inc()
+                self._backoff(work, self.retry.delay(work.attempts, exc.retry_after))
+                return
+            reason = "retries-exhausted"
+        else:
+            reason = "permanent"
+        body = None
+        if exc.body is not None:
+            body = (
+                exc.body.model_dump_json()
+                if hasattr(exc.body, "model_dump_json")
+                else str(exc.body)
+            )
+        log.warning(
+            "dead-lettering a command",
+            extra={**work.log_extra(), "status": exc.status, "error_class": exc.error_class},
+        )
+        self._dead_letter(
+            work,
+            DeadLetter(
+                "api",
+                type(exc).__name__,
+                reason if not isinstance(exc, PermanentApiError) else "permanent",
+                exc.message,
+                http_status=exc.status,
+                body=body,
+                attempts=work.attempts,
+                first_failure=time.time() - (now - work.first_failure),
+                last_failure=time.time(),
+            ),
+        )
+
+    def _transition(self, work: Work, new: State) -> None:
+        """Change state, keeping the partition's in-progress count (what a drain waits on)."""
+        part = work.slot.owner
+        was_active = work.state in _ACTIVE
+        if new in _ACTIVE and not was_active:
+            part.in_progress += 1
+        elif was_active and new not in _ACTIVE:
+            part.in_progress -= 1
+            if part.in_progress == 0:
+                self._drained.set()
+        work.state = new
+
+    def _backoff(self, work: Work, delay: float) -> None:
+        self._transition(work, State.BACKOFF)
+        work.timer = asyncio.get_running_loop().call_later(delay, self._requeue, work)
+
+    def _requeue(self, work: Work) -> None:
+        if work.state is State.BACKOFF and work.entry is not None:
+            work.timer = None
+            work.state = State.QUEUED
+            self._ready.put_nowait((work.seq, work.entry))
+
+    def _hold(self, work: Work, reason: str, exc: ApiError) -> None:
+        """Close the API gate: no record is to blame, so none spends its retry budget.
+
+        `auth`: the key is wrong or lacks permission (401/403); `outage`: calls fail across
+        many sessions. Intake pauses, every call waits at the gate, and the gate reopens with
+        growing backoff to probe, so a rotated key or a recovered API resumes by itself.
+        """
+        work.attempts -= 1
+        work.first_failure = None
+        if self._api_ok.is_set():
+            self._api_ok.clear()
+            self._gate_reason = reason
+            self._gate_closures += 1
+            delay = min(self.retry.max_delay, 0.5 * 2 ** min(self._gate_closures - 1, 10))
+            asyncio.get_running_loop().call_later(delay, self._api_ok.set)
+            if reason == "auth":
+                self.metrics.api_healthy.set(0)
+                self.metrics.ready.set(0)
+            else:
+                self.metrics.api_outage.set(1)
+            if self._gate_closures == 1:
+                log.error(
+                    "Talon.One rejected the API key; pausing intake and probing"
+                    if reason == "auth"
+                    else "Talon.One looks down; pausing intake and probing",
+                    extra={"status": exc.status, "error_class": exc.error_class},
+                )
+        self._backoff(work, 0)
+
+    def _api_recovered(self) -> None:
+        log.info("Talon.One answers again; resuming", extra={"after": self._gate_reason})
+        self._gate_closures = 0
+        self._gate_reason = None
+        self.metrics.api_healthy.set(1)
+        self.metrics.api_outage.set(0)
+        self.metrics.ready.set(1)
+
+    def _publish(self, work: Work, cmd: Command, applied: Applied) -> None:
+        if applied.replayed:
+            self.metrics.idempotent_replays.inc()
+        self._transition(work, State.PRODUCING)
+        self._release(work)
+        if self.settings.skip_empty_effects and not applied.effects:
+            self._complete(work)
+            return
+        rec = EffectsEmitted(
+            event_id=cmd.event_id,
+            session_id=cmd.session_id,
+            profile_id=cmd.profile_id,
+            command_type=cmd.command_type,
+            source_topic=work.rec.topic,
+            source_partition=work.rec.partition,
+            source_offset=work.rec.offset,
+            processed_at_ms=int(time.time() * 1000),
+            session_state=applied.session_state,
+            effects=applied.effects,
+            created_coupons=applied.created_coupons,
+            created_referrals=applied.created_referrals,
+            dry=cmd.dry,
+        )
+        value = self.codec.encode_effects(rec, self.settings.output_topic)
+        self._produce(work, self.settings.output_topic, work.rec.key, value, None)
+        for effect in applied.effects:
+            self.metrics.effects.labels(effect.effect_type).inc()
+
+    def _dead_letter(self, work: Work, letter: DeadLetter) -> None:
+        self._transition(work, State.PRODUCING)
+        rec = work.rec
+        work.outcome = "parked" if letter.reason == "parked" else "dead_lettered"
+        if self._park and rec.key is not None and letter.reason != "parked":
+            parked = ParkedSession(
+                coordinates(rec.topic, rec.partition, rec.offset),
+                int(time.time() * 1000),
+                letter.reason,
+                work.command.event_id if work.command is not None else None,
+            )
+            # Parked before the keys are released, so the session's next command sees it.
+            if self.parking.park(rec.key, parked):
+                self._produce(work, self.settings.parking_topic, rec.key, encode_parked(parked))
+                self._parking_changed()
+                log.warning("session parked behind its dead letter", extra=work.log_extra())
+        if work.entry is not None:
+            self._release(work)
+        headers: list[tuple[str, str | bytes | None]] = [
+            *dead_letter_headers(
+                rec.headers,
+                letter,
+                topic=rec.topic,
+                partition=rec.partition,
+                offset=rec.offset,
+                timestamp_ms=rec.timestamp_ms,
+                group=self.settings.group_id,
+                version=__version__,
+            )
+        ]
+        self.metrics.dead_lettered.labels(letter.reason).inc()
+        self._produce(work, self.settings.dlq_topic, rec.key, rec.value, headers)
+
+    def _divert(self, work: Work, parked: ParkedSession) -> None:
+        """Send a parked session's command to the dead-letter topic, in order."""
+        self._dead_letter(
+            work,
+            DeadLetter(
+                "parked",
+                "SessionParked",
+                "parked",
+                f"session is parked behind {parked.poison}",
+                parked_behind=parked.poison,
+            ),
+        )
+
+    def _unpark(self, work: Work, key: bytes) -> None:
+        """The session's poison record is back from a replay: release the session."""
+        self.parking.release(key)
+        self._parking_changed()
+        # The tombstone is acknowledged before this record's offset can be committed.
+        self._produce(work, self.settings.parking_topic, key, None)
+        log.info("parked session released by a replay", extra=work.log_extra())
+
+    def _apply_parking(self, batch: list[tuple[bytes, bytes | None]]) -> None:
+        for key, value in batch:
+            self.parking.apply(key, value)
+        self._parking_changed()
+
+    def _parking_changed(self) -> None:
+        self.metrics.parked_sessions.set(len(self.parking))
+        self.metrics.parked_oldest_age.set(self.parking.oldest_age())
+
+    def _produce(
+        self,
+        work: Work,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> None:
+        if self._producer is None or self._poller is None:
+            raise RuntimeError("the worker is not running")
+        if self._txn is not None:
+            if work.held is None:
+                work.held = HeldOutput(work.rec.offset)
+                # Once every output of this step is collected, the record counts as finished:
+                # its outputs are committed in the same transaction as its offset.
+                asyncio.get_running_loop().call_soon(self._hand_to_transaction, work)
+            work.held.records.append((topic, key, value, headers))
+            return
+        work.pending += 1
+        while True:
+            try:
+                self._producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    on_delivery=self._poller.callback((work, topic, key, value, headers)),
+                )
+                return
+            except BufferError:
+                # The producer's local queue is full: let it drain a little.
+                self._producer.poll(0.01)
+
+    def _hand_to_transaction(self, work: Work) -> None:
+        if self._txn is None or work.held is None:
+            return
+        if work.slot.owner.active:
+            self._txn.hold(work.tp, work.held)
+        work.held = None
+        self._complete(work)
+
+    def _release(self, work: Work) -> None:
+        if work.entry is None:
+            return
+        put = self._ready.put_nowait
+        for entry in self.sequencer.release(work.entry):
+            put((entry.item.seq, entry))
+        work.entry = None
+
+    def _on_delivered(self, batch: list[Delivered]) -> None:
+        for token, err in batch:
+            work = token[0]
+            if err is not None:
+                self._delivery_failed(token, err)
+                continue
+            work.pending -= 1
+            if work.pending == 0:
+                self._complete(work)
+        self.metrics.buffered.set(self._buffered)
+        self.metrics.active_keys.set(self.sequencer.active_keys)
+
+    def _delivery_failed(self, token: tuple[Any, ...], err: KafkaError) -> None:
+        work, topic, key, value, headers = token
+        work.pending -= 1  # sent again below
+        kind = {self.settings.dlq_topic: "dlq", self.settings.parking_topic: "parking"}.get(
+            topic, "effects"
+        )
+        self.metrics.delivery_failures.labels(kind).inc()
+        log.error(
+            "producer could not deliver; sending again",
+            extra={**work.log_extra(), "topic": topic, "error": str(err)},
+        )
+        if err.fatal():
+            self.on_fatal(f"producer: {err}")
+            return
+        # The offset stays uncommitted until a send succeeds, so nothing is lost either way.
+        asyncio.get_running_loop().call_later(1.0, self._produce, work, topic, key, value, headers)
+
+    def _complete(self, work: Work) -> None:
+        OffsetTracker.complete(work.slot)
+        self._transition(work, State.DONE)
+        self._buffered -= 1
+        if work.tp in self._draining:
+            self._drained.set()
+        self.metrics.processed.labels(work.command_type, work.outcome).inc()
+        now_ms = time.time() * 1000
+        self.metrics.e2e_latency.observe(max(0.0, now_ms - work.rec.timestamp_ms) / 1000)
+        if work.command is not None:
+            self.metrics.occurred_latency.observe(
+                max(0.0, now_ms - work.command.occurred_at_ms) / 1000
+            )
+        self._last_progress = time.monotonic()
+        self.metrics.last_progress.set(time.time())
+
+    def _observe_api(self, operation: str, outcome: str, seconds: float) -> None:
+        self.metrics.api_duration.labels(operation, outcome).observe(seconds)
+        if outcome != "2xx":
+            self.metrics.api_errors.labels(operation, outcome).inc()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        consumer = self._consumer
+        return (
+            self._fatal is None
+            and self._gate_reason != "auth"
+            and consumer is not None
+            and consumer.is_alive()
+        )
+
+    def alive(self) -> bool:
+        consumer = self._consumer
+        return self._fatal is None and (consumer is None or consumer.is_alive())
+
+    def request_stop(self) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting at once")
+            os._exit(130)
+        log.info("stopping: draining in-flight commands")
+        self._stop.set()
+
+    async def _commit_transaction(self) -> None:
+        if self._txn is None or self._consumer is None:
+            return
+        positions = {
+            tp: pos for tp in self.assigned if (pos := self.offsets.position(tp)) is not None
+        }
+        try:
+            if await self._txn.commit(positions, self._consumer.group_metadata()):
+                self.metrics.commits.inc()
+        except KafkaFatalError as exc:
+            self.on_fatal(str(exc))
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.commit_interval)
+            if self._txn is not None:
+                await self._commit_transaction()
+            elif self._consumer is not None:
+                self._consumer.request_commit(self.offsets.commit_positions())
+                self.metrics.commits.inc()
+            if self._consumer is not None:
+                self.metrics.paused.set(len(self.assigned) if self._consumer.paused else 0)
+            oldest = self.offsets.oldest_pending_timestamp_ms()
+            age = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
+            self.metrics.oldest_unprocessed_age.set(age)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        extra: dict[str, Any] = {}
+        if settings.exactly_once:
+            extra = {
+                "transactional.id": settings.transactional_id
+                or f"{settings.group_id}-{uuid.uuid4().hex[:12]}",
+                # An abandoned transaction (a crashed worker) blocks read_committed readers
+                # until it times out: keep that short.
+                "transaction.timeout.ms": 15_000,
+            }
+        self._producer = Producer(producer_config(settings, **extra))
+        self._poller = ProducerPoller(self._producer, loop, self._on_delivered)
+        if settings.exactly_once:
+            self._txn = TransactionalOutput(self._producer)
+            await self._txn.start()
+        self._consumer = ConsumerThread(
+            consumer_config(settings),
+            settings.input_topics,
+            self,
+            loop,
+            max_buffered=settings.max_buffered_records,
+            drain_timeout=settings.drain_timeout,
+            commit_interval=settings.commit_interval,
+            on_stats=LagReporter(self.metrics),
+        )
+        health = HealthServer(self.metrics.registry, ready=self.ready, alive=self.alive)
+        await health.start("0.0.0.0", settings.metrics_port)  # noqa: S104 - probes come from outside
+        self._poller.start()
+        reader: ParkingReader | None = None
+        if self._park:
+            # The parked set must be complete before any record is taken.
+            reader = ParkingReader(
+                settings.librdkafka_common(), settings.parking_topic, loop, self._apply_parking
+            )
+            reader.start()
+            caught_up = await loop.run_in_executor(None, reader.caught_up.wait, 120.0)
+            if reader.error is not None or not caught_up:
+                log.error(
+                    "cannot read the parking topic; set BRIDGE_PARKING_TOPIC to an existing "
+                    "compacted topic, or BRIDGE_ON_POISON=skip",
+                    extra={"topic": settings.parking_topic, "error": reader.error},
+                )
+                reader.stop()
+                self._poller.stop()
+                await health.stop()
+                return 1
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        servers = [loop.create_task(self._serve()) for _ in range(settings.max_in_flight)]
+        committer = loop.create_task(self._commit_loop())
+        self._consumer.start()
+        self.metrics.ready.set(1)
+        log.info(
+            "worker started",
+            extra={
+                "topics": settings.input_topics,
+                "group": settings.group_id,
+                "max_in_flight": settings.max_in_flight,
+            },
+        )
+        try:
+            await self._stop.wait()
+            self.metrics.ready.set(0)
+            self._consumer.stop()
+            # The consumer thread drains and commits through this loop, so keep it running.
+            await loop.run_in_executor(None, self._consumer.finished.wait)
+        finally:
+            committer.cancel()
+            for task in servers:
+                task.cancel()
+            await asyncio.gather(*servers, committer, return_exceptions=True)
+            if reader is not None:
+                reader.stop()
+            self._poller.stop()
+            await loop.run_in_executor(None, self._poller.join)
+            await self.client.aclose()
+            await health.stop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        log.info("worker stopped", extra={"exit_code": self._exit_code})
+        return self._exit_code
+
+
+def run_worker(settings: Settings) -> int:
+    """Run a worker until SIGTERM/SIGINT or a fatal error; returns the exit code."""
+
+    async def main() -> int:
+        return await Worker(settings).run()
+
+    return asyncio.run(main())

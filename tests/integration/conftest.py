@@ -1,0 +1,89 @@
+"""Fixtures for whole-bridge tests: the simulator as a real process, topics, worker env."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from bridge.codec import Codec
+from bridge.commands import Command
+from bridge.produce import produce_commands
+from bridge.simulator.process import SimulatorProcess
+
+API_KEY = "it-api-key-5f1e"
+
+
+@pytest.fixture
+def simulator() -> Iterator[SimulatorProcess]:
+    with SimulatorProcess(
+        api_key=API_KEY, args=["--latency-ms", "5", "--latency-jitter-ms", "2"]
+    ) as sim:
+        yield sim
+
+
+@dataclass
+class Bridge:
+    """Topics and settings of one bridge deployment under test."""
+
+    bootstrap: str
+    env: dict[str, str]
+    input: str
+    output: str
+    dlq: str
+    parking: str
+    group: str
+    partitions: int
+
+    @property
+    def conf(self) -> dict[str, Any]:
+        return {"bootstrap.servers": self.bootstrap}
+
+    def produce(self, commands: list[Command]) -> int:
+        return produce_commands(
+            self.conf, self.input, iter(commands), encode=Codec().encode_command
+        )
+
+    def produce_raw(self, records: list[tuple[bytes | None, bytes | None]]) -> None:
+        from confluent_kafka import Producer
+
+        p = Producer({**self.conf, "enable.idempotence": True})
+        for key, value in records:
+            p.produce(self.input, key=key, value=value)
+        assert p.flush(30) == 0
+
+
+@pytest.fixture
+def bridge_factory(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], simulator: SimulatorProcess
+) -> Callable[..., Bridge]:
+    def make(partitions: int = 6, **env: str) -> Bridge:
+        b = Bridge(
+            bootstrap=kafka_bootstrap,
+            env={},
+            input=topic_factory("in", partitions),
+            output=topic_factory("out", partitions),
+            dlq=topic_factory("dlq", partitions),
+            parking=topic_factory("park", 1, {"cleanup.policy": "compact"}),
+            group=f"bridge-{uuid.uuid4().hex[:8]}",
+            partitions=partitions,
+        )
+        b.env = {
+            "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "BRIDGE_INPUT_TOPICS": b.input,
+            "BRIDGE_OUTPUT_TOPIC": b.output,
+            "BRIDGE_DLQ_TOPIC": b.dlq,
+            "BRIDGE_PARKING_TOPIC": b.parking,
+            "BRIDGE_GROUP_ID": b.group,
+            "BRIDGE_TALON_BASE_URL": simulator.base_url,
+            "BRIDGE_TALON_API_KEY": API_KEY,
+            "BRIDGE_COMMIT_INTERVAL": "0.5",
+            "BRIDGE_DRAIN_TIMEOUT": "20",
+            **env,
+        }
+        return b
+
+    return make

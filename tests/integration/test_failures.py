@@ -1,0 +1,167 @@
+"""Failure handling on the real broker and simulator: poison, parking, undecodable input."""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from bridge import dlq
+from bridge.codec import Codec
+from bridge.commands import Command, UpdateCustomerSession
+from bridge.harness import WorkerProcess, read_topic, wait_for
+from bridge.produce import LoadSpec, generate
+from bridge.simulator.process import SimulatorProcess
+
+from .conftest import Bridge
+from .oracle import assert_applied_in_order
+
+pytestmark = pytest.mark.kafka
+
+
+def _headers(msg: object) -> dict[str, str]:
+    return {k: (v or b"").decode() for k, v in (msg.headers() or [])}  # type: ignore[attr-defined]
+
+
+def _poison(cmd: Command) -> Command:
+    payload = cmd.payload
+    assert isinstance(payload, UpdateCustomerSession)
+    bad = dataclasses.replace(payload, attributes={"x-undefined-tier": "gold"})
+    return dataclasses.replace(cmd, payload=bad)
+
+
+def test_poison_parks_the_session_in_order_and_survives_restart(
+    bridge_factory: Callable[..., Bridge], simulator: SimulatorProcess
+) -> None:
+    bridge = bridge_factory(partitions=3)
+    commands = list(generate(LoadSpec(sessions=60, max_cart_updates=5, run_id="poison")))
+    # The victim: a session whose second command is a cart update, with more after it.
+    by_session: dict[str, list[Command]] = {}
+    for c in commands:
+        by_session.setdefault(c.session_id, []).append(c)
+    victim = next(
+        s
+        for s, cs in by_session.items()
+        if len(cs) >= 4 and isinstance(cs[1].payload, UpdateCustomerSession)
+    )
+    victim_cmds = by_session[victim]
+    poison_at = next(i for i, c in enumerate(commands) if c is victim_cmds[1])
+    commands[poison_at] = _poison(commands[poison_at])
+    poison_id = commands[poison_at].event_id
+    parked_ids = [c.event_id for c in victim_cmds[2:]]
+    healthy = [c for c in commands if c.session_id != victim]
+
+    with WorkerProcess(bridge.env) as worker:
+        bridge.produce(commands)
+        wait_for(
+            lambda: worker.metric_sum("bridge_commands_processed_total") >= len(commands),
+            60,
+            "all commands processed",
+        )
+        assert worker.metric_sum("bridge_parked_sessions") == 1
+
+    letters = read_topic(bridge.conf, bridge.dlq, expected=1 + len(parked_ids), timeout=30)
+    codec = Codec()
+    ids = [codec.decode_command(m.value()).event_id for m in letters]
+    assert ids == [poison_id, *parked_ids], "poison first, then its session's commands in order"
+    first = _headers(letters[0])
+    assert first[dlq.H_REASON] == "permanent"
+    assert first[dlq.H_HTTP_STATUS] == "400"
+    assert first[dlq.H_EXCEPTION_CLASS] == "PermanentApiError"
+    assert first[dlq.H_ORIGINAL_TOPIC] == bridge.input
+    assert int(first[dlq.H_ORIGINAL_OFFSET]) >= 0
+    assert "x-undefined-tier" in first[dlq.H_ERROR_BODY]
+    assert first[dlq.H_GROUP] == bridge.group
+    for key in (
+        dlq.H_ATTEMPTS,
+        dlq.H_FIRST_FAILURE,
+        dlq.H_LAST_FAILURE,
+        dlq.H_BRIDGE_VERSION,
+        dlq.H_ORIGINAL_PARTITION,
+        dlq.H_ORIGINAL_TIMESTAMP,
+        dlq.H_EXCEPTION_MESSAGE,
+    ):
+        assert first[key], key
+    poison_ref = dlq.coordinates(
+        first[dlq.H_ORIGINAL_TOPIC],
+        int(first[dlq.H_ORIGINAL_PARTITION]),
+        int(first[dlq.H_ORIGINAL_OFFSET]),
+    )
+    for m in letters[1:]:
+        h = _headers(m)
+        assert h[dlq.H_REASON] == "parked"
+        assert h[dlq.H_PARKED_BEHIND] == poison_ref
+        assert m.key() == victim.encode()
+
+    # Other sessions were applied in full and in order; the victim only up to its poison.
+    assert_applied_in_order(
+        healthy,
+        {
+            "sessions": {k: v for k, v in simulator.journal()["sessions"].items() if k != victim},
+            "profiles": simulator.journal()["profiles"],
+        },
+    )
+    victim_journal = simulator.journal(session=victim)
+    assert [e["eventId"] for e in victim_journal] == [victim_cmds[0].event_id]
+    assert simulator.stats()["conflicts_409"] == 0
+
+    # After a restart the session is still parked: a new command for it is diverted too.
+    late = dataclasses.replace(victim_cmds[0], event_id="poison:late:1")
+    with WorkerProcess(bridge.env) as worker:
+        assert worker.metric_sum("bridge_parked_sessions") == 1
+        bridge.produce([late])
+        wait_for(
+            lambda: (
+                worker.metric_sum(
+                    'bridge_commands_processed_total{command_type="update_customer_session",outcome="parked"}'
+                )
+                >= 1
+            ),
+            30,
+            "the late command to be parked",
+        )
+    letters = read_topic(bridge.conf, bridge.dlq, expected=2 + len(parked_ids), timeout=30)
+    assert codec.decode_command(letters[-1].value()).event_id == "poison:late:1"
+    assert simulator.journal(session=victim)[-1]["eventId"] == victim_cmds[0].event_id
+
+
+def test_undecodable_records_go_to_the_dlq_with_a_reason(
+    bridge_factory: Callable[..., Bridge], simulator: SimulatorProcess
+) -> None:
+    bridge = bridge_factory(partitions=2)
+    good = list(generate(LoadSpec(sessions=20, run_id="decode")))
+    codec = Codec()
+    valid = codec.encode_command(good[0], bridge.input)
+    other = dataclasses.replace(good[1], session_id="someone-else")
+    bad: list[tuple[bytes | None, bytes | None, str]] = [
+        (b"k-garbage", b"\x00\xffnot avro at all", "unknown-schema-id"),
+        (b"k-trunc", valid[: len(valid) // 2], "truncated"),
+        (b"k-fp", b"\xc3\x01" + struct.pack("<Q", 12345) + valid[10:], "unknown-fingerprint"),
+        (b"k-magic", b"\x7fhello", "unknown-magic"),
+        (None, codec.encode_command(good[2], bridge.input), "missing-key"),
+        (b"k-mismatch", codec.encode_command(other, bridge.input), "key-mismatch"),
+        (b"k-empty", b"", "empty"),
+    ]
+    with WorkerProcess(bridge.env) as worker:
+        bridge.produce_raw([(k, v) for k, v, _ in bad])
+        # Skip the command whose copy was made undecodable above only by bytes, not content.
+        bridge.produce(good)
+        total = len(bad) + len(good)
+        wait_for(
+            lambda: worker.metric_sum("bridge_commands_processed_total") >= total,
+            60,
+            "every record finished",
+        )
+        assert worker.ready(), "the worker keeps running"
+    letters = read_topic(bridge.conf, bridge.dlq, expected=len(bad), timeout=30)
+    reasons = Counter(_headers(m)[dlq.H_REASON] for m in letters)
+    assert reasons == Counter(r for _, _, r in bad)
+    for m in letters:
+        assert _headers(m)[dlq.H_STAGE] == "decode"
+    applied = simulator.stats()["applied"]
+    assert applied == len(good), "count in = applied + dead-lettered"
+    effects = read_topic(bridge.conf, bridge.output, expected=len(good), timeout=30)
+    assert len(effects) == len(good)
