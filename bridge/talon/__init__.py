@@ -7,6 +7,7 @@ outcomes are turned into `bridge.errors` exceptions.
 from __future__ import annotations
 
 from bridge.talon.client import (
+    EVENT_ID_HEADER,
     ApiResult,
     Observer,
     Operation,
@@ -41,6 +42,7 @@ from bridge.talon.models import (
 from bridge.talon.transport import AiohttpTransport
 
 __all__ = [
+    "EVENT_ID_HEADER",
     "APIError",
     "AdditionalCost",
     "AiohttpTransport",

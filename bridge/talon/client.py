@@ -68,6 +68,7 @@ from bridge.talon.models import (
 from bridge.talon.transport import AiohttpTransport
 
 __all__ = [
+    "EVENT_ID_HEADER",
     "IDEMPOTENCY_NAMESPACE",
     "ApiResult",
     "Observer",
@@ -249,7 +250,8 @@ class TalonClient:
             body: The session update.
             dry: Evaluate the rules without persisting anything.
             idempotency_key: Sent as ``Idempotency-Key`` (see `idempotency_key_for`).
-            event_id: The command's eventId, sent as ``X-Talon-Bridge-Event-Id`` for tracing.
+            event_id: The command's eventId, sent as ``X-Talon-Bridge-Event-Id`` for tracing
+                (percent-encoded if it is not printable ASCII).
 
         Raises:
             ApiError: The subclass matching the outcome, see the module docstring.
@@ -281,7 +283,8 @@ class TalonClient:
             body: The event.
             dry: Evaluate the rules without persisting anything.
             idempotency_key: Sent as ``Idempotency-Key`` (see `idempotency_key_for`).
-            event_id: The command's eventId, sent as ``X-Talon-Bridge-Event-Id`` for tracing.
+            event_id: The command's eventId, sent as ``X-Talon-Bridge-Event-Id`` for tracing
+                (percent-encoded if it is not printable ASCII).
 
         Raises:
             ApiError: The subclass matching the outcome, see the module docstring.
@@ -313,7 +316,8 @@ class TalonClient:
             body: The cart lines and quantities to return.
             dry: Evaluate the rollback without persisting anything.
             idempotency_key: Sent as ``Idempotency-Key`` (see `idempotency_key_for`).
-            event_id: The command's eventId, sent as ``X-Talon-Bridge-Event-Id`` for tracing.
+            event_id: The command's eventId, sent as ``X-Talon-Bridge-Event-Id`` for tracing
+                (percent-encoded if it is not printable ASCII).
 
         Raises:
             ApiError: The subclass matching the outcome, see the module docstring.
@@ -351,7 +355,7 @@ class TalonClient:
         if idempotency_key is not None:
             headers["Idempotency-Key"] = _checked_key(idempotency_key)
         if event_id is not None:
-            headers[EVENT_ID_HEADER] = event_id
+            headers[EVENT_ID_HEADER] = _header_safe(event_id)
         request.read()  # so that every transport, and tests, can use `request.content`
         return request
 
@@ -478,6 +482,13 @@ def _checked_key(key: str) -> str:
     if not key or len(key) > _MAX_IDEMPOTENCY_KEY or not key.isascii() or not key.isprintable():
         raise ValueError("idempotency_key must be 1-255 printable ASCII characters")
     return key
+
+
+def _header_safe(value: str) -> str:
+    """`value` itself when it can travel in a header, else its percent-encoded form."""
+    if value.isascii() and value.isprintable():
+        return value
+    return quote(value, safe="")
 
 
 def _url_factory(base: httpx.URL) -> Callable[[str, str], httpx.URL]:

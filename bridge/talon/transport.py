@@ -145,14 +145,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             httpx.ConnectError: The connection could not be made.
             httpx.RemoteProtocolError: The server closed early or sent malformed HTTP.
             httpx.ReadError: The connection failed while the exchange was in progress.
+            httpx.LocalProtocolError: The request cannot be sent as it is (e.g. a header
+                with control characters).
         """
         session = self._session or self._open_session()
         client_timeout, pool_timeout = self._timeouts(request)
-        headers = [
-            (name.decode("latin-1"), value.decode("latin-1"))
-            for name, value in request.headers.raw
-            if name.lower() not in _DERIVED_HEADERS
-        ]
+        try:
+            # aiohttp writes header strings as UTF-8: decode them the same way so that the
+            # bytes on the wire are exactly the request's.
+            headers = [
+                (name.decode(), value.decode())
+                for name, value in request.headers.raw
+                if name.lower() not in _DERIVED_HEADERS
+            ]
+        except UnicodeDecodeError:
+            raise httpx.LocalProtocolError("a header is not UTF-8", request=request) from None
         # The httpx URL is already normalised and percent-encoded; tell yarl not to redo it
         # (which would also turn an encoded "/" inside a session id back into a separator).
         url = yarl.URL(str(request.url), encoded=True)
@@ -190,6 +197,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             # Response errors carry the sent headers, API key included, in their repr: raise
             # the translation outside this handler so that it does not even become the context.
             deferred = _translate(exc, request)
+        except ValueError as exc:
+            # aiohttp refuses to send control characters in headers (header injection).
+            raise httpx.LocalProtocolError(str(exc), request=request) from None
         finally:
             slots.release()
         if deferred is not None:

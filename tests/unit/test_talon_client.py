@@ -36,6 +36,7 @@ from bridge.errors import (
     ServerError,
 )
 from bridge.talon import (
+    EVENT_ID_HEADER,
     AiohttpTransport,
     ApiResult,
     ErrorResponse,
@@ -291,6 +292,26 @@ async def test_idempotency_key_header_is_sent_when_given(_name: str, call: Call)
     async with client:
         await keyed(client)
     assert recorder.last.headers["Idempotency-Key"] == key
+
+
+@pytest.mark.parametrize(
+    ("event_id", "sent"),
+    [
+        ("evt-1", "evt-1"),
+        ("0b9e7c1e-2c55-4b8e-9d7e-0f3f2a1b4c5d", "0b9e7c1e-2c55-4b8e-9d7e-0f3f2a1b4c5d"),
+        ("line\nbreak", "line%0Abreak"),
+        ("ünï", "%C3%BCn%C3%AF"),
+    ],
+)
+async def test_event_id_travels_in_a_tracing_header(event_id: str, sent: str) -> None:
+    recorder = Recorder()
+    client, _ = make_client(recorder)
+    async with client:
+        await client.update_customer_session("s", SESSION_BODY, event_id=event_id)
+        await client.track_event(EVENT_BODY, event_id=event_id)
+        await client.return_cart_items("s", RETURN_BODY, event_id=event_id)
+        await client.update_customer_session("s", SESSION_BODY)
+    assert [r.headers.get(EVENT_ID_HEADER) for r in recorder.requests] == [sent, sent, sent, None]
 
 
 async def test_idempotency_keys_can_be_switched_off() -> None:
@@ -1014,6 +1035,21 @@ async def test_real_http_malformed_answer_keeps_the_key_out_of_the_chain() -> No
     for exc in chain:
         assert API_KEY not in repr(exc)
         assert API_KEY not in str(exc)
+
+
+async def test_real_http_headers_are_sent_byte_for_byte(fake_talon: tuple[str, FakeTalon]) -> None:
+    url, fake = fake_talon
+    async with AiohttpTransport() as transport:
+        request = httpx.Request("GET", f"{url}/v2/events")
+        request.headers["X-Note"] = "grüße"
+        response = await transport.handle_async_request(request)
+        assert response.status_code == 200
+        bad = httpx.Request("GET", f"{url}/v2/events")
+        bad.headers["X-Note"] = "split\r\nX-Injected: 1"
+        with pytest.raises(httpx.LocalProtocolError):
+            await transport.handle_async_request(bad)
+    assert fake.seen[0]["headers"]["X-Note"] == "grüße"
+    assert len(fake.seen) == 1
 
 
 async def test_transport_refuses_requests_after_close() -> None:
