@@ -143,6 +143,7 @@ class ConsumerThread(threading.Thread):
         commit_interval: float,
         batch_size: int = 500,
         on_stats: Callable[[str], None] | None = None,
+        on_commit_failed: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name="kafka-consumer", daemon=True)
         if on_stats is not None:
@@ -157,10 +158,12 @@ class ConsumerThread(threading.Thread):
         self._drain_timeout = drain_timeout
         self._commit_interval = commit_interval
         self._batch_size = batch_size
+        self._on_commit_failed = on_commit_failed or (lambda: None)
         self._commits: queue.SimpleQueue[dict[TP, int]] = queue.SimpleQueue()
         self._halt = threading.Event()
         self._paused = False
         self.assignment: set[TP] = set()
+        self._group_metadata: Any = None
         self.finished = threading.Event()
         self.commits_total = 0
         self.rebalances: dict[str, int] = {"assign": 0, "revoke": 0, "lost": 0}
@@ -179,7 +182,12 @@ class ConsumerThread(threading.Thread):
         return self._paused
 
     def group_metadata(self) -> Any:
-        return self._consumer.consumer_group_metadata()
+        """The group metadata for transactional offset commits, as of the last rebalance.
+
+        Read on the consumer thread: calling into the consumer from another thread while it
+        is inside consume() blocks until that call returns.
+        """
+        return self._group_metadata
 
     # --- the thread ----------------------------------------------------------------------
 
@@ -200,6 +208,7 @@ class ConsumerThread(threading.Thread):
                 self._backpressure()
                 now = time.monotonic()
                 if now - last_commit >= self._commit_interval:
+                    self._group_metadata = consumer.consumer_group_metadata()
                     self._commit_pending(sync=False)
                     last_commit = now
             # Shutdown: drain everything we own, commit synchronously, leave the group.
@@ -266,11 +275,13 @@ class ConsumerThread(threading.Thread):
             if exc.args and exc.args[0].code() == _NO_OFFSET:
                 return
             log.warning("offset commit failed: %s", exc)
+            self._on_commit_failed()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.assignment.update(tps)
         self.rebalances["assign"] += 1
+        self._group_metadata = consumer.consumer_group_metadata()
         self._loop.call_soon_threadsafe(self._listener.on_assigned, tps)
         if self._paused and partitions:
             consumer.pause(partitions)
@@ -279,6 +290,7 @@ class ConsumerThread(threading.Thread):
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.rebalances["revoke"] += 1
+        self._group_metadata = consumer.consumer_group_metadata()
         self._revoke_and_commit(tps)
         log.info("partitions revoked", extra={"partitions": [f"{t}[{p}]" for t, p in tps]})
 
@@ -302,6 +314,7 @@ class ConsumerThread(threading.Thread):
                 self.commits_total += 1
             except KafkaException as exc:
                 log.warning("offset commit on revoke failed: %s", exc)
+                self._on_commit_failed()
         self.assignment.difference_update(tps)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

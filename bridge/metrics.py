@@ -6,13 +6,33 @@ client library appends it), and only bounded labels: never a session, profile or
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 from bridge import __version__
 
-__all__ = ["COMMAND_TYPES", "Metrics"]
+__all__ = ["COMMAND_TYPES", "DLQ_REASONS", "Metrics"]
 
 COMMAND_TYPES = ("track_event", "update_customer_session", "return_cart_items", "unknown")
+OPERATIONS = ("track_event", "update_customer_session", "return_cart_items")
+RETRY_CLASSES = ("conflict", "rate_limited", "server", "timeout", "connection")
+API_ERROR_CLASSES = ("409", "429", "4xx", "5xx", "auth", "timeout", "connection")
+DLQ_REASONS = (
+    "permanent", "retries-exhausted", "validation", "parked", "internal",
+    "empty", "truncated", "unknown-magic", "unknown-fingerprint", "unknown-schema-id",
+    "missing-key", "key-mismatch", "invalid", "trailing-bytes", "incompatible-schema",
+)  # fmt: skip
+DELIVERY_KINDS = ("effects", "dlq", "parking")
+
+# `_created` series double the series count and no dashboard or alert uses them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 _LATENCY_BUCKETS = (
     0.005,
     0.01,
@@ -101,6 +121,11 @@ class Metrics:
             "bridge_assigned_partitions", "Partitions assigned to this worker.", registry=r
         )
         self.commits = Counter("bridge_offset_commits", "Offset commits issued.", registry=r)
+        self.commit_failures = Counter(
+            "bridge_offset_commit_failures",
+            "Offset commits Kafka refused (the next commit carries the positions again).",
+            registry=r,
+        )
         self.rebalances = Counter(
             "bridge_rebalances", "Rebalance events, by kind.", ["event"], registry=r
         )
@@ -165,6 +190,18 @@ class Metrics:
         self.build = Info("bridge_build", "Build information.", registry=r)
         self.build.info({"version": __version__})
         self.api_healthy.set(1)
+        # Known label sets start at 0, so rate() and increase() see their first events.
         for ct in COMMAND_TYPES:
             for outcome in ("applied", "dead_lettered", "parked"):
                 self.processed.labels(ct, outcome)
+            if ct != "unknown":
+                for rc in RETRY_CLASSES:
+                    self.retried.labels(ct, rc)
+        for op in OPERATIONS:
+            for ec in API_ERROR_CLASSES:
+                self.api_errors.labels(op, ec)
+        for reason in DLQ_REASONS:
+            self.dead_lettered.labels(reason)
+        for kind in DELIVERY_KINDS:
+            self.delivery_failures.labels(kind)
+        ProcessCollector(registry=r)

@@ -768,6 +768,7 @@ class Worker:
                 self.metrics.commits.inc()
             if self._consumer is not None:
                 self.metrics.paused.set(len(self.assigned) if self._consumer.paused else 0)
+            self.metrics.parked_oldest_age.set(self.parking.oldest_age())
             oldest = self.offsets.oldest_pending_timestamp_ms()
             age = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
             self.metrics.oldest_unprocessed_age.set(age)
@@ -783,6 +784,7 @@ class Worker:
                 # An abandoned transaction (a crashed worker) blocks read_committed readers
                 # until it times out: keep that short.
                 "transaction.timeout.ms": 15_000,
+                "delivery.timeout.ms": 15_000,  # librdkafka requires <= transaction timeout
             }
         self._producer = Producer(producer_config(settings, **extra))
         self._poller = ProducerPoller(self._producer, loop, self._on_delivered)
@@ -798,6 +800,7 @@ class Worker:
             drain_timeout=settings.drain_timeout,
             commit_interval=settings.commit_interval,
             on_stats=LagReporter(self.metrics),
+            on_commit_failed=self.metrics.commit_failures.inc,
         )
         health = HealthServer(self.metrics.registry, ready=self.ready, alive=self.alive)
         await health.start("0.0.0.0", settings.metrics_port)  # noqa: S104 - probes come from outside
