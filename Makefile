@@ -50,3 +50,18 @@ kafka-down: venv ## stop the detached local broker (idempotent)
 
 clean: ## remove the virtualenv and caches inside the checkout
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# --- deployment: container image recipe and Helm chart -----------------------------------
+DEPLOY_TOOLS_BIN ?= $(CACHE)/bin
+CHART_DIR        := deploy/helm/talon-bridge
+
+.PHONY: tools chart-check
+
+tools: ## install helm, kubeconform and hadolint into the cache (built once, then reused)
+	TALON_BRIDGE_TOOLS_BIN=$(DEPLOY_TOOLS_BIN) bash scripts/install-tools.sh >/dev/null
+
+chart-check: venv tools ## hadolint, helm lint, kubeconform and the chart tests (no broker)
+	$(DEPLOY_TOOLS_BIN)/hadolint Dockerfile
+	$(DEPLOY_TOOLS_BIN)/helm lint --strict $(CHART_DIR)
+	$(DEPLOY_TOOLS_BIN)/helm lint --strict $(CHART_DIR) -f $(CHART_DIR)/ci/full-values.yaml
+	TALON_BRIDGE_TOOLS_BIN=$(DEPLOY_TOOLS_BIN) $(BIN)/pytest -q tests/deploy -m "not kafka"

@@ -1,0 +1,669 @@
+"""The Helm chart: lint, schema validation of values and manifests, and what the pods look like.
+
+Needs helm and kubeconform from the tool cache (built once from their Go modules; slow only on
+the first run on a machine).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from chartkit import (
+    CHART,
+    KUBERNETES_VERSION,
+    ROOT,
+    SCHEMAS,
+    Doc,
+    Docs,
+    config_data,
+    container,
+    find,
+    one,
+    pod_spec,
+)
+from prometheus_client import CollectorRegistry
+
+from bridge.metrics import Metrics
+from bridge.settings import ENV_PREFIX, Settings, load
+
+pytestmark = pytest.mark.slow
+
+Render = Callable[..., Docs]
+RenderResult = Callable[..., subprocess.CompletedProcess[str]]
+
+FAKE_API_KEY = "tb-fake-api-key-7Q2xZr9"
+FAKE_SASL_PASSWORD = "tb-fake-sasl-pw-K4m8Wd"
+
+# Values variants rendered by several tests: name -> (values files, extra values)
+VARIANTS: dict[str, tuple[tuple[str, ...], dict[str, Any] | None]] = {
+    "defaults": ((), None),
+    "ci-default": (("ci/default-values.yaml",), None),
+    "ci-full": (("ci/full-values.yaml",), None),
+    "inline-secrets-hpa": (
+        (),
+        {
+            "talon": {"baseUrl": "https://acme.talon.one", "apiKey": FAKE_API_KEY},
+            "kafka": {
+                "sasl": {"enabled": True, "username": "bridge", "password": FAKE_SASL_PASSWORD}
+            },
+            "autoscaling": {"enabled": True, "targetMemoryUtilizationPercentage": 80},
+            "networkPolicy": {"enabled": True},
+            "topics": {"create": {"enabled": True, "partitions": 6}},
+            "replay": {"enabled": True},
+            "podDisruptionBudget": {"minAvailable": "50%"},
+            "terminationGracePeriodSeconds": 90,
+        },
+    ),
+}
+
+
+@pytest.fixture(params=sorted(VARIANTS))
+def variant(request: pytest.FixtureRequest, render: Render) -> Docs:
+    files, values = VARIANTS[request.param]
+    return render(values, files)
+
+
+# --- lint and manifest schemas ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("files", [(), ("ci/default-values.yaml",), ("ci/full-values.yaml",)])
+def test_helm_lint_strict(helm_run: RenderResult, files: tuple[str, ...]) -> None:
+    args = ["lint", "--strict", str(CHART)]
+    for f in files:
+        args += ["-f", str(CHART / f)]
+    result = helm_run(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_manifests_pass_kubeconform_strict(
+    name: str, render_result: RenderResult, tools: dict[str, Path]
+) -> None:
+    files, values = VARIANTS[name]
+    rendered = render_result(values, files)
+    assert rendered.returncode == 0, rendered.stderr
+    result = subprocess.run(
+        [
+            str(tools["kubeconform"]),
+            "-strict",
+            "-summary",
+            "-kubernetes-version",
+            KUBERNETES_VERSION,
+            "-schema-location",
+            str(SCHEMAS)
+            + "/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}"
+            + "/{{ .ResourceKind }}{{ .KindSuffix }}.json",
+            "-schema-location",
+            str(SCHEMAS) + "/crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json",
+            "-",
+        ],
+        input=rendered.stdout,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # No -ignore-missing-schemas: a kind without a vendored schema is an error too.
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Invalid: 0, Errors: 0, Skipped: 0" in result.stdout
+
+
+def test_kubeconform_rejects_an_unknown_field(tools: dict[str, Path], render: Render) -> None:
+    deployment = one(render(), "Deployment")
+    pod_spec(deployment)["containers"][0]["readOnlyRootFilesytem"] = True
+    result = subprocess.run(
+        [
+            str(tools["kubeconform"]),
+            "-strict",
+            "-kubernetes-version",
+            KUBERNETES_VERSION,
+            "-schema-location",
+            str(SCHEMAS) + "/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}"
+            "/{{ .ResourceKind }}{{ .KindSuffix }}.json",
+            "-",
+        ],
+        input=yaml.safe_dump(deployment),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "readOnlyRootFilesytem" in result.stdout
+
+
+# --- values schema and template checks ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicaCont": 3}, "additional properties 'replicaCont' not allowed"),
+        ({"kafka": {"bootstrapServer": ["k:9092"]}}, "'bootstrapServer' not allowed"),
+        ({"replicaCount": "3"}, "/replicaCount"),
+        ({"worker": {"drainTimeout": "30s"}}, "/worker/drainTimeout"),
+        ({"worker": {"drainTimeout": 0}}, "/worker/drainTimeout"),
+        ({"kafka": {"bootstrapServers": "k:9092"}}, "/kafka/bootstrapServers"),
+        ({"kafka": {"sasl": {"mechanism": "GSSAPI"}}}, "/kafka/sasl/mechanism"),
+        ({"talon": {"baseUrl": "acme.talon.one"}}, "/talon/baseUrl"),
+        ({"extraConfig": {"BRIDGE_TALON_API_KEY": "x"}}, "'BRIDGE_TALON_API_KEY'"),
+        ({"extraConfig": {"LOG_LEVEL": "DEBUG"}}, "'LOG_LEVEL'"),
+        ({"kafka": {"tls": {"enabled": True}}}, "/kafka/tls"),
+        ({"image": {"digest": "latest"}}, "/image/digest"),
+        ({"topics": {"create": {"replicationFactor": 0}}}, "/topics/create/replicationFactor"),
+    ],
+)
+def test_schema_rejects_bad_values(
+    render_result: RenderResult, values: dict[str, Any], message: str
+) -> None:
+    result = render_result(values)
+    assert result.returncode != 0
+    assert "don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr
+
+
+HPA_AND_KEDA = {"autoscaling": {"enabled": True}, "keda": {"enabled": True}}
+
+
+def test_hpa_and_keda_rejected_by_schema(render_result: RenderResult) -> None:
+    result = render_result(HPA_AND_KEDA)
+    assert result.returncode != 0
+    assert "/keda/enabled" in result.stderr
+
+
+def test_hpa_and_keda_rejected_by_template_without_schema(render_result: RenderResult) -> None:
+    result = render_result(HPA_AND_KEDA, extra=["--skip-schema-validation"])
+    assert result.returncode != 0
+    assert "mutually exclusive" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"kafka": {"sasl": {"enabled": True}}}, "kafka.sasl.existingSecret"),
+        (
+            {"topics": {"create": {"enabled": True, "partitions": 6}}, "keda": {"enabled": True}},
+            "12 replicas but 6 partitions",
+        ),
+        (
+            {"topics": {"create": {"enabled": True, "partitions": 1}}},
+            "2 replicas but 1 partitions",
+        ),
+        ({"terminationGracePeriodSeconds": 34}, "at least worker.drainTimeout + 5 (35)"),
+    ],
+)
+def test_templates_refuse_inconsistent_values(
+    render_result: RenderResult, values: dict[str, Any], message: str
+) -> None:
+    result = render_result(values)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+# --- pods -----------------------------------------------------------------------------------
+
+
+def _workloads(docs: Docs) -> Docs:
+    return [d for d in docs if d["kind"] in {"Deployment", "Job", "Pod"}]
+
+
+def test_pods_run_non_root_with_read_only_root(variant: Docs) -> None:
+    workloads = _workloads(variant)
+    assert workloads
+    for doc in workloads:
+        spec = pod_spec(doc)
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True
+        assert pod["runAsUser"] == 10001
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert spec["automountServiceAccountToken"] is False
+        ctx = container(doc)["securityContext"]
+        assert ctx["runAsNonRoot"] is True
+        assert ctx["runAsUser"] == 10001
+        assert ctx["readOnlyRootFilesystem"] is True
+        assert ctx["allowPrivilegeEscalation"] is False
+        assert ctx["capabilities"] == {"drop": ["ALL"]}
+        if doc["kind"] != "Pod":  # the test pod writes nothing
+            mounts = {m["mountPath"]: m["name"] for m in container(doc)["volumeMounts"]}
+            volumes = {v["name"]: v for v in spec["volumes"]}
+            assert "emptyDir" in volumes[mounts["/tmp"]]  # noqa: S108 - the pod's scratch mount
+
+
+def test_service_account_token_not_mounted(render: Render) -> None:
+    account = one(render(), "ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+
+
+def test_worker_resources_and_spread_by_default(render: Render) -> None:
+    deployment = one(render(), "Deployment")
+    resources = container(deployment)["resources"]
+    assert set(resources) == {"requests", "limits"}
+    assert {"cpu", "memory"} <= set(resources["requests"])
+    assert "memory" in resources["limits"]
+    spread = pod_spec(deployment)["topologySpreadConstraints"]
+    assert [c["topologyKey"] for c in spread] == [
+        "topology.kubernetes.io/zone",
+        "kubernetes.io/hostname",
+    ]
+    assert {c["whenUnsatisfiable"] for c in spread} == {"ScheduleAnyway"}
+
+
+def _health_routes() -> set[str]:
+    source = (ROOT / "bridge" / "health.py").read_text()
+    return set(re.findall(r'add_get\("(/[a-z]+)"', source))
+
+
+def test_probes_hit_health_endpoints_on_the_metrics_port(variant: Docs) -> None:
+    assert {"/healthz", "/readyz", "/metrics"} <= _health_routes()
+    deployment = one(variant, "Deployment")
+    c = container(deployment)
+    port = {p["name"]: p["containerPort"] for p in c["ports"]}["metrics"]
+    assert int(config_data(variant)["BRIDGE_METRICS_PORT"]) == port
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert c["startupProbe"]["httpGet"]["path"] in _health_routes()
+    service = one(variant, "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+
+
+def test_default_metrics_port_matches_the_worker_default(render: Render) -> None:
+    c = container(one(render(), "Deployment"))
+    assert c["ports"][0]["containerPort"] == Settings.model_fields["metrics_port"].default
+
+
+def test_container_runs_the_worker(render: Render) -> None:
+    c = container(one(render(), "Deployment"))
+    assert c["args"] == ["run"]
+    assert "command" not in c  # the image's ENTRYPOINT (tini -- talon-bridge) stays
+
+
+@pytest.mark.parametrize(
+    ("values", "grace"),
+    [
+        (None, 45),
+        ({"worker": {"drainTimeout": 12.5}}, 28),
+        ({"worker": {"drainTimeout": 120}}, 135),
+        ({"terminationGracePeriodSeconds": 35}, 35),
+        ({"terminationGracePeriodSeconds": 300}, 300),
+    ],
+)
+def test_termination_grace_period_outlasts_the_drain(
+    render: Render, values: dict[str, Any] | None, grace: int
+) -> None:
+    docs = render(values)
+    spec = pod_spec(one(docs, "Deployment"))
+    drain = float(config_data(docs)["BRIDGE_DRAIN_TIMEOUT"])
+    assert spec["terminationGracePeriodSeconds"] == grace
+    assert spec["terminationGracePeriodSeconds"] >= drain + 5
+
+
+def test_config_change_rolls_the_pods(render: Render) -> None:
+    def checksum(values: dict[str, Any] | None) -> str:
+        deployment = one(render(values), "Deployment")
+        annotations: dict[str, str] = deployment["spec"]["template"]["metadata"]["annotations"]
+        return annotations["checksum/config"]
+
+    assert checksum(None) != checksum({"worker": {"maxInFlight": 64}})
+
+
+# --- configuration and secrets ------------------------------------------------------------
+
+
+def _known_variables() -> set[str]:
+    return {ENV_PREFIX + name.upper() for name in Settings.model_fields} | {"BRIDGE_SECRETS_DIR"}
+
+
+def test_configmap_holds_only_known_settings(variant: Docs) -> None:
+    data = config_data(variant)
+    assert set(data) <= _known_variables()
+    assert all(isinstance(v, str) for v in data.values())
+
+
+def test_configmap_and_secret_files_load_as_settings(
+    render: Render, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files, values = VARIANTS["inline-secrets-hpa"]
+    docs = render(values, files)
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+    for name, value in config_data(docs).items():
+        monkeypatch.setenv(name, value)
+    _write_secret_files(docs, one(docs, "Deployment"), tmp_path)
+    monkeypatch.setenv("BRIDGE_SECRETS_DIR", str(tmp_path))
+    settings = load(Settings)
+    assert settings.talon_api_key.get_secret_value() == FAKE_API_KEY
+    assert settings.kafka_sasl_password is not None
+    assert settings.kafka_sasl_password.get_secret_value() == FAKE_SASL_PASSWORD
+    conf = settings.librdkafka_common()
+    assert conf["security.protocol"] == "SASL_PLAINTEXT"
+    assert conf["sasl.username"] == "bridge"
+    assert settings.drain_timeout == 30
+
+
+def _write_secret_files(docs: Docs, workload: Doc, folder: Path) -> dict[str, str]:
+    """Materialise the workload's projected secret files as the kubelet would."""
+    secrets = {s["metadata"]["name"]: s for s in find(docs, "Secret")}
+    volumes = {v["name"]: v for v in pod_spec(workload)["volumes"]}
+    written: dict[str, str] = {}
+    for source in volumes.get("secrets", {}).get("projected", {}).get("sources", []):
+        secret = secrets[source["secret"]["name"]]
+        for item in source["secret"]["items"]:
+            value = base64.b64decode(secret["data"][item["key"]]).decode()
+            (folder / item["path"]).write_text(value)
+            written[item["path"]] = value
+    return written
+
+
+def test_secret_files_are_named_like_settings(variant: Docs) -> None:
+    for doc in _workloads(variant):
+        volumes = {v["name"]: v for v in pod_spec(doc).get("volumes", [])}
+        for source in volumes.get("secrets", {}).get("projected", {}).get("sources", []):
+            for item in source["secret"]["items"]:
+                assert item["path"] in _known_variables()
+
+
+def test_api_key_and_sasl_password_only_in_secrets(render: Render) -> None:
+    files, values = VARIANTS["inline-secrets-hpa"]
+    docs = render(values, files)
+    needles = [FAKE_API_KEY, FAKE_SASL_PASSWORD]
+    needles += [base64.b64encode(n.encode()).decode() for n in needles]
+    for doc in docs:
+        if doc["kind"] == "Secret":
+            continue
+        text = yaml.safe_dump(doc)
+        for needle in needles:
+            assert needle not in text, f"{doc['kind']} {doc['metadata']['name']} leaks a secret"
+    data = config_data(docs)
+    assert not {k for k in data if "API_KEY" in k or "PASSWORD" in k}
+    secret_values = [
+        base64.b64decode(v).decode() for s in find(docs, "Secret") for v in s["data"].values()
+    ]
+    assert FAKE_API_KEY in secret_values
+
+
+def test_existing_secrets_are_referenced_not_created(render: Render) -> None:
+    docs = render(None, ("ci/full-values.yaml",))
+    assert not find(docs, "Secret")
+    volumes = {v["name"]: v for v in pod_spec(one(docs, "Deployment"))["volumes"]}
+    sources = {
+        s["secret"]["name"]: {i["key"]: i["path"] for i in s["secret"]["items"]}
+        for s in volumes["secrets"]["projected"]["sources"]
+    }
+    assert sources["talon-one-integration"] == {"integration-api-key": "BRIDGE_TALON_API_KEY"}
+    assert sources["kafka-talon-bridge"] == {
+        "username": "BRIDGE_KAFKA_SASL_USERNAME",
+        "password": "BRIDGE_KAFKA_SASL_PASSWORD",
+    }
+
+
+def test_tls_files_mounted_where_kafka_config_points(render: Render) -> None:
+    docs = render(None, ("ci/full-values.yaml",))
+    deployment = one(docs, "Deployment")
+    conf = json.loads(config_data(docs)["BRIDGE_KAFKA_CONFIG"])
+    assert conf["security.protocol"] == "SASL_SSL"
+    assert conf["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert conf["statistics.interval.ms"] == "15000"  # a string, never 15000.0
+    mount = next(m for m in container(deployment)["volumeMounts"] if m["name"] == "kafka-tls")
+    volume = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == "kafka-tls")
+    paths = {f"{mount['mountPath']}/{i['path']}" for i in volume["secret"]["items"]}
+    assert {
+        conf["ssl.ca.location"],
+        conf["ssl.certificate.location"],
+        conf["ssl.key.location"],
+    } == paths
+
+
+# --- scaling ---------------------------------------------------------------------------------
+
+
+def test_keda_scaled_object_and_trigger_authentication(render: Render) -> None:
+    docs = render(None, ("ci/full-values.yaml",))
+    assert not find(docs, "HorizontalPodAutoscaler")
+    assert "replicas" not in one(docs, "Deployment")["spec"]
+    scaled = one(docs, "ScaledObject")
+    assert scaled["spec"]["maxReplicaCount"] == 12
+    assert scaled["spec"]["minReplicaCount"] == 0
+    triggers = scaled["spec"]["triggers"]
+    assert [t["metadata"]["topic"] for t in triggers] == [
+        "talon.commands",
+        "talon.commands.priority",
+    ]
+    meta = triggers[0]["metadata"]
+    assert meta["bootstrapServers"] == "kafka-0.kafka:9093,kafka-1.kafka:9093,kafka-2.kafka:9093"
+    assert meta["consumerGroup"] == "talon-bridge-prod"
+    assert meta["lagThreshold"] == "500"
+    assert meta["activationLagThreshold"] == "10"
+    assert meta["sasl"] == "scram_sha512"
+    assert meta["tls"] == "enable"
+    auth = one(docs, "TriggerAuthentication")
+    assert triggers[0]["authenticationRef"]["name"] == auth["metadata"]["name"]
+    refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+    assert refs["username"] == ("kafka-talon-bridge", "username")
+    assert refs["password"] == ("kafka-talon-bridge", "password")
+    assert refs["ca"] == ("kafka-talon-bridge-tls", "ca.crt")
+
+
+def test_hpa_when_autoscaling_enabled(render: Render) -> None:
+    files, values = VARIANTS["inline-secrets-hpa"]
+    docs = render(values, files)
+    hpa = one(docs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == one(docs, "Deployment")["metadata"]["name"]
+    assert {m["resource"]["name"] for m in hpa["spec"]["metrics"]} == {"cpu", "memory"}
+    assert not find(docs, "ScaledObject")
+
+
+def test_pod_disruption_budget_on_by_default(render: Render) -> None:
+    pdb = one(render(), "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    deployment = one(render(), "Deployment")
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+# --- labels ----------------------------------------------------------------------------------
+
+
+def test_recommended_labels(variant: Docs) -> None:
+    for doc in variant:
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "talon-bridge"
+        assert labels["app.kubernetes.io/instance"] == "rel"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["helm.sh/chart"] == "talon-bridge-0.1.0"
+
+
+def test_chart_label_escapes_plus(render: Render, chart_copy: Path) -> None:
+    chart_yaml = chart_copy / "Chart.yaml"
+    chart_yaml.write_text(
+        re.sub(r"(?m)^version: .*$", "version: 0.1.0+build.7", chart_yaml.read_text())
+    )
+    for doc in render(None, chart=chart_copy):
+        assert doc["metadata"]["labels"]["helm.sh/chart"] == "talon-bridge-0.1.0_build.7"
+
+
+# --- monitoring ------------------------------------------------------------------------------
+
+
+def _metric_names() -> set[str]:
+    registry = CollectorRegistry()
+    Metrics(registry)
+    suffixes = {
+        "counter": ("_total",),
+        "histogram": ("_bucket", "_sum", "_count"),
+        "info": ("_info",),
+        "gauge": ("",),
+    }
+    return {m.name + suffix for m in registry.collect() for suffix in suffixes.get(m.type, ("",))}
+
+
+def test_prometheus_rule_alerts_use_real_metrics(render: Render) -> None:
+    docs = render(None, ("ci/full-values.yaml",))
+    rule = one(docs, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert alerts["BridgeNotReady"]["expr"] == "bridge_ready == 0"
+    assert "increase(bridge_dead_letters_total[10m]) > 0" in alerts["BridgeDeadLetters"]["expr"]
+    known = _metric_names()
+    for alert in alerts.values():
+        for name in re.findall(r"\bbridge_[a-z_]+", alert["expr"]):
+            assert name in known, f"{alert['alert']} uses unknown metric {name}"
+
+
+def test_alert_rules_match_the_shared_rules_file() -> None:
+    shared = ROOT / "deploy" / "prometheus" / "alerts.yaml"
+    if not shared.exists():
+        pytest.skip("deploy/prometheus/alerts.yaml is not present")
+    chart = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    assert chart == yaml.safe_load(shared.read_text()), (
+        "deploy/helm/talon-bridge/files/alerts.yaml differs from deploy/prometheus/alerts.yaml"
+    )
+
+
+def test_service_monitor(render: Render) -> None:
+    docs = render(None, ("ci/full-values.yaml",))
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["interval"] == "15s"
+    service = one(docs, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= (
+        service["metadata"]["labels"].items()
+    )
+
+
+def test_dashboards_one_configmap_per_json_file(render: Render, chart_copy: Path) -> None:
+    def dashboards(chart: Path) -> Docs:
+        docs = render({"dashboards": {"enabled": True}}, chart=chart)
+        return [
+            d for d in find(docs, "ConfigMap") if "grafana_dashboard" in d["metadata"]["labels"]
+        ]
+
+    for stale in (chart_copy / "dashboards").glob("*.json"):
+        stale.unlink()
+    assert dashboards(chart_copy) == []  # an empty folder renders nothing
+    board = {"title": "Bridge", "uid": "talon-bridge", "panels": []}
+    (chart_copy / "dashboards" / "bridge_overview.json").write_text(json.dumps(board))
+    (chart_copy / "dashboards" / "kafka.json").write_text(json.dumps(board))
+    found = dashboards(chart_copy)
+    assert sorted(d["metadata"]["name"] for d in found) == [
+        "rel-talon-bridge-dashboard-bridge-overview",
+        "rel-talon-bridge-dashboard-kafka",
+    ]
+    for doc in found:
+        assert doc["metadata"]["labels"]["grafana_dashboard"] == "1"
+        (text,) = doc["data"].values()
+        assert json.loads(text) == board
+
+
+# --- jobs ------------------------------------------------------------------------------------
+
+
+def test_topics_job_is_a_pre_install_hook(render: Render, tmp_path: Path) -> None:
+    files, values = VARIANTS["inline-secrets-hpa"]
+    docs = render(values, files)
+    job = one(docs, "Job", "topics")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert container(job)["args"] == [
+        "topics",
+        "create",
+        "--partitions",
+        "6",
+        "--replication-factor",
+        "-1",
+    ]
+    # It runs before the release's ConfigMap and Secret exist: inline settings, a hook Secret.
+    assert "envFrom" not in container(job)
+    env = {e["name"]: e["value"] for e in container(job)["env"]}
+    assert env["BRIDGE_INPUT_TOPICS"] == "talon.commands"
+    hook_secret = next(
+        s for s in find(docs, "Secret") if "helm.sh/hook" in s["metadata"].get("annotations", {})
+    )
+    hook_weight = int(hook_secret["metadata"]["annotations"]["helm.sh/hook-weight"])
+    assert hook_weight < int(annotations["helm.sh/hook-weight"])
+    files_written = _write_secret_files(docs, job, tmp_path)
+    assert files_written == {
+        "BRIDGE_KAFKA_SASL_USERNAME": "bridge",
+        "BRIDGE_KAFKA_SASL_PASSWORD": FAKE_SASL_PASSWORD,
+    }
+
+
+def test_replay_job_shares_config_and_secrets(render: Render) -> None:
+    docs = render(None, ("ci/full-values.yaml",))
+    job = one(docs, "Job", "replay")
+    worker = one(docs, "Deployment")
+    assert container(job)["args"][0] == "replay"
+    assert "--yes" in container(job)["args"]
+    assert container(job)["envFrom"] == container(worker)["envFrom"]
+    assert pod_spec(job)["volumes"] == pod_spec(worker)["volumes"]
+    assert pod_spec(job)["restartPolicy"] == "Never"
+
+
+def test_replay_job_name_follows_its_arguments(render: Render) -> None:
+    def name(args: list[str]) -> str:
+        job = one(render({"replay": {"enabled": True, "args": args}}), "Job", "replay")
+        return str(job["metadata"]["name"])
+
+    assert name(["--dry-run"]) == name(["--dry-run"])
+    assert name(["--dry-run"]) != name(["--yes"])
+
+
+# --- documentation ---------------------------------------------------------------------------
+
+
+def test_every_value_is_documented_in_the_chart_readme() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "chart_readme.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    readme = (CHART / "README.md").read_text()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def undocumented(node: dict[str, Any], prefix: str = "") -> list[str]:
+        out = []
+        for key, value in node.items():
+            path = prefix + key
+            if f"`{path}`" in readme:
+                continue
+            if isinstance(value, dict) and value:
+                out += undocumented(value, path + ".")
+            else:
+                out.append(path)
+        return out
+
+    missing = undocumented(values)
+    assert not missing, f"values not in README.md: {missing}"
+
+
+def test_notes_render(render: Render, chart_copy: Path) -> None:
+    # helm renders NOTES.txt only on install; render the same text through `tpl` instead.
+    (chart_copy / "files" / "notes.txt").write_text(
+        (chart_copy / "templates" / "NOTES.txt").read_text()
+    )
+    (chart_copy / "templates" / "notes-check.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+        'data:\n  notes: {{ tpl (.Files.Get "files/notes.txt") . | quote }}\n'
+    )
+
+    def notes(values: dict[str, Any] | None, files: tuple[str, ...] = ()) -> str:
+        docs = render(values, files, chart=chart_copy)
+        cm = next(d for d in find(docs, "ConfigMap") if d["metadata"]["name"] == "notes")
+        return str(cm["data"]["notes"])
+
+    plain = notes(None)
+    assert "WARNING: talon.baseUrl is not set" in plain
+    assert "grace period is 45s" in plain
+    full = notes(None, ("ci/full-values.yaml",))
+    assert "WARNING" not in full
+    assert "KEDA scales 0..12 replicas" in full
