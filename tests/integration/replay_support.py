@@ -1,4 +1,4 @@
-"""Helpers for replay tests: hand-made dead letters, running `talon-bridge replay`."""
+"""Dead letters written by hand, and `talon-bridge replay` run as a process, for replay tests."""
 
 from __future__ import annotations
 

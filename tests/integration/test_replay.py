@@ -118,7 +118,7 @@ def poisoned(cmd: Command) -> Command:
     )
 
 
-# --- 1 and 4: end to end, with the worker running ------------------------------------------
+# --- end to end, with the worker running ----------------------------------------------------------
 
 
 def test_replay_sends_a_parked_session_back_in_order_and_releases_it(
@@ -208,7 +208,7 @@ def test_replay_sends_a_parked_session_back_in_order_and_releases_it(
     assert end_offsets(bridge.conf, bridge.input) == before
 
 
-# --- 2: each filter, and a dry run writes nothing ----------------------------------------
+# --- each filter, and a dry run writes nothing ----------------------------------------------------
 
 
 def _filter_letters(d: Deployment, now_ms: int) -> dict[str, Letter]:
@@ -339,7 +339,7 @@ def test_each_filter_selects_its_dead_letters_and_a_dry_run_writes_nothing(
         assert all(o < 0 for o in committed_offsets(d.conf, group, d.dlq).values()), group
 
 
-# --- 3: interrupt, then resume ---------------------------------------------------------------
+# --- interrupt, then resume -----------------------------------------------------------------------
 
 
 def test_an_interrupted_replay_resumes_without_sending_anything_twice(
@@ -414,7 +414,7 @@ def test_an_interrupted_replay_resumes_without_sending_anything_twice(
         assert ids == [f"{session}:{j}" for j in range(4)]
 
 
-# --- 5: bad input ------------------------------------------------------------------------------
+# --- bad input ------------------------------------------------------------------------------------
 
 
 def test_unknown_topics_and_malformed_arguments_exit_2(
@@ -517,7 +517,7 @@ def test_discard_releases_the_session_and_sends_nothing(deployment: Deployment) 
     assert len(read_topic(d.conf, d.parking, timeout=10, idle=1)) == 2
 
 
-# --- 6: documented examples run, with flags that exist --------------------------------------
+# --- documented examples run, with flags that exist -----------------------------------------------
 
 
 def _examples(text: str) -> Iterator[str]:

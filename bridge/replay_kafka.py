@@ -1,0 +1,505 @@
+"""The Kafka side of `talon-bridge replay`: read a fixed DLQ snapshot, send, commit progress.
+
+`DlqReader` fixes the stop point first (the high watermark of every DLQ partition), then reads
+up to it and no further, so a run never chases its own output or dead letters that arrive
+while it runs. It also reads the replay group's committed offsets (where an earlier run of
+the same selection stopped) and commits new ones; it never joins the group (`assign` only).
+
+`Sender` re-sends planned records with an idempotent producer (acks=all); a record's DLQ
+offset becomes committable only once its send is acknowledged (`CommitTracker`). SIGINT or
+SIGTERM stops it between chains (a poison and its parked records always go out together),
+then it waits for the acknowledgements and commits; a second signal stops waiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from bridge.codec import Codec
+from bridge.errors import BridgeError
+from bridge.kafka_io import producer_config
+from bridge.logs import where
+from bridge.replay_select import (
+    CommitTracker,
+    DeadLetterRecord,
+    Planned,
+    SelectionError,
+    replay_headers,
+)
+from bridge.settings import KafkaSettings
+
+__all__ = ["DlqReader", "ReadError", "SendResult", "Sender", "Snapshot", "Stopper"]
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+_PARTITION_EOF = KafkaError._PARTITION_EOF  # noqa: SLF001
+_UNKNOWN_TOPIC = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)  # noqa: SLF001
+_METADATA_TIMEOUT = 15.0
+# A read that gets nothing for this long while records are still due has lost the broker.
+_READ_STALL_S = 60.0
+_COMMIT_EVERY_S = 1.0
+_PROGRESS_EVERY_S = 5.0
+
+
+class ReadError(BridgeError):
+    """The DLQ could not be read up to its stop point."""
+
+
+_COORDINATOR_BUSY = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._TIMED_OUT,  # noqa: SLF001
+    KafkaError._TRANSPORT,  # noqa: SLF001
+}
+_GROUP_RETRY_S = 30.0
+
+
+def _with_retries(call: Callable[[], _T]) -> _T:
+    """`call()`, again while the group coordinator is moving or loading (a new group)."""
+    deadline = time.monotonic() + _GROUP_RETRY_S
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            busy = isinstance(err, KafkaError) and (
+                err.code() in _COORDINATOR_BUSY or err.retriable()
+            )
+            if not busy or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)  # backoff between attempts, not a synchronisation
+        delay = min(delay * 2, 2.0)
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What one run works on: the DLQ records up to the stop point, and the group's progress."""
+
+    records: list[DeadLetterRecord]
+    start: dict[int, int]  # per partition: first offset the group has not handled
+    end: dict[int, int]  # per partition: the stop point that was read up to
+
+
+class DlqReader:
+    """Reads one DLQ topic for one replay group, and commits that group's progress."""
+
+    def __init__(self, settings: KafkaSettings, topic: str, group: str, codec: Codec) -> None:
+        self.topic = topic
+        self.group = group
+        self._codec = codec
+        self._consumer = Consumer(
+            {
+                **settings.librdkafka_common(),
+                "group.id": group,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                # Short fetch long-polls: metadata requests wait behind them on the connection.
+                "fetch.wait.max.ms": 100,
+            }
+        )
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def partitions(self, topic: str) -> int | None:
+        """How many partitions `topic` has; None when it does not exist."""
+        md = self._consumer.list_topics(topic, timeout=_METADATA_TIMEOUT)
+        tmd = md.topics.get(topic)
+        if tmd is None:
+            return None
+        if tmd.error is not None:
+            if tmd.error.code() in _UNKNOWN_TOPIC:
+                return None
+            raise KafkaException(tmd.error)
+        return len(tmd.partitions)
+
+    def snapshot(
+        self,
+        ranges: Mapping[int, tuple[int, int | None]] | None = None,
+        *,
+        stop: threading.Event | None = None,
+    ) -> Snapshot:
+        """Fix the stop point, then read every record before it (within `ranges`).
+
+        Raises:
+            SelectionError: The topic, or a partition named in `ranges`, does not exist.
+            ReadError: The records could not be read, or `stop` was set meanwhile.
+        """
+        count = self.partitions(self.topic)
+        if count is None:
+            raise SelectionError(f"topic {self.topic!r} does not exist")
+        parts = list(range(count))
+        if ranges is not None:
+            missing = sorted(set(ranges) - set(parts))
+            if missing:
+                raise SelectionError(
+                    f"--offsets: {self.topic!r} has no partition {missing[0]} "
+                    f"(partitions 0-{count - 1})"
+                )
+            parts = sorted(ranges)
+        c = self._consumer
+        marks = {
+            p: c.get_watermark_offsets(
+                TopicPartition(self.topic, p), timeout=_METADATA_TIMEOUT, cached=False
+            )
+            for p in parts
+        }
+        wanted = [TopicPartition(self.topic, p) for p in parts]
+        committed = {
+            tp.partition: tp.offset
+            for tp in _with_retries(lambda: c.committed(wanted, timeout=_METADATA_TIMEOUT))
+            if tp.offset >= 0
+        }
+        first: dict[int, int] = {}
+        until: dict[int, int] = {}
+        for p, (low, high) in marks.items():
+            lo, hi = ranges.get(p, (0, None)) if ranges is not None else (0, None)
+            first[p] = max(low, lo)
+            until[p] = high if hi is None else min(high, hi + 1)
+            if committed.get(p, 0) > high:
+                log.warning(
+                    "the replay group's offset is past the end of the partition; was the "
+                    "topic recreated? Use --group to start afresh",
+                    extra={"where": where(self.topic, p, committed[p]), "group": self.group},
+                )
+        start = {p: committed.get(p, marks[p][0]) for p in parts}
+        log.info(
+            "reading the dead-letter topic up to its stop point",
+            extra={
+                "topic": self.topic,
+                "group": self.group,
+                # Per partition, as text: JSON log lines need string keys.
+                "stop": {str(p): until[p] for p in parts},
+                "resume": {str(p): o for p, o in start.items()},
+            },
+        )
+        records, end = self._read(first, until, start, stop)
+        return Snapshot(records=records, start=start, end=end)
+
+    def _read(
+        self,
+        first: dict[int, int],
+        until: dict[int, int],
+        start: dict[int, int],
+        interrupt: threading.Event | None,
+    ) -> tuple[list[DeadLetterRecord], dict[int, int]]:
+        c = self._consumer
+        end = dict(until)
+        due = {p for p in first if first[p] < until[p]}
+        records: list[DeadLetterRecord] = []
+        if not due:
+            return records, end
+        c.assign([TopicPartition(self.topic, p, first[p]) for p in sorted(due)])
+        last_progress = time.monotonic()
+        try:
+            while due:
+                if interrupt is not None and interrupt.is_set():
+                    raise ReadError("interrupted while reading the dead-letter topic; nothing sent")
+                msgs = c.consume(500, 0.1)
+                if msgs:
+                    last_progress = time.monotonic()
+                elif time.monotonic() - last_progress > _READ_STALL_S:
+                    raise ReadError(
+                        f"no records from {self.topic!r} for {_READ_STALL_S:.0f}s with "
+                        f"partitions {sorted(due)} not read to their stop point"
+                    )
+                for msg in msgs:
+                    p = msg.partition() or 0
+                    offset = msg.offset() or 0
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == _PARTITION_EOF:
+                            if p in due:
+                                # read_committed stops before an open transaction.
+                                end[p] = min(until[p], offset)
+                                self._finish(p, due)
+                            continue
+                        if err.fatal():
+                            raise ReadError(str(err))
+                        log.warning("reading the dead-letter topic: %s", err)
+                        continue
+                    if p not in due or offset >= until[p]:
+                        self._finish(p, due)
+                        continue
+                    records.append(self._record(msg, keep_value=offset >= start[p]))
+                    if offset + 1 >= until[p]:
+                        self._finish(p, due)
+        finally:
+            c.unassign()
+        return records, end
+
+    def _finish(self, partition: int, due: set[int]) -> None:
+        if partition in due:
+            due.discard(partition)
+            self._consumer.pause([TopicPartition(self.topic, partition)])
+
+    def _record(self, msg: Message, *, keep_value: bool) -> DeadLetterRecord:
+        value = msg.value()
+        command_type, event_id = "unknown", None
+        try:
+            cmd = self._codec.decode_command(value)
+            command_type, event_id = cmd.command_type, cmd.event_id
+        except (BridgeError, ValueError):
+            pass  # listed and replayed like any other record, as command type "unknown"
+        raw: Any = msg.headers() or []  # consumed headers: a list of (str, bytes | None)
+        return DeadLetterRecord.build(
+            topic=msg.topic() or self.topic,
+            partition=msg.partition() or 0,
+            offset=msg.offset() or 0,
+            timestamp_ms=msg.timestamp()[1],
+            key=msg.key(),
+            # Records an earlier run already handled are kept for their headers only.
+            value=value if keep_value else None,
+            headers=[(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in raw],
+            command_type=command_type,
+            event_id=event_id,
+        )
+
+    def commit(self, positions: Mapping[int, int]) -> None:
+        """Commit the replay group's positions (synchronously)."""
+        if not positions:
+            return
+        offsets = [TopicPartition(self.topic, p, o) for p, o in sorted(positions.items())]
+
+        def commit() -> None:
+            done = self._consumer.commit(offsets=offsets, asynchronous=False) or []
+            for tp in done:
+                if tp.error is not None:
+                    raise KafkaException(tp.error)
+
+        _with_retries(commit)
+
+
+class Stopper:
+    """SIGINT/SIGTERM: the first asks to stop after the current chain, the second to hurry."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.hurry = threading.Event()
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            log.warning("second signal: not waiting for acknowledgements any more")
+            self.hurry.set()
+            return
+        log.warning(
+            "stopping: finishing the current session, then committing what was acknowledged",
+            extra={"signal": signal.Signals(signum).name},
+        )
+        self.stop.set()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[Stopper]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signals reach the main thread only
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+@dataclass(slots=True)
+class SendResult:
+    """What happened to each record handed to `Sender`."""
+
+    acked: set[tuple[int, int]] = field(default_factory=set)
+    failed: dict[tuple[int, int], str] = field(default_factory=dict)
+    released: int = 0  # sessions whose tombstone was acknowledged
+    interrupted: bool = False
+    error: str | None = None
+
+
+class Sender:
+    """Sends planned records (or parking tombstones) and commits progress as acks arrive."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        commit: Callable[[Mapping[int, int]], None],
+        tracker: CommitTracker,
+        stopper: Stopper,
+        on_ack: Callable[[int], None] | None = None,
+        log_progress: bool = True,
+    ) -> None:
+        self._producer = Producer(producer_config(settings))
+        self._commit = commit
+        self._tracker = tracker
+        self._stopper = stopper
+        self._on_ack = on_ack
+        self._log_progress = log_progress
+        self._next_commit = 0.0
+        self._last_commit: dict[int, int] = {}
+        self.result = SendResult()
+
+    # --- replay ----------------------------------------------------------------------------
+
+    def replay(self, items: Sequence[Planned], *, replay_id: str, rate: float | None) -> None:
+        """Send `items` in order, `rate` records per second at most, chains back-to-back."""
+        for it in items:
+            self._tracker.hold(*it.record.position)
+        started = time.monotonic()
+        last_log = started
+        sent = 0
+        for chain in _chains(items):
+            if self._stopper.stop.is_set() or self.result.error is not None:
+                self.result.interrupted = self._stopper.stop.is_set()
+                break
+            if rate:
+                self._wait_until(started + sent / rate)
+                if self._stopper.stop.is_set():
+                    self.result.interrupted = True
+                    break
+            for it in chain:
+                self._produce_record(it, replay_id)
+                sent += 1
+            self._producer.poll(0)
+            self._tick()
+            if self._log_progress and time.monotonic() - last_log >= _PROGRESS_EVERY_S:
+                log.info(
+                    "replay progress",
+                    extra={"sent": sent, "acknowledged": len(self.result.acked), "of": len(items)},
+                )
+                last_log = time.monotonic()
+        self._drain()
+        self._commit_progress()
+
+    def _tick(self) -> None:
+        """Commit what is acknowledged, at most every `_COMMIT_EVERY_S`."""
+        now = time.monotonic()
+        if now >= self._next_commit:
+            self._commit_progress()
+            self._next_commit = now + _COMMIT_EVERY_S
+
+    def _wait_until(self, due: float) -> None:
+        while not self._stopper.stop.is_set():
+            delay = due - time.monotonic()
+            if delay <= 0:
+                return
+            self._producer.poll(min(delay, 0.1))
+            self._tick()
+
+    def _produce_record(self, it: Planned, replay_id: str) -> None:
+        r = it.record
+        if it.target is None:
+            raise ValueError("a record to replay has no target topic")
+        kwargs: dict[str, Any] = {}
+        if it.target_partition is not None:
+            kwargs["partition"] = it.target_partition
+        pos = r.position
+        headers: list[tuple[str, str | bytes | None]] = [*replay_headers(r, replay_id=replay_id)]
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is None:
+                self._tracker.release(*pos)
+                self.result.acked.add(pos)
+                if self._on_ack is not None:
+                    self._on_ack(1)
+                return
+            self.result.failed[pos] = str(err)
+            if self.result.error is None:
+                self.result.error = f"{where(r.topic, *pos)} -> {it.target}: {err}"
+                log.error(
+                    "a replayed record was not delivered; stopping",
+                    extra={"where": where(r.topic, *pos), "target": it.target, "error": str(err)},
+                )
+
+        while True:
+            try:
+                self._producer.produce(
+                    it.target,
+                    value=r.value,
+                    key=r.key,
+                    headers=headers,
+                    on_delivery=delivered,
+                    **kwargs,
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    # --- discard ---------------------------------------------------------------------------
+
+    def discard(self, items: Sequence[Planned], releases: Sequence[bytes], parking: str) -> None:
+        """Release `releases` with tombstones; once acknowledged, `items` count as handled."""
+        for it in items:
+            self._tracker.hold(*it.record.position)
+        failures: list[str] = []
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failures.append(str(err))
+            else:
+                self.result.released += 1
+
+        for key in releases:
+            while True:
+                try:
+                    self._producer.produce(parking, key=key, value=None, on_delivery=delivered)
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+        self._drain()
+        if failures or self.result.released < len(releases):
+            self.result.error = f"parking tombstones not delivered: {failures[:1] or 'timeout'}"
+            log.error("could not release the sessions; nothing committed", extra={"topic": parking})
+            return
+        for it in items:
+            self._tracker.release(*it.record.position)
+        self._commit_progress()
+
+    # --- common ----------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Wait for every acknowledgement, unless told to hurry."""
+        while len(self._producer) > 0 and not self._stopper.hurry.is_set():
+            self._producer.flush(0.5)
+        if len(self._producer) > 0:
+            self._producer.purge()
+            self._producer.flush(0)
+
+    def _commit_progress(self) -> None:
+        positions = self._tracker.positions()
+        changed = {p: o for p, o in positions.items() if self._last_commit.get(p) != o}
+        if not changed:
+            return
+        try:
+            self._commit(changed)
+            self._last_commit.update(changed)
+        except KafkaException as exc:
+            log.error("could not commit replay progress", extra={"error": str(exc)})
+            if self.result.error is None:
+                self.result.error = f"commit failed: {exc}"
+
+
+def _chains(items: Sequence[Planned]) -> Iterator[list[Planned]]:
+    """Consecutive items of one chain (a poison and its parked records) together."""
+    chain: list[Planned] = []
+    for it in items:
+        if chain and it.chain != chain[0].chain:
+            yield chain
+            chain = []
+        chain.append(it)
+    if chain:
+        yield chain
