@@ -120,12 +120,24 @@ def test_auth_failure_pauses_without_commits_then_recovers(
         bridge.produce(commands[len(commands) // 2 :])
         wait_for(lambda: not worker.ready(), 30, "the worker to report not ready")
         assert worker.metric_sum("bridge_api_auth_ok") == 0
-        frozen = committed_offsets(bridge.conf, bridge.group, bridge.input)
-        done = _processed(worker)
-        # While the key is rejected nothing finishes, so nothing new can be committed.
-        wait_for(lambda: worker.metric_sum("bridge_offset_commits_total") > 5, 30, "commit ticks")
+
+        def ticks() -> float:
+            return worker.metric_sum("bridge_offset_commits_total")
+
+        # Work finished before the key was rejected is still being committed: let it land.
+        snapshot: list[dict[int, int]] = []
+
+        def settled() -> bool:
+            snapshot.append(committed_offsets(bridge.conf, bridge.group, bridge.input))
+            return len(snapshot) > 2 and snapshot[-1] == snapshot[-2] == snapshot[-3]
+
+        wait_for(settled, 30, "committed offsets to settle", step=0.6)
+        frozen, done, start = snapshot[-1], _processed(worker), ticks()
+        # While the key is rejected nothing finishes, so no offset moves on later commits.
+        wait_for(lambda: ticks() >= start + 4, 30, "more commit ticks")
         assert _processed(worker) == done
         assert committed_offsets(bridge.conf, bridge.group, bridge.input) == frozen
+        assert sum(frozen.values()) < sum(end_offsets(bridge.conf, bridge.input).values())
         simulator.set_faults(auth_failure=False)
         wait_for(worker.ready, 60, "the worker to become ready again")
         wait_for(lambda: _processed(worker) >= len(commands), 60, "all commands processed")

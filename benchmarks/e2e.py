@@ -1,0 +1,371 @@
+"""End-to-end throughput of one bridge process against a naive consumer and the HTTP ceiling.
+
+All three run on this machine against the same simulator (default 20 ms latency), in one go:
+
+- bridge:  `talon-bridge run` on a backlog of N commands (10k sessions, 12 partitions);
+- naive:   poll / call / commit, one record at a time (`benchmarks/naive.py`), for a fixed time;
+- ceiling: the same requests fired by a raw aiohttp client at the same concurrency, each
+           session's requests in order, with no Kafka at all.
+
+Then the bridge again at half its measured throughput, for added latency, and optionally with
+a large backlog for peak memory. Run: ``.venv/bin/python -m benchmarks.e2e [--commands 100000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from benchmarks.procstat import cpu_seconds, peak_rss_mb
+from bridge.codec import Codec
+from bridge.commands import Command, ReturnCartItems, TrackEvent, UpdateCustomerSession
+from bridge.handlers import event_request, return_request, session_request
+from bridge.harness import WorkerProcess, read_topic, wait_for
+from bridge.produce import LoadSpec, generate, produce_commands
+from bridge.simulator.process import SimulatorProcess
+from bridge.talon.client import idempotency_key_for
+from bridge.topics import TopicSpec, ensure_topics
+
+API_KEY = "bench-key"
+
+
+@dataclass
+class Row:
+    name: str
+    commands: int
+    seconds: float
+    cpu_s: float | None = None
+    rss_mb: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    conflicts: int | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.commands / self.seconds if self.seconds else 0.0
+
+
+@contextlib.contextmanager
+def _broker(bootstrap: str | None) -> Iterator[str]:
+    if bootstrap:
+        yield bootstrap
+        return
+    from bridge.localkafka import LocalKafka
+
+    with LocalKafka(heap="1g") as broker:
+        yield broker.bootstrap
+
+
+def _env(
+    bootstrap: str, sim: SimulatorProcess, topics: dict[str, str], group: str, in_flight: int
+) -> dict[str, str]:
+    return {
+        "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "BRIDGE_INPUT_TOPICS": topics["in"],
+        "BRIDGE_OUTPUT_TOPIC": topics["out"],
+        "BRIDGE_DLQ_TOPIC": topics["dlq"],
+        "BRIDGE_PARKING_TOPIC": topics["park"],
+        "BRIDGE_GROUP_ID": group,
+        "BRIDGE_TALON_BASE_URL": sim.base_url,
+        "BRIDGE_TALON_API_KEY": API_KEY,
+        "BRIDGE_MAX_IN_FLIGHT": str(in_flight),
+        "BRIDGE_LOG_LEVEL": "WARNING",
+    }
+
+
+def _topics(conf: dict[str, Any], partitions: int) -> dict[str, str]:
+    run = uuid.uuid4().hex[:6]
+    topics = {k: f"bench-{run}.{k}" for k in ("in", "out", "dlq", "park")}
+    ensure_topics(
+        conf,
+        [TopicSpec(topics[k], partitions, 1) for k in ("in", "out", "dlq")]
+        + [TopicSpec(topics["park"], 1, 1, {"cleanup.policy": "compact"})],
+    )
+    return topics
+
+
+def run_bridge(
+    bootstrap: str, sim: SimulatorProcess, commands: list[Command], partitions: int, in_flight: int
+) -> Row:
+    conf = {"bootstrap.servers": bootstrap}
+    topics = _topics(conf, partitions)
+    produce_commands(conf, topics["in"], iter(commands), encode=Codec().encode_command)
+    sim.reset()
+    env = _env(bootstrap, sim, topics, f"bench-{uuid.uuid4().hex[:6]}", in_flight)
+    with WorkerProcess(env) as worker:
+        assert worker.proc is not None
+        pid = worker.proc.pid
+        cpu0 = cpu_seconds(pid)
+        t0 = time.monotonic()
+        wait_for(
+            lambda: worker.metric_sum("bridge_commands_processed_total") >= len(commands),
+            1800,
+            "the bridge to finish the backlog",
+            step=0.05,
+        )
+        seconds = time.monotonic() - t0
+        cpu = cpu_seconds(pid) - cpu0
+        rss = peak_rss_mb(pid)
+    return Row("bridge", len(commands), seconds, cpu, rss, conflicts=sim.stats()["conflicts_409"])
+
+
+def run_naive(
+    bootstrap: str, sim: SimulatorProcess, commands: list[Command], partitions: int, seconds: float
+) -> Row:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    conf = {"bootstrap.servers": bootstrap}
+    topics = _topics(conf, partitions)
+    produce_commands(conf, topics["in"], iter(commands[:20_000]), encode=Codec().encode_command)
+    sim.reset()
+    env = {**os.environ, **_env(bootstrap, sim, topics, f"naive-{uuid.uuid4().hex[:6]}", 1)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.naive", "--seconds", str(seconds)],
+        env=env,
+        stdout=subprocess.PIPE,
+    )
+    out, _ = proc.communicate(timeout=seconds + 120)
+    res = json.loads(out.decode().strip().splitlines()[-1])
+    return Row("naive", res["processed"], res["seconds"], conflicts=sim.stats()["conflicts_409"])
+
+
+def _request(cmd: Command) -> tuple[str, str, bytes, dict[str, str]]:
+    p = cmd.payload
+    headers = {
+        "Authorization": f"ApiKey-v1 {API_KEY}",
+        "Content-Type": "application/json",
+        "Idempotency-Key": idempotency_key_for(cmd.event_id),
+        "X-Talon-Bridge-Event-Id": cmd.event_id,
+    }
+    if isinstance(p, UpdateCustomerSession):
+        return (
+            "PUT",
+            f"/v2/customer_sessions/{cmd.session_id}",
+            session_request(p).to_json(),
+            headers,
+        )
+    if isinstance(p, TrackEvent):
+        return "POST", "/v2/events?silent=no", event_request(p).to_json(), headers
+    assert isinstance(p, ReturnCartItems)
+    path = f"/v2/customer_sessions/{cmd.session_id}/returns"
+    return "POST", path, return_request(p).to_json(), headers
+
+
+async def _ceiling(base: str, commands: list[Command], concurrency: int) -> tuple[float, float]:
+    # Shard sessions over the workers so each session stays sequential, like the bridge.
+    shards: list[list[tuple[str, str, bytes, dict[str, str]]]] = [[] for _ in range(concurrency)]
+    for cmd in commands:
+        shards[zlib.crc32(cmd.session_id.encode()) % concurrency].append(_request(cmd))
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(base, connector=conn) as http:
+
+        async def worker(reqs: list[tuple[str, str, bytes, dict[str, str]]]) -> None:
+            for method, path, body, headers in reqs:
+                async with http.request(method, path, data=body, headers=headers) as r:
+                    orjson.loads(await r.read())
+
+        cpu0 = cpu_seconds()
+        t0 = time.monotonic()
+        await asyncio.gather(*(worker(s) for s in shards))
+        return time.monotonic() - t0, cpu_seconds() - cpu0
+
+
+def run_ceiling(sim: SimulatorProcess, commands: list[Command], concurrency: int) -> Row:
+    sim.reset()
+    seconds, cpu = asyncio.run(_ceiling(sim.base_url, commands, concurrency))
+    return Row(
+        "raw aiohttp ceiling",
+        len(commands),
+        seconds,
+        cpu,
+        peak_rss_mb(),
+        conflicts=sim.stats()["conflicts_409"],
+    )
+
+
+def run_latency(
+    bootstrap: str,
+    sim: SimulatorProcess,
+    rate: float,
+    seconds: float,
+    sessions: int,
+    partitions: int,
+    in_flight: int,
+) -> Row:
+    conf = {"bootstrap.servers": bootstrap}
+    topics = _topics(conf, partitions)
+    sim.reset()
+    env = _env(bootstrap, sim, topics, f"lat-{uuid.uuid4().hex[:6]}", in_flight)
+    n = int(rate * seconds)
+    commands = generate(LoadSpec(sessions=sessions, total=n, run_id=uuid.uuid4().hex[:6]))
+    occurred: dict[str, int] = {}
+
+    def tap() -> Iterator[Command]:
+        for c in commands:
+            occurred[c.event_id] = c.occurred_at_ms
+            yield c
+
+    with WorkerProcess(env) as worker:
+        t0 = time.monotonic()
+        produce_commands(conf, topics["in"], tap(), encode=Codec().encode_command, rate=rate)
+        wait_for(
+            lambda: worker.metric_sum("bridge_commands_processed_total") >= n,
+            600,
+            "the bridge to catch up",
+            step=0.2,
+        )
+        elapsed = time.monotonic() - t0
+    codec = Codec()
+    lat = [
+        (e.processed_at_ms - occurred[e.event_id])
+        for e in (
+            codec.decode_effects(m.value()) for m in read_topic(conf, topics["out"], expected=n)
+        )
+        if e.event_id in occurred
+    ]
+    q = statistics.quantiles(lat, n=100)
+    return Row(
+        f"bridge at {rate:,.0f}/s",
+        n,
+        elapsed,
+        p50_ms=q[49],
+        p99_ms=q[98],
+        conflicts=sim.stats()["conflicts_409"],
+    )
+
+
+def run_backlog(
+    bootstrap: str,
+    sim: SimulatorProcess,
+    backlog: int,
+    seconds: float,
+    partitions: int,
+    in_flight: int,
+) -> Row:
+    """Peak RSS while working through a `backlog`-record backlog for `seconds`."""
+    conf = {"bootstrap.servers": bootstrap}
+    topics = _topics(conf, partitions)
+    spec = LoadSpec(sessions=max(10_000, backlog // 10), total=backlog, run_id=uuid.uuid4().hex[:6])
+    produce_commands(conf, topics["in"], generate(spec), encode=Codec().encode_command)
+    sim.reset()
+    env = _env(bootstrap, sim, topics, f"backlog-{uuid.uuid4().hex[:6]}", in_flight)
+    with WorkerProcess(env) as worker:
+        assert worker.proc is not None
+        pid = worker.proc.pid
+        t0 = time.monotonic()
+        deadline = t0 + seconds
+        wait_for(lambda: time.monotonic() > deadline, seconds + 10, "the backlog window", step=1)
+        done = worker.metric_sum("bridge_commands_processed_total")
+        rss = peak_rss_mb(pid)
+        elapsed = time.monotonic() - t0
+    return Row(
+        f"bridge, {backlog:,} backlog",
+        int(done),
+        elapsed,
+        rss_mb=rss,
+        conflicts=sim.stats()["conflicts_409"],
+    )
+
+
+def _table(rows: list[Row], latency_ms: float) -> str:
+    bridge = next(r for r in rows if r.name == "bridge")
+    lines = [
+        "| system | commands | seconds | commands/s | vs bridge | CPU ms/command | peak RSS MB"
+        " | p50 ms | p99 ms | 409s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        cpu = f"{r.cpu_s / r.commands * 1000:.2f}" if r.cpu_s is not None else ""
+        rss = f"{r.rss_mb:.0f}" if r.rss_mb is not None else ""
+        p50 = f"{r.p50_ms:.0f}" if r.p50_ms is not None else ""
+        p99 = f"{r.p99_ms:.0f}" if r.p99_ms is not None else ""
+        lines.append(
+            f"| {r.name} | {r.commands:,} | {r.seconds:.1f} | {r.rate:,.0f} "
+            f"| {r.rate / bridge.rate:.3f}x | {cpu} | {rss} | {p50} | {p99} | {r.conflicts} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--commands", type=int, default=100_000)
+    parser.add_argument("--sessions", type=int, default=10_000)
+    parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument("--latency-ms", type=float, default=20)
+    parser.add_argument("--in-flight", type=int, default=256)
+    parser.add_argument("--naive-seconds", type=float, default=20)
+    parser.add_argument("--latency-seconds", type=float, default=30)
+    parser.add_argument("--bootstrap", default=None, help="an existing broker")
+    parser.add_argument("--skip", default="", help="comma list of: naive,ceiling,latency")
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=0,
+        help="also measure peak RSS with a backlog of this many records",
+    )
+    parser.add_argument("--backlog-seconds", type=float, default=60)
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    commands = list(
+        generate(
+            LoadSpec(
+                sessions=args.sessions,
+                total=args.commands,
+                max_cart_updates=8,
+                run_id=uuid.uuid4().hex[:6],
+            )
+        )
+    )
+    rows: list[Row] = []
+    sim_args = ["--latency-ms", str(args.latency_ms), "--latency-jitter-ms", "2"]
+    with (
+        _broker(args.bootstrap) as bootstrap,
+        SimulatorProcess(api_key=API_KEY, args=sim_args) as sim,
+    ):
+        rows.append(run_bridge(bootstrap, sim, commands, args.partitions, args.in_flight))
+        print(f"bridge: {rows[-1].rate:,.0f}/s", flush=True)
+        if "naive" not in skip:
+            rows.append(run_naive(bootstrap, sim, commands, args.partitions, args.naive_seconds))
+            print(f"naive: {rows[-1].rate:,.0f}/s", flush=True)
+        if "ceiling" not in skip:
+            rows.append(run_ceiling(sim, commands, args.in_flight))
+            print(f"ceiling: {rows[-1].rate:,.0f}/s", flush=True)
+        if "latency" not in skip:
+            half = rows[0].rate / 2
+            rows.append(
+                run_latency(
+                    bootstrap,
+                    sim,
+                    half,
+                    args.latency_seconds,
+                    args.sessions,
+                    args.partitions,
+                    args.in_flight,
+                )
+            )
+    print()
+    print(
+        f"{args.commands:,} commands, {args.sessions:,} sessions, {args.partitions} partitions,"
+        f" {args.latency_ms:.0f} ms simulated API latency, max in flight {args.in_flight}"
+    )
+    print(_table(rows, args.latency_ms))
+
+
+if __name__ == "__main__":
+    main()
