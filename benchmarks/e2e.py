@@ -221,7 +221,10 @@ def run_latency(
 
     with WorkerProcess(env) as worker:
         t0 = time.monotonic()
-        produce_commands(conf, topics["in"], tap(), encode=Codec().encode_command, rate=rate)
+        # No linger: the latency measured starts when a command is handed to the producer.
+        produce_commands(
+            conf, topics["in"], tap(), encode=Codec().encode_command, rate=rate, linger_ms=0
+        )
         wait_for(
             lambda: worker.metric_sum("bridge_commands_processed_total") >= n,
             600,
@@ -322,12 +325,14 @@ def main() -> None:
     parser.add_argument("--backlog-seconds", type=float, default=60)
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    # Enough cart updates per session that the sessions yield `--commands` commands.
+    updates = max(4, 2 * args.commands // max(args.sessions, 1))
     commands = list(
         generate(
             LoadSpec(
                 sessions=args.sessions,
                 total=args.commands,
-                max_cart_updates=8,
+                max_cart_updates=updates,
                 run_id=uuid.uuid4().hex[:6],
             )
         )

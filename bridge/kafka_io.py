@@ -125,7 +125,14 @@ class PartitionListener(Protocol):
     def on_fatal(self, error: str) -> None: ...
 
     @property
-    def buffered(self) -> int: ...
+    def released(self) -> int:
+        """How many handed-over records the loop no longer holds (finished, dropped, skipped)."""
+        ...
+
+    @property
+    def intake_held(self) -> bool:
+        """True while nothing new should be read (an API outage, a rejected key)."""
+        ...
 
 
 class ConsumerThread(threading.Thread):
@@ -162,6 +169,7 @@ class ConsumerThread(threading.Thread):
         self._commits: queue.SimpleQueue[dict[TP, int]] = queue.SimpleQueue()
         self._halt = threading.Event()
         self._paused = False
+        self._handed = 0  # records handed to the loop, ever
         self.assignment: set[TP] = set()
         self._group_metadata: Any = None
         self.finished = threading.Event()
@@ -202,7 +210,9 @@ class ConsumerThread(threading.Thread):
             )
             last_commit = time.monotonic()
             while not self._halt.is_set():
-                msgs = consumer.consume(self._batch_size, 0.1)
+                # Take what is already fetched without waiting; only when nothing is there,
+                # wait for the next record (consume(n, t) would wait for n records or t).
+                msgs = consumer.consume(self._batch_size, 0) or consumer.consume(1, 0.1)
                 if msgs:
                     self._hand_over(msgs)
                 self._backpressure()
@@ -235,13 +245,16 @@ class ConsumerThread(threading.Thread):
                 continue
             records.append(InputRecord.from_message(msg))
         if records:
+            self._handed += len(records)
             self._loop.call_soon_threadsafe(self._listener.on_batch, records)
 
     def _backpressure(self) -> None:
-        buffered = self._listener.buffered
-        if not self._paused and buffered >= self._max_buffered:
+        # Counted here, not by the loop: the loop may not have seen the last batches yet.
+        held = self._handed - self._listener.released
+        stop = self._listener.intake_held
+        if not self._paused and (stop or held >= self._max_buffered):
             self._set_paused(True)
-        elif self._paused and buffered < self._resume_below:
+        elif self._paused and not stop and held < self._resume_below:
             self._set_paused(False)
 
     def _set_paused(self, paused: bool) -> None:

@@ -164,6 +164,7 @@ def produce_commands(
     rate: float | None = None,
     progress: bool = False,
     expected: int | None = None,
+    linger_ms: int = 20,
 ) -> int:
     """Produce `commands` keyed by session ID; returns how many were acknowledged."""
     from confluent_kafka import Producer
@@ -173,7 +174,7 @@ def produce_commands(
             **conf,
             "enable.idempotence": True,
             "acks": "all",
-            "linger.ms": 20,
+            "linger.ms": linger_ms,
             "partitioner": "murmur2_random",
             "compression.type": "lz4",
         }

@@ -94,7 +94,7 @@ class Settings(KafkaSettings):
     talon_idempotency_keys: bool = True
 
     max_in_flight: int = Field(default=256, ge=1, le=10_000)
-    max_buffered_records: int = Field(default=20_000, ge=1)
+    max_buffered_records: int = Field(default=5_000, ge=1)
     drain_timeout: float = Field(default=30.0, gt=0)
     commit_interval: float = Field(default=1.0, gt=0)
     skip_empty_effects: bool = False

@@ -181,6 +181,7 @@ class Worker:
         self.offsets = OffsetTracker()
         self.assigned: set[TP] = set()
         self._buffered = 0
+        self._released = 0  # handed-over records no longer held, for backpressure
         self._drained = asyncio.Event()  # set when a draining partition makes progress
         self._draining: set[TP] = set()
         # Oldest record first: finishing early offsets first advances the committable prefix,
@@ -207,11 +208,13 @@ class Worker:
     # --- PartitionListener (called on the loop by the consumer thread) -------------------
 
     @property
-    def buffered(self) -> int:
-        # A fatal state or a failing API key pauses intake: nothing new is read.
-        if self._fatal is not None or not self._api_ok.is_set():
-            return 1 << 62
-        return self._buffered
+    def released(self) -> int:
+        return self._released
+
+    @property
+    def intake_held(self) -> bool:
+        # A fatal state, a rejected key or an outage pauses intake: nothing new is read.
+        return self._fatal is not None or not self._api_ok.is_set()
 
     def on_assigned(self, partitions: list[TP]) -> None:
         self.assigned.update(partitions)
@@ -226,11 +229,10 @@ class Worker:
         arrival = self._arrivals
         for rec in records:
             tp = (rec.topic, rec.partition)
-            if tp not in self.assigned:
-                continue
-            slot = track(tp, rec.offset, rec.timestamp_ms)
+            slot = track(tp, rec.offset, rec.timestamp_ms) if tp in self.assigned else None
             if slot is None:
-                continue  # a redelivery of a record we already hold
+                self._released += 1  # not ours any more, or a redelivery of one we hold
+                continue
             work = Work(rec, slot)
             work.seq = arrival = arrival + 1
             try:
@@ -336,6 +338,7 @@ class Worker:
                 work.timer.cancel()
             work.state = State.DROPPED
             self._buffered -= 1
+            self._released += 1
         for entry in became:
             self._ready.put_nowait((entry.item.seq, entry))
         self.metrics.buffered.set(self._buffered)
@@ -706,6 +709,7 @@ class Worker:
         OffsetTracker.complete(work.slot)
         self._transition(work, State.DONE)
         self._buffered -= 1
+        self._released += 1
         if work.tp in self._draining:
             self._drained.set()
         self.metrics.processed.labels(work.command_type, work.outcome).inc()

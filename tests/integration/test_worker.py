@@ -134,3 +134,31 @@ def test_sigterm_under_load_then_restart(
     repeated = sum(n - 1 for n in ids.values())
     print(f"effects repeated after the restart: {repeated} (Talon.One applied none twice)")
     _assert_committed_to_end(bridge)
+
+
+def test_backpressure_bounds_what_is_held_in_memory(
+    bridge_factory: Callable[..., Bridge], simulator: SimulatorProcess
+) -> None:
+    limit = 1000
+    bridge = bridge_factory(partitions=4, BRIDGE_MAX_BUFFERED_RECORDS=str(limit))
+    commands = list(generate(LoadSpec(sessions=1200, max_cart_updates=8, run_id="bp")))
+    assert len(commands) > 5 * limit
+    bridge.produce(commands)  # a backlog far larger than the limit, before the worker starts
+    simulator.set_faults(latency_ms=20)
+    held: list[float] = []
+    paused: list[float] = []
+    with WorkerProcess(bridge.env) as worker:
+
+        def sample() -> bool:
+            held.append(worker.metric_sum("bridge_buffered_commands"))
+            paused.append(worker.metric_sum("bridge_paused_partitions"))
+            return worker.metric_sum(PROCESSED) >= len(commands)
+
+        wait_for(sample, 180, "all commands processed", step=0.05)
+    # One consume batch (500) may arrive after the limit is reached, before the pause.
+    assert max(held) <= limit + 500, max(held)
+    assert max(paused) > 0, "partitions were paused"
+    stats = simulator.stats()
+    assert stats["conflicts_409"] == 0
+    assert_applied_in_order(commands, simulator.journal())
+    _assert_exactly_once_effects(bridge, commands)
