@@ -211,7 +211,10 @@ def run_latency(
     sim.reset()
     env = _env(bootstrap, sim, topics, f"lat-{uuid.uuid4().hex[:6]}", in_flight)
     n = int(rate * seconds)
-    commands = generate(LoadSpec(sessions=sessions, total=n, run_id=uuid.uuid4().hex[:6]))
+    updates = max(4, 2 * n // max(sessions, 1))
+    commands = generate(
+        LoadSpec(sessions=sessions, total=n, max_cart_updates=updates, run_id=uuid.uuid4().hex[:6])
+    )
     occurred: dict[str, int] = {}
 
     def tap() -> Iterator[Command]:
@@ -222,7 +225,7 @@ def run_latency(
     with WorkerProcess(env) as worker:
         t0 = time.monotonic()
         # No linger: the latency measured starts when a command is handed to the producer.
-        produce_commands(
+        n = produce_commands(
             conf, topics["in"], tap(), encode=Codec().encode_command, rate=rate, linger_ms=0
         )
         wait_for(
@@ -364,6 +367,18 @@ def main() -> None:
                     args.in_flight,
                 )
             )
+        if args.backlog:
+            rows.append(
+                run_backlog(
+                    bootstrap,
+                    sim,
+                    args.backlog,
+                    args.backlog_seconds,
+                    args.partitions,
+                    args.in_flight,
+                )
+            )
+            print(f"backlog: peak RSS {rows[-1].rss_mb:.0f} MB", flush=True)
     print()
     print(
         f"{args.commands:,} commands, {args.sessions:,} sessions, {args.partitions} partitions,"

@@ -134,14 +134,14 @@ class Work:
         return extra
 
 
-def _keys(work: Work) -> tuple[Hashable, ...]:
+def _keys(work: Work) -> tuple[tuple[Hashable, ...], tuple[Hashable, ...]]:
+    """(ordered keys, lock keys): the session orders; an event's profile only excludes."""
+    key = work.rec.key
+    session: tuple[Hashable, ...] = (("s", key),) if key is not None else ()
     cmd = work.command
-    if cmd is None:
-        key = work.rec.key
-        return (("s", key),) if key is not None else ()
-    profile = cmd.profile_id if cmd.command_type == "track_event" else None
-    session_key = ("s", work.rec.key)
-    return (session_key, ("p", profile)) if profile else (session_key,)
+    if cmd is not None and cmd.command_type == "track_event" and cmd.profile_id:
+        return session, (("p", cmd.profile_id),)
+    return session, ()
 
 
 class Worker:
@@ -242,9 +242,9 @@ class Worker:
             except RegistryError:
                 pass  # decoded again when it runs; see _serve
             consumed.labels(rec.topic).inc()
-            entry = work.entry = seq_add(work, _keys(work))
+            entry = work.entry = seq_add(work, *_keys(work))
             self._buffered += 1
-            if entry.blocked == 0:
+            if entry.runnable:
                 ready((work.seq, entry))
         self._arrivals = arrival
         self.metrics.buffered.set(self._buffered)

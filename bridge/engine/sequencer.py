@@ -1,10 +1,18 @@
-"""Per-key sequencing: strict FIFO per key, any number of keys at once.
+"""Per-key sequencing: strict FIFO per key, plus exclusive locks, any number of keys at once.
 
-Every item holds one or more keys (its session; a trackEventV2 also its profile). Items are
-queued on each of their keys in arrival order, and an item may run only when it is at the head
-of all its queues. Because all items enter in one global order, the oldest waiting item is
-always at the head of every queue it is in, so the scheme cannot deadlock. Head-of-line
-blocking is per key, never per partition.
+Every item holds one or more *ordered* keys (its session) and, optionally, *lock* keys (a
+trackEventV2 also holds its profile). Items queue on their ordered keys in arrival order, and
+an item is *eligible* when it is at the head of all of them. Only then does it ask for its
+locks; it runs once it holds them all, and releases everything when it finishes.
+
+Order matters within a session; for a profile only mutual exclusion does (Talon.One rejects
+parallel requests on one profile, but events of different sessions have no order between
+them). Taking locks only when eligible keeps a session that is stuck (retrying, or waiting for
+its own earlier command) from blocking other sessions of the same customer profile.
+
+Deadlock freedom: all ordered queues are entered in one global order, so the oldest waiting
+item is at the head of all its ordered queues; a lock is held only by a running item, which
+releases it when it finishes; and an item that waits for locks holds none (all or nothing).
 """
 
 from __future__ import annotations
@@ -19,21 +27,29 @@ T = TypeVar("T")
 
 
 class Sequenced(Generic[T]):
-    """An item in the sequencer, with the number of its queues where it is not yet at the head."""
+    """An item in the sequencer.
 
-    __slots__ = ("blocked", "item", "keys")
+    `blocked` counts its ordered queues where it is not yet at the head; `runnable` is true
+    once it is eligible and holds its locks.
+    """
 
-    def __init__(self, item: T, keys: tuple[Hashable, ...]) -> None:
+    __slots__ = ("blocked", "item", "keys", "locks", "runnable")
+
+    def __init__(self, item: T, keys: tuple[Hashable, ...], locks: tuple[Hashable, ...]) -> None:
         self.item = item
         self.keys = keys
+        self.locks = locks
         self.blocked = 0
+        self.runnable = False
 
 
 class Sequencer(Generic[T]):
-    """FIFO queues per key. Not thread-safe: one event loop owns it."""
+    """FIFO queues per ordered key and exclusive locks. Not thread-safe: one loop owns it."""
 
     def __init__(self) -> None:
         self._queues: dict[Hashable, deque[Sequenced[T]]] = {}
+        self._owners: dict[Hashable, Sequenced[T]] = {}  # lock key -> holder
+        self._waiters: dict[Hashable, deque[Sequenced[T]]] = {}  # lock key -> eligible items
         self._size = 0
 
     def __len__(self) -> int:
@@ -41,11 +57,13 @@ class Sequencer(Generic[T]):
 
     @property
     def active_keys(self) -> int:
-        return len(self._queues)
+        return len(self._queues) + len(self._owners)
 
-    def add(self, item: T, keys: Iterable[Hashable]) -> Sequenced[T]:
-        """Queue `item`; `entry.blocked == 0` means it may run now."""
-        entry = Sequenced(item, tuple(dict.fromkeys(keys)))
+    def add(
+        self, item: T, keys: Iterable[Hashable], locks: Iterable[Hashable] = ()
+    ) -> Sequenced[T]:
+        """Queue `item`; `entry.runnable` means it may run now."""
+        entry = Sequenced(item, tuple(dict.fromkeys(keys)), tuple(dict.fromkeys(locks)))
         queues = self._queues
         for key in entry.keys:
             q = queues.get(key)
@@ -55,11 +73,42 @@ class Sequencer(Generic[T]):
                 q.append(entry)
                 entry.blocked += 1
         self._size += 1
+        if entry.blocked == 0:
+            self._acquire(entry)
         return entry
 
+    def _acquire(self, entry: Sequenced[T]) -> bool:
+        """Give an eligible item its locks if all are free; else wait on the first busy one."""
+        owners = self._owners
+        for lock in entry.locks:
+            if lock in owners:
+                self._waiters.setdefault(lock, deque()).append(entry)
+                return False
+        for lock in entry.locks:
+            owners[lock] = entry
+        entry.runnable = True
+        return True
+
+    def _unlock(self, entry: Sequenced[T], ready: list[Sequenced[T]]) -> None:
+        for lock in entry.locks:
+            if self._owners.get(lock) is entry:
+                del self._owners[lock]
+                self._wake(lock, ready)
+
+    def _wake(self, lock: Hashable, ready: list[Sequenced[T]]) -> None:
+        waiters = self._waiters.get(lock)
+        while waiters:
+            nxt = waiters.popleft()
+            if self._acquire(nxt):
+                ready.append(nxt)
+                break
+            # It now waits on another of its locks; let the next one try this lock.
+        if waiters is not None and not waiters:
+            del self._waiters[lock]
+
     def release(self, entry: Sequenced[T]) -> list[Sequenced[T]]:
-        """Remove a finished head item; returns the items that became runnable."""
-        if entry.blocked:
+        """Remove a finished item; returns the items that became runnable."""
+        if not entry.runnable:
             raise ValueError("only a runnable item can be released")
         ready: list[Sequenced[T]] = []
         queues = self._queues
@@ -71,10 +120,12 @@ class Sequencer(Generic[T]):
             if q:
                 head = q[0]
                 head.blocked -= 1
-                if head.blocked == 0:
+                if head.blocked == 0 and self._acquire(head):
                     ready.append(head)
             else:
                 del queues[key]
+        self._unlock(entry, ready)
+        entry.runnable = False
         self._size -= 1
         return ready
 
@@ -88,7 +139,14 @@ class Sequencer(Generic[T]):
         doomed = {id(e): e for q in self._queues.values() for e in q if predicate(e.item)}
         if not doomed:
             return [], []
-        ready: dict[int, Sequenced[T]] = {}
+        ready: list[Sequenced[T]] = []
+        for lock, waiters in list(self._waiters.items()):
+            kept = deque(e for e in waiters if id(e) not in doomed)
+            if kept:
+                self._waiters[lock] = kept
+            else:
+                del self._waiters[lock]
+        promoted: dict[int, Sequenced[T]] = {}
         for key in list(self._queues):
             q = self._queues[key]
             old_head = q[0]
@@ -98,12 +156,13 @@ class Sequencer(Generic[T]):
                 continue
             self._queues[key] = kept
             if old_head is not kept[0]:
-                # The new head moved up: recount its blocked queues from scratch below.
-                ready[id(kept[0])] = kept[0]
-        became: list[Sequenced[T]] = []
-        for e in ready.values():
+                promoted[id(kept[0])] = kept[0]
+        for e in doomed.values():
+            self._unlock(e, ready)
+            e.runnable = False
+        for e in promoted.values():
             e.blocked = sum(1 for k in e.keys if self._queues[k][0] is not e)
-            if e.blocked == 0:
-                became.append(e)
+            if e.blocked == 0 and not e.runnable and self._acquire(e):
+                ready.append(e)
         self._size -= len(doomed)
-        return list(doomed.values()), became
+        return list(doomed.values()), [e for e in ready if id(e) not in doomed]
