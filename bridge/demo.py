@@ -173,7 +173,8 @@ def _summary(
     t.add_row("effects records", f"{outputs:,}")
     t.add_row("dead letters", f"{dead:,}")
     t.add_row(
-        "latency p50 (occurredAt to processed)", f"{_percentile(latencies, 50) * 1000:.0f} ms"
+        "latency p50 (occurredAt to processed, one burst)",
+        f"{_percentile(latencies, 50) * 1000:.0f} ms",
     )
     t.add_row("latency p99", f"{_percentile(latencies, 99) * 1000:.0f} ms")
     t.add_row("throughput", f"{total / elapsed:,.0f} commands/s")
