@@ -173,8 +173,6 @@ class ConsumerThread(threading.Thread):
         self.assignment: set[TP] = set()
         self._group_metadata: Any = None
         self.finished = threading.Event()
-        self.commits_total = 0
-        self.rebalances: dict[str, int] = {"assign": 0, "revoke": 0, "lost": 0}
 
     # --- called from the event loop ------------------------------------------------------
 
@@ -283,7 +281,6 @@ class ConsumerThread(threading.Thread):
                 self._consumer.commit(offsets=offsets, asynchronous=False)
             else:
                 self._consumer.commit(offsets=offsets, asynchronous=True)
-            self.commits_total += 1
         except KafkaException as exc:
             if exc.args and exc.args[0].code() == _NO_OFFSET:
                 return
@@ -293,7 +290,6 @@ class ConsumerThread(threading.Thread):
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.assignment.update(tps)
-        self.rebalances["assign"] += 1
         self._group_metadata = consumer.consumer_group_metadata()
         self._loop.call_soon_threadsafe(self._listener.on_assigned, tps)
         if self._paused and partitions:
@@ -302,7 +298,6 @@ class ConsumerThread(threading.Thread):
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
-        self.rebalances["revoke"] += 1
         self._group_metadata = consumer.consumer_group_metadata()
         self._revoke_and_commit(tps)
         log.info("partitions revoked", extra={"partitions": [f"{t}[{p}]" for t, p in tps]})
@@ -324,7 +319,6 @@ class ConsumerThread(threading.Thread):
         if offsets:
             try:
                 self._consumer.commit(offsets=offsets, asynchronous=False)
-                self.commits_total += 1
             except KafkaException as exc:
                 log.warning("offset commit on revoke failed: %s", exc)
                 self._on_commit_failed()
@@ -332,7 +326,6 @@ class ConsumerThread(threading.Thread):
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
-        self.rebalances["lost"] += 1
         self.assignment.difference_update(tps)
         self._loop.call_soon_threadsafe(self._listener.on_lost, tps)
         log.warning("partitions lost", extra={"partitions": [f"{t}[{p}]" for t, p in tps]})
@@ -371,9 +364,6 @@ class ProducerPoller(threading.Thread):
             batch.append((token, err))
 
         return report
-
-    def deliver_to(self, token: Any) -> Callable[[KafkaError | None, Message], None]:
-        return self.callback(token)
 
     def run(self) -> None:
         while not self._halt.is_set():

@@ -63,10 +63,6 @@ class TransactionalOutput:
             self._held.pop(tp, None)
             self._committed.pop(tp, None)
 
-    @property
-    def held_count(self) -> int:
-        return sum(len(v) for v in self._held.values())
-
     async def commit(self, positions: dict[TP, int], group_metadata: Any) -> bool:
         """Send what `positions` cover and commit it with them; False if nothing was due."""
         async with self._lock:

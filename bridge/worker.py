@@ -96,7 +96,6 @@ class Work:
         "rec",
         "seq",
         "slot",
-        "started_at",
         "state",
         "timer",
         "tp",
@@ -113,7 +112,6 @@ class Work:
         self.state = State.QUEUED
         self.attempts = 0
         self.first_failure: float | None = None
-        self.started_at = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.pending = 0  # produced records not yet acknowledged
         self.held: HeldOutput | None = None  # exactly-once: outputs awaiting the transaction
@@ -198,7 +196,6 @@ class Worker:
         self._exit_code = 0
         self._fatal: str | None = None
         self._in_flight = 0
-        self._last_progress = time.monotonic()
         self._consumer: ConsumerThread | None = None
         self._poller: ProducerPoller | None = None
         self._producer: Producer | None = None
@@ -424,7 +421,6 @@ class Worker:
             self._streak_keys.clear()
         if self._gate_closures:
             self._api_recovered()
-        self._last_progress = time.monotonic()
         self._publish(work, cmd, applied)
 
     def _failed(self, work: Work, exc: ApiError) -> None:
@@ -719,7 +715,6 @@ class Worker:
             self.metrics.occurred_latency.observe(
                 max(0.0, now_ms - work.command.occurred_at_ms) / 1000
             )
-        self._last_progress = time.monotonic()
         self.metrics.last_progress.set(time.time())
 
     def _observe_api(self, operation: str, outcome: str, seconds: float) -> None:

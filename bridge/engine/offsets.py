@@ -99,10 +99,6 @@ class OffsetTracker:
         part = self._parts.get(tp)
         return len(part.pending) if part else 0
 
-    def oldest_pending(self, tp: TopicPartitionKey) -> int | None:
-        part = self._parts.get(tp)
-        return part.pending[0].offset if part and part.pending else None
-
     def commit_positions(self, only_changed: bool = True) -> dict[TopicPartitionKey, int]:
         """Positions to commit; marks them as handed out."""
         out: dict[TopicPartitionKey, int] = {}
@@ -123,6 +119,3 @@ class OffsetTracker:
         part = self._parts.pop(tp, None)
         if part is not None:
             part.active = False
-
-    def partitions(self) -> list[TopicPartitionKey]:
-        return list(self._parts)
