@@ -31,11 +31,16 @@ from benchmarks.procstat import cpu_seconds, peak_rss_mb
 from bridge.codec import Codec
 from bridge.commands import Command, ReturnCartItems, TrackEvent, UpdateCustomerSession
 from bridge.handlers import event_request, return_request, session_request
-from bridge.harness import WorkerProcess, read_topic, wait_for
+from bridge.harness import (
+    WorkerProcess,
+    create_bridge_topics,
+    read_topic,
+    wait_for,
+    worker_env,
+)
 from bridge.produce import LoadSpec, generate, produce_commands
 from bridge.simulator.process import SimulatorProcess
 from bridge.talon.client import idempotency_key_for
-from bridge.topics import TopicSpec, ensure_topics
 
 API_KEY = "bench-key"
 
@@ -70,29 +75,19 @@ def _broker(bootstrap: str | None) -> Iterator[str]:
 def _env(
     bootstrap: str, sim: SimulatorProcess, topics: dict[str, str], group: str, in_flight: int
 ) -> dict[str, str]:
-    return {
-        "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "BRIDGE_INPUT_TOPICS": topics["in"],
-        "BRIDGE_OUTPUT_TOPIC": topics["out"],
-        "BRIDGE_DLQ_TOPIC": topics["dlq"],
-        "BRIDGE_PARKING_TOPIC": topics["park"],
-        "BRIDGE_GROUP_ID": group,
-        "BRIDGE_TALON_BASE_URL": sim.base_url,
-        "BRIDGE_TALON_API_KEY": API_KEY,
-        "BRIDGE_MAX_IN_FLIGHT": str(in_flight),
-        "BRIDGE_LOG_LEVEL": "WARNING",
-    }
+    return worker_env(
+        bootstrap,
+        topics,
+        group=group,
+        talon_url=sim.base_url,
+        api_key=API_KEY,
+        BRIDGE_MAX_IN_FLIGHT=str(in_flight),
+        BRIDGE_LOG_LEVEL="WARNING",
+    )
 
 
 def _topics(conf: dict[str, Any], partitions: int) -> dict[str, str]:
-    run = uuid.uuid4().hex[:6]
-    topics = {k: f"bench-{run}.{k}" for k in ("in", "out", "dlq", "park")}
-    ensure_topics(
-        conf,
-        [TopicSpec(topics[k], partitions, 1) for k in ("in", "out", "dlq")]
-        + [TopicSpec(topics["park"], 1, 1, {"cleanup.policy": "compact"})],
-    )
-    return topics
+    return create_bridge_topics(conf, f"bench-{uuid.uuid4().hex[:6]}", partitions)
 
 
 def run_bridge(

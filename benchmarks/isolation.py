@@ -16,10 +16,9 @@ import uuid
 from collections.abc import Iterator
 
 from bridge.codec import Codec
-from bridge.harness import WorkerProcess, wait_for
+from bridge.harness import WorkerProcess, create_bridge_topics, wait_for, worker_env
 from bridge.produce import LoadSpec, generate, produce_commands
 from bridge.simulator.process import SimulatorProcess
-from bridge.topics import TopicSpec, ensure_topics
 
 API_KEY = "bench-key"
 
@@ -40,8 +39,7 @@ def _run(
 ) -> tuple[float, int]:
     conf = {"bootstrap.servers": bootstrap}
     run = uuid.uuid4().hex[:6]
-    topics = {k: f"iso-{run}.{k}" for k in ("in", "out", "dlq", "park")}
-    ensure_topics(conf, [TopicSpec(t, 12, 1) for t in topics.values()])
+    topics = create_bridge_topics(conf, f"iso-{run}", 12)
     cmds = list(
         generate(
             LoadSpec(
@@ -56,17 +54,14 @@ def _run(
     produce_commands(conf, topics["in"], iter(cmds), encode=Codec().encode_command)
     sim.reset()
     sim.set_faults(latency_ms=20, latency_jitter_ms=2, fail_sessions=[victim] if failing else [])
-    env = {
-        "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "BRIDGE_INPUT_TOPICS": topics["in"],
-        "BRIDGE_OUTPUT_TOPIC": topics["out"],
-        "BRIDGE_DLQ_TOPIC": topics["dlq"],
-        "BRIDGE_PARKING_TOPIC": topics["park"],
-        "BRIDGE_GROUP_ID": f"iso-{run}",
-        "BRIDGE_TALON_BASE_URL": sim.base_url,
-        "BRIDGE_TALON_API_KEY": API_KEY,
-        "BRIDGE_LOG_LEVEL": "WARNING",
-    }
+    env = worker_env(
+        bootstrap,
+        topics,
+        group=f"iso-{run}",
+        talon_url=sim.base_url,
+        api_key=API_KEY,
+        BRIDGE_LOG_LEVEL="WARNING",
+    )
     healthy = sum(1 for c in cmds if c.session_id != victim)
     with WorkerProcess(env):
         t0 = time.monotonic()

@@ -58,39 +58,25 @@ def _percentile(values: list[float], q: float) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from bridge.codec import Codec
-    from bridge.harness import WorkerProcess, read_topic
+    from bridge.harness import WorkerProcess, create_bridge_topics, read_topic, worker_env
     from bridge.produce import LoadSpec, generate, produce_commands
     from bridge.simulator.process import SimulatorProcess
-    from bridge.topics import TopicSpec, ensure_topics
 
     run_id = f"demo-{uuid.uuid4().hex[:6]}"
-    topics = {
-        "in": f"{run_id}.commands",
-        "out": f"{run_id}.effects",
-        "dlq": f"{run_id}.commands.dlq",
-        "park": f"{run_id}.parked",
-    }
     with _broker() as bootstrap:
         conf: dict[str, Any] = {"bootstrap.servers": bootstrap}
-        ensure_topics(
-            conf,
-            [TopicSpec(t, args.partitions, 1) for t in (topics["in"], topics["out"], topics["dlq"])]
-            + [TopicSpec(topics["park"], 1, 1, {"cleanup.policy": "compact"})],
-        )
+        topics = create_bridge_topics(conf, run_id, args.partitions)
         _say(f"starting the Talon.One simulator ({args.latency_ms:.0f} ms latency)")
         sim_args = ["--latency-ms", str(args.latency_ms), "--latency-jitter-ms", "5"]
         with SimulatorProcess(api_key="demo-key", args=sim_args) as sim:
-            env = {
-                "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "BRIDGE_INPUT_TOPICS": topics["in"],
-                "BRIDGE_OUTPUT_TOPIC": topics["out"],
-                "BRIDGE_DLQ_TOPIC": topics["dlq"],
-                "BRIDGE_PARKING_TOPIC": topics["park"],
-                "BRIDGE_GROUP_ID": f"{run_id}-bridge",
-                "BRIDGE_TALON_BASE_URL": sim.base_url,
-                "BRIDGE_TALON_API_KEY": "demo-key",
-                "BRIDGE_MAX_IN_FLIGHT": str(args.max_in_flight),
-            }
+            env = worker_env(
+                bootstrap,
+                topics,
+                group=f"{run_id}-bridge",
+                talon_url=sim.base_url,
+                api_key="demo-key",
+                BRIDGE_MAX_IN_FLIGHT=str(args.max_in_flight),
+            )
             _say("starting the bridge worker")
             with WorkerProcess(env) as worker:
                 codec = Codec()

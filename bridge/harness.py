@@ -24,7 +24,54 @@ from confluent_kafka import Consumer, TopicPartition
 
 from bridge.localkafka import free_port
 
-__all__ = ["WorkerProcess", "committed_offsets", "end_offsets", "read_topic", "wait_for"]
+__all__ = [
+    "WorkerProcess",
+    "committed_offsets",
+    "create_bridge_topics",
+    "end_offsets",
+    "read_topic",
+    "wait_for",
+    "worker_env",
+]
+
+
+def create_bridge_topics(conf: Mapping[str, Any], prefix: str, partitions: int) -> dict[str, str]:
+    """Input, output and dead-letter topics with `partitions`, plus a compacted parking topic.
+
+    Returns their names by role: ``in``, ``out``, ``dlq``, ``park``.
+    """
+    from bridge.topics import TopicSpec, ensure_topics
+
+    names = {role: f"{prefix}.{role}" for role in ("in", "out", "dlq", "park")}
+    ensure_topics(
+        dict(conf),
+        [TopicSpec(names[role], partitions, 1) for role in ("in", "out", "dlq")]
+        + [TopicSpec(names["park"], 1, 1, {"cleanup.policy": "compact"})],
+    )
+    return names
+
+
+def worker_env(
+    bootstrap: str,
+    topics: Mapping[str, str],
+    *,
+    group: str,
+    talon_url: str,
+    api_key: str,
+    **extra: str,
+) -> dict[str, str]:
+    """The BRIDGE_* environment of a worker on `topics` (roles as in create_bridge_topics)."""
+    return {
+        "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "BRIDGE_INPUT_TOPICS": topics["in"],
+        "BRIDGE_OUTPUT_TOPIC": topics["out"],
+        "BRIDGE_DLQ_TOPIC": topics["dlq"],
+        "BRIDGE_PARKING_TOPIC": topics["park"],
+        "BRIDGE_GROUP_ID": group,
+        "BRIDGE_TALON_BASE_URL": talon_url,
+        "BRIDGE_TALON_API_KEY": api_key,
+        **extra,
+    }
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.1) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from bridge.codec import Codec
 from bridge.commands import Command
+from bridge.harness import worker_env
 from bridge.produce import produce_commands
 from bridge.simulator.process import SimulatorProcess
 
@@ -71,19 +72,16 @@ def bridge_factory(
             group=f"bridge-{uuid.uuid4().hex[:8]}",
             partitions=partitions,
         )
-        b.env = {
-            "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "BRIDGE_INPUT_TOPICS": b.input,
-            "BRIDGE_OUTPUT_TOPIC": b.output,
-            "BRIDGE_DLQ_TOPIC": b.dlq,
-            "BRIDGE_PARKING_TOPIC": b.parking,
-            "BRIDGE_GROUP_ID": b.group,
-            "BRIDGE_TALON_BASE_URL": simulator.base_url,
-            "BRIDGE_TALON_API_KEY": API_KEY,
-            "BRIDGE_COMMIT_INTERVAL": "0.5",
-            "BRIDGE_DRAIN_TIMEOUT": "20",
-            **env,
-        }
+        roles = {"in": b.input, "out": b.output, "dlq": b.dlq, "park": b.parking}
+        b.env = worker_env(
+            kafka_bootstrap,
+            roles,
+            group=b.group,
+            talon_url=simulator.base_url,
+            api_key=API_KEY,
+            # Tests may override these.
+            **{"BRIDGE_COMMIT_INTERVAL": "0.5", "BRIDGE_DRAIN_TIMEOUT": "20", **env},
+        )
         return b
 
     return make

@@ -9,12 +9,20 @@ from collections.abc import Callable
 import pytest
 
 from bridge.codec import Codec
-from bridge.harness import WorkerProcess, committed_offsets, end_offsets, read_topic, wait_for
+from bridge.harness import (
+    WorkerProcess,
+    committed_offsets,
+    create_bridge_topics,
+    end_offsets,
+    read_topic,
+    wait_for,
+    worker_env,
+)
 from bridge.localkafka import LocalKafka
 from bridge.produce import LoadSpec, generate
 from bridge.simulator.process import SimulatorProcess
 
-from .conftest import Bridge
+from .conftest import API_KEY, Bridge
 from .oracle import assert_applied_in_order, assert_order_allowing_replays
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -193,37 +201,25 @@ def test_kill_9_mid_stream_loses_nothing(
     assert stats["conflicts_409"] == 0
 
 
-def test_broker_restart_mid_stream(simulator: SimulatorProcess, tmp_path: object) -> None:
+def test_broker_restart_mid_stream(simulator: SimulatorProcess) -> None:
     import uuid
-
-    from bridge.topics import TopicSpec, ensure_topics
 
     with LocalKafka() as broker:
         conf = {"bootstrap.servers": broker.bootstrap}
         run = uuid.uuid4().hex[:6]
-        names = {k: f"restart-{run}.{k}" for k in ("in", "out", "dlq", "park")}
-        ensure_topics(conf, [TopicSpec(n, 3, 1) for n in names.values()])
-        bridge = Bridge(
+        names = create_bridge_topics(conf, f"restart-{run}", 3)
+        group = f"g-{run}"
+        env = worker_env(
             broker.bootstrap,
-            {},
-            names["in"],
-            names["out"],
-            names["dlq"],
-            names["park"],
-            f"g-{run}",
-            3,
+            names,
+            group=group,
+            talon_url=simulator.base_url,
+            api_key=API_KEY,
+            BRIDGE_COMMIT_INTERVAL="0.5",
         )
-        bridge.env = {
-            "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-            "BRIDGE_INPUT_TOPICS": names["in"],
-            "BRIDGE_OUTPUT_TOPIC": names["out"],
-            "BRIDGE_DLQ_TOPIC": names["dlq"],
-            "BRIDGE_PARKING_TOPIC": names["park"],
-            "BRIDGE_GROUP_ID": bridge.group,
-            "BRIDGE_TALON_BASE_URL": simulator.base_url,
-            "BRIDGE_TALON_API_KEY": "it-api-key-5f1e",
-            "BRIDGE_COMMIT_INTERVAL": "0.5",
-        }
+        bridge = Bridge(
+            broker.bootstrap, env, names["in"], names["out"], names["dlq"], names["park"], group, 3
+        )
         commands = list(generate(LoadSpec(sessions=800, run_id="restart")))
         simulator.set_faults(latency_ms=20)
         with WorkerProcess(bridge.env) as worker:
