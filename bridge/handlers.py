@@ -64,10 +64,7 @@ def _effects(effects: list[m.Effect]) -> list[EffectRecord]:
     ]
 
 
-def _applied(
-    result: ApiResult[m.IntegrationStateV2] | ApiResult[m.TrackEventV2Response],
-    state: SessionState | None,
-) -> Applied:
+def _applied(result: ApiResult[m.IntegrationSummary], state: SessionState | None) -> Applied:
     body = result.value
     return Applied(
         session_state=state,
@@ -174,12 +171,17 @@ class Handlers:
                 dry=cmd.dry,
                 idempotency_key=key,
                 event_id=cmd.event_id,
+                model=m.IntegrationSummary,
             )
             session = result.value.customer_session
             return _applied(result, session.state if session else payload.state)
         if isinstance(payload, TrackEvent):
             event = await self.client.track_event(
-                event_request(payload), dry=cmd.dry, idempotency_key=key, event_id=cmd.event_id
+                event_request(payload),
+                dry=cmd.dry,
+                idempotency_key=key,
+                event_id=cmd.event_id,
+                model=m.IntegrationSummary,
             )
             return _applied(event, None)
         ret = await self.client.return_cart_items(
@@ -188,6 +190,7 @@ class Handlers:
             dry=cmd.dry,
             idempotency_key=key,
             event_id=cmd.event_id,
+            model=m.IntegrationSummary,
         )
         session = ret.value.customer_session
         return _applied(ret, session.state if session else None)

@@ -29,6 +29,7 @@ from bridge.talon.models import (
     IntegrationEventV2Request,
     IntegrationRequest,
     IntegrationStateV2,
+    IntegrationSummary,
     ModelReturn,
     NewCustomerSessionV2,
     NewReturn,
@@ -37,6 +38,7 @@ from bridge.talon.models import (
     ReturnIntegrationRequest,
     SessionCartItem,
     SessionState,
+    SessionSummary,
     TrackEventV2Response,
 )
 from bridge.talon.transport import AiohttpTransport
@@ -57,6 +59,7 @@ __all__ = [
     "IntegrationEventV2Request",
     "IntegrationRequest",
     "IntegrationStateV2",
+    "IntegrationSummary",
     "ModelReturn",
     "NewCustomerSessionV2",
     "NewReturn",
@@ -68,6 +71,7 @@ __all__ = [
     "ReturnedCartItem",
     "SessionCartItem",
     "SessionState",
+    "SessionSummary",
     "TalonClient",
     "TrackEventV2Response",
     "idempotency_key_for",

@@ -18,12 +18,14 @@ httpx timeout (connect/read/pool)     ApiTimeoutError        ``timeout``
 any other httpx transport error       ApiConnectionError     ``connection``
 ====================================  =====================  ===============
 
-Requests are built as `httpx.Request` and handed straight to an `httpx.AsyncBaseTransport`
-(by default `AiohttpTransport`). httpx.AsyncClient is deliberately not used: its per-request
-machinery (URL merging, header and cookie handling, event hooks, redirect loop) costs more CPU
-than the whole HTTP exchange at the request rates the bridge runs at, and none of it is needed
-for three fixed endpoints. Any httpx transport can still be plugged in, e.g.
-`httpx.MockTransport` in tests.
+Requests are built as `httpx.Request` and handed straight to an `httpx.AsyncBaseTransport`,
+so any httpx transport can be plugged in, e.g. `httpx.MockTransport` in tests.
+httpx.AsyncClient is deliberately not used: its per-request machinery (URL merging, header and
+cookie handling, event hooks, redirect loop) costs more CPU than the whole HTTP exchange at the
+request rates the bridge runs at, and none of it is needed for three fixed endpoints. With the
+default `AiohttpTransport`, the same request goes through `AiohttpTransport.exchange` as plain
+values instead: same bytes on the wire, same httpx exceptions, without building an
+`httpx.Request` and `httpx.Response` per call.
 
 The API key is only ever placed in the Authorization header. It is never part of an exception
 message, a repr or a log line; should Talon.One echo it in an error body, it is masked there too.
@@ -31,14 +33,25 @@ message, a repr or a log line; should Talon.One echo it in an error body, it is 
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Final, Generic, Literal, NoReturn, TypeAlias, TypeVar
+from typing import (
+    Any,
+    Final,
+    Generic,
+    Literal,
+    NamedTuple,
+    NoReturn,
+    TypeAlias,
+    TypeVar,
+    overload,
+)
 from urllib.parse import quote
 
 import httpx
@@ -65,7 +78,7 @@ from bridge.talon.models import (
     ReturnIntegrationRequest,
     TrackEventV2Response,
 )
-from bridge.talon.transport import AiohttpTransport
+from bridge.talon.transport import AiohttpTransport, Answer, decoded_content
 
 __all__ = [
     "EVENT_ID_HEADER",
@@ -82,6 +95,10 @@ __all__ = [
 Operation: TypeAlias = Literal["track_event", "update_customer_session", "return_cart_items"]
 Outcome: TypeAlias = Literal["2xx", "409", "429", "4xx", "5xx", "auth", "timeout", "connection"]
 Observer: TypeAlias = Callable[[str, str, float], None]
+_Exchange: TypeAlias = Callable[
+    [str, str, Sequence[tuple[str, str]], bytes, dict[str, float | None] | None],
+    Awaitable[Answer],
+]
 
 T = TypeVar("T")
 _M = TypeVar("_M", bound=BaseModel)
@@ -89,6 +106,9 @@ _M = TypeVar("_M", bound=BaseModel)
 IDEMPOTENCY_NAMESPACE: Final = uuid.UUID("4fe16fa4-14bf-59d9-80fe-a7b09cd5af8c")
 """uuid5(NAMESPACE_URL, "urn:talon-bridge:idempotency-key"). Changing it changes every key."""
 
+_NAMESPACE_BYTES: Final = IDEMPOTENCY_NAMESPACE.bytes
+_CLEAR_VERSION_VARIANT: Final = ~((0xF000 << 64) | (0xC000 << 48))
+_VERSION_5_VARIANT: Final = (0x5000 << 64) | (0x8000 << 48)
 _MAX_IDEMPOTENCY_KEY: Final = 255
 _SESSIONS_PATH: Final = "/v2/customer_sessions/"
 # What a 204 stands for: the call succeeded and there is nothing to report.
@@ -129,7 +149,11 @@ def idempotency_key_for(event_id: str) -> str:
     """
     if not event_id:
         raise ValueError("event_id must not be empty")
-    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, event_id))
+    # uuid.uuid5, spelled out: building a UUID object costs more than the hash itself.
+    digest = hashlib.sha1(_NAMESPACE_BYTES + event_id.encode(), usedforsecurity=False).digest()
+    value = int.from_bytes(digest[:16], "big") & _CLEAR_VERSION_VARIANT | _VERSION_5_VARIANT
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class TalonClient:
@@ -213,6 +237,19 @@ class TalonClient:
             ]
         )
         self._url = _url_factory(base)
+        self._text = str(base).rstrip("/")
+        self._timeout = self._extensions["timeout"]
+        # With the default transport, requests skip the httpx object model (about a fifth
+        # of the client's CPU per call); any other transport gets `httpx.Request` objects.
+        self._exchange: _Exchange | None = None
+        self._direct_headers: list[tuple[str, str]] = []
+        if type(self._transport) is AiohttpTransport:
+            self._exchange = self._transport.exchange
+            self._direct_headers = [
+                (name.decode("ascii"), value.decode("ascii"))
+                for name, value in self._headers.raw
+                if name.lower() != b"host"
+            ]
 
     def __repr__(self) -> str:
         return f"TalonClient(base_url={str(self._base_url)!r})"
@@ -234,6 +271,7 @@ class TalonClient:
 
     # ------------------------------------------------------------ endpoints
 
+    @overload
     async def update_customer_session(
         self,
         session_id: str,
@@ -242,7 +280,30 @@ class TalonClient:
         dry: bool = False,
         idempotency_key: str | None = None,
         event_id: str | None = None,
-    ) -> ApiResult[IntegrationStateV2]:
+    ) -> ApiResult[IntegrationStateV2]: ...
+
+    @overload
+    async def update_customer_session(
+        self,
+        session_id: str,
+        body: IntegrationRequest,
+        *,
+        dry: bool = False,
+        idempotency_key: str | None = None,
+        event_id: str | None = None,
+        model: type[_M],
+    ) -> ApiResult[_M]: ...
+
+    async def update_customer_session(
+        self,
+        session_id: str,
+        body: IntegrationRequest,
+        *,
+        dry: bool = False,
+        idempotency_key: str | None = None,
+        event_id: str | None = None,
+        model: type[BaseModel] = IntegrationStateV2,
+    ) -> ApiResult[Any]:
         """Create or update a customer session: ``PUT /v2/customer_sessions/{id}``.
 
         Args:
@@ -252,20 +313,43 @@ class TalonClient:
             idempotency_key: Sent as ``Idempotency-Key`` (see `idempotency_key_for`).
             event_id: The command's eventId, sent as ``X-Talon-Bridge-Event-Id`` for tracing
                 (percent-encoded if it is not printable ASCII).
+            model: What to parse the answer into; `IntegrationSummary` reads only what the
+                bridge republishes, at about half the parsing cost.
 
         Raises:
             ApiError: The subclass matching the outcome, see the module docstring.
         """
-        url = self._url(_session_path(session_id), _DRY_QUERY[dry])
         return await self._call(
             "update_customer_session",
             "PUT",
-            url,
+            _session_path(session_id),
+            _DRY_QUERY[dry],
             body.to_json(),
-            IntegrationStateV2,
+            model,
             idempotency_key,
             event_id,
         )
+
+    @overload
+    async def track_event(
+        self,
+        body: IntegrationEventV2Request,
+        *,
+        dry: bool = False,
+        idempotency_key: str | None = None,
+        event_id: str | None = None,
+    ) -> ApiResult[TrackEventV2Response]: ...
+
+    @overload
+    async def track_event(
+        self,
+        body: IntegrationEventV2Request,
+        *,
+        dry: bool = False,
+        idempotency_key: str | None = None,
+        event_id: str | None = None,
+        model: type[_M],
+    ) -> ApiResult[_M]: ...
 
     async def track_event(
         self,
@@ -274,7 +358,8 @@ class TalonClient:
         dry: bool = False,
         idempotency_key: str | None = None,
         event_id: str | None = None,
-    ) -> ApiResult[TrackEventV2Response]:
+        model: type[BaseModel] = TrackEventV2Response,
+    ) -> ApiResult[Any]:
         """Track a custom event: ``POST /v2/events?silent=no``.
 
         ``silent=no`` makes Talon.One answer with the effects instead of an empty 204.
@@ -285,20 +370,45 @@ class TalonClient:
             idempotency_key: Sent as ``Idempotency-Key`` (see `idempotency_key_for`).
             event_id: The command's eventId, sent as ``X-Talon-Bridge-Event-Id`` for tracing
                 (percent-encoded if it is not printable ASCII).
+            model: What to parse the answer into; `IntegrationSummary` reads only what the
+                bridge republishes, at about half the parsing cost.
 
         Raises:
             ApiError: The subclass matching the outcome, see the module docstring.
         """
-        url = self._url("/v2/events", _EVENT_QUERY[dry])
         return await self._call(
             "track_event",
             "POST",
-            url,
+            "/v2/events",
+            _EVENT_QUERY[dry],
             body.to_json(),
-            TrackEventV2Response,
+            model,
             idempotency_key,
             event_id,
         )
+
+    @overload
+    async def return_cart_items(
+        self,
+        session_id: str,
+        body: ReturnIntegrationRequest,
+        *,
+        dry: bool = False,
+        idempotency_key: str | None = None,
+        event_id: str | None = None,
+    ) -> ApiResult[IntegrationStateV2]: ...
+
+    @overload
+    async def return_cart_items(
+        self,
+        session_id: str,
+        body: ReturnIntegrationRequest,
+        *,
+        dry: bool = False,
+        idempotency_key: str | None = None,
+        event_id: str | None = None,
+        model: type[_M],
+    ) -> ApiResult[_M]: ...
 
     async def return_cart_items(
         self,
@@ -308,7 +418,8 @@ class TalonClient:
         dry: bool = False,
         idempotency_key: str | None = None,
         event_id: str | None = None,
-    ) -> ApiResult[IntegrationStateV2]:
+        model: type[BaseModel] = IntegrationStateV2,
+    ) -> ApiResult[Any]:
         """Return units of a closed session's cart: ``POST /v2/customer_sessions/{id}/returns``.
 
         Args:
@@ -318,17 +429,19 @@ class TalonClient:
             idempotency_key: Sent as ``Idempotency-Key`` (see `idempotency_key_for`).
             event_id: The command's eventId, sent as ``X-Talon-Bridge-Event-Id`` for tracing
                 (percent-encoded if it is not printable ASCII).
+            model: What to parse the answer into; `IntegrationSummary` reads only what the
+                bridge republishes, at about half the parsing cost.
 
         Raises:
             ApiError: The subclass matching the outcome, see the module docstring.
         """
-        url = self._url(_session_path(session_id) + "/returns", _DRY_QUERY[dry])
         return await self._call(
             "return_cart_items",
             "POST",
-            url,
+            _session_path(session_id) + "/returns",
+            _DRY_QUERY[dry],
             body.to_json(),
-            IntegrationStateV2,
+            model,
             idempotency_key,
             event_id,
         )
@@ -363,7 +476,8 @@ class TalonClient:
         self,
         operation: Operation,
         method: str,
-        url: httpx.URL,
+        path: str,
+        query: str,
         content: bytes,
         model: type[_M],
         idempotency_key: str | None,
@@ -371,33 +485,50 @@ class TalonClient:
     ) -> ApiResult[_M]:
         if not self._idempotency_keys:
             idempotency_key = None
-        request = self._request(method, url, content, idempotency_key, event_id)
-        started = time.perf_counter()
-        try:
-            response = await self._transport.handle_async_request(request)
+        headers: Mapping[str, str]
+        if self._exchange is not None:
+            extra = self._direct_headers.copy()
+            if idempotency_key is not None:
+                extra.append(("Idempotency-Key", _checked_key(idempotency_key)))
+            if event_id is not None:
+                extra.append((EVENT_ID_HEADER, _header_safe(event_id)))
+            url = f"{self._text}{path}?{query}"
+            started = time.perf_counter()
             try:
-                body = response.content
-            except httpx.ResponseNotRead:
-                body = await response.aread()
-        except httpx.RequestError as exc:
-            self._fail(operation, time.perf_counter() - started, exc)
+                answer = await self._exchange(method, url, extra, content, self._timeout)
+            except httpx.RequestError as exc:
+                self._fail(operation, time.perf_counter() - started, exc)
+            status, reason, headers = answer.status, answer.reason, answer.headers
+            body = decoded_content(answer)
+        else:
+            request = self._request(
+                method, self._url(path, query), content, idempotency_key, event_id
+            )
+            started = time.perf_counter()
+            try:
+                response = await self._transport.handle_async_request(request)
+                try:
+                    body = response.content
+                except httpx.ResponseNotRead:
+                    body = await response.aread()
+            except httpx.RequestError as exc:
+                self._fail(operation, time.perf_counter() - started, exc)
+            status, reason, headers = response.status_code, response.reason_phrase, response.headers
         duration = time.perf_counter() - started
-        status = response.status_code
         if not 200 <= status < 300:
-            self._fail(operation, duration, response, body)
+            self._fail(operation, duration, _Reply(status, reason, headers), body)
         try:
             if status == 204 or not body:
                 value = model.model_validate(_NO_CONTENT)
             else:
                 value = model.model_validate_json(body)
         except ValidationError as exc:
-            self._fail(operation, duration, response, body, exc)
+            self._fail(operation, duration, _Reply(status, reason, headers), body, exc)
         if self._observer is not None:
             self._observer(operation, "2xx", duration)
         # Only a request that carried a key can be answered from the idempotency store.
         replayed = (
-            idempotency_key is not None
-            and response.headers.get("idempotent-replayed", "").lower() == "true"
+            idempotency_key is not None and headers.get("idempotent-replayed", "").lower() == "true"
         )
         return ApiResult(value=value, status=status, replayed=replayed, duration=duration)
 
@@ -405,7 +536,7 @@ class TalonClient:
         self,
         operation: Operation,
         duration: float,
-        failure: httpx.Response | httpx.RequestError,
+        failure: _Reply | httpx.RequestError,
         body: bytes = b"",
         invalid: ValidationError | None = None,
     ) -> NoReturn:
@@ -419,7 +550,7 @@ class TalonClient:
     def _translate(
         self,
         operation: Operation,
-        failure: httpx.Response | httpx.RequestError,
+        failure: _Reply | httpx.RequestError,
         body: bytes,
         invalid: ValidationError | None,
     ) -> tuple[ApiError, Outcome]:
@@ -434,7 +565,7 @@ class TalonClient:
         if isinstance(failure, httpx.RequestError):
             text = f"{operation}: request failed ({type(failure).__name__}: {failure})"
             return ApiConnectionError(self._redact(text)), "connection"
-        status = failure.status_code
+        status = failure.status
         if invalid is not None:
             # Talon.One has applied the request at this point. Retrying could apply it twice
             # (events and returns are not idempotent without a key), and a body that does not
@@ -463,6 +594,16 @@ class TalonClient:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+class _Reply(NamedTuple):
+    """A non-2xx answer, or a 2xx one whose body did not validate."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    """Case-insensitive."""
+
 
 _DRY_QUERY: Final = {False: "dry=false", True: "dry=true"}
 _EVENT_QUERY: Final = {False: "silent=no&dry=false", True: "silent=no&dry=true"}
@@ -571,12 +712,12 @@ def _parse_error_body(body: bytes) -> ErrorResponse | ErrorResponseWithStatus | 
 
 def _describe(
     operation: Operation,
-    response: httpx.Response,
+    response: _Reply,
     parsed: ErrorResponse | ErrorResponseWithStatus | None,
 ) -> str:
-    text = f"{operation}: HTTP {response.status_code}"
+    text = f"{operation}: HTTP {response.status}"
     if parsed is None or not parsed.message:
-        return f"{text} {response.reason_phrase}".rstrip()
+        return f"{text} {response.reason}".rstrip()
     text = f"{text}: {parsed.message}"
     if parsed.errors:
         first = parsed.errors[0]

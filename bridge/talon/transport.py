@@ -18,14 +18,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Final
+from typing import Final, NamedTuple
 
 import aiohttp
 import httpx
 import yarl
 
-__all__ = ["AiohttpTransport"]
+__all__ = ["AiohttpTransport", "Answer", "decoded_content"]
 
 _DEFAULT_TIMEOUT: Final = 5.0
 # Headers the transport must not forward because aiohttp derives them from the URL and body.
@@ -115,8 +116,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
         return self._session
 
-    def _timeouts(self, request: httpx.Request) -> tuple[aiohttp.ClientTimeout, float | None]:
-        spec: dict[str, float | None] | None = request.extensions.get("timeout")
+    def _timeouts(
+        self, spec: dict[str, float | None] | None
+    ) -> tuple[aiohttp.ClientTimeout, float | None]:
         # Clients pass the same timeout dict with every request: look it up by identity,
         # keeping a reference so that the id cannot be reused by another object.
         cached = self._by_spec.get(id(spec))
@@ -139,17 +141,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """Send `request` and return the response with its body already read.
 
         Raises:
-            httpx.PoolTimeout: No connection became free within the pool timeout.
-            httpx.ConnectTimeout: DNS or the connection handshake took too long.
-            httpx.ReadTimeout: The server went quiet for longer than the read timeout.
-            httpx.ConnectError: The connection could not be made.
-            httpx.RemoteProtocolError: The server closed early or sent malformed HTTP.
-            httpx.ReadError: The connection failed while the exchange was in progress.
-            httpx.LocalProtocolError: The request cannot be sent as it is (e.g. a header
-                with control characters).
+            httpx.TransportError: The subclass `exchange` documents, carrying `request`.
         """
-        session = self._session or self._open_session()
-        client_timeout, pool_timeout = self._timeouts(request)
         try:
             # aiohttp writes header strings as UTF-8: decode them the same way so that the
             # bytes on the wire are exactly the request's.
@@ -160,26 +153,70 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             ]
         except UnicodeDecodeError:
             raise httpx.LocalProtocolError("a header is not UTF-8", request=request) from None
-        # The httpx URL is already normalised and percent-encoded; tell yarl not to redo it
-        # (which would also turn an encoded "/" inside a session id back into a separator).
-        url = yarl.URL(str(request.url), encoded=True)
+        # The httpx URL is already normalised and percent-encoded.
+        url = str(request.url)
         try:
             body = request.content
         except httpx.RequestNotRead:
             body = await request.aread()
+        try:
+            answer = await self.exchange(
+                request.method, url, headers, body, request.extensions.get("timeout")
+            )
+        except httpx.TransportError as exc:
+            exc.request = request
+            raise
+        return _buffered_response(answer, request)
+
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeout: dict[str, float | None] | None = None,
+    ) -> Answer:
+        """Send one request given as plain values; the answer comes back fully read.
+
+        This is the transport without the httpx object model around it, for callers that
+        build many small requests and want neither `httpx.Request` nor `httpx.Response`.
+        Errors are the same httpx exceptions `handle_async_request` raises, without a
+        request attached.
+
+        Args:
+            method: HTTP method.
+            url: Absolute URL, already percent-encoded; it is sent exactly as given.
+            headers: Request headers; Host and Content-Length are derived and ignored here.
+            body: The request body (empty for none).
+            timeout: httpx-style ``{"connect", "read", "pool"}`` seconds; pass the same dict
+                every time, since the derived aiohttp settings are cached by its identity.
+
+        Raises:
+            httpx.PoolTimeout: No connection became free within the pool timeout.
+            httpx.ConnectTimeout: DNS or the connection handshake took too long.
+            httpx.ReadTimeout: The server went quiet for longer than the read timeout.
+            httpx.ConnectError: The connection could not be made.
+            httpx.RemoteProtocolError: The server closed early or sent malformed HTTP.
+            httpx.ReadError: The connection failed while the exchange was in progress.
+            httpx.LocalProtocolError: The request cannot be sent as it is (e.g. a header
+                with control characters).
+        """
+        session = self._session or self._open_session()
+        client_timeout, pool_timeout = self._timeouts(timeout)
+        # Tell yarl the URL is encoded, so that it does not requote it (which would also
+        # turn an encoded "/" inside a session id back into a separator).
+        target = yarl.URL(url, encoded=True)
         slots = self._slots
         if not slots.try_acquire():
             try:
                 await slots.acquire(pool_timeout)
             except TimeoutError:
-                raise httpx.PoolTimeout(
-                    "no free connection within the pool timeout", request=request
-                ) from None
+                raise httpx.PoolTimeout("no free connection within the pool timeout") from None
         deferred: httpx.TransportError | None = None
         try:
             response = await session.request(
-                request.method,
-                url,
+                method,
+                target,
                 data=body or None,
                 headers=headers,
                 timeout=client_timeout,
@@ -193,18 +230,37 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except (aiohttp.ClientError, OSError) as exc:
             # OSError includes TimeoutError, which aiohttp's own timeout errors also derive from.
             if not isinstance(exc, aiohttp.ClientResponseError):
-                raise _translate(exc, request) from exc
+                raise _translate(exc) from exc
             # Response errors carry the sent headers, API key included, in their repr: raise
             # the translation outside this handler so that it does not even become the context.
-            deferred = _translate(exc, request)
+            deferred = _translate(exc)
         except ValueError as exc:
             # aiohttp refuses to send control characters in headers (header injection).
-            raise httpx.LocalProtocolError(str(exc), request=request) from None
+            raise httpx.LocalProtocolError(str(exc)) from None
         finally:
             slots.release()
         if deferred is not None:
             raise deferred
-        return _buffered_response(response, content, request)
+        return Answer(
+            response.status,
+            response.reason or "",
+            response.version,
+            response.headers,
+            response.raw_headers,
+            content,
+        )
+
+
+class Answer(NamedTuple):
+    """A fully read response, as `AiohttpTransport.exchange` returns it."""
+
+    status: int
+    reason: str
+    version: aiohttp.HttpVersion | None
+    headers: Mapping[str, str]
+    """Case-insensitive."""
+    raw_headers: tuple[tuple[bytes, bytes], ...]
+    content: bytes
 
 
 class _Slots:
@@ -258,32 +314,37 @@ def _status_line(version: aiohttp.HttpVersion | None, reason: str | None) -> tup
     return http_version, (reason or "").encode("latin-1", "replace")
 
 
-def _buffered_response(
-    response: aiohttp.ClientResponse, content: bytes, request: httpx.Request
-) -> httpx.Response:
-    """The aiohttp response as an `httpx.Response` whose body is read and closed."""
-    http_version, reason_phrase = _status_line(response.version, response.reason)
+def decoded_content(answer: Answer) -> bytes:
+    """The answer's body with any Content-Encoding undone, as httpx would undo it."""
+    if answer.headers.get("Content-Encoding", "").strip().lower() in _IDENTITY:
+        return answer.content
+    return _buffered_response(answer, None).content
+
+
+def _buffered_response(answer: Answer, request: httpx.Request | None) -> httpx.Response:
+    """The answer as an `httpx.Response` whose body is read and closed."""
+    http_version, reason_phrase = _status_line(answer.version, answer.reason)
     result = httpx.Response(
-        response.status,
-        headers=response.raw_headers,
-        stream=httpx.ByteStream(content),
+        answer.status,
+        headers=answer.raw_headers,
+        stream=httpx.ByteStream(answer.content),
         request=request,
         extensions={"http_version": http_version, "reason_phrase": reason_phrase},
     )
-    coding = response.headers.get("Content-Encoding")
+    coding = answer.headers.get("Content-Encoding")
     if coding is not None and coding.strip().lower() not in _IDENTITY:
         result.read()  # let httpx undo the content coding
         return result
     # An identity-coded body is complete as it is: put the response in the state
     # `Response.read()` would leave it in, without running httpx's generic chunking and
     # decoder pipeline over it (about 12 µs, several times the cost of the rest).
-    result._content = content  # noqa: SLF001
+    result._content = answer.content  # noqa: SLF001
     result.is_stream_consumed = True
     result.is_closed = True
     return result
 
 
-def _translate(exc: aiohttp.ClientError | OSError, request: httpx.Request) -> httpx.TransportError:
+def _translate(exc: aiohttp.ClientError | OSError) -> httpx.TransportError:
     """Map an aiohttp or socket error to the httpx exception httpx's own transport raises."""
     message = str(exc) or type(exc).__name__
     mapped: type[httpx.TransportError]
@@ -304,4 +365,4 @@ def _translate(exc: aiohttp.ClientError | OSError, request: httpx.Request) -> ht
         mapped = httpx.RemoteProtocolError
     else:
         mapped = httpx.ReadError
-    return mapped(message, request=request)
+    return mapped(message)

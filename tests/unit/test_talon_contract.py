@@ -26,6 +26,7 @@ from bridge.talon.models import (
     IntegrationEventV2Request,
     IntegrationRequest,
     IntegrationStateV2,
+    IntegrationSummary,
     NewCustomerSessionV2,
     NewReturn,
     ReturnedCartItem,
@@ -441,12 +442,28 @@ def test_update_and_return_response_built_by_the_sdk() -> None:
     assert [r.id for r in ours.previous_returns or []] == [76, 77]
     assert ours.created_coupons[0].value == "WELCOME-1"
     assert ours.created_referrals[0].code == "REF-1234"
+    assert_summary_matches(text, ours)
+
+
+def assert_summary_matches(text: str, full: IntegrationStateV2 | TrackEventV2Response) -> None:
+    """The lean reading carries exactly what the full model says the bridge republishes."""
+    summary = IntegrationSummary.model_validate_json(text)
+    assert summary.effects == full.effects
+    assert summary.created_coupons == full.created_coupons
+    assert summary.created_referrals == full.created_referrals
+    session = getattr(full, "customer_session", None)
+    if session is None:
+        assert summary.customer_session is None
+    else:
+        assert summary.customer_session is not None
+        assert summary.customer_session.state == session.state
 
 
 def test_minimal_sdk_response() -> None:
     state = sdk.IntegrationStateV2(effects=[], created_coupons=[], created_referrals=[])
     ours = IntegrationStateV2.model_validate_json(sdk_json(state))
     assert (ours.effects, ours.created_coupons, ours.created_referrals) == ([], [], [])
+    assert_summary_matches(sdk_json(state), ours)
 
 
 def test_track_event_response_built_by_the_sdk() -> None:
@@ -470,6 +487,7 @@ def test_track_event_response_built_by_the_sdk() -> None:
     ours = TrackEventV2Response.model_validate_json(text)
     assert ours.customer_profile == json.loads(text)["customerProfile"]
     assert_kept(ours.model_dump(by_alias=True, exclude_none=True), response.to_dict())
+    assert_summary_matches(text, ours)
 
 
 def test_error_bodies_built_by_the_sdk() -> None:
