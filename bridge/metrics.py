@@ -6,6 +6,8 @@ client library appends it), and only bounded labels: never a session, profile or
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -18,7 +20,30 @@ from prometheus_client import (
 
 from bridge import __version__
 
-__all__ = ["COMMAND_TYPES", "DLQ_REASONS", "Metrics"]
+__all__ = ["COMMAND_TYPES", "DLQ_REASONS", "Children", "Metrics"]
+
+_T = TypeVar("_T", Counter, Gauge, Histogram)
+
+
+class Children(Generic[_T]):
+    """A labelled metric's children, each looked up once.
+
+    `labels()` validates and locks on every call; on the per-command path that costs more
+    than the increment itself.
+    """
+
+    __slots__ = ("_cache", "_metric")
+
+    def __init__(self, metric: _T) -> None:
+        self._metric: _T = metric
+        self._cache: dict[tuple[str, ...], _T] = {}
+
+    def __call__(self, *values: str) -> _T:
+        child = self._cache.get(values)
+        if child is None:
+            child = self._cache[values] = self._metric.labels(*values)
+        return child
+
 
 COMMAND_TYPES = ("track_event", "update_customer_session", "return_cart_items", "unknown")
 OPERATIONS = ("track_event", "update_customer_session", "return_cart_items")
@@ -205,3 +230,8 @@ class Metrics:
         for kind in DELIVERY_KINDS:
             self.delivery_failures.labels(kind)
         ProcessCollector(registry=r)
+        self.consumed_for = Children(self.consumed)
+        self.processed_for = Children(self.processed)
+        self.effects_for = Children(self.effects)
+        self.api_duration_for = Children(self.api_duration)
+        self.api_errors_for = Children(self.api_errors)

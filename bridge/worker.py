@@ -222,7 +222,7 @@ class Worker:
         track = self.offsets.track
         seq_add = self.sequencer.add
         ready = self._ready.put_nowait
-        consumed = self.metrics.consumed
+        consumed = self.metrics.consumed_for
         arrival = self._arrivals
         for rec in records:
             tp = (rec.topic, rec.partition)
@@ -238,7 +238,7 @@ class Worker:
                 work.error = exc
             except RegistryError:
                 pass  # decoded again when it runs; see _serve
-            consumed.labels(rec.topic).inc()
+            consumed(rec.topic).inc()
             entry = work.entry = seq_add(work, *_keys(work))
             self._buffered += 1
             if entry.runnable:
@@ -558,7 +558,7 @@ class Worker:
         value = self.codec.encode_effects(rec, self.settings.output_topic)
         self._produce(work, self.settings.output_topic, work.rec.key, value, None)
         for effect in applied.effects:
-            self.metrics.effects.labels(effect.effect_type).inc()
+            self.metrics.effects_for(effect.effect_type).inc()
 
     def _dead_letter(self, work: Work, letter: DeadLetter) -> None:
         self._transition(work, State.PRODUCING)
@@ -708,7 +708,7 @@ class Worker:
         self._released += 1
         if work.tp in self._draining:
             self._drained.set()
-        self.metrics.processed.labels(work.command_type, work.outcome).inc()
+        self.metrics.processed_for(work.command_type, work.outcome).inc()
         now_ms = time.time() * 1000
         self.metrics.e2e_latency.observe(max(0.0, now_ms - work.rec.timestamp_ms) / 1000)
         if work.command is not None:
@@ -718,9 +718,9 @@ class Worker:
         self.metrics.last_progress.set(time.time())
 
     def _observe_api(self, operation: str, outcome: str, seconds: float) -> None:
-        self.metrics.api_duration.labels(operation, outcome).observe(seconds)
+        self.metrics.api_duration_for(operation, outcome).observe(seconds)
         if outcome != "2xx":
-            self.metrics.api_errors.labels(operation, outcome).inc()
+            self.metrics.api_errors_for(operation, outcome).inc()
 
     # --- lifecycle ------------------------------------------------------------------------
 
