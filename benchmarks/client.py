@@ -4,8 +4,10 @@ Every client sends the same updateCustomerSessionV2 request (a realistic two-lin
 `--concurrency` concurrent tasks in a closed loop for `--seconds`, against a server in another
 process, so the CPU figures are the client's own. Clients:
 
-* ``ours``: `TalonClient.update_customer_session`, including building the request model's
-  JSON and parsing the response into `IntegrationStateV2`.
+* ``ours``: `TalonClient.update_customer_session` on its default transport (pyreqwest),
+  including building the request model's JSON and parsing the response into
+  `IntegrationStateV2`.
+* ``ours-aiohttp``: the same on `AiohttpTransport` (``http_engine="aiohttp"``).
 * ``raw``: a plain aiohttp session sending the same pre-serialised bytes and headers and
   reading the response bytes (no JSON work): the ceiling to compare against.
 * ``transport``: `AiohttpTransport` fed `httpx.Request` objects built the way `TalonClient`
@@ -37,10 +39,11 @@ import httpx
 from benchmarks._common import cart_update, start_server
 from bridge import __version__
 from bridge.talon import AiohttpTransport, TalonClient
+from bridge.talon.client import HttpEngine
 
-CLIENTS: Final = ("ours", "raw", "transport", "asyncclient", "httpx")
+CLIENTS: Final = ("ours", "ours-aiohttp", "raw", "transport", "asyncclient", "httpx")
 _SESSION_PATH: Final = "/v2/customer_sessions/"
-_ROW: Final = "{:>8} {:>12} {:>9} {:>10} {:>7} {:>9} {:>6}"
+_ROW: Final = "{:>8} {:>13} {:>9} {:>10} {:>7} {:>9} {:>6}"
 
 
 @dataclass(frozen=True)
@@ -103,9 +106,10 @@ async def _measure(name: str, url: str, key: str, args: argparse.Namespace) -> R
     urls = [f"{url}{_SESSION_PATH}{_session_id(w)}?dry=false" for w in range(args.concurrency)]
     async with contextlib.AsyncExitStack() as stack:
         call: Call
-        if name == "ours":
+        if name in ("ours", "ours-aiohttp"):
+            engine: HttpEngine = "aiohttp" if name == "ours-aiohttp" else "reqwest"
             client = await stack.enter_async_context(
-                TalonClient(url, key, max_connections=args.concurrency)
+                TalonClient(url, key, max_connections=args.concurrency, http_engine=engine)
             )
 
             async def call(worker: int) -> bool:
@@ -213,8 +217,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are shown")
     parser.add_argument(
         "--clients",
-        default="ours,raw",
-        help=f"comma-separated, from {','.join(CLIENTS)} (default: ours,raw)",
+        default="ours,ours-aiohttp,raw",
+        help=f"comma-separated, from {','.join(CLIENTS)} (default: ours,ours-aiohttp,raw)",
     )
     parser.add_argument("--url", help="external server base URL (then --latency-ms is a label)")
     parser.add_argument("--api-key", default="benchmark-key")

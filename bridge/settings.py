@@ -92,6 +92,7 @@ class Settings(KafkaSettings):
     talon_read_timeout: float = Field(default=5.0, gt=0)
     talon_pool_timeout: float = Field(default=5.0, gt=0)
     talon_idempotency_keys: bool = True
+    talon_http_engine: Literal["reqwest", "aiohttp"] = "reqwest"
 
     max_in_flight: int = Field(default=256, ge=1, le=10_000)
     max_buffered_records: int = Field(default=5_000, ge=1)

@@ -163,6 +163,7 @@ class Worker:
             read_timeout=settings.talon_read_timeout,
             pool_timeout=settings.talon_pool_timeout,
             max_connections=settings.max_in_flight,
+            http_engine=settings.talon_http_engine,
             idempotency_keys=settings.talon_idempotency_keys,
             observer=self._observe_api,
         )

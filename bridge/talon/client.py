@@ -22,10 +22,10 @@ Requests are built as `httpx.Request` and handed straight to an `httpx.AsyncBase
 so any httpx transport can be plugged in, e.g. `httpx.MockTransport` in tests.
 httpx.AsyncClient is deliberately not used: its per-request machinery (URL merging, header and
 cookie handling, event hooks, redirect loop) costs more CPU than the whole HTTP exchange at the
-request rates the bridge runs at, and none of it is needed for three fixed endpoints. With the
-default `AiohttpTransport`, the same request goes through `AiohttpTransport.exchange` as plain
-values instead: same bytes on the wire, same httpx exceptions, without building an
-`httpx.Request` and `httpx.Response` per call.
+request rates the bridge runs at, and none of it is needed for three fixed endpoints. With our
+own transports (`ReqwestTransport`, the default, and `AiohttpTransport`), the same request goes
+through their `exchange` as plain values instead: same bytes on the wire, same httpx
+exceptions, without building an `httpx.Request` and `httpx.Response` per call.
 
 The API key is only ever placed in the Authorization header. It is never part of an exception
 message, a repr or a log line; should Talon.One echo it in an error body, it is masked there too.
@@ -78,12 +78,14 @@ from bridge.talon.models import (
     ReturnIntegrationRequest,
     TrackEventV2Response,
 )
-from bridge.talon.transport import AiohttpTransport, Answer, decoded_content
+from bridge.talon.reqwest import ReqwestTransport
+from bridge.talon.transport import AiohttpTransport, Answer, ExchangeTransport, decoded_content
 
 __all__ = [
     "EVENT_ID_HEADER",
     "IDEMPOTENCY_NAMESPACE",
     "ApiResult",
+    "HttpEngine",
     "Observer",
     "Operation",
     "Outcome",
@@ -95,6 +97,7 @@ __all__ = [
 Operation: TypeAlias = Literal["track_event", "update_customer_session", "return_cart_items"]
 Outcome: TypeAlias = Literal["2xx", "409", "429", "4xx", "5xx", "auth", "timeout", "connection"]
 Observer: TypeAlias = Callable[[str, str, float], None]
+HttpEngine: TypeAlias = Literal["reqwest", "aiohttp"]
 _Exchange: TypeAlias = Callable[
     [str, str, Sequence[tuple[str, str]], bytes, dict[str, float | None] | None],
     Awaitable[Answer],
@@ -171,6 +174,9 @@ class TalonClient:
         pool_timeout: Seconds to wait for a free pooled connection.
         max_connections: Size of the connection pool of the default transport (ignored
             when `transport` is given).
+        http_engine: The default transport: ``reqwest`` (`ReqwestTransport`, the HTTP
+            exchange runs outside the GIL) or ``aiohttp`` (`AiohttpTransport`); ignored when
+            `transport` is given.
         idempotency_keys: Send the ``Idempotency-Key`` header when a call passes a key.
         transport: Transport to send requests with; defaults to an `AiohttpTransport`.
         observer: Called as ``observer(operation, outcome, seconds)`` once per request that
@@ -191,6 +197,7 @@ class TalonClient:
         read_timeout: float = 5.0,
         pool_timeout: float = 5.0,
         max_connections: int = 256,
+        http_engine: HttpEngine = "reqwest",
         idempotency_keys: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         observer: Observer | None = None,
@@ -208,7 +215,7 @@ class TalonClient:
         self._secret = api_key
         self._idempotency_keys = idempotency_keys
         self._observer = observer
-        self._transport = transport or AiohttpTransport(
+        self._transport = transport or _ENGINES[http_engine](
             max_connections=max_connections,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -239,11 +246,14 @@ class TalonClient:
         self._url = _url_factory(base)
         self._text = str(base).rstrip("/")
         self._timeout = self._extensions["timeout"]
-        # With the default transport, requests skip the httpx object model (about a fifth
-        # of the client's CPU per call); any other transport gets `httpx.Request` objects.
+        # With our own transports, requests skip the httpx object model (about a fifth of
+        # the client's CPU per call); any other transport gets `httpx.Request` objects.
         self._exchange: _Exchange | None = None
         self._direct_headers: list[tuple[str, str]] = []
-        if type(self._transport) is AiohttpTransport:
+        if (
+            isinstance(self._transport, ExchangeTransport)
+            and type(self._transport).handle_async_request is ExchangeTransport.handle_async_request
+        ):
             self._exchange = self._transport.exchange
             self._direct_headers = [
                 (name.decode("ascii"), value.decode("ascii"))
@@ -594,6 +604,11 @@ class TalonClient:
 
 
 # ---------------------------------------------------------------- helpers
+
+_ENGINES: Final[dict[HttpEngine, type[AiohttpTransport | ReqwestTransport]]] = {
+    "reqwest": ReqwestTransport,
+    "aiohttp": AiohttpTransport,
+}
 
 
 class _Reply(NamedTuple):

@@ -26,7 +26,13 @@ import aiohttp
 import httpx
 import yarl
 
-__all__ = ["AiohttpTransport", "Answer", "decoded_content"]
+__all__ = [
+    "AiohttpTransport",
+    "Answer",
+    "ExchangeTransport",
+    "buffered_response",
+    "decoded_content",
+]
 
 _DEFAULT_TIMEOUT: Final = 5.0
 # Headers the transport must not forward because aiohttp derives them from the URL and body.
@@ -38,7 +44,54 @@ _IDENTITY: Final = frozenset({"", "identity"})
 _MAX_CACHED_TIMEOUTS: Final = 64
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
+class ExchangeTransport(httpx.AsyncBaseTransport):
+    """An httpx transport whose work is done by `exchange`, which callers may also call
+    directly with plain values, skipping `httpx.Request` and `httpx.Response` altogether."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` and return the response with its body already read.
+
+        Raises:
+            httpx.TransportError: The subclass `exchange` documents, carrying `request`.
+        """
+        try:
+            # aiohttp writes header strings as UTF-8: decode them the same way so that the
+            # bytes on the wire are exactly the request's.
+            headers = [
+                (name.decode(), value.decode())
+                for name, value in request.headers.raw
+                if name.lower() not in _DERIVED_HEADERS
+            ]
+        except UnicodeDecodeError:
+            raise httpx.LocalProtocolError("a header is not UTF-8", request=request) from None
+        # The httpx URL is already normalised and percent-encoded.
+        url = str(request.url)
+        try:
+            body = request.content
+        except httpx.RequestNotRead:
+            body = await request.aread()
+        try:
+            answer = await self.exchange(
+                request.method, url, headers, body, request.extensions.get("timeout")
+            )
+        except httpx.RequestError as exc:
+            exc.request = request
+            raise
+        return buffered_response(answer, request)
+
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeout: dict[str, float | None] | None = None,
+    ) -> Answer:
+        """Send one request; see `AiohttpTransport.exchange` for the contract."""
+        raise NotImplementedError
+
+
+class AiohttpTransport(ExchangeTransport):
     """`httpx.AsyncBaseTransport` backed by an `aiohttp.ClientSession`.
 
     The session is created on first use, inside the running event loop, and closed by
@@ -137,37 +190,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._by_spec[id(spec)] = (spec, client_timeout, pool)
         return client_timeout, pool
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send `request` and return the response with its body already read.
-
-        Raises:
-            httpx.TransportError: The subclass `exchange` documents, carrying `request`.
-        """
-        try:
-            # aiohttp writes header strings as UTF-8: decode them the same way so that the
-            # bytes on the wire are exactly the request's.
-            headers = [
-                (name.decode(), value.decode())
-                for name, value in request.headers.raw
-                if name.lower() not in _DERIVED_HEADERS
-            ]
-        except UnicodeDecodeError:
-            raise httpx.LocalProtocolError("a header is not UTF-8", request=request) from None
-        # The httpx URL is already normalised and percent-encoded.
-        url = str(request.url)
-        try:
-            body = request.content
-        except httpx.RequestNotRead:
-            body = await request.aread()
-        try:
-            answer = await self.exchange(
-                request.method, url, headers, body, request.extensions.get("timeout")
-            )
-        except httpx.TransportError as exc:
-            exc.request = request
-            raise
-        return _buffered_response(answer, request)
-
     async def exchange(
         self,
         method: str,
@@ -244,23 +266,25 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return Answer(
             response.status,
             response.reason or "",
-            response.version,
+            _http_version(response.version),
             response.headers,
-            response.raw_headers,
             content,
+            response.raw_headers,
         )
 
 
 class Answer(NamedTuple):
-    """A fully read response, as `AiohttpTransport.exchange` returns it."""
+    """A fully read response, as the transports' `exchange` returns it."""
 
     status: int
     reason: str
-    version: aiohttp.HttpVersion | None
+    http_version: bytes
+    """E.g. ``b"HTTP/1.1"``."""
     headers: Mapping[str, str]
     """Case-insensitive."""
-    raw_headers: tuple[tuple[bytes, bytes], ...]
     content: bytes
+    raw_headers: Sequence[tuple[bytes, bytes]] | None = None
+    """The headers as received, when the transport has them at no cost."""
 
 
 class _Slots:
@@ -307,29 +331,40 @@ class _Slots:
         self._free += 1
 
 
+@functools.lru_cache(maxsize=16)
+def _http_version(version: aiohttp.HttpVersion | None) -> bytes:
+    return b"HTTP/1.1" if version is None else f"HTTP/{version[0]}.{version[1]}".encode()
+
+
 @functools.lru_cache(maxsize=64)
-def _status_line(version: aiohttp.HttpVersion | None, reason: str | None) -> tuple[bytes, bytes]:
-    """The `http_version` and `reason_phrase` extensions httpx responses carry."""
-    http_version = b"HTTP/1.1" if version is None else f"HTTP/{version[0]}.{version[1]}".encode()
-    return http_version, (reason or "").encode("latin-1", "replace")
+def _reason_phrase(reason: str) -> bytes:
+    return reason.encode("latin-1", "replace")
 
 
 def decoded_content(answer: Answer) -> bytes:
     """The answer's body with any Content-Encoding undone, as httpx would undo it."""
     if answer.headers.get("Content-Encoding", "").strip().lower() in _IDENTITY:
         return answer.content
-    return _buffered_response(answer, None).content
+    return buffered_response(answer, None).content
 
 
-def _buffered_response(answer: Answer, request: httpx.Request | None) -> httpx.Response:
+def buffered_response(answer: Answer, request: httpx.Request | None) -> httpx.Response:
     """The answer as an `httpx.Response` whose body is read and closed."""
-    http_version, reason_phrase = _status_line(answer.version, answer.reason)
+    raw = answer.raw_headers
+    if raw is None:
+        raw = [
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in answer.headers.items()
+        ]
     result = httpx.Response(
         answer.status,
-        headers=answer.raw_headers,
+        headers=raw,
         stream=httpx.ByteStream(answer.content),
         request=request,
-        extensions={"http_version": http_version, "reason_phrase": reason_phrase},
+        extensions={
+            "http_version": answer.http_version,
+            "reason_phrase": _reason_phrase(answer.reason),
+        },
     )
     coding = answer.headers.get("Content-Encoding")
     if coding is not None and coding.strip().lower() not in _IDENTITY:

@@ -55,12 +55,14 @@ from bridge.talon import (
     idempotency_key_for,
     parse_retry_after,
 )
-from bridge.talon.client import IDEMPOTENCY_NAMESPACE
+from bridge.talon.client import IDEMPOTENCY_NAMESPACE, HttpEngine
+from bridge.talon.reqwest import ReqwestTransport
 from bridge.talon.transport import (
     Answer,
-    _buffered_response,
+    ExchangeTransport,
     _Slots,
     _translate,
+    buffered_response,
     decoded_content,
 )
 
@@ -765,19 +767,24 @@ def test_aiohttp_errors_map_to_httpx_errors() -> None:
         assert type(mapped) is expected, exc
 
 
-def answer_with(headers: list[tuple[str, str]], content: bytes) -> Answer:
+def answer_with(headers: list[tuple[str, str]], content: bytes, *, raw: bool = True) -> Answer:
     return Answer(
         status=200,
         reason="OK",
-        version=aiohttp.HttpVersion11,
+        http_version=b"HTTP/1.1",
         headers=multidict.CIMultiDictProxy(multidict.CIMultiDict(headers)),
-        raw_headers=tuple((name.encode(), value.encode()) for name, value in headers),
         content=content,
+        raw_headers=tuple((name.encode(), value.encode()) for name, value in headers)
+        if raw
+        else None,
     )
 
 
+@pytest.mark.parametrize("raw", [True, False])
 @pytest.mark.parametrize("coding", [None, "identity", "gzip"])
-async def test_buffered_responses_behave_like_read_httpx_responses(coding: str | None) -> None:
+async def test_buffered_responses_behave_like_read_httpx_responses(
+    coding: str | None, raw: bool
+) -> None:
     request = httpx.Request("PUT", "http://127.0.0.1/v2/customer_sessions/x")
     text = orjson.dumps(STATE_WITH_EFFECT)
     headers = [("Content-Type", "application/json"), ("Date", "Sat, 10 Jan 2026 09:00:00 GMT")]
@@ -786,9 +793,9 @@ async def test_buffered_responses_behave_like_read_httpx_responses(coding: str |
         headers.append(("Content-Encoding", coding))
         wire = gzip.compress(text) if coding == "gzip" else text
     headers.append(("Content-Length", str(len(wire))))
-    answer = answer_with(headers, wire)
+    answer = answer_with(headers, wire, raw=raw)
     assert decoded_content(answer) == text
-    ours = _buffered_response(answer, request)
+    ours = buffered_response(answer, request)
     reference = httpx.Response(200, headers=headers, content=wire, request=request)
     assert ours.content == reference.content == text
     assert ours.text == reference.text
@@ -943,10 +950,21 @@ def free_port() -> int:
     return port
 
 
-async def test_real_http_success(fake_talon: tuple[str, FakeTalon]) -> None:
+@pytest.fixture(params=["reqwest", "aiohttp"])
+def engine(request: pytest.FixtureRequest) -> HttpEngine:
+    value: HttpEngine = request.param
+    return value
+
+
+TRANSPORTS = {"reqwest": ReqwestTransport, "aiohttp": AiohttpTransport}
+
+
+async def test_real_http_success(fake_talon: tuple[str, FakeTalon], engine: HttpEngine) -> None:
     url, fake = fake_talon
     calls: list[tuple[str, str, float]] = []
-    async with TalonClient(url, API_KEY, observer=lambda *call: calls.append(call)) as client:
+    async with TalonClient(
+        url, API_KEY, http_engine=engine, observer=lambda *call: calls.append(call)
+    ) as client:
         result = await client.update_customer_session(
             "a/b c", SESSION_BODY, idempotency_key=idempotency_key_for("evt-1")
         )
@@ -978,24 +996,31 @@ async def test_real_http_success(fake_talon: tuple[str, FakeTalon]) -> None:
 )
 async def test_real_http_status_mapping(
     fake_talon: tuple[str, FakeTalon],
+    engine: HttpEngine,
     session: str,
     error: type[ApiError],
     status: int,
     retry_after: float | None,
 ) -> None:
     url, _ = fake_talon
-    async with TalonClient(url, API_KEY) as client:
+    async with TalonClient(url, API_KEY, http_engine=engine) as client:
         with pytest.raises(error) as caught:
             await client.update_customer_session(session, SESSION_BODY)
     assert caught.value.status == status
     assert caught.value.retry_after == retry_after
 
 
-async def test_real_http_read_timeout(fake_talon: tuple[str, FakeTalon]) -> None:
+async def test_real_http_read_timeout(
+    fake_talon: tuple[str, FakeTalon], engine: HttpEngine
+) -> None:
     url, _ = fake_talon
     calls: list[tuple[str, str, float]] = []
     async with TalonClient(
-        url, API_KEY, read_timeout=0.2, observer=lambda *call: calls.append(call)
+        url,
+        API_KEY,
+        read_timeout=0.2,
+        http_engine=engine,
+        observer=lambda *call: calls.append(call),
     ) as client:
         await client.track_event(EVENT_BODY)  # answered at once
         with pytest.raises(ApiTimeoutError) as caught:
@@ -1006,9 +1031,13 @@ async def test_real_http_read_timeout(fake_talon: tuple[str, FakeTalon]) -> None
     assert [outcome for _, outcome, _ in calls] == ["2xx", "timeout", "2xx"]
 
 
-async def test_real_http_pool_timeout(fake_talon: tuple[str, FakeTalon]) -> None:
+async def test_real_http_pool_timeout(
+    fake_talon: tuple[str, FakeTalon], engine: HttpEngine
+) -> None:
     url, fake = fake_talon
-    async with TalonClient(url, API_KEY, max_connections=1, pool_timeout=0.1) as client:
+    async with TalonClient(
+        url, API_KEY, max_connections=1, pool_timeout=0.1, http_engine=engine
+    ) as client:
         holder = asyncio.create_task(client.update_customer_session("slow", SESSION_BODY))
         while not fake.seen:
             await asyncio.sleep(0.01)
@@ -1019,18 +1048,23 @@ async def test_real_http_pool_timeout(fake_talon: tuple[str, FakeTalon]) -> None
         assert (await holder).status == 200
 
 
-async def test_real_http_server_disconnect(fake_talon: tuple[str, FakeTalon]) -> None:
+async def test_real_http_server_disconnect(
+    fake_talon: tuple[str, FakeTalon], engine: HttpEngine
+) -> None:
     url, _ = fake_talon
-    async with TalonClient(url, API_KEY) as client:
+    async with TalonClient(url, API_KEY, http_engine=engine) as client:
         with pytest.raises(ApiConnectionError) as caught:
             await client.return_cart_items("drop", RETURN_BODY)
     assert isinstance(caught.value.__cause__, httpx.RemoteProtocolError | httpx.ReadError)
 
 
-async def test_real_http_connection_refused() -> None:
+async def test_real_http_connection_refused(engine: HttpEngine) -> None:
     calls: list[tuple[str, str, float]] = []
     async with TalonClient(
-        f"http://127.0.0.1:{free_port()}", API_KEY, observer=lambda *call: calls.append(call)
+        f"http://127.0.0.1:{free_port()}",
+        API_KEY,
+        http_engine=engine,
+        observer=lambda *call: calls.append(call),
     ) as client:
         with pytest.raises(ApiConnectionError) as caught:
             await client.track_event(EVENT_BODY)
@@ -1039,7 +1073,9 @@ async def test_real_http_connection_refused() -> None:
     assert [outcome for _, outcome, _ in calls] == ["connection"]
 
 
-async def test_real_http_malformed_answer_keeps_the_key_out_of_the_chain() -> None:
+async def test_real_http_malformed_answer_keeps_the_key_out_of_the_chain(
+    engine: HttpEngine,
+) -> None:
     async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(65536)
         writer.write(b"HTTP/1.1 abc nonsense\r\n\r\n")
@@ -1050,7 +1086,7 @@ async def test_real_http_malformed_answer_keeps_the_key_out_of_the_chain() -> No
     server = await asyncio.start_server(garbage, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        async with TalonClient(f"http://127.0.0.1:{port}", API_KEY) as client:
+        async with TalonClient(f"http://127.0.0.1:{port}", API_KEY, http_engine=engine) as client:
             with pytest.raises(ApiConnectionError) as caught:
                 await client.track_event(EVENT_BODY)
     finally:
@@ -1067,9 +1103,11 @@ async def test_real_http_malformed_answer_keeps_the_key_out_of_the_chain() -> No
         assert API_KEY not in str(exc)
 
 
-async def test_real_http_headers_are_sent_byte_for_byte(fake_talon: tuple[str, FakeTalon]) -> None:
+async def test_real_http_headers_are_sent_byte_for_byte(
+    fake_talon: tuple[str, FakeTalon], engine: HttpEngine
+) -> None:
     url, fake = fake_talon
-    async with AiohttpTransport() as transport:
+    async with TRANSPORTS[engine]() as transport:
         request = httpx.Request("GET", f"{url}/v2/events")
         request.headers["X-Note"] = "grüße"
         response = await transport.handle_async_request(request)
@@ -1082,14 +1120,31 @@ async def test_real_http_headers_are_sent_byte_for_byte(fake_talon: tuple[str, F
     assert len(fake.seen) == 1
 
 
-class HttpxPathTransport(AiohttpTransport):
-    """The default transport, used through `handle_async_request` like any httpx transport."""
+def httpx_path(transport: ExchangeTransport) -> httpx.AsyncBaseTransport:
+    """`transport` used through `handle_async_request`, like any httpx transport."""
+
+    class Wrapped(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            return await transport.handle_async_request(request)
+
+        async def aclose(self) -> None:
+            await transport.aclose()
+
+    return Wrapped()
 
 
-async def test_both_request_paths_send_the_same_bytes(fake_talon: tuple[str, FakeTalon]) -> None:
+async def test_every_request_path_sends_the_same_bytes(
+    fake_talon: tuple[str, FakeTalon],
+) -> None:
     url, fake = fake_talon
     outcomes: list[list[object]] = []
-    for transport in (AiohttpTransport(), HttpxPathTransport()):
+    transports = [
+        AiohttpTransport(),
+        httpx_path(AiohttpTransport()),
+        ReqwestTransport(),
+        httpx_path(ReqwestTransport()),
+    ]
+    for transport in transports:
         async with TalonClient(url, API_KEY, transport=transport) as client:
             key = idempotency_key_for("evt-1")
             session = await client.update_customer_session(
@@ -1107,12 +1162,21 @@ async def test_both_request_paths_send_the_same_bytes(fake_talon: tuple[str, Fak
                 (str(caught.value), caught.value.retry_after),
             ]
         )
-    assert fake.seen[:4] == fake.seen[4:]
-    assert outcomes[0] == outcomes[1]
+    for path in range(1, len(transports)):
+        assert comparable(fake.seen[4 * path : 4 * path + 4]) == comparable(fake.seen[:4])
+        assert outcomes[path] == outcomes[0]
 
 
-async def test_transport_refuses_requests_after_close() -> None:
-    transport = AiohttpTransport()
+def comparable(seen: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Requests with header names in one case: HTTP/1.1 engines differ only there."""
+    return [{**r, "headers": {k.lower(): v for k, v in r["headers"].items()}} for r in seen]
+
+
+@pytest.mark.parametrize("transport_class", [AiohttpTransport, ReqwestTransport])
+async def test_transport_refuses_requests_after_close(
+    transport_class: type[ExchangeTransport],
+) -> None:
+    transport = transport_class()
     await transport.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1/"))

@@ -166,6 +166,7 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
   "BRIDGE_TALON_READ_TIMEOUT" (toString $v.talon.readTimeout)
   "BRIDGE_TALON_POOL_TIMEOUT" (toString $v.talon.poolTimeout)
   "BRIDGE_TALON_IDEMPOTENCY_KEYS" (toString $v.talon.idempotencyKeys)
+  "BRIDGE_TALON_HTTP_ENGINE" $v.talon.httpEngine
   "BRIDGE_MAX_IN_FLIGHT" (toString (int64 $v.worker.maxInFlight))
   "BRIDGE_MAX_BUFFERED_RECORDS" (toString (int64 $v.worker.maxBufferedRecords))
   "BRIDGE_DRAIN_TIMEOUT" (toString $v.worker.drainTimeout)

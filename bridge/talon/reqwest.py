@@ -1,0 +1,199 @@
+"""An httpx transport that sends requests through pyreqwest (Rust reqwest and hyper).
+
+Owns the default connection pool of the Talon.One client. The HTTP exchange itself (pooling,
+writing the request, parsing the answer, timeouts) runs on pyreqwest's own Rust runtime, outside
+the GIL. Only building the request and receiving the finished answer cost Python time, about
+a third of the CPU per request of the aiohttp transport (see docs/benchmarks.md). That matters
+because the worker's event loop is the bridge's bottleneck.
+
+Errors leave as the httpx exceptions httpx's own transport raises. Timeouts are httpx's
+``{"connect", "read", "pool"}``: reqwest sets them per client, so one pooled client is kept
+per distinct timeout dict (in practice one: `TalonClient` passes the same dict every time).
+"""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Final
+
+import httpx
+from pyreqwest import exceptions as rq
+from pyreqwest.client import Client, ClientBuilder
+
+from bridge.talon.transport import Answer, ExchangeTransport
+
+__all__ = ["ReqwestTransport"]
+
+_DEFAULT_TIMEOUT: Final = 5.0
+_SENSITIVE: Final = frozenset({"authorization"})
+_DERIVED: Final = frozenset({"host", "content-length", "transfer-encoding"})
+_MAX_CLIENTS: Final = 8
+# Most specific first: the first match wins.
+_ERRORS: Final[tuple[tuple[type[rq.PyreqwestError], type[httpx.RequestError]], ...]] = (
+    (rq.ConnectTimeoutError, httpx.ConnectTimeout),
+    (rq.PoolTimeoutError, httpx.PoolTimeout),
+    (rq.WriteTimeoutError, httpx.WriteTimeout),
+    (rq.RequestTimeoutError, httpx.ReadTimeout),
+    (rq.ConnectError, httpx.ConnectError),
+    (rq.WriteError, httpx.WriteError),
+    (rq.ReadError, httpx.ReadError),
+    # Content codings are left to the caller, so what fails to decode is the HTTP itself.
+    (rq.DecodeError, httpx.RemoteProtocolError),
+    (rq.BuilderError, httpx.LocalProtocolError),
+)
+# Causes reqwest gives when the connection itself could not be made.
+_CONNECTING: Final = ("(Connect)", "tcp connect", "dns error")
+_HTTP_VERSIONS: Final = {"HTTP/1.0": b"HTTP/1.0", "HTTP/1.1": b"HTTP/1.1", "HTTP/2.0": b"HTTP/2"}
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+_REASONS: Final = {status: _reason(status) for status in range(100, 600)}
+
+
+class ReqwestTransport(ExchangeTransport):
+    """`httpx.AsyncBaseTransport` backed by a pooled pyreqwest client.
+
+    Clients are created on first use, inside the running event loop, and closed by
+    `aclose()`. Connections are kept alive and reused; at most `max_connections` are open at
+    once and further requests wait for a free one, up to the pool timeout.
+
+    Args:
+        max_connections: Size of the connection pool.
+        keepalive_expiry: Seconds an idle connection stays open for reuse.
+        connect_timeout: Default when a request carries no timeout extension.
+        read_timeout: Default when a request carries no timeout extension.
+        pool_timeout: Default when a request carries no timeout extension.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 256,
+        keepalive_expiry: float = 15.0,
+        connect_timeout: float | None = _DEFAULT_TIMEOUT,
+        read_timeout: float | None = _DEFAULT_TIMEOUT,
+        pool_timeout: float | None = _DEFAULT_TIMEOUT,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self._max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+        self._defaults: dict[str, float | None] = {
+            "connect": connect_timeout,
+            "read": read_timeout,
+            "pool": pool_timeout,
+        }
+        self._clients: dict[int, tuple[dict[str, float | None], Client]] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"ReqwestTransport(max_connections={self._max_connections})"
+
+    async def aclose(self) -> None:
+        """Close all pooled connections. The transport cannot be used afterwards."""
+        self._closed = True
+        clients, self._clients = self._clients, {}
+        for _, client in clients.values():
+            await client.close()
+
+    def _client(self, spec: dict[str, float | None] | None) -> Client:
+        spec = spec or self._defaults
+        # Looked up by identity, keeping a reference so that the id cannot be reused.
+        found = self._clients.get(id(spec))
+        if found is not None and found[0] is spec:
+            return found[1]
+        if self._closed:
+            raise RuntimeError("the transport has been closed")
+        if len(self._clients) >= _MAX_CLIENTS:
+            raise RuntimeError("too many distinct timeout settings for one transport")
+        builder = (
+            ClientBuilder()
+            .max_connections(self._max_connections)
+            .pool_idle_timeout(timedelta(seconds=self._keepalive_expiry))
+            # Like httpx: redirects and content codings are the caller's business.
+            .follow_redirects(False)
+            .gzip(False)
+            .brotli(False)
+            .zstd(False)
+            .deflate(False)
+            .http1_only()
+        )
+        connect, read, pool = spec.get("connect"), spec.get("read"), spec.get("pool")
+        if connect is not None:
+            builder = builder.connect_timeout(timedelta(seconds=connect))
+        if read is not None:
+            builder = builder.read_timeout(timedelta(seconds=read))
+        if pool is not None:
+            builder = builder.pool_timeout(timedelta(seconds=pool))
+        client = builder.build()
+        self._clients[id(spec)] = (spec, client)
+        return client
+
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeout: dict[str, float | None] | None = None,
+    ) -> Answer:
+        """Send one request given as plain values; the answer comes back fully read.
+
+        Same contract as `AiohttpTransport.exchange`: `url` is sent as given (already
+        percent-encoded), Host and Content-Length are derived, errors are httpx's.
+        """
+        client = self._client(timeout)
+        try:
+            builder = client.request(method, url)
+            for name, value in headers:
+                lowered = name.lower()
+                if lowered in _DERIVED:
+                    continue
+                builder = builder.header(name, value, is_sensitive=lowered in _SENSITIVE)
+            if body:
+                builder = builder.body_bytes(body)
+            response = await builder.build().send()
+            content = bytes(await response.bytes())
+        except rq.PyreqwestError as exc:
+            raise _translate(exc) from None
+        except ValueError as exc:
+            # Header values must be visible ASCII (no control characters: header injection).
+            raise httpx.LocalProtocolError(str(exc)) from None
+        status = response.status
+        return Answer(
+            status,
+            _REASONS.get(status, ""),
+            _HTTP_VERSIONS.get(response.version, b"HTTP/1.1"),
+            response.headers,
+            content,
+        )
+
+
+def _translate(exc: rq.PyreqwestError) -> httpx.RequestError:
+    """The httpx exception for a pyreqwest error; its message keeps the root cause."""
+    details = getattr(exc, "details", None) or {}
+    causes = [c["message"] for c in details.get("causes") or ()]
+    # The first cause repeats the URL; the last one says what actually went wrong.
+    message = f"{exc.message}: {causes[-1]}" if causes else exc.message
+    # pyreqwest files any failure before the answer under "connect"; only causes naming the
+    # connect step mean the request was never sent.
+    connecting = any(marker in cause for cause in causes for marker in _CONNECTING)
+    if isinstance(exc, rq.ConnectTimeoutError) and not connecting:
+        return httpx.ReadTimeout(message)
+    if isinstance(exc, rq.ConnectError) and not connecting:
+        return httpx.RemoteProtocolError(message)
+    for source, target in _ERRORS:
+        if isinstance(exc, source):
+            return target(message)
+    if isinstance(exc, rq.TransportError):
+        # Failures without a finer class, e.g. the server closing the connection early.
+        return httpx.RemoteProtocolError(message)
+    return httpx.ReadError(message)
