@@ -22,7 +22,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bridge.localkafka import free_port
+from bridge.ports import free_port
 
 __all__ = [
     "WorkerProcess",

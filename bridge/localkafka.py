@@ -16,7 +16,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,9 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["KAFKA_VERSION", "LocalKafka", "fetch_jars", "free_port"]
+from bridge.ports import free_port
+
+__all__ = ["KAFKA_VERSION", "LocalKafka", "fetch_jars"]
 
 KAFKA_VERSION = os.environ.get("TALON_BRIDGE_KAFKA_VERSION", "4.1.1")
 LOG4J_VERSION = "2.24.3"
@@ -57,13 +58,6 @@ appender.file.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = {level}
 rootLogger.appenderRef.file.ref = file
 """
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _log(msg: str) -> None:

@@ -17,7 +17,6 @@ import collections
 import json
 import os
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -29,23 +28,16 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any
 
+from bridge.ports import free_port
 from bridge.simulator.cmd import READY_PREFIX
 
-__all__ = ["HttpResult", "SimulatorProcess", "SimulatorStartError", "free_port"]
+__all__ = ["HttpResult", "SimulatorProcess", "SimulatorStartError"]
 
 _PORT_ATTEMPTS = 3
 
 
 class SimulatorStartError(RuntimeError):
     """The simulator process did not become ready; the message ends with its stderr tail."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (the caller retries if another process takes it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class HttpResult:

@@ -29,7 +29,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from bridge.codec import Codec
 from bridge.harness import read_topic, wait_for
-from bridge.localkafka import free_port
+from bridge.ports import free_port
 from bridge.produce import LoadSpec, generate, produce_commands
 from bridge.simulator.process import SimulatorProcess
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from bridge.harness import WorkerProcess
-from bridge.localkafka import free_port
+from bridge.ports import free_port
 from bridge.simulator.process import SimulatorProcess
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -36,6 +35,7 @@ from bridge.errors import (
     RetryableApiError,
     ServerError,
 )
+from bridge.ports import free_port
 from bridge.talon import (
     EVENT_ID_HEADER,
     AiohttpTransport,
@@ -941,13 +941,6 @@ async def fake_talon() -> AsyncIterator[tuple[str, FakeTalon]]:
     finally:
         fake.release.set()
         await runner.cleanup()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture(params=["reqwest", "aiohttp"])
