@@ -4,10 +4,11 @@ Every client sends the same updateCustomerSessionV2 request (a realistic two-lin
 `--concurrency` concurrent tasks in a closed loop for `--seconds`, against a server in another
 process, so the CPU figures are the client's own. Clients:
 
-* ``ours``: `TalonClient.update_customer_session` on its default transport (pyreqwest),
-  including building the request model's JSON and parsing the response into
-  `IntegrationStateV2`.
-* ``ours-aiohttp``: the same on `AiohttpTransport` (``http_engine="aiohttp"``).
+* ``ours``: `TalonClient.update_customer_session` as the bridge calls it: default transport
+  (pyreqwest), building the request model's JSON and parsing the response into
+  `IntegrationSummary` (effects, coupons, referrals, session state).
+* ``ours-full``: the same, parsing the whole response into `IntegrationStateV2`.
+* ``ours-aiohttp``: ``ours`` on `AiohttpTransport` (``http_engine="aiohttp"``).
 * ``raw``: a plain aiohttp session sending the same pre-serialised bytes and headers and
   reading the response bytes (no JSON work): the ceiling to compare against.
 * ``transport``: `AiohttpTransport` fed `httpx.Request` objects built the way `TalonClient`
@@ -35,13 +36,14 @@ from typing import Final
 
 import aiohttp
 import httpx
+from pydantic import BaseModel
 
 from benchmarks._common import cart_update, start_server
 from bridge import __version__
-from bridge.talon import AiohttpTransport, TalonClient
+from bridge.talon import AiohttpTransport, IntegrationStateV2, IntegrationSummary, TalonClient
 from bridge.talon.client import HttpEngine
 
-CLIENTS: Final = ("ours", "ours-aiohttp", "raw", "transport", "asyncclient", "httpx")
+CLIENTS: Final = ("ours", "ours-full", "ours-aiohttp", "raw", "transport", "asyncclient", "httpx")
 _SESSION_PATH: Final = "/v2/customer_sessions/"
 _ROW: Final = "{:>8} {:>13} {:>9} {:>10} {:>7} {:>9} {:>6}"
 
@@ -106,14 +108,19 @@ async def _measure(name: str, url: str, key: str, args: argparse.Namespace) -> R
     urls = [f"{url}{_SESSION_PATH}{_session_id(w)}?dry=false" for w in range(args.concurrency)]
     async with contextlib.AsyncExitStack() as stack:
         call: Call
-        if name in ("ours", "ours-aiohttp"):
+        if name.startswith("ours"):
             engine: HttpEngine = "aiohttp" if name == "ours-aiohttp" else "reqwest"
+            model: type[BaseModel] = (
+                IntegrationStateV2 if name == "ours-full" else IntegrationSummary
+            )
             client = await stack.enter_async_context(
                 TalonClient(url, key, max_connections=args.concurrency, http_engine=engine)
             )
 
             async def call(worker: int) -> bool:
-                result = await client.update_customer_session(_session_id(worker), body)
+                result = await client.update_customer_session(
+                    _session_id(worker), body, model=model
+                )
                 return result.status == 200
 
         elif name == "raw":
@@ -217,8 +224,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are shown")
     parser.add_argument(
         "--clients",
-        default="ours,ours-aiohttp,raw",
-        help=f"comma-separated, from {','.join(CLIENTS)} (default: ours,ours-aiohttp,raw)",
+        default="ours,ours-full,ours-aiohttp,raw",
+        help=f"comma-separated, from {','.join(CLIENTS)} (default: %(default)s)",
     )
     parser.add_argument("--url", help="external server base URL (then --latency-ms is a label)")
     parser.add_argument("--api-key", default="benchmark-key")
