@@ -16,7 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 import zlib
@@ -62,7 +66,7 @@ class Row:
 
 
 @contextlib.contextmanager
-def _broker(bootstrap: str | None) -> Iterator[str]:
+def broker(bootstrap: str | None) -> Iterator[str]:
     if bootstrap:
         yield bootstrap
         return
@@ -72,7 +76,17 @@ def _broker(bootstrap: str | None) -> Iterator[str]:
         yield broker.bootstrap
 
 
-def _env(
+def make_commands(total: int, sessions: int) -> list[Command]:
+    """`total` commands of `sessions` interleaved session lifecycles, with a fresh run id."""
+    # Enough cart updates per session that the sessions yield `total` commands.
+    updates = max(4, 2 * total // max(sessions, 1))
+    spec = LoadSpec(
+        sessions=sessions, total=total, max_cart_updates=updates, run_id=uuid.uuid4().hex[:6]
+    )
+    return list(generate(spec))
+
+
+def bridge_env(
     bootstrap: str, sim: SimulatorProcess, topics: dict[str, str], group: str, in_flight: int
 ) -> dict[str, str]:
     return worker_env(
@@ -86,7 +100,7 @@ def _env(
     )
 
 
-def _topics(conf: dict[str, Any], partitions: int) -> dict[str, str]:
+def fresh_topics(conf: dict[str, Any], partitions: int) -> dict[str, str]:
     return create_bridge_topics(conf, f"bench-{uuid.uuid4().hex[:6]}", partitions)
 
 
@@ -94,10 +108,10 @@ def run_bridge(
     bootstrap: str, sim: SimulatorProcess, commands: list[Command], partitions: int, in_flight: int
 ) -> Row:
     conf = {"bootstrap.servers": bootstrap}
-    topics = _topics(conf, partitions)
+    topics = fresh_topics(conf, partitions)
     produce_commands(conf, topics["in"], iter(commands), encode=Codec().encode_command)
     sim.reset()
-    env = _env(bootstrap, sim, topics, f"bench-{uuid.uuid4().hex[:6]}", in_flight)
+    env = bridge_env(bootstrap, sim, topics, f"bench-{uuid.uuid4().hex[:6]}", in_flight)
     with WorkerProcess(env) as worker:
         assert worker.proc is not None
         pid = worker.proc.pid
@@ -115,23 +129,24 @@ def run_bridge(
     return Row("bridge", len(commands), seconds, cpu, rss, conflicts=sim.stats()["conflicts_409"])
 
 
+def start_naive(env: dict[str, str], seconds: float) -> subprocess.Popen[bytes]:
+    """`benchmarks.naive` with the BRIDGE_* environment `env`; it prints one JSON line."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.naive", "--seconds", str(seconds)],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+    )
+
+
 def run_naive(
     bootstrap: str, sim: SimulatorProcess, commands: list[Command], partitions: int, seconds: float
 ) -> Row:
-    import json
-    import os
-    import subprocess
-    import sys
-
     conf = {"bootstrap.servers": bootstrap}
-    topics = _topics(conf, partitions)
+    topics = fresh_topics(conf, partitions)
     produce_commands(conf, topics["in"], iter(commands[:20_000]), encode=Codec().encode_command)
     sim.reset()
-    env = {**os.environ, **_env(bootstrap, sim, topics, f"naive-{uuid.uuid4().hex[:6]}", 1)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.naive", "--seconds", str(seconds)],
-        env=env,
-        stdout=subprocess.PIPE,
+    proc = start_naive(
+        bridge_env(bootstrap, sim, topics, f"naive-{uuid.uuid4().hex[:6]}", 1), seconds
     )
     out, _ = proc.communicate(timeout=seconds + 120)
     res = json.loads(out.decode().strip().splitlines()[-1])
@@ -202,9 +217,9 @@ def run_latency(
     in_flight: int,
 ) -> Row:
     conf = {"bootstrap.servers": bootstrap}
-    topics = _topics(conf, partitions)
+    topics = fresh_topics(conf, partitions)
     sim.reset()
-    env = _env(bootstrap, sim, topics, f"lat-{uuid.uuid4().hex[:6]}", in_flight)
+    env = bridge_env(bootstrap, sim, topics, f"lat-{uuid.uuid4().hex[:6]}", in_flight)
     n = int(rate * seconds)
     updates = max(4, 2 * n // max(sessions, 1))
     commands = generate(
@@ -259,11 +274,11 @@ def run_backlog(
 ) -> Row:
     """Peak RSS while working through a `backlog`-record backlog for `seconds`."""
     conf = {"bootstrap.servers": bootstrap}
-    topics = _topics(conf, partitions)
+    topics = fresh_topics(conf, partitions)
     spec = LoadSpec(sessions=max(10_000, backlog // 10), total=backlog, run_id=uuid.uuid4().hex[:6])
     produce_commands(conf, topics["in"], generate(spec), encode=Codec().encode_command)
     sim.reset()
-    env = _env(bootstrap, sim, topics, f"backlog-{uuid.uuid4().hex[:6]}", in_flight)
+    env = bridge_env(bootstrap, sim, topics, f"backlog-{uuid.uuid4().hex[:6]}", in_flight)
     with WorkerProcess(env) as worker:
         assert worker.proc is not None
         pid = worker.proc.pid
@@ -323,22 +338,11 @@ def main() -> None:
     parser.add_argument("--backlog-seconds", type=float, default=60)
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    # Enough cart updates per session that the sessions yield `--commands` commands.
-    updates = max(4, 2 * args.commands // max(args.sessions, 1))
-    commands = list(
-        generate(
-            LoadSpec(
-                sessions=args.sessions,
-                total=args.commands,
-                max_cart_updates=updates,
-                run_id=uuid.uuid4().hex[:6],
-            )
-        )
-    )
+    commands = make_commands(args.commands, args.sessions)
     rows: list[Row] = []
     sim_args = ["--latency-ms", str(args.latency_ms), "--latency-jitter-ms", "2"]
     with (
-        _broker(args.bootstrap) as bootstrap,
+        broker(args.bootstrap) as bootstrap,
         SimulatorProcess(api_key=API_KEY, args=sim_args) as sim,
     ):
         rows.append(run_bridge(bootstrap, sim, commands, args.partitions, args.in_flight))
