@@ -31,9 +31,11 @@ from bridge.simulator.state import (
     IDEMPOTENCY_MAX_KEYS,
     JOURNAL_LIMIT,
     MAX_IDEMPOTENCY_KEY,
-    ApiFailure,
     RequestMeta,
     SimState,
+)
+from bridge.simulator.validation import (
+    ApiFailure,
     api_error,
     invalid,
     validate_event,
