@@ -27,21 +27,7 @@ __all__ = [
 STATES: Final = ("open", "closed", "partially_returned", "cancelled")
 MAX_CART_ITEMS: Final = 1000
 MAX_TOTAL_QUANTITY: Final = 10_000
-_UPDATE_CONTENT: Final = frozenset(
-    {
-        "customerSession",
-        "customerProfile",
-        "coupons",
-        "triggeredCampaigns",
-        "referral",
-        "loyalty",
-        "event",
-        "awardedGiveaways",
-        "ruleFailureReasons",
-        "previousReturns",
-        "campaignEligibility",
-    }
-)
+# responseContent values each endpoint accepts.
 _RETURN_CONTENT: Final = frozenset(
     {
         "customerSession",
@@ -54,6 +40,11 @@ _RETURN_CONTENT: Final = frozenset(
         "previousReturns",
     }
 )
+_UPDATE_CONTENT: Final = _RETURN_CONTENT | {
+    "awardedGiveaways",
+    "ruleFailureReasons",
+    "campaignEligibility",
+}
 _EVENT_CONTENT: Final = frozenset(
     {
         "customerProfile",
