@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
+from pyreqwest import exceptions as rq
 
 from bridge import __version__
 from bridge.errors import (
@@ -57,6 +58,7 @@ from bridge.talon import (
 )
 from bridge.talon.client import IDEMPOTENCY_NAMESPACE, HttpEngine
 from bridge.talon.reqwest import ReqwestTransport
+from bridge.talon.reqwest import _translate as _translate_reqwest
 from bridge.talon.transport import (
     Answer,
     ExchangeTransport,
@@ -1173,3 +1175,14 @@ async def test_transport_refuses_requests_after_close(
     await transport.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1/"))
+
+
+def test_reqwest_errors_keep_urls_out_of_messages() -> None:
+    exc = rq.ConnectError(
+        "error sending request for url (http://talon.test/v2/customer_sessions/cust-secret-1)",
+        {"causes": [{"message": "error sending request for url (http://talon.test/x/cust-2)"}]},
+    )
+    mapped = _translate_reqwest(exc)
+    assert "cust-secret-1" not in str(mapped)
+    assert "cust-2" not in str(mapped)
+    assert "<url>" in str(mapped)
