@@ -14,7 +14,6 @@ per distinct timeout dict (in practice one: `TalonClient` passes the same dict e
 from __future__ import annotations
 
 import http
-import re
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Final
@@ -23,7 +22,7 @@ import httpx
 from pyreqwest import exceptions as rq
 from pyreqwest.client import Client, ClientBuilder
 
-from bridge.talon.transport import Answer, ExchangeTransport
+from bridge.talon.transport import Answer, ExchangeTransport, without_urls
 
 __all__ = ["ReqwestTransport"]
 
@@ -44,7 +43,6 @@ _ERRORS: Final[tuple[tuple[type[rq.PyreqwestError], type[httpx.RequestError]], .
     (rq.DecodeError, httpx.RemoteProtocolError),
     (rq.BuilderError, httpx.LocalProtocolError),
 )
-_URL: Final = re.compile(r"\w+://\S+?(?=\)|\s|$)")
 # Causes reqwest gives when the connection itself could not be made.
 _CONNECTING: Final = ("(Connect)", "tcp connect", "dns error")
 _HTTP_VERSIONS: Final = {"HTTP/1.0": b"HTTP/1.0", "HTTP/1.1": b"HTTP/1.1", "HTTP/2.0": b"HTTP/2"}
@@ -183,9 +181,8 @@ def _translate(exc: rq.PyreqwestError) -> httpx.RequestError:
     """The httpx exception for a pyreqwest error; its message keeps the root cause."""
     details = getattr(exc, "details", None) or {}
     causes = [c["message"] for c in details.get("causes") or ()]
-    # The last cause says what actually went wrong. URLs are cut out: their paths carry
-    # session ids, which are customer data and must not reach logs.
-    message = _URL.sub("<url>", f"{exc.message}: {causes[-1]}" if causes else exc.message)
+    # The last cause says what actually went wrong.
+    message = without_urls(f"{exc.message}: {causes[-1]}" if causes else exc.message)
     # pyreqwest files any failure before the answer under "connect"; only causes naming the
     # connect step mean the request was never sent.
     connecting = any(marker in cause for cause in causes for marker in _CONNECTING)

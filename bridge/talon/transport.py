@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Final, NamedTuple
@@ -32,6 +33,7 @@ __all__ = [
     "ExchangeTransport",
     "buffered_response",
     "decoded_content",
+    "without_urls",
 ]
 
 _DEFAULT_TIMEOUT: Final = 5.0
@@ -42,6 +44,7 @@ _DERIVED_HEADERS: Final = frozenset({b"host", b"content-length", b"transfer-enco
 _SKIP_AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent")
 _IDENTITY: Final = frozenset({"", "identity"})
 _MAX_CACHED_TIMEOUTS: Final = 64
+_URL: Final = re.compile(r"\w+://[^\s')\]]+")
 
 
 class ExchangeTransport(httpx.AsyncBaseTransport):
@@ -379,9 +382,18 @@ def buffered_response(answer: Answer, request: httpx.Request | None) -> httpx.Re
     return result
 
 
+def without_urls(text: str) -> str:
+    """`text` with every URL replaced by ``<url>``.
+
+    Transport errors can name the request URL, whose path carries the session id: customer
+    data that must not reach error texts and logs.
+    """
+    return _URL.sub("<url>", text)
+
+
 def _translate(exc: aiohttp.ClientError | OSError) -> httpx.TransportError:
     """Map an aiohttp or socket error to the httpx exception httpx's own transport raises."""
-    message = str(exc) or type(exc).__name__
+    message = without_urls(str(exc) or type(exc).__name__)
     mapped: type[httpx.TransportError]
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         mapped = httpx.ConnectTimeout

@@ -19,6 +19,7 @@ import httpx
 import multidict
 import orjson
 import pytest
+import yarl
 from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
@@ -1185,4 +1186,15 @@ def test_reqwest_errors_keep_urls_out_of_messages() -> None:
     mapped = _translate_reqwest(exc)
     assert "cust-secret-1" not in str(mapped)
     assert "cust-2" not in str(mapped)
+    assert "<url>" in str(mapped)
+
+
+def test_aiohttp_errors_keep_urls_out_of_messages() -> None:
+    info = aiohttp.RequestInfo(
+        yarl.URL("http://talon.test/v2/customer_sessions/cust-secret-1"),
+        "PUT",
+        multidict.CIMultiDictProxy(multidict.CIMultiDict()),
+    )
+    mapped = _translate(aiohttp.ClientResponseError(info, (), status=400, message="bad"))
+    assert "cust-secret-1" not in str(mapped)
     assert "<url>" in str(mapped)
