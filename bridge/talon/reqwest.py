@@ -22,11 +22,10 @@ import httpx
 from pyreqwest import exceptions as rq
 from pyreqwest.client import Client, ClientBuilder
 
-from bridge.talon.transport import Answer, ExchangeTransport, without_urls
+from bridge.talon.transport import DEFAULT_TIMEOUT, Answer, ExchangeTransport, without_urls
 
 __all__ = ["ReqwestTransport"]
 
-_DEFAULT_TIMEOUT: Final = 5.0
 _SENSITIVE: Final = frozenset({"authorization"})
 _DERIVED: Final = frozenset({"host", "content-length", "transfer-encoding"})
 _MAX_CLIENTS: Final = 8
@@ -78,24 +77,19 @@ class ReqwestTransport(ExchangeTransport):
         *,
         max_connections: int = 256,
         keepalive_expiry: float = 15.0,
-        connect_timeout: float | None = _DEFAULT_TIMEOUT,
-        read_timeout: float | None = _DEFAULT_TIMEOUT,
-        pool_timeout: float | None = _DEFAULT_TIMEOUT,
+        connect_timeout: float | None = DEFAULT_TIMEOUT,
+        read_timeout: float | None = DEFAULT_TIMEOUT,
+        pool_timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
-        if max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
-        self._max_connections = max_connections
-        self._keepalive_expiry = keepalive_expiry
-        self._defaults: dict[str, float | None] = {
-            "connect": connect_timeout,
-            "read": read_timeout,
-            "pool": pool_timeout,
-        }
+        super().__init__(
+            max_connections=max_connections,
+            keepalive_expiry=keepalive_expiry,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            pool_timeout=pool_timeout,
+        )
         self._clients: dict[int, tuple[dict[str, float | None], Client]] = {}
         self._closed = False
-
-    def __repr__(self) -> str:
-        return f"ReqwestTransport(max_connections={self._max_connections})"
 
     async def aclose(self) -> None:
         """Close all pooled connections. The transport cannot be used afterwards."""

@@ -28,6 +28,7 @@ import httpx
 import yarl
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "AiohttpTransport",
     "Answer",
     "ExchangeTransport",
@@ -36,7 +37,7 @@ __all__ = [
     "without_urls",
 ]
 
-_DEFAULT_TIMEOUT: Final = 5.0
+DEFAULT_TIMEOUT: Final = 5.0
 # Headers the transport must not forward because aiohttp derives them from the URL and body.
 _DERIVED_HEADERS: Final = frozenset({b"host", b"content-length", b"transfer-encoding"})
 # Send exactly the headers of the httpx.Request, as httpx's own transport does, instead of
@@ -49,7 +50,39 @@ _URL: Final = re.compile(r"\w+://[^\s')\]]+")
 
 class ExchangeTransport(httpx.AsyncBaseTransport):
     """An httpx transport whose work is done by `exchange`, which callers may also call
-    directly with plain values, skipping `httpx.Request` and `httpx.Response` altogether."""
+    directly with plain values, skipping `httpx.Request` and `httpx.Response` altogether.
+
+    Args:
+        max_connections: Size of the connection pool.
+        keepalive_expiry: Seconds an idle connection stays open for reuse.
+        connect_timeout: Default when a request carries no timeout extension.
+        read_timeout: Default when a request carries no timeout extension.
+        pool_timeout: Default when a request carries no timeout extension.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 256,
+        keepalive_expiry: float = 15.0,
+        connect_timeout: float | None = DEFAULT_TIMEOUT,
+        read_timeout: float | None = DEFAULT_TIMEOUT,
+        pool_timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self._max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+        # Used for requests without a timeout extension; one dict, so caches keyed by the
+        # spec's identity treat all of them alike.
+        self._defaults: dict[str, float | None] = {
+            "connect": connect_timeout,
+            "read": read_timeout,
+            "pool": pool_timeout,
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_connections={self._max_connections})"
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` and return the response with its body already read.
@@ -116,25 +149,24 @@ class AiohttpTransport(ExchangeTransport):
         max_connections: int = 256,
         keepalive_expiry: float = 15.0,
         dns_cache_seconds: int = 60,
-        connect_timeout: float | None = _DEFAULT_TIMEOUT,
-        read_timeout: float | None = _DEFAULT_TIMEOUT,
-        pool_timeout: float | None = _DEFAULT_TIMEOUT,
+        connect_timeout: float | None = DEFAULT_TIMEOUT,
+        read_timeout: float | None = DEFAULT_TIMEOUT,
+        pool_timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
-        if max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
-        self._max_connections = max_connections
-        self._keepalive_expiry = keepalive_expiry
+        super().__init__(
+            max_connections=max_connections,
+            keepalive_expiry=keepalive_expiry,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            pool_timeout=pool_timeout,
+        )
         self._dns_cache_seconds = dns_cache_seconds
-        self._default_timeouts = (connect_timeout, read_timeout, pool_timeout)
         self._session: aiohttp.ClientSession | None = None
         self._slots = _Slots(max_connections)
         self._closed = False
         self._by_spec: dict[
             int, tuple[dict[str, float | None] | None, aiohttp.ClientTimeout, float | None]
         ] = {}
-
-    def __repr__(self) -> str:
-        return f"AiohttpTransport(max_connections={self._max_connections})"
 
     async def __aenter__(self) -> AiohttpTransport:
         return self
@@ -175,15 +207,13 @@ class AiohttpTransport(ExchangeTransport):
     def _timeouts(
         self, spec: dict[str, float | None] | None
     ) -> tuple[aiohttp.ClientTimeout, float | None]:
+        spec = spec or self._defaults
         # Clients pass the same timeout dict with every request: look it up by identity,
         # keeping a reference so that the id cannot be reused by another object.
         cached = self._by_spec.get(id(spec))
         if cached is not None and cached[0] is spec:
             return cached[1], cached[2]
-        if spec is None:
-            connect, read, pool = self._default_timeouts
-        else:
-            connect, read, pool = spec.get("connect"), spec.get("read"), spec.get("pool")
+        connect, read, pool = spec.get("connect"), spec.get("read"), spec.get("pool")
         # `connect` bounds DNS plus the TCP/TLS handshake; the pool wait is enforced here.
         client_timeout = aiohttp.ClientTimeout(
             total=None, connect=connect, sock_connect=connect, sock_read=read
