@@ -25,6 +25,7 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
+from bridge.simulator import collector
 from bridge.simulator.faults import FAULT_KINDS, FaultConfig, FaultConfigError, FaultInjector
 from bridge.simulator.rules import RuleConfig, RuleEngine
 from bridge.simulator.state import (
@@ -437,6 +438,7 @@ class Simulator:
             return _response(200, _dump(self._journal(request)))
         if name == "reset" and method == "POST":
             self.reset()
+            collector.collect_all()
             log.info("simulator state reset")
             return _response(200, b'{"status":"reset"}')
         if name == "faults":

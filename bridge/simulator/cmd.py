@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import signal
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.errors import ConfigError
+from bridge.simulator import collector
 from bridge.simulator.app import Simulator, build_app
 from bridge.simulator.faults import FaultConfig, FaultConfigError
 from bridge.simulator.rules import RuleConfig
@@ -133,10 +133,7 @@ async def _serve(args: argparse.Namespace, sim: Simulator) -> None:
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
-    # The simulator keeps millions of long-lived acyclic objects (journal, sessions): move
-    # what exists now out of the collector's view and collect young objects less often.
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    collector.install()
     host, port = runner.addresses[0][:2]
     print(f"{READY_PREFIX}http://{host}:{port}", flush=True)
     log.info("simulator ready on %s:%s (seed %s)", host, port, args.seed)
