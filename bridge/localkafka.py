@@ -123,11 +123,15 @@ class LocalKafka:
         data_dir: Path | None = None,
         version: str = KAFKA_VERSION,
         heap: str = "512m",
+        quick_jit: bool = True,
     ) -> None:
         self.port = port or free_port()
         self.controller_port = free_port()
         self.version = version
         self.heap = heap
+        # C1 only starts and settles fast (tests); the full JIT costs less CPU per request
+        # once warm, which matters when a long benchmark shares the cores with the broker.
+        self.quick_jit = quick_jit
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="talon-bridge-kafka-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -176,7 +180,7 @@ class LocalKafka:
             f"-Xmx{self.heap}",
             f"-Xms{self.heap}",
             "-XX:+UseG1GC",
-            "-XX:TieredStopAtLevel=1",
+            *(["-XX:TieredStopAtLevel=1"] if self.quick_jit else []),
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
             "-cp",
             f"{libs}/*",
@@ -276,13 +280,13 @@ def _read_pid(port: int) -> int | None:
     return None
 
 
-def up(port: int) -> int:
+def up(port: int, *, full_jit: bool = False) -> int:
     bootstrap = f"127.0.0.1:{port}"
     if _read_pid(port) is not None:
         _wait_ready(bootstrap, None, READY_TIMEOUT_S)
         print(bootstrap)
         return 0
-    broker = LocalKafka(port, data_dir=_run_dir(port))
+    broker = LocalKafka(port, data_dir=_run_dir(port), quick_jit=not full_jit)
     broker.start()
     if broker.proc is not None:
         (_run_dir(port) / "broker.pid").write_text(str(broker.proc.pid))
@@ -309,12 +313,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bridge.localkafka")
     parser.add_argument("action", choices=["up", "down", "status", "fetch"])
     parser.add_argument("--port", type=int, default=int(os.environ.get("KAFKA_PORT", "9092")))
+    parser.add_argument(
+        "--full-jit",
+        action="store_true",
+        help="up: compile hot code fully (slower start, less CPU once warm; for benchmarks)",
+    )
     args = parser.parse_args(argv)
     if args.action == "fetch":
         print(fetch_jars())
         return 0
     if args.action == "up":
-        return up(args.port)
+        return up(args.port, full_jit=args.full_jit)
     if args.action == "down":
         return down(args.port)
     running = _read_pid(args.port) is not None
