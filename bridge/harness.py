@@ -35,17 +35,24 @@ __all__ = [
 ]
 
 
-def create_bridge_topics(conf: Mapping[str, Any], prefix: str, partitions: int) -> dict[str, str]:
+def create_bridge_topics(
+    conf: Mapping[str, Any],
+    prefix: str,
+    partitions: int,
+    input_config: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Input, output and dead-letter topics with `partitions`, plus a compacted parking topic.
 
-    Returns their names by role: ``in``, ``out``, ``dlq``, ``park``.
+    `input_config` holds topic settings for the input topic. Returns the names by role:
+    ``in``, ``out``, ``dlq``, ``park``.
     """
     from bridge.topics import TopicSpec, ensure_topics
 
     names = {role: f"{prefix}.{role}" for role in ("in", "out", "dlq", "park")}
     ensure_topics(
         dict(conf),
-        [TopicSpec(names[role], partitions, 1) for role in ("in", "out", "dlq")]
+        [TopicSpec(names["in"], partitions, 1, dict(input_config or {}))]
+        + [TopicSpec(names[role], partitions, 1) for role in ("out", "dlq")]
         + [TopicSpec(names["park"], 1, 1, {"cleanup.policy": "compact"})],
     )
     return names
