@@ -438,8 +438,8 @@ class Simulator:
             return _response(200, _dump(self._journal(request)))
         if name == "reset" and method == "POST":
             self.reset()
-            collector.collect_all()
-            log.info("simulator state reset")
+            freed = collector.collect_all()
+            log.info("simulator state reset", extra={"objects_collected": freed})
             return _response(200, b'{"status":"reset"}')
         if name == "faults":
             return await self._faults_endpoint(request)

@@ -1,43 +1,39 @@
-"""Garbage-collector settings that keep the simulator's pauses short.
+"""Garbage collection in the simulator: off while serving, one full pass at each reset.
 
 The simulator keeps a growing store of long-lived objects: journals, sessions and
-idempotency answers. CPython's generational collector would scan them again and again, and
-every pause reaches clients as API latency. A young collection costs time in proportion to
-the objects born since the last one, so young collections run often and stay small.
-Whatever survives two collections is frozen and never scanned again.
+idempotency answers. CPython's generational collector scans them again and again, and
+clients see every pause as API latency. A young collection of 50,000 objects paused the
+simulator for 20-36 ms every few seconds under load. Smaller, more frequent collections
+cost it 10-15% of its capacity instead. Reference counting frees nearly all it discards:
+100,000 requests left 2,059 objects in cycles. So automatic collection is off, and a reset,
+when no request is waiting, runs one full collection.
 """
 
 from __future__ import annotations
 
 import gc
-from typing import Any
 
-__all__ = ["YOUNG_THRESHOLD", "collect_all", "install"]
+__all__ = ["collect_all", "install"]
 
-YOUNG_THRESHOLD = 1_000
+_installed = False
 
 
 def install() -> None:
-    """Freeze what exists now and switch to short, frequent collections."""
+    """Freeze what exists now and turn automatic collection off."""
+    global _installed
     gc.freeze()
-    gc.set_threshold(YOUNG_THRESHOLD, 2, 100)
-    if _freeze_survivors not in gc.callbacks:
-        gc.callbacks.append(_freeze_survivors)
+    gc.disable()
+    _installed = True
 
 
-def collect_all() -> None:
-    """One full collection, frozen objects included, when no request is waiting (a reset).
+def collect_all() -> int:
+    """One full collection, frozen objects included; returns the objects freed.
 
-    A cycle frozen while alive is only reclaimed here. Does nothing unless installed.
+    Does nothing unless `install` ran: an in-process simulator (tests) keeps the defaults.
     """
-    if _freeze_survivors not in gc.callbacks:
-        return
+    if not _installed:
+        return 0
     gc.unfreeze()
-    gc.collect()
+    freed = gc.collect()
     gc.freeze()
-
-
-def _freeze_survivors(phase: str, info: dict[str, Any]) -> None:
-    # Survivors of a middle collection are long-lived: the store, not requests in flight.
-    if phase == "stop" and info["generation"] >= 1:
-        gc.freeze()
+    return freed
