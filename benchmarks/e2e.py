@@ -9,13 +9,14 @@ All three run on this machine against the same simulator (default 20 ms latency)
 
 Then the bridge again at half its measured throughput, for latency, and optionally with a large
 backlog for peak memory. Latency runs from a command being handed to the producer to its effects
-record's processedAt; the latency run starts once the worker owns its partitions, and its first
-5 seconds are warm-up. The load producer lingers 5 ms, librdkafka's default. "Added" latency
-subtracts, per command, the time the simulator held the request (from its journal: session
-taken to request applied, simulated latency included), so it is what the bridge and Kafka add
-over the API. "Own" is the bridge's share alone: it starts once the command could run, when the
-broker appended it (the input topic uses LogAppendTime) and its session's previous command
-had finished, so it leaves out the upstream producer and waits for the API.
+record's processedAt. The latency run starts once the worker owns its partitions, and its first
+30 seconds (``--latency-warmup-seconds``) are warm-up, not measured. The load producer lingers
+5 ms, librdkafka's default. "Added" latency subtracts, per command, the time the simulator held
+the request (from its journal: session taken to request applied, simulated latency included),
+so it is what the bridge and Kafka add over the API. "Own" is the bridge's share alone: it
+starts once the command could run, when the broker appended it (the input topic uses
+LogAppendTime) and its session's previous command had finished, so it leaves out the upstream
+producer and waits for the API.
 
 Run: ``.venv/bin/python -m benchmarks.e2e [--commands 100000]``.
 """
@@ -56,7 +57,6 @@ from bridge.simulator.process import SimulatorProcess
 from bridge.talon.client import idempotency_key_for
 
 API_KEY = "bench-key"
-_LATENCY_WARMUP_S = 5.0
 
 
 @dataclass
@@ -232,20 +232,22 @@ def run_latency(
     sessions: int,
     partitions: int,
     in_flight: int,
+    warmup: float,
 ) -> Row:
     conf = {"bootstrap.servers": bootstrap}
     # The broker stamps each input record when it appends it: the bridge's share starts there.
     topics = fresh_topics(conf, partitions, {"message.timestamp.type": "LogAppendTime"})
     sim.reset()
     env = bridge_env(bootstrap, sim, topics, f"lat-{uuid.uuid4().hex[:6]}", in_flight)
-    n = int(rate * seconds)
+    n = int(rate * (warmup + seconds))
     updates = max(4, 2 * n // max(sessions, 1))
     commands = generate(
         LoadSpec(sessions=sessions, total=n, max_cart_updates=updates, run_id=uuid.uuid4().hex[:6])
     )
     occurred: dict[str, int] = {}
-    # The first seconds (connection pools filling, first calls) are warm-up, not measured.
-    measure_from_ms = time.time() * 1000 + _LATENCY_WARMUP_S * 1000
+    # The first seconds are warm-up, not measured: connection pools filling, and the broker's
+    # JIT compiling the paths of small produce and fetch requests (a cold one tripled p99).
+    measure_from_ms = time.time() * 1000 + warmup * 1000
 
     def tap() -> Iterator[Command]:
         for c in commands:
@@ -261,7 +263,7 @@ def run_latency(
             "the bridge to be assigned its partitions",
             step=0.2,
         )
-        measure_from_ms = time.time() * 1000 + _LATENCY_WARMUP_S * 1000
+        measure_from_ms = time.time() * 1000 + warmup * 1000
         t0 = time.monotonic()
         # librdkafka's default linger, as an upstream service would produce.
         n = produce_commands(
@@ -404,6 +406,12 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=256)
     parser.add_argument("--naive-seconds", type=float, default=20)
     parser.add_argument("--latency-seconds", type=float, default=30)
+    parser.add_argument(
+        "--latency-warmup-seconds",
+        type=float,
+        default=30,
+        help="traffic at the latency run's rate before it is measured",
+    )
     parser.add_argument("--bootstrap", default=None, help="an existing broker")
     parser.add_argument("--skip", default="", help="comma list of: naive,ceiling,latency")
     parser.add_argument(
@@ -441,6 +449,7 @@ def main() -> None:
                     args.sessions,
                     args.partitions,
                     args.in_flight,
+                    args.latency_warmup_seconds,
                 )
             )
         if args.backlog:
