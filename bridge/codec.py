@@ -43,6 +43,7 @@ import orjson
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 
+from bridge import effects_writer
 from bridge.commands import (
     AdditionalCost,
     CartItem,
@@ -189,6 +190,12 @@ class Codec:
         schemas = bundled_schemas() if schemas is None else schemas
         self._command = self._record(schemas.get(COMMAND))
         self._effects = self._record(schemas.get(EFFECTS_EMITTED))
+        # The hand-written writer only for the exact schema it follows.
+        self._write_effects = (
+            effects_writer.write
+            if self._effects.current.fingerprint == effects_writer.FINGERPRINT
+            else None
+        )
         for older in schemas.previous:
             self.add_writer_schema(older.definition)
 
@@ -272,7 +279,13 @@ class Codec:
             EncodeError: A value does not fit the schema.
             RegistryError: The schema could not be registered or looked up.
         """
-        return self._encode(self._effects, _effects_to_avro(rec), topic)
+        if self._write_effects is None:
+            return self._encode(self._effects, _effects_to_avro(rec), topic)
+        try:
+            body = self._write_effects(rec)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise EncodeError(f"EffectsEmitted does not fit its schema: {exc}") from exc
+        return self._prefix(self._effects, topic) + body
 
     # --- framing ----------------------------------------------------------------------------
 
@@ -369,14 +382,15 @@ class Codec:
         record.by_schema_id[schema_id] = writer
         return writer
 
-    def _encode(self, record: _Record, datum: dict[str, Any], topic: str) -> bytes:
+    def _prefix(self, record: _Record, topic: str) -> bytes:
         if self._encoding == "single-object":
-            prefix = _SINGLE_OBJECT_MAGIC + record.current.fingerprint_bytes
-        else:
-            found = record.prefix_by_topic.get(topic)
-            prefix = found if found is not None else self._register(record, topic)
+            return _SINGLE_OBJECT_MAGIC + record.current.fingerprint_bytes
+        found = record.prefix_by_topic.get(topic)
+        return found if found is not None else self._register(record, topic)
+
+    def _encode(self, record: _Record, datum: dict[str, Any], topic: str) -> bytes:
         out = BytesIO()
-        out.write(prefix)
+        out.write(self._prefix(record, topic))
         try:
             schemaless_writer(out, record.wire, datum)
         except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from functools import cache
@@ -15,7 +16,8 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, Schema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.codec import Codec, EncodeError, RegistryError
+from bridge import effects_writer
+from bridge.codec import Codec, EncodeError, RegistryError, _effects_to_avro, _strip_logical_types
 from bridge.commands import (
     AdditionalCost,
     CartItem,
@@ -703,6 +705,38 @@ def test_property_command_round_trip(cmd: Command, encoding: str) -> None:
 def test_property_effects_round_trip(rec: EffectsEmitted, encoding: str) -> None:
     codec = shared_codec(encoding)
     assert codec.decode_effects(codec.encode_effects(rec, EFFECTS_TOPIC)) == rec
+
+
+@cache
+def _fastavro_effects() -> Any:
+    return fastavro.parse_schema(_strip_logical_types(get_schema("EffectsEmitted").definition))
+
+
+@PROPERTY
+@given(rec=effects_records)
+def test_property_effects_writer_matches_fastavro(rec: EffectsEmitted) -> None:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, _fastavro_effects(), _effects_to_avro(rec))
+    assert effects_writer.write(rec) == out.getvalue()
+
+
+def test_effects_writer_follows_the_bundled_schema() -> None:
+    # A schema change must come with a writer change (or drop the writer).
+    assert get_schema("EffectsEmitted").fingerprint == effects_writer.FINGERPRINT
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"source_partition": 2**31},
+        {"source_offset": -(2**63) - 1},
+        {"command_type": "no_such_call"},
+        {"session_id": None},
+    ],
+)
+def test_effects_that_do_not_fit_are_encode_errors(change: dict[str, Any]) -> None:
+    with pytest.raises(EncodeError):
+        Codec().encode_effects(dataclasses.replace(EFFECTS, **change), EFFECTS_TOPIC)
 
 
 @PROPERTY
