@@ -10,15 +10,17 @@ for (`FINGERPRINT`); any other schema goes through fastavro.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Sequence
+from typing import Final, TypeVar
 
-from bridge.commands import EffectsEmitted
+from bridge.commands import CreatedCouponRecord, CreatedReferralRecord, EffectRecord, EffectsEmitted
 
 __all__ = ["FINGERPRINT", "write"]
 
 # CRC-64-AVRO of the Parsing Canonical Form this writer follows.
 FINGERPRINT: Final = 2385320551534473842
+
+_T = TypeVar("_T")
 
 _NULL: Final = b"\x00"
 _PRESENT: Final = b"\x02"  # union branch 1: the value, not null
@@ -93,39 +95,49 @@ def write(rec: EffectsEmitted) -> bytes:
         _NULL if state is None else _PRESENT + _int(_SESSION_STATES[state]),
         b"\x01" if rec.dry else b"\x00",
     ]
-    # Arrays: one block with its count, then the end marker (an empty array is the marker).
-    if effects := rec.effects:
-        parts.append(_long(len(effects)))
-        for e in effects:
-            parts += (
-                _long(e.campaign_id),
-                _long(e.ruleset_id),
-                _int(e.rule_index),
-                _str(e.rule_name),
-                _str(e.effect_type),
-                _str(e.props),
-                _optional(_long, e.triggered_by_coupon),
-                _optional(_long, e.triggered_for_catalog_item),
-                _optional(_int, e.condition_index),
-                _optional(_long, e.evaluation_group_id),
-                _optional_str(e.evaluation_group_mode),
-                _optional(_long, e.campaign_revision_id),
-                _optional(_long, e.campaign_revision_version_id),
-            )
-    parts.append(_NULL)
-    if coupons := rec.created_coupons:
-        parts.append(_long(len(coupons)))
-        for c in coupons:
-            parts += (_long(c.id), _long(c.campaign_id), _str(c.value))
-    parts.append(_NULL)
-    if referrals := rec.created_referrals:
-        parts.append(_long(len(referrals)))
-        for r in referrals:
-            parts += (
-                _long(r.id),
-                _long(r.campaign_id),
-                _str(r.code),
-                _str(r.advocate_profile_integration_id),
-            )
-    parts.append(_NULL)
+    _array(parts, rec.effects, _effect)
+    _array(parts, rec.created_coupons, _coupon)
+    _array(parts, rec.created_referrals, _referral)
     return b"".join(parts)
+
+
+def _array(
+    parts: list[bytes], items: Sequence[_T], fields: Callable[[_T], tuple[bytes, ...]]
+) -> None:
+    # One block with its count, then the end marker (an empty array is the marker alone).
+    if items:
+        parts.append(_long(len(items)))
+        for item in items:
+            parts += fields(item)
+    parts.append(_NULL)
+
+
+def _effect(e: EffectRecord) -> tuple[bytes, ...]:
+    return (
+        _long(e.campaign_id),
+        _long(e.ruleset_id),
+        _int(e.rule_index),
+        _str(e.rule_name),
+        _str(e.effect_type),
+        _str(e.props),
+        _optional(_long, e.triggered_by_coupon),
+        _optional(_long, e.triggered_for_catalog_item),
+        _optional(_int, e.condition_index),
+        _optional(_long, e.evaluation_group_id),
+        _optional_str(e.evaluation_group_mode),
+        _optional(_long, e.campaign_revision_id),
+        _optional(_long, e.campaign_revision_version_id),
+    )
+
+
+def _coupon(c: CreatedCouponRecord) -> tuple[bytes, ...]:
+    return (_long(c.id), _long(c.campaign_id), _str(c.value))
+
+
+def _referral(r: CreatedReferralRecord) -> tuple[bytes, ...]:
+    return (
+        _long(r.id),
+        _long(r.campaign_id),
+        _str(r.code),
+        _str(r.advocate_profile_integration_id),
+    )
