@@ -16,13 +16,18 @@ from __future__ import annotations
 import http
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Final
+from typing import Final, Unpack
 
 import httpx
 from pyreqwest import exceptions as rq
 from pyreqwest.client import Client, ClientBuilder
 
-from bridge.talon.transport import DEFAULT_TIMEOUT, Answer, ExchangeTransport, without_urls
+from bridge.talon.transport import (
+    Answer,
+    ExchangeTransport,
+    TransportOptions,
+    without_urls,
+)
 
 __all__ = ["ReqwestTransport"]
 
@@ -65,29 +70,11 @@ class ReqwestTransport(ExchangeTransport):
     once and further requests wait for a free one, up to the pool timeout.
 
     Args:
-        max_connections: Size of the connection pool.
-        keepalive_expiry: Seconds an idle connection stays open for reuse.
-        connect_timeout: Default when a request carries no timeout extension.
-        read_timeout: Default when a request carries no timeout extension.
-        pool_timeout: Default when a request carries no timeout extension.
+        options: Pool size, keep-alive and default timeouts, as for `ExchangeTransport`.
     """
 
-    def __init__(
-        self,
-        *,
-        max_connections: int = 256,
-        keepalive_expiry: float = 15.0,
-        connect_timeout: float | None = DEFAULT_TIMEOUT,
-        read_timeout: float | None = DEFAULT_TIMEOUT,
-        pool_timeout: float | None = DEFAULT_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            max_connections=max_connections,
-            keepalive_expiry=keepalive_expiry,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            pool_timeout=pool_timeout,
-        )
+    def __init__(self, **options: Unpack[TransportOptions]) -> None:
+        super().__init__(**options)
         self._clients: dict[int, tuple[dict[str, float | None], Client]] = {}
         self._closed = False
 

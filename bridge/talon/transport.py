@@ -21,7 +21,7 @@ import functools
 import re
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, TypedDict, Unpack
 
 import aiohttp
 import httpx
@@ -32,6 +32,7 @@ __all__ = [
     "AiohttpTransport",
     "Answer",
     "ExchangeTransport",
+    "TransportOptions",
     "buffered_response",
     "decoded_content",
     "without_urls",
@@ -46,6 +47,16 @@ _SKIP_AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent")
 _IDENTITY: Final = frozenset({"", "identity"})
 _MAX_CACHED_TIMEOUTS: Final = 64
 _URL: Final = re.compile(r"\w+://[^\s')\]]+")
+
+
+class TransportOptions(TypedDict, total=False):
+    """The options every `ExchangeTransport` takes; its docstring says what they mean."""
+
+    max_connections: int
+    keepalive_expiry: float
+    connect_timeout: float | None
+    read_timeout: float | None
+    pool_timeout: float | None
 
 
 class ExchangeTransport(httpx.AsyncBaseTransport):
@@ -135,34 +146,15 @@ class AiohttpTransport(ExchangeTransport):
     at once and further requests wait for a free one, up to the pool timeout.
 
     Args:
-        max_connections: Size of the connection pool.
-        keepalive_expiry: Seconds an idle connection stays open for reuse.
         dns_cache_seconds: How long resolved host addresses are reused.
-        connect_timeout: Default when a request carries no timeout extension.
-        read_timeout: Default when a request carries no timeout extension.
-        pool_timeout: Default when a request carries no timeout extension.
+        options: Pool size, keep-alive and default timeouts, as for `ExchangeTransport`.
     """
 
-    def __init__(
-        self,
-        *,
-        max_connections: int = 256,
-        keepalive_expiry: float = 15.0,
-        dns_cache_seconds: int = 60,
-        connect_timeout: float | None = DEFAULT_TIMEOUT,
-        read_timeout: float | None = DEFAULT_TIMEOUT,
-        pool_timeout: float | None = DEFAULT_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            max_connections=max_connections,
-            keepalive_expiry=keepalive_expiry,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            pool_timeout=pool_timeout,
-        )
+    def __init__(self, *, dns_cache_seconds: int = 60, **options: Unpack[TransportOptions]) -> None:
+        super().__init__(**options)
         self._dns_cache_seconds = dns_cache_seconds
         self._session: aiohttp.ClientSession | None = None
-        self._slots = _Slots(max_connections)
+        self._slots = _Slots(self._max_connections)
         self._closed = False
         self._by_spec: dict[
             int, tuple[dict[str, float | None] | None, aiohttp.ClientTimeout, float | None]
