@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import orjson
 from pydantic import BaseModel, ValidationError
 
 from bridge.commands import (
@@ -26,6 +25,7 @@ from bridge.commands import (
 from bridge.errors import InvalidCommandError
 from bridge.talon import models as m
 from bridge.talon.client import ApiResult, TalonClient, idempotency_key_for
+from bridge.talon.summary import IntegrationSummary, SummaryEffect
 
 __all__ = ["Applied", "Handlers"]
 
@@ -46,7 +46,7 @@ class Applied:
     replayed: bool
 
 
-def _effects(effects: list[m.Effect]) -> list[EffectRecord]:
+def _effects(effects: list[SummaryEffect]) -> list[EffectRecord]:
     return [
         EffectRecord(
             campaign_id=e.campaign_id,
@@ -54,7 +54,7 @@ def _effects(effects: list[m.Effect]) -> list[EffectRecord]:
             rule_index=e.rule_index,
             rule_name=e.rule_name,
             effect_type=e.effect_type,
-            props=orjson.dumps(e.props).decode() if e.props is not None else "null",
+            props=e.props_json,
             triggered_by_coupon=e.triggered_by_coupon,
             triggered_for_catalog_item=e.triggered_for_catalog_item,
             condition_index=e.condition_index,
@@ -67,7 +67,7 @@ def _effects(effects: list[m.Effect]) -> list[EffectRecord]:
     ]
 
 
-def _applied(result: ApiResult[m.IntegrationSummary], state: SessionState | None) -> Applied:
+def _applied(result: ApiResult[IntegrationSummary], state: SessionState | None) -> Applied:
     body = result.value
     return Applied(
         session_state=state,
@@ -181,7 +181,7 @@ class Handlers:
                 dry=cmd.dry,
                 idempotency_key=key,
                 event_id=cmd.event_id,
-                model=m.IntegrationSummary,
+                model=IntegrationSummary,
             )
             session = result.value.customer_session
             return _applied(result, session.state if session else payload.state)
@@ -191,7 +191,7 @@ class Handlers:
                 dry=cmd.dry,
                 idempotency_key=key,
                 event_id=cmd.event_id,
-                model=m.IntegrationSummary,
+                model=IntegrationSummary,
             )
             return _applied(event, None)
         ret = await self.client.return_cart_items(
@@ -200,7 +200,7 @@ class Handlers:
             dry=cmd.dry,
             idempotency_key=key,
             event_id=cmd.event_id,
-            model=m.IntegrationSummary,
+            model=IntegrationSummary,
         )
         session = ret.value.customer_session
         return _applied(ret, session.state if session else None)

@@ -29,7 +29,6 @@ from bridge.talon.models import (
     IntegrationEventV2Request,
     IntegrationRequest,
     IntegrationStateV2,
-    IntegrationSummary,
     ModelReturn,
     NewCustomerSessionV2,
     NewReturn,
@@ -38,8 +37,14 @@ from bridge.talon.models import (
     ReturnIntegrationRequest,
     SessionCartItem,
     SessionState,
-    SessionSummary,
     TrackEventV2Response,
+)
+from bridge.talon.summary import (
+    IntegrationSummary,
+    SessionSummary,
+    SummaryCoupon,
+    SummaryEffect,
+    SummaryReferral,
 )
 from bridge.talon.transport import AiohttpTransport
 
@@ -72,6 +77,9 @@ __all__ = [
     "SessionCartItem",
     "SessionState",
     "SessionSummary",
+    "SummaryCoupon",
+    "SummaryEffect",
+    "SummaryReferral",
     "TalonClient",
     "TrackEventV2Response",
     "idempotency_key_for",

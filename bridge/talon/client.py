@@ -50,11 +50,13 @@ from typing import (
     NoReturn,
     TypeAlias,
     TypeVar,
+    cast,
     overload,
 )
 from urllib.parse import quote
 
 import httpx
+import msgspec
 import orjson
 from pydantic import BaseModel, ValidationError
 
@@ -104,7 +106,7 @@ _Exchange: TypeAlias = Callable[
 ]
 
 T = TypeVar("T")
-_M = TypeVar("_M", bound=BaseModel)
+_M = TypeVar("_M", bound=BaseModel | msgspec.Struct)
 
 IDEMPOTENCY_NAMESPACE: Final = uuid.UUID("4fe16fa4-14bf-59d9-80fe-a7b09cd5af8c")
 """uuid5(NAMESPACE_URL, "urn:talon-bridge:idempotency-key"). Changing it changes every key."""
@@ -312,7 +314,7 @@ class TalonClient:
         dry: bool = False,
         idempotency_key: str | None = None,
         event_id: str | None = None,
-        model: type[BaseModel] = IntegrationStateV2,
+        model: type[Any] = IntegrationStateV2,
     ) -> ApiResult[Any]:
         """Create or update a customer session: ``PUT /v2/customer_sessions/{id}``.
 
@@ -323,8 +325,8 @@ class TalonClient:
             idempotency_key: Sent as ``Idempotency-Key`` (see `idempotency_key_for`).
             event_id: The command's eventId, sent as ``X-Talon-Bridge-Event-Id`` for tracing
                 (percent-encoded if it is not printable ASCII).
-            model: What to parse the answer into; `IntegrationSummary` reads only what the
-                bridge republishes, at about half the parsing cost.
+            model: What to parse the answer into: a pydantic model, or a msgspec struct
+                such as `IntegrationSummary`, which reads only what the bridge republishes.
 
         Raises:
             ApiError: The subclass matching the outcome, see the module docstring.
@@ -368,7 +370,7 @@ class TalonClient:
         dry: bool = False,
         idempotency_key: str | None = None,
         event_id: str | None = None,
-        model: type[BaseModel] = TrackEventV2Response,
+        model: type[Any] = TrackEventV2Response,
     ) -> ApiResult[Any]:
         """Track a custom event: ``POST /v2/events?silent=no``.
 
@@ -380,8 +382,8 @@ class TalonClient:
             idempotency_key: Sent as ``Idempotency-Key`` (see `idempotency_key_for`).
             event_id: The command's eventId, sent as ``X-Talon-Bridge-Event-Id`` for tracing
                 (percent-encoded if it is not printable ASCII).
-            model: What to parse the answer into; `IntegrationSummary` reads only what the
-                bridge republishes, at about half the parsing cost.
+            model: What to parse the answer into: a pydantic model, or a msgspec struct
+                such as `IntegrationSummary`, which reads only what the bridge republishes.
 
         Raises:
             ApiError: The subclass matching the outcome, see the module docstring.
@@ -428,7 +430,7 @@ class TalonClient:
         dry: bool = False,
         idempotency_key: str | None = None,
         event_id: str | None = None,
-        model: type[BaseModel] = IntegrationStateV2,
+        model: type[Any] = IntegrationStateV2,
     ) -> ApiResult[Any]:
         """Return units of a closed session's cart: ``POST /v2/customer_sessions/{id}/returns``.
 
@@ -439,8 +441,8 @@ class TalonClient:
             idempotency_key: Sent as ``Idempotency-Key`` (see `idempotency_key_for`).
             event_id: The command's eventId, sent as ``X-Talon-Bridge-Event-Id`` for tracing
                 (percent-encoded if it is not printable ASCII).
-            model: What to parse the answer into; `IntegrationSummary` reads only what the
-                bridge republishes, at about half the parsing cost.
+            model: What to parse the answer into: a pydantic model, or a msgspec struct
+                such as `IntegrationSummary`, which reads only what the bridge republishes.
 
         Raises:
             ApiError: The subclass matching the outcome, see the module docstring.
@@ -528,12 +530,10 @@ class TalonClient:
         if not 200 <= status < 300:
             self._fail(operation, duration, _Reply(status, reason, headers), body)
         try:
-            if status == 204 or not body:
-                value = model.model_validate(_NO_CONTENT)
-            else:
-                value = model.model_validate_json(body)
-        except ValidationError as exc:
-            self._fail(operation, duration, _Reply(status, reason, headers), body, exc)
+            value = _parse(model, body if status != 204 else b"")
+        except (ValidationError, msgspec.DecodeError) as exc:
+            invalid = _Invalid(model.__name__, exc)
+            self._fail(operation, duration, _Reply(status, reason, headers), body, invalid)
         if self._observer is not None:
             self._observer(operation, "2xx", duration)
         # Only a request that carried a key can be answered from the idempotency store.
@@ -548,13 +548,13 @@ class TalonClient:
         duration: float,
         failure: _Reply | httpx.RequestError,
         body: bytes = b"",
-        invalid: ValidationError | None = None,
+        invalid: _Invalid | None = None,
     ) -> NoReturn:
         """Report the failed call to the observer and raise its `ApiError`."""
         error, outcome = self._translate(operation, failure, body, invalid)
         if self._observer is not None:
             self._observer(operation, outcome, duration)
-        cause = failure if isinstance(failure, httpx.RequestError) else invalid
+        cause = failure if isinstance(failure, httpx.RequestError) else invalid and invalid.error
         raise error from cause
 
     def _translate(
@@ -562,12 +562,12 @@ class TalonClient:
         operation: Operation,
         failure: _Reply | httpx.RequestError,
         body: bytes,
-        invalid: ValidationError | None,
+        invalid: _Invalid | None,
     ) -> tuple[ApiError, Outcome]:
         """The one mapping from a failed call to the error raised and the observer outcome.
 
         `failure` is the httpx error, or the answer: a non-2xx one, or a 2xx one whose body
-        did not validate (`invalid`).
+        did not validate (`invalid` says how).
         """
         if isinstance(failure, httpx.TimeoutException):
             text = f"{operation}: no answer in time ({type(failure).__name__}: {failure})"
@@ -581,12 +581,7 @@ class TalonClient:
             # (events and returns are not idempotent without a key), and a body that does not
             # match the model will not match on a retry either: dead-letter the command so it
             # can be replayed once the model is fixed.
-            first = invalid.errors(include_url=False, include_input=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "body"
-            text = (
-                f"{operation}: HTTP {status} answer is not a valid {invalid.title} "
-                f"({invalid.error_count()} problem(s); {where}: {first['msg']})"
-            )
+            text = f"{operation}: HTTP {status} answer is not a valid {_not_valid(invalid)}"
             return PermanentApiError(self._redact(text), status=status), "2xx"
         secret = self._secret.encode("ascii")
         if secret in body:
@@ -620,8 +615,43 @@ class _Reply(NamedTuple):
     """Case-insensitive."""
 
 
+class _Invalid(NamedTuple):
+    """A 2xx answer whose body did not match the model it was read as."""
+
+    model: str
+    error: ValidationError | msgspec.DecodeError
+
+
 _DRY_QUERY: Final = {False: "dry=false", True: "dry=true"}
 _EVENT_QUERY: Final = {False: "silent=no&dry=false", True: "silent=no&dry=true"}
+
+
+_DECODERS: Final[dict[type[msgspec.Struct], msgspec.json.Decoder[Any]]] = {}
+
+
+def _parse(model: type[_M], body: bytes) -> _M:
+    """`body` read as `model`; no body stands for `_NO_CONTENT`."""
+    if issubclass(model, msgspec.Struct):
+        decoder = _DECODERS.get(model)
+        if decoder is None:
+            decoder = _DECODERS.setdefault(model, msgspec.json.Decoder(model, strict=False))
+        if not body:
+            return msgspec.convert(_NO_CONTENT, model, strict=False)
+        return cast(_M, decoder.decode(body))
+    if not body:
+        return model.model_validate(_NO_CONTENT)
+    return model.model_validate_json(body)
+
+
+def _not_valid(invalid: _Invalid) -> str:
+    """The model an answer did not match, and the first place where it did not."""
+    exc = invalid.error
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        return f"{invalid.model} ({exc.error_count()} problem(s); {where}: {first['msg']})"
+    # msgspec names the place as a JSON path: "Expected `int`, got `str` - at `$.effects[0]`".
+    return f"{invalid.model} ({exc})"
 
 
 def _session_path(session_id: str) -> str:

@@ -37,7 +37,6 @@ __all__ = [
     "IntegrationEventV2Request",
     "IntegrationRequest",
     "IntegrationStateV2",
-    "IntegrationSummary",
     "ModelReturn",
     "NewCustomerSessionV2",
     "NewReturn",
@@ -46,7 +45,6 @@ __all__ = [
     "ReturnedCartItem",
     "SessionCartItem",
     "SessionState",
-    "SessionSummary",
     "TrackEventV2Response",
 ]
 
@@ -321,26 +319,6 @@ class IntegrationStateV2(_Wire):
     awarded_giveaways: list[JsonObject] | None = None
     return_: ModelReturn | None = Field(default=None, alias="return")
     previous_returns: list[ModelReturn] | None = None
-
-
-class SessionSummary(_Wire):
-    """Of a returned customer session, only its state."""
-
-    state: SessionState | None = None
-
-
-class IntegrationSummary(_Wire):
-    """What Talon.One decided, read from any of the three responses and nothing more.
-
-    The effects, created coupons and referrals, and the session's state are what the bridge
-    republishes; skipping the rest (above all the session's cart, which grows with every
-    update) halves the parsing cost. `customer_session` is None for trackEventV2.
-    """
-
-    customer_session: SessionSummary | None = None
-    effects: list[Effect]
-    created_coupons: list[Coupon]
-    created_referrals: list[Referral]
 
 
 class TrackEventV2Response(_Wire):

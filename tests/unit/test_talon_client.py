@@ -168,7 +168,9 @@ async def test_each_call_can_read_only_the_summary() -> None:
         full = await client.update_customer_session("s", SESSION_BODY)
     for result in (session, event, returned):
         assert isinstance(result.value, IntegrationSummary)
-        assert result.value.effects == full.value.effects
+        assert [(e.effect_type, orjson.loads(e.props_json)) for e in result.value.effects] == [
+            (e.effect_type, e.props) for e in full.value.effects
+        ]
     summary_session, full_session = session.value.customer_session, full.value.customer_session
     assert (summary_session and summary_session.state) == (full_session and full_session.state)
 
@@ -438,19 +440,61 @@ def test_api_result_is_frozen() -> None:
         result.status = 500  # type: ignore[misc]
 
 
+@pytest.mark.parametrize("model", [IntegrationStateV2, IntegrationSummary])
 @pytest.mark.parametrize(
     "body",
     [b"<html>OK</html>", b'{"effects": "nope"}', b'{"effects": []}', b"[]"],
     ids=["html", "wrong-type", "missing-lists", "array"],
 )
-async def test_unparsable_success_body_is_permanent(body: bytes) -> None:
+async def test_unparsable_success_body_is_permanent(body: bytes, model: type[Any]) -> None:
     client, calls = make_client(Recorder(httpx.Response(200, content=body)))
     async with client:
         with pytest.raises(PermanentApiError) as caught:
-            await update(client)
+            await client.update_customer_session("order-1001", SESSION_BODY, model=model)
     assert caught.value.status == 200
-    assert "IntegrationStateV2" in str(caught.value)
+    assert f"is not a valid {model.__name__} (" in str(caught.value)
+    assert caught.value.__cause__ is not None
     assert calls[0][1] == "2xx"
+
+
+async def test_summary_names_where_an_answer_is_wrong_but_not_the_value() -> None:
+    effect = {**STATE_WITH_EFFECT["effects"][0], "campaignId": "secret-ish"}
+    answer = httpx.Response(200, json={**EMPTY_STATE, "effects": [effect]})
+    client, _ = make_client(Recorder(answer))
+    async with client:
+        with pytest.raises(PermanentApiError) as caught:
+            await client.track_event(EVENT_BODY, model=IntegrationSummary)
+    assert "$.effects[0].campaignId" in str(caught.value)
+    assert "secret-ish" not in str(caught.value)
+
+
+async def test_summary_keeps_props_as_sent_and_skips_what_it_does_not_read() -> None:
+    props = rb'{"name": "Caf\u00e9 10%",  "value": 10.50}'
+    body = (
+        b'{"effects": [{"campaignId": "12", "rulesetId": 34, "ruleIndex": 0, "ruleName": "r",'
+        b' "effectType": "setDiscount", "props": ' + props + b', "newField": [1, 2]},'
+        b' {"campaignId": 12, "rulesetId": 34, "ruleIndex": 1, "ruleName": "r",'
+        b' "effectType": "acceptCoupon"}],'
+        b' "createdCoupons": [], "createdReferrals": [], "customerProfile": {"id": 1},'
+        b' "customerSession": {"state": "closed", "cartItems": [{"sku": "x"}]}}'
+    )
+    client, _ = make_client(Recorder(httpx.Response(200, content=body)))
+    async with client:
+        result = await client.update_customer_session("s", SESSION_BODY, model=IntegrationSummary)
+    first, second = result.value.effects
+    # Republished byte for byte: never parsed and written out again.
+    assert first.props_json.encode() == props
+    assert first.campaign_id == 12  # lenient, like the pydantic models
+    assert second.props_json == "null"
+    assert result.value.customer_session is not None
+    assert result.value.customer_session.state == "closed"
+
+
+async def test_no_content_is_an_empty_summary() -> None:
+    client, _ = make_client(Recorder(httpx.Response(204)))
+    async with client:
+        result = await client.track_event(EVENT_BODY, model=IntegrationSummary)
+    assert result.value == IntegrationSummary(effects=[], created_coupons=[], created_referrals=[])
 
 
 # ---------------------------------------------------------------- status mapping

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 import talon_one.models as sdk
@@ -26,13 +27,13 @@ from bridge.talon.models import (
     IntegrationEventV2Request,
     IntegrationRequest,
     IntegrationStateV2,
-    IntegrationSummary,
     NewCustomerSessionV2,
     NewReturn,
     ReturnedCartItem,
     ReturnIntegrationRequest,
     TrackEventV2Response,
 )
+from bridge.talon.summary import IntegrationSummary, SummaryEffect
 
 CREATED = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
 UPDATED = datetime(2026, 1, 10, 9, 5, tzinfo=UTC)
@@ -447,16 +448,45 @@ def test_update_and_return_response_built_by_the_sdk() -> None:
 
 def assert_summary_matches(text: str, full: IntegrationStateV2 | TrackEventV2Response) -> None:
     """The lean reading carries exactly what the full model says the bridge republishes."""
-    summary = IntegrationSummary.model_validate_json(text)
-    assert summary.effects == full.effects
-    assert summary.created_coupons == full.created_coupons
-    assert summary.created_referrals == full.created_referrals
+    summary = msgspec.json.decode(text, type=IntegrationSummary)
+    assert [effect_view(e) for e in summary.effects] == [effect_view(e) for e in full.effects]
+    assert [(c.id, c.campaign_id, c.value) for c in summary.created_coupons] == [
+        (c.id, c.campaign_id, c.value) for c in full.created_coupons
+    ]
+    assert [(r.id, r.campaign_id, r.code) for r in summary.created_referrals] == [
+        (r.id, r.campaign_id, r.code) for r in full.created_referrals
+    ]
     session = getattr(full, "customer_session", None)
     if session is None:
         assert summary.customer_session is None
     else:
         assert summary.customer_session is not None
         assert summary.customer_session.state == session.state
+
+
+_EFFECT_FIELDS = (
+    "campaign_id",
+    "ruleset_id",
+    "rule_index",
+    "rule_name",
+    "effect_type",
+    "triggered_by_coupon",
+    "triggered_for_catalog_item",
+    "condition_index",
+    "evaluation_group_id",
+    "evaluation_group_mode",
+    "campaign_revision_id",
+    "campaign_revision_version_id",
+)
+
+
+def effect_view(effect: Effect | SummaryEffect) -> dict[str, Any]:
+    """The fields of an effect that the effects record carries, props parsed."""
+    view = {name: getattr(effect, name) for name in _EFFECT_FIELDS}
+    view["props"] = (
+        orjson.loads(effect.props_json) if isinstance(effect, SummaryEffect) else effect.props
+    )
+    return view
 
 
 def test_minimal_sdk_response() -> None:
