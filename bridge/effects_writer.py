@@ -62,12 +62,8 @@ def _str(value: str) -> bytes:
     return _long(len(data)) + data
 
 
-def _optional(encode: Callable[[int], bytes], value: int | None) -> bytes:
+def _optional(encode: Callable[[_T], bytes], value: _T | None) -> bytes:
     return _NULL if value is None else _PRESENT + encode(value)
-
-
-def _optional_str(value: str | None) -> bytes:
-    return _NULL if value is None else _PRESENT + _str(value)
 
 
 _COMMAND_TYPES: Final = {"track_event": 0, "update_customer_session": 1, "return_cart_items": 2}
@@ -86,7 +82,7 @@ def write(rec: EffectsEmitted) -> bytes:
     parts = [
         _str(rec.event_id),
         _str(rec.session_id),
-        _optional_str(rec.profile_id),
+        _optional(_str, rec.profile_id),
         _int(_COMMAND_TYPES[rec.command_type]),
         _str(rec.source_topic),
         _int(rec.source_partition),
@@ -124,7 +120,7 @@ def _effect(e: EffectRecord) -> tuple[bytes, ...]:
         _optional(_long, e.triggered_for_catalog_item),
         _optional(_int, e.condition_index),
         _optional(_long, e.evaluation_group_id),
-        _optional_str(e.evaluation_group_mode),
+        _optional(_str, e.evaluation_group_mode),
         _optional(_long, e.campaign_revision_id),
         _optional(_long, e.campaign_revision_version_id),
     )
