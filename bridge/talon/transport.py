@@ -28,7 +28,6 @@ import httpx
 import yarl
 
 __all__ = [
-    "DEFAULT_TIMEOUT",
     "AiohttpTransport",
     "Answer",
     "ExchangeTransport",
@@ -38,7 +37,7 @@ __all__ = [
     "without_urls",
 ]
 
-DEFAULT_TIMEOUT: Final = 5.0
+_DEFAULT_TIMEOUT: Final = 5.0
 # Headers the transport must not forward because aiohttp derives them from the URL and body.
 _DERIVED_HEADERS: Final = frozenset({b"host", b"content-length", b"transfer-encoding"})
 # Send exactly the headers of the httpx.Request, as httpx's own transport does, instead of
@@ -76,9 +75,9 @@ class ExchangeTransport(httpx.AsyncBaseTransport):
         *,
         max_connections: int = 256,
         keepalive_expiry: float = 15.0,
-        connect_timeout: float | None = DEFAULT_TIMEOUT,
-        read_timeout: float | None = DEFAULT_TIMEOUT,
-        pool_timeout: float | None = DEFAULT_TIMEOUT,
+        connect_timeout: float | None = _DEFAULT_TIMEOUT,
+        read_timeout: float | None = _DEFAULT_TIMEOUT,
+        pool_timeout: float | None = _DEFAULT_TIMEOUT,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
