@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from bridge.settings import KafkaSettings
 
 __all__ = [
+    "LIBRDKAFKA_LOGGER",
     "ConsumerThread",
     "InputRecord",
     "PartitionListener",
@@ -39,11 +40,17 @@ _NO_OFFSET = KafkaError._NO_OFFSET  # noqa: SLF001
 Headers = list[tuple[str, bytes]]
 TP = tuple[str, int]
 
+# librdkafka's own lines (connection failures, broker errors) go through Python logging, so
+# they come out as JSON like every other line. The client hands them over on the thread that
+# polls it: every client given this logger must be polled or consumed from continuously.
+LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
+
 # Properties correctness depends on; they win over the pass-through.
 _CONSUMER_ENFORCED: dict[str, Any] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
     "partition.assignment.strategy": "cooperative-sticky",
+    "logger": LIBRDKAFKA_LOGGER,
 }
 _CONSUMER_DEFAULTS: dict[str, Any] = {
     "auto.offset.reset": "earliest",
@@ -54,7 +61,11 @@ _CONSUMER_DEFAULTS: dict[str, Any] = {
     "fetch.max.bytes": 16_777_216,
     "statistics.interval.ms": 15_000,
 }
-_PRODUCER_ENFORCED: dict[str, Any] = {"enable.idempotence": True, "acks": "all"}
+_PRODUCER_ENFORCED: dict[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "logger": LIBRDKAFKA_LOGGER,
+}
 _PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger.ms": 5,
     "compression.type": "lz4",

@@ -67,5 +67,5 @@ def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "text"] 
     root.handlers[:] = [handler]
     root.setLevel(level)
     # librdkafka and aiohttp chatter stays at warnings unless asked for.
-    for noisy in ("aiohttp.access", "httpx", "httpcore"):
+    for noisy in ("librdkafka", "aiohttp.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

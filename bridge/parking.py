@@ -23,6 +23,8 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from bridge.kafka_io import LIBRDKAFKA_LOGGER
+
 __all__ = ["ParkedSession", "ParkingLot", "ParkingReader", "encode_parked"]
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,7 @@ class ParkingReader(threading.Thread):
             {
                 **conf,
                 "group.id": f"talon-bridge-parking-{id(self)}",  # never commits; assign() only
+                "logger": LIBRDKAFKA_LOGGER,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",

@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from bridge.codec import Codec
 from bridge.errors import BridgeError
-from bridge.kafka_io import producer_config
+from bridge.kafka_io import LIBRDKAFKA_LOGGER, producer_config
 from bridge.logs import where
 from bridge.replay_select import (
     CommitTracker,
@@ -106,6 +106,7 @@ class DlqReader:
             {
                 **settings.librdkafka_common(),
                 "group.id": group,
+                "logger": LIBRDKAFKA_LOGGER,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
