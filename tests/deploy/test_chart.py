@@ -517,6 +517,18 @@ def test_prometheus_rule_alerts_use_real_metrics(render: Render) -> None:
             assert name in known, f"{alert['alert']} uses unknown metric {name}"
 
 
+def test_runbook_links_are_relative_unless_a_base_url_is_given(render: Render) -> None:
+    def links(values: dict[str, Any]) -> list[str]:
+        rule = one(render({"prometheusRule": {"enabled": True, **values}}), "PrometheusRule")
+        return [r["annotations"]["runbook_url"] for g in rule["spec"]["groups"] for r in g["rules"]]
+
+    relative = links({})
+    assert relative
+    assert all(link.startswith("docs/operations.md#") for link in relative)
+    base = "https://git.example.com/retail/talon-bridge/blob/v1.4.0"
+    assert links({"runbookBaseUrl": base + "/"}) == [f"{base}/{link}" for link in relative]
+
+
 def test_alert_rules_match_the_shared_rules_file() -> None:
     shared = ROOT / "deploy" / "prometheus" / "alerts.yaml"
     if not shared.exists():
