@@ -7,6 +7,10 @@ All three run on this machine against the same simulator (default 20 ms latency)
 - ceiling: the same requests fired by a raw aiohttp client at the same concurrency, each
            session's requests in order, with no Kafka at all.
 
+"API CPU" is the simulator's CPU per command over the same window: both share the machine's
+two cores with whatever runs against them, so it shows how much of the machine the API side
+took in each row.
+
 The throughput run follows an unmeasured warm-up run (``--warmup-commands``). Then the
 bridge again at half its measured throughput, for latency, and optionally with a large
 backlog for peak memory. Latency runs from a command being handed to the producer to its effects
@@ -17,7 +21,10 @@ the request (from its journal: session taken to request applied, simulated laten
 so it is what the bridge and Kafka add over the API. "Own" is the bridge's share alone: it
 starts once the command could run, when the broker appended it (the input topic uses
 LogAppendTime) and its session's previous command had finished, so it leaves out the upstream
-producer and waits for the API.
+producer and waits for the API. The raw client's latency row sends the same kind of traffic
+at the same rate, paced, each session's requests in order, with no Kafka: its "own" latency is
+what the HTTP path and the simulator's request handling add outside the simulator's journal
+window, the floor under the bridge's.
 
 Run: ``.venv/bin/python -m benchmarks.e2e [--commands 100000]``.
 """
@@ -67,6 +74,7 @@ class Row:
     seconds: float
     cpu_s: float | None = None
     rss_mb: float | None = None
+    api_cpu_s: float | None = None
     p50_ms: float | None = None
     p99_ms: float | None = None
     added_p50_ms: float | None = None
@@ -132,7 +140,7 @@ def run_bridge(
     with WorkerProcess(env) as worker:
         assert worker.proc is not None
         pid = worker.proc.pid
-        cpu0 = cpu_seconds(pid)
+        cpu0, api0 = cpu_seconds(pid), _sim_cpu(sim)
         t0 = time.monotonic()
         wait_for(
             lambda: worker.metric_sum("bridge_commands_processed_total") >= len(commands),
@@ -142,9 +150,21 @@ def run_bridge(
             step=0.25,
         )
         seconds = time.monotonic() - t0
-        cpu = cpu_seconds(pid) - cpu0
+        cpu, api = cpu_seconds(pid) - cpu0, _sim_cpu(sim) - api0
         rss = peak_rss_mb(pid)
-    return Row("bridge", len(commands), seconds, cpu, rss, conflicts=sim.stats()["conflicts_409"])
+    return Row(
+        "bridge",
+        len(commands),
+        seconds,
+        cpu,
+        rss,
+        api_cpu_s=api,
+        conflicts=sim.stats()["conflicts_409"],
+    )
+
+
+def _sim_cpu(sim: SimulatorProcess) -> float:
+    return cpu_seconds(sim.pid)
 
 
 def start_naive(env: dict[str, str], seconds: float) -> subprocess.Popen[bytes]:
@@ -214,6 +234,7 @@ async def _ceiling(base: str, commands: list[Command], concurrency: int) -> tupl
 
 def run_ceiling(sim: SimulatorProcess, commands: list[Command], concurrency: int) -> Row:
     sim.reset()
+    api0 = _sim_cpu(sim)
     seconds, cpu = asyncio.run(_ceiling(sim.base_url, commands, concurrency))
     return Row(
         "raw aiohttp ceiling",
@@ -221,8 +242,81 @@ def run_ceiling(sim: SimulatorProcess, commands: list[Command], concurrency: int
         seconds,
         cpu,
         peak_rss_mb(),
+        api_cpu_s=_sim_cpu(sim) - api0,
         conflicts=sim.stats()["conflicts_409"],
     )
+
+
+def run_raw_latency(
+    sim: SimulatorProcess,
+    rate: float,
+    seconds: float,
+    sessions: int,
+    concurrency: int,
+    warmup: float,
+) -> Row:
+    """Latency of the raw aiohttp client at `rate`, paced like the load producer, no Kafka."""
+    n = int(rate * (warmup + seconds))
+    updates = max(4, 2 * n // max(sessions, 1))
+    commands = list(
+        generate(
+            LoadSpec(
+                sessions=sessions, total=n, max_cart_updates=updates, run_id=uuid.uuid4().hex[:6]
+            )
+        )
+    )
+    sim.reset()
+    times = asyncio.run(_paced(sim.base_url, commands, rate, concurrency))
+    served = _served_ms(sim)
+    start = min(planned for planned, _, _ in times.values()) + warmup * 1000
+    measured = {k: v for k, v in times.items() if v[0] >= start and k in served}
+    lat = [done - planned for planned, _, done in measured.values()]
+    added = [done - planned - served[k] for k, (planned, _, done) in measured.items()]
+    own = [done - ready - served[k] for k, (_, ready, done) in measured.items()]
+    q, qa, qo = (statistics.quantiles(v, n=100) for v in (lat, added, own))
+    return Row(
+        f"raw aiohttp at {rate:,.0f}/s, no Kafka",
+        n,
+        warmup + seconds,
+        p50_ms=q[49],
+        p99_ms=q[98],
+        added_p50_ms=qa[49],
+        added_p99_ms=qa[98],
+        own_p50_ms=qo[49],
+        own_p99_ms=qo[98],
+        conflicts=sim.stats()["conflicts_409"],
+    )
+
+
+async def _paced(
+    base: str, commands: list[Command], rate: float, concurrency: int
+) -> dict[str, tuple[float, float, float]]:
+    """Per eventId, wall-clock ms: (planned, ready, done). Command i is due at i / rate; it
+    is ready once due and its session's previous command is done, as in `_own_ms`."""
+    times: dict[str, tuple[float, float, float]] = {}
+    previous: dict[str, asyncio.Future[float]] = {}
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(base, connector=conn) as http:
+        t0 = time.time() + 0.5
+
+        async def send(i: int, cmd: Command, before: asyncio.Future[float] | None) -> float:
+            planned = t0 + i / rate
+            await asyncio.sleep(max(0.0, planned - time.time()))
+            ready = max(planned, await before) if before is not None else planned
+            method, path, body, headers = _request(cmd)
+            async with http.request(method, path, data=body, headers=headers) as r:
+                orjson.loads(await r.read())
+            done = time.time()
+            times[cmd.event_id] = (planned * 1000, ready * 1000, done * 1000)
+            return done
+
+        tasks = []
+        for i, cmd in enumerate(commands):
+            task = asyncio.ensure_future(send(i, cmd, previous.get(cmd.session_id)))
+            previous[cmd.session_id] = task
+            tasks.append(task)
+        await asyncio.gather(*tasks)
+    return times
 
 
 def run_latency(
@@ -374,13 +468,15 @@ def run_backlog(
 def _table(rows: list[Row], latency_ms: float) -> str:
     bridge = next(r for r in rows if r.name == "bridge")
     lines = [
-        "| system | commands | seconds | commands/s | vs bridge | CPU ms/command | peak RSS MB"
+        "| system | commands | seconds | commands/s | vs bridge | CPU ms/command"
+        " | API CPU ms/command | peak RSS MB"
         " | p50 ms | p99 ms | added p50 ms | added p99 ms | own p50 ms | own p99 ms"
         " | 409s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         cpu = f"{r.cpu_s / r.commands * 1000:.2f}" if r.cpu_s is not None else ""
+        api = f"{r.api_cpu_s / r.commands * 1000:.2f}" if r.api_cpu_s is not None else ""
         rss = f"{r.rss_mb:.0f}" if r.rss_mb is not None else ""
         p50 = f"{r.p50_ms:.0f}" if r.p50_ms is not None else ""
         p99 = f"{r.p99_ms:.0f}" if r.p99_ms is not None else ""
@@ -390,7 +486,7 @@ def _table(rows: list[Row], latency_ms: float) -> str:
         )
         lines.append(
             f"| {r.name} | {r.commands:,} | {r.seconds:.1f} | {r.rate:,.0f} "
-            f"| {r.rate / bridge.rate:.3f}x | {cpu} | {rss} | {p50} | {p99} | {added} "
+            f"| {r.rate / bridge.rate:.3f}x | {cpu} | {api} | {rss} | {p50} | {p99} | {added} "
             f"| {r.conflicts} |"
         )
     return "\n".join(lines)
@@ -420,7 +516,9 @@ def main() -> None:
         help="commands the bridge runs, unmeasured, before its throughput run",
     )
     parser.add_argument("--bootstrap", default=None, help="an existing broker")
-    parser.add_argument("--skip", default="", help="comma list of: naive,ceiling,latency")
+    parser.add_argument(
+        "--skip", default="", help="comma list of: naive,ceiling,latency,raw-latency"
+    )
     parser.add_argument(
         "--backlog",
         type=int,
@@ -464,6 +562,17 @@ def main() -> None:
                     args.latency_warmup_seconds,
                 )
             )
+            if "raw-latency" not in skip:
+                rows.append(
+                    run_raw_latency(
+                        sim,
+                        half,
+                        args.latency_seconds,
+                        args.sessions,
+                        args.in_flight,
+                        args.latency_warmup_seconds,
+                    )
+                )
         if args.backlog:
             rows.append(
                 run_backlog(
