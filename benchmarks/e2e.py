@@ -42,7 +42,7 @@ import sys
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +140,7 @@ def run_bridge(
     with WorkerProcess(env) as worker:
         assert worker.proc is not None
         pid = worker.proc.pid
-        cpu0, api0 = cpu_seconds(pid), _sim_cpu(sim)
+        cpu0, api0 = cpu_seconds(pid), cpu_seconds(sim.pid)
         t0 = time.monotonic()
         wait_for(
             lambda: worker.metric_sum("bridge_commands_processed_total") >= len(commands),
@@ -150,7 +150,7 @@ def run_bridge(
             step=0.25,
         )
         seconds = time.monotonic() - t0
-        cpu, api = cpu_seconds(pid) - cpu0, _sim_cpu(sim) - api0
+        cpu, api = cpu_seconds(pid) - cpu0, cpu_seconds(sim.pid) - api0
         rss = peak_rss_mb(pid)
     return Row(
         "bridge",
@@ -161,10 +161,6 @@ def run_bridge(
         api_cpu_s=api,
         conflicts=sim.stats()["conflicts_409"],
     )
-
-
-def _sim_cpu(sim: SimulatorProcess) -> float:
-    return cpu_seconds(sim.pid)
 
 
 def start_naive(env: dict[str, str], seconds: float) -> subprocess.Popen[bytes]:
@@ -234,7 +230,7 @@ async def _ceiling(base: str, commands: list[Command], concurrency: int) -> tupl
 
 def run_ceiling(sim: SimulatorProcess, commands: list[Command], concurrency: int) -> Row:
     sim.reset()
-    api0 = _sim_cpu(sim)
+    api0 = cpu_seconds(sim.pid)
     seconds, cpu = asyncio.run(_ceiling(sim.base_url, commands, concurrency))
     return Row(
         "raw aiohttp ceiling",
@@ -242,7 +238,7 @@ def run_ceiling(sim: SimulatorProcess, commands: list[Command], concurrency: int
         seconds,
         cpu,
         peak_rss_mb(),
-        api_cpu_s=_sim_cpu(sim) - api0,
+        api_cpu_s=cpu_seconds(sim.pid) - api0,
         conflicts=sim.stats()["conflicts_409"],
     )
 
@@ -257,14 +253,7 @@ def run_raw_latency(
 ) -> Row:
     """Latency of the raw aiohttp client at `rate`, paced like the load producer, no Kafka."""
     n = int(rate * (warmup + seconds))
-    updates = max(4, 2 * n // max(sessions, 1))
-    commands = list(
-        generate(
-            LoadSpec(
-                sessions=sessions, total=n, max_cart_updates=updates, run_id=uuid.uuid4().hex[:6]
-            )
-        )
-    )
+    commands = make_commands(n, sessions)
     sim.reset()
     times = asyncio.run(_paced(sim.base_url, commands, rate, concurrency))
     served = _served_ms(sim)
@@ -273,11 +262,26 @@ def run_raw_latency(
     lat = [done - planned for planned, _, done in measured.values()]
     added = [done - planned - served[k] for k, (planned, _, done) in measured.items()]
     own = [done - ready - served[k] for k, (_, ready, done) in measured.items()]
+    return _latency_row(
+        f"raw aiohttp at {rate:,.0f}/s, no Kafka", n, warmup + seconds, sim, lat, added, own
+    )
+
+
+def _latency_row(
+    name: str,
+    commands: int,
+    seconds: float,
+    sim: SimulatorProcess,
+    lat: Sequence[float],
+    added: Sequence[float],
+    own: Sequence[float],
+) -> Row:
+    """A latency row: p50 and p99 of the whole, added and own latencies, in ms."""
     q, qa, qo = (statistics.quantiles(v, n=100) for v in (lat, added, own))
     return Row(
-        f"raw aiohttp at {rate:,.0f}/s, no Kafka",
-        n,
-        warmup + seconds,
+        name,
+        commands,
+        seconds,
         p50_ms=q[49],
         p99_ms=q[98],
         added_p50_ms=qa[49],
@@ -385,20 +389,8 @@ def run_latency(
     served = _served_ms(sim)
     added = [done[k] - occurred[k] - served[k] for k in done if k in served]
     own = _own_ms(read_topic(conf, topics["in"], expected=n), codec, finished, served)
-    q, qa = statistics.quantiles(lat, n=100), statistics.quantiles(added, n=100)
-    ql = statistics.quantiles([own[k] for k in done if k in own], n=100)
-    return Row(
-        f"bridge at {rate:,.0f}/s",
-        n,
-        elapsed,
-        p50_ms=q[49],
-        p99_ms=q[98],
-        added_p50_ms=qa[49],
-        added_p99_ms=qa[98],
-        own_p50_ms=ql[49],
-        own_p99_ms=ql[98],
-        conflicts=sim.stats()["conflicts_409"],
-    )
+    mine = [own[k] for k in done if k in own]
+    return _latency_row(f"bridge at {rate:,.0f}/s", n, elapsed, sim, lat, added, mine)
 
 
 def _own_ms(
