@@ -82,7 +82,9 @@ _LATENCY_BUCKETS = (
 class Metrics:
     """The worker's metrics; pass a fresh registry in tests."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, event_loop: str = "asyncio"
+    ) -> None:
         self.registry = r = registry if registry is not None else CollectorRegistry()
         self.consumed = Counter(
             "bridge_commands_consumed", "Records read from input topics.", ["topic"], registry=r
@@ -213,7 +215,7 @@ class Metrics:
         )
         self.ready = Gauge("bridge_ready", "1 when the worker is ready to take work.", registry=r)
         self.build = Info("bridge_build", "Build information.", registry=r)
-        self.build.info({"version": __version__})
+        self.build.info({"version": __version__, "event_loop": event_loop})
         self.api_healthy.set(1)
         # Known label sets start at 0, so rate() and increase() see their first events.
         for ct in COMMAND_TYPES:

@@ -13,6 +13,7 @@ Properties the bridge relies on for correctness are enforced on top (see `kafka_
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
@@ -109,6 +110,14 @@ class Settings(KafkaSettings):
     transactional_id: str | None = None  # exactly-once only; default: unique per process
 
     metrics_port: int = Field(default=9100, ge=0, le=65535)
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+
+    @field_validator("event_loop")
+    @classmethod
+    def _loop_installed(cls, value: str) -> str:
+        if value == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            raise ValueError("uvloop is not installed on this platform; set asyncio")
+        return value
 
     @field_validator("talon_base_url")
     @classmethod
@@ -139,6 +148,8 @@ def load(cls: type[T], overrides: Mapping[str, Any] | None = None) -> T:
         message = first["msg"]
         if first["type"] == "missing":
             message = "is required but not set"
+        elif first["type"] == "value_error":
+            message = str(first["ctx"]["error"])  # without pydantic's "Value error, " prefix
         raise ConfigError(_env_name(first["loc"]), message) from None
     except SettingsError as exc:
         # Raised for values that must be JSON (e.g. BRIDGE_KAFKA_CONFIG) but are not.

@@ -31,6 +31,11 @@ def _assert_exactly_once_effects(bridge: Bridge, commands: list, timeout: float 
     assert max(ids.values()) == 1, "an effects record was published twice"
 
 
+def _event_loop(worker: WorkerProcess) -> str:
+    (series,) = (k for k in worker.metrics() if k.startswith("bridge_build_info{"))
+    return series.split('event_loop="', 1)[1].split('"', 1)[0]
+
+
 def _assert_committed_to_end(bridge: Bridge) -> None:
     ends = end_offsets(bridge.conf, bridge.input)
     wait_for(
@@ -113,7 +118,9 @@ def test_sigterm_under_load_then_restart(
     bridge = bridge_factory(partitions=6, BRIDGE_DRAIN_TIMEOUT=str(drain))
     commands = list(generate(LoadSpec(sessions=3000, max_cart_updates=8, run_id="term")))
     simulator.set_faults(latency_ms=40, latency_jitter_ms=10)
-    worker = WorkerProcess(bridge.env).start()
+    # The first worker runs on asyncio's own loop, the restart on the default, uvloop.
+    worker = WorkerProcess({**bridge.env, "BRIDGE_EVENT_LOOP": "asyncio"}).start()
+    assert _event_loop(worker) == "asyncio"
     bridge.produce(commands)
     wait_for(lambda: worker.metric_sum(PROCESSED) > len(commands) / 10, 60, "progress under load")
     started = time.monotonic()
@@ -121,7 +128,8 @@ def test_sigterm_under_load_then_restart(
     assert worker.proc is not None
     assert worker.proc.wait(drain + 20) == 0
     print(f"SIGTERM to exit: {time.monotonic() - started:.1f}s (drain timeout {drain}s)")
-    with WorkerProcess(bridge.env):
+    with WorkerProcess(bridge.env) as restarted:
+        assert _event_loop(restarted) == "uvloop"
         wait_for(lambda: simulator.stats()["applied"] >= len(commands), 180, "all commands applied")
     stats = simulator.stats()
     assert stats["conflicts_409"] == 0

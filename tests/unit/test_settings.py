@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from bridge.cli import main
@@ -62,6 +64,7 @@ def test_secret_files(env: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory)
         ("BRIDGE_ON_POISON", "ignore", "BRIDGE_ON_POISON"),
         ("BRIDGE_KAFKA_CONFIG", "not json", "BRIDGE_KAFKA_CONFIG"),
         ("BRIDGE_METRICS_PORT", "70000", "BRIDGE_METRICS_PORT"),
+        ("BRIDGE_EVENT_LOOP", "trio", "BRIDGE_EVENT_LOOP"),
     ],
 )
 def test_invalid_setting_names_variable(
@@ -71,6 +74,16 @@ def test_invalid_setting_names_variable(
     with pytest.raises(ConfigError) as info:
         load(Settings)
     assert info.value.setting == expected
+
+
+def test_event_loop_needs_uvloop_installed(env: pytest.MonkeyPatch) -> None:
+    assert load(Settings).event_loop == "uvloop"
+    real = importlib.util.find_spec
+    env.setattr(importlib.util, "find_spec", lambda name: None if name == "uvloop" else real(name))
+    with pytest.raises(ConfigError, match="BRIDGE_EVENT_LOOP: uvloop is not installed"):
+        load(Settings)
+    env.setenv("BRIDGE_EVENT_LOOP", "asyncio")
+    assert load(Settings).event_loop == "asyncio"
 
 
 def test_missing_setting(env: pytest.MonkeyPatch) -> None:
