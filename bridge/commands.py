@@ -8,8 +8,9 @@ JSON values (`JsonValue`); on the wire each one is a JSON document in an Avro st
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import ClassVar, Literal, TypeAlias
+
+import msgspec
 
 __all__ = [
     "AdditionalCost",
@@ -34,36 +35,38 @@ SessionState = Literal["open", "closed", "partially_returned", "cancelled"]
 CommandType = Literal["track_event", "update_customer_session", "return_cart_items"]
 
 
-@dataclass(frozen=True, slots=True)
-class TrackEvent:
+class _Value(msgspec.Struct, frozen=True, gc=False):
+    """Immutable records built per command: msgspec builds them in C, several times faster
+    than frozen dataclasses, and `gc=False` keeps them out of the garbage collector's scans
+    (they never form cycles)."""
+
+
+class TrackEvent(_Value, frozen=True):
     """trackEventV2: a custom event for a customer profile."""
 
     type: str
     profile_id: str
-    attributes: dict[str, JsonValue] = field(default_factory=dict)
-    loyalty_cards: list[str] = field(default_factory=list)
+    attributes: dict[str, JsonValue] = msgspec.field(default_factory=dict)
+    loyalty_cards: list[str] = msgspec.field(default_factory=list)
     store_integration_id: str | None = None
 
-    command_type: CommandType = field(default="track_event", init=False)
+    command_type: ClassVar[CommandType] = "track_event"
 
 
-@dataclass(frozen=True, slots=True)
-class CartItem:
+class CartItem(_Value, frozen=True):
     sku: str
     quantity: int
     price: float | None = None
     name: str | None = None
     category: str | None = None
-    attributes: dict[str, JsonValue] = field(default_factory=dict)
+    attributes: dict[str, JsonValue] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class AdditionalCost:
+class AdditionalCost(_Value, frozen=True):
     price: float
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateCustomerSession:
+class UpdateCustomerSession(_Value, frozen=True):
     """updateCustomerSessionV2: create or update a session (cart, coupons, state)."""
 
     profile_id: str | None = None
@@ -77,30 +80,27 @@ class UpdateCustomerSession:
     attributes: dict[str, JsonValue] | None = None
     store_integration_id: str | None = None
 
-    command_type: CommandType = field(default="update_customer_session", init=False)
+    command_type: ClassVar[CommandType] = "update_customer_session"
 
 
-@dataclass(frozen=True, slots=True)
-class ReturnedCartItem:
+class ReturnedCartItem(_Value, frozen=True):
     position: int | None = None
     quantity: int | None = None
     sku: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ReturnCartItems:
+class ReturnCartItems(_Value, frozen=True):
     """returnCartItems: return units of a closed session's cart."""
 
     returned_cart_items: list[ReturnedCartItem]
 
-    command_type: CommandType = field(default="return_cart_items", init=False)
+    command_type: ClassVar[CommandType] = "return_cart_items"
 
 
 Payload: TypeAlias = TrackEvent | UpdateCustomerSession | ReturnCartItems
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
+class Command(_Value, frozen=True):
     """The input envelope: one command for one customer session."""
 
     event_id: str
@@ -119,8 +119,7 @@ class Command:
         return self.payload.profile_id if not isinstance(self.payload, ReturnCartItems) else None
 
 
-@dataclass(frozen=True, slots=True)
-class EffectRecord:
+class EffectRecord(_Value, frozen=True):
     """One Talon.One effect; `props` is the effect's props as JSON text."""
 
     campaign_id: int
@@ -138,23 +137,20 @@ class EffectRecord:
     campaign_revision_version_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CreatedCouponRecord:
+class CreatedCouponRecord(_Value, frozen=True):
     id: int
     campaign_id: int
     value: str
 
 
-@dataclass(frozen=True, slots=True)
-class CreatedReferralRecord:
+class CreatedReferralRecord(_Value, frozen=True):
     id: int
     campaign_id: int
     code: str
     advocate_profile_integration_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class EffectsEmitted:
+class EffectsEmitted(_Value, frozen=True):
     """The output record: what Talon.One decided for one applied command."""
 
     event_id: str
@@ -167,6 +163,6 @@ class EffectsEmitted:
     processed_at_ms: int
     session_state: SessionState | None
     effects: list[EffectRecord]
-    created_coupons: list[CreatedCouponRecord] = field(default_factory=list)
-    created_referrals: list[CreatedReferralRecord] = field(default_factory=list)
+    created_coupons: list[CreatedCouponRecord] = msgspec.field(default_factory=list)
+    created_referrals: list[CreatedReferralRecord] = msgspec.field(default_factory=list)
     dry: bool = False

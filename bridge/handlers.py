@@ -7,9 +7,9 @@ command's Idempotency-Key, and maps the response to the records published on Kaf
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import msgspec
 from pydantic import BaseModel, ValidationError
 
 from bridge.commands import (
@@ -35,8 +35,7 @@ _R = TypeVar("_R", bound=BaseModel)
 _SESSION_CONTENT = ["customerSession"]
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
+class Applied(msgspec.Struct, frozen=True, gc=False):
     """What Talon.One decided for one command."""
 
     session_state: SessionState | None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from collections import Counter
 from collections.abc import Callable
 
+import msgspec
 import pytest
 
 from bridge import dlq
@@ -29,8 +29,8 @@ def _headers(msg: object) -> dict[str, str]:
 def _poison(cmd: Command) -> Command:
     payload = cmd.payload
     assert isinstance(payload, UpdateCustomerSession)
-    bad = dataclasses.replace(payload, attributes={"x-undefined-tier": "gold"})
-    return dataclasses.replace(cmd, payload=bad)
+    bad = msgspec.structs.replace(payload, attributes={"x-undefined-tier": "gold"})
+    return msgspec.structs.replace(cmd, payload=bad)
 
 
 def test_poison_parks_the_session_in_order_and_survives_restart(
@@ -109,7 +109,7 @@ def test_poison_parks_the_session_in_order_and_survives_restart(
     assert simulator.stats()["conflicts_409"] == 0
 
     # After a restart the session is still parked: a new command for it is diverted too.
-    late = dataclasses.replace(victim_cmds[0], event_id="poison:late:1")
+    late = msgspec.structs.replace(victim_cmds[0], event_id="poison:late:1")
     with WorkerProcess(bridge.env) as worker:
         assert worker.metric_sum("bridge_parked_sessions") == 1
         bridge.produce([late])
@@ -135,7 +135,7 @@ def test_undecodable_records_go_to_the_dlq_with_a_reason(
     good = list(generate(LoadSpec(sessions=20, run_id="decode")))
     codec = Codec()
     valid = codec.encode_command(good[0], bridge.input)
-    other = dataclasses.replace(good[1], session_id="someone-else")
+    other = msgspec.structs.replace(good[1], session_id="someone-else")
     bad: list[tuple[bytes | None, bytes | None, str]] = [
         (b"k-garbage", b"\x00\xffnot avro at all", "unknown-schema-id"),
         (b"k-trunc", valid[: len(valid) // 2], "truncated"),

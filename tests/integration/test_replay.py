@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from confluent_kafka import Producer
 
@@ -113,8 +113,8 @@ def group_of(stderr: str) -> str:
 def poisoned(cmd: Command) -> Command:
     payload = cmd.payload
     assert isinstance(payload, UpdateCustomerSession)
-    return dataclasses.replace(
-        cmd, payload=dataclasses.replace(payload, attributes={"x-undefined-tier": "gold"})
+    return msgspec.structs.replace(
+        cmd, payload=msgspec.structs.replace(payload, attributes={"x-undefined-tier": "gold"})
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 from functools import cache
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+import msgspec
 import orjson
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
@@ -736,7 +736,7 @@ def test_effects_writer_follows_the_bundled_schema() -> None:
 )
 def test_effects_that_do_not_fit_are_encode_errors(change: dict[str, Any]) -> None:
     with pytest.raises(EncodeError):
-        Codec().encode_effects(dataclasses.replace(EFFECTS, **change), EFFECTS_TOPIC)
+        Codec().encode_effects(msgspec.structs.replace(EFFECTS, **change), EFFECTS_TOPIC)
 
 
 @PROPERTY
