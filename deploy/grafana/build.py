@@ -577,12 +577,14 @@ def overview() -> db.Dashboard:
     versions = (
         table.Panel()
         .title("Versions")
-        .description("Running worker versions.")
+        .description("Running worker versions, and the event loop each runs on.")
         .datasource(DS)
         .span(8)
         .height(6)
     )
-    _targets(versions, [q(f"count by (version) (bridge_build_info{{{S}}})", instant=True)])
+    _targets(
+        versions, [q(f"count by (version, event_loop) (bridge_build_info{{{S}}})", instant=True)]
+    )
     workers = [
         flag_timeline(
             "Readiness",
