@@ -82,9 +82,7 @@ _LATENCY_BUCKETS = (
 class Metrics:
     """The worker's metrics; pass a fresh registry in tests."""
 
-    def __init__(
-        self, registry: CollectorRegistry | None = None, *, event_loop: str = "asyncio"
-    ) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry if registry is not None else CollectorRegistry()
         self.consumed = Counter(
             "bridge_commands_consumed", "Records read from input topics.", ["topic"], registry=r
@@ -215,7 +213,7 @@ class Metrics:
         )
         self.ready = Gauge("bridge_ready", "1 when the worker is ready to take work.", registry=r)
         self.build = Info("bridge_build", "Build information.", registry=r)
-        self.build.info({"version": __version__, "event_loop": event_loop})
+        self.running_on("")  # known once the worker runs on its loop
         self.api_healthy.set(1)
         # Known label sets start at 0, so rate() and increase() see their first events.
         for ct in COMMAND_TYPES:
@@ -237,3 +235,7 @@ class Metrics:
         self.effects_for = Children(self.effects)
         self.api_duration_for = Children(self.api_duration)
         self.api_errors_for = Children(self.api_errors)
+
+    def running_on(self, event_loop: str) -> None:
+        """Record the event loop the worker runs on, beside the version."""
+        self.build.info({"version": __version__, "event_loop": event_loop})

@@ -155,7 +155,7 @@ class Worker:
         metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
-        self.metrics = metrics or Metrics(event_loop=settings.event_loop)
+        self.metrics = metrics or Metrics()
         self.codec = codec or Codec.from_settings(settings)
         self.client = client or TalonClient(
             settings.talon_base_url,
@@ -776,6 +776,9 @@ class Worker:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        # Named from the loop itself, not the setting: what it reports is what actually runs.
+        loop_name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+        self.metrics.running_on(loop_name)
         settings = self.settings
         extra: dict[str, Any] = {}
         if settings.exactly_once:
@@ -839,7 +842,7 @@ class Worker:
                 "topics": settings.input_topics,
                 "group": settings.group_id,
                 "max_in_flight": settings.max_in_flight,
-                "event_loop": settings.event_loop,
+                "event_loop": loop_name,
             },
         )
         try:
