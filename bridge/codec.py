@@ -43,7 +43,7 @@ import orjson
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 
-from bridge import effects_writer
+from bridge import command_reader, effects_writer
 from bridge.commands import (
     AdditionalCost,
     CartItem,
@@ -190,7 +190,12 @@ class Codec:
         schemas = bundled_schemas() if schemas is None else schemas
         self._command = self._record(schemas.get(COMMAND))
         self._effects = self._record(schemas.get(EFFECTS_EMITTED))
-        # The hand-written writer only for the exact schema it follows.
+        # The hand-written reader and writer only for the exact schemas they follow.
+        self._read_command = (
+            command_reader.read
+            if self._command.current.fingerprint == command_reader.FINGERPRINT
+            else None
+        )
         self._write_effects = (
             effects_writer.write
             if self._effects.current.fingerprint == effects_writer.FINGERPRINT
@@ -242,7 +247,14 @@ class Codec:
             DecodeError: The value is not a command this codec can read.
             RegistryError: The writer schema had to be fetched and the registry failed.
         """
-        r = self._decode(self._command, data)
+        writer, offset = self._locate(self._command, data)
+        assert data is not None  # noqa: S101 - _locate refuses empty values
+        if writer is self._command.same and self._read_command is not None:
+            try:
+                return self._read_command(data, offset)
+            except command_reader.Unreadable:
+                pass  # fastavro reads it again and names what is wrong
+        r = _read(self._command.current.name, data, offset, writer)
         try:
             return _command_from_avro(r)
         except orjson.JSONDecodeError as exc:
@@ -303,6 +315,12 @@ class Codec:
         return _Writer(_parse_wire(schema.definition), record.wire)
 
     def _decode(self, record: _Record, data: bytes | None) -> dict[str, Any]:
+        writer, offset = self._locate(record, data)
+        assert data is not None  # noqa: S101 - _locate refuses empty values
+        return _read(record.current.name, data, offset, writer)
+
+    def _locate(self, record: _Record, data: bytes | None) -> tuple[_Writer, int]:
+        """The writer schema of `data`, from its framing, and where its datum starts."""
         if not data:
             raise DecodeError("empty", f"{record.current.name} value is empty")
         magic = data[0]
@@ -330,7 +348,7 @@ class Codec:
             raise DecodeError(
                 "unknown-magic", f"first byte 0x{magic:02x} starts neither supported wire format"
             )
-        return _read(record.current.name, data, offset, writer)
+        return writer, offset
 
     def _fetch_writer(self, record: _Record, schema_id: int) -> _Writer:
         name = record.current.name

@@ -16,8 +16,16 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, Schema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge import effects_writer
-from bridge.codec import Codec, EncodeError, RegistryError, _effects_to_avro, _strip_logical_types
+from bridge import command_reader, effects_writer
+from bridge.codec import (
+    Codec,
+    EncodeError,
+    RegistryError,
+    _command_from_avro,
+    _command_to_avro,
+    _effects_to_avro,
+    _strip_logical_types,
+)
 from bridge.commands import (
     AdditionalCost,
     CartItem,
@@ -737,6 +745,82 @@ def test_effects_writer_follows_the_bundled_schema() -> None:
 def test_effects_that_do_not_fit_are_encode_errors(change: dict[str, Any]) -> None:
     with pytest.raises(EncodeError):
         Codec().encode_effects(msgspec.structs.replace(EFFECTS, **change), EFFECTS_TOPIC)
+
+
+@cache
+def _fastavro_command() -> Any:
+    return fastavro.parse_schema(_strip_logical_types(get_schema("Command").definition))
+
+
+def _fastavro_body(cmd: Command) -> bytes:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, _fastavro_command(), _command_to_avro(cmd))
+    return out.getvalue()
+
+
+def _fastavro_read(body: bytes) -> Command:
+    buf = io.BytesIO(body)
+    datum = fastavro.schemaless_reader(buf, _fastavro_command(), None)
+    assert buf.tell() == len(body)
+    return _command_from_avro(datum)  # type: ignore[arg-type]
+
+
+@PROPERTY
+@given(cmd=commands)
+def test_property_command_reader_matches_fastavro(cmd: Command) -> None:
+    body = _fastavro_body(cmd)
+    assert command_reader.read(body, 0) == _fastavro_read(body) == cmd
+
+
+@PROPERTY
+@given(cmd=commands, data=st.data())
+def test_property_command_reader_accepts_nothing_fastavro_refuses(
+    cmd: Command, data: st.DataObject
+) -> None:
+    # Damaged commands: whatever the hand-written reader accepts, fastavro reads the same way.
+    body = bytearray(_fastavro_body(cmd))
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(body)))
+        edit = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if edit == "flip" and at < len(body):
+            body[at] = data.draw(st.integers(0, 255))
+        elif edit == "cut":
+            del body[at:]
+        else:
+            body[at:at] = data.draw(st.binary(min_size=1, max_size=4))
+    try:
+        fast = command_reader.read(bytes(body), 0)
+    except command_reader.Unreadable:
+        return
+    assert _fastavro_read(bytes(body)) == fast
+
+
+def test_command_reader_follows_the_bundled_schema() -> None:
+    # A schema change must come with a reader change (or drop the reader).
+    assert get_schema("Command").fingerprint == command_reader.FINGERPRINT
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"\x7f",  # a length of -64
+        b"\x02a\x02b\x00\x00\x02",  # dry is 2
+        b"\x02a\x02b\x00\x00\x00\x06",  # payload branch 3 of 3
+        b"\x02a\x02b\x00\x00\x00\x04\x00\x00",  # an empty return, then a trailing byte
+        b"\x02a\x02b\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",  # beyond a long
+    ],
+)
+def test_command_reader_leaves_doubtful_bytes_to_fastavro(body: bytes) -> None:
+    with pytest.raises(command_reader.Unreadable):
+        command_reader.read(body, 0)
+
+
+def test_codec_reads_the_bundled_schema_by_hand() -> None:
+    codec = Codec()
+    data = codec.encode_command(UPDATE_FULL, COMMANDS_TOPIC)
+    assert codec._read_command is command_reader.read
+    assert codec.decode_command(data) == UPDATE_FULL
 
 
 @PROPERTY
