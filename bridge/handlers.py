@@ -1,8 +1,9 @@
 """Typed handlers: one per command type, turning a command into its Talon.One call.
 
-Each builds the request model (whose validation enforces the API's documented constraints,
-so a command Talon.One would reject never leaves the bridge), calls the client with the
-command's Idempotency-Key, and maps the response to the records published on Kafka.
+Each builds the request body and checks it against its request model (whose constraints are
+the API's documented ones, so a command Talon.One would reject never leaves the bridge),
+calls the client with the command's Idempotency-Key, and maps the response to the records
+published on Kafka.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bridge.commands import (
 )
 from bridge.errors import InvalidCommandError
 from bridge.talon import models as m
+from bridge.talon.bodies import Prepared, prepare
 from bridge.talon.client import ApiResult, TalonClient, idempotency_key_for
 from bridge.talon.summary import IntegrationSummary, SummaryEffect
 
@@ -96,16 +98,18 @@ def _invalid(exc: ValidationError) -> InvalidCommandError:
     return InvalidCommandError(f"{err['type']}: {err['msg']}", pointer)
 
 
-def _validated(model: type[_R], body: dict[str, Any]) -> _R:
-    # One validation of the whole document in pydantic-core: a quarter cheaper than
-    # building the nested models one by one, and errors carry their full location.
+def _validated(model: type[_R], body: dict[str, Any]) -> _R | Prepared[_R]:
+    # One check of the whole document, against msgspec types derived from the model (pydantic
+    # only where those refuse it), so that errors carry their full location.
     try:
-        return model.model_validate(body)
+        return prepare(model, body)
     except ValidationError as exc:
         raise _invalid(exc) from None
 
 
-def session_request(p: UpdateCustomerSession) -> m.IntegrationRequest:
+def session_request(
+    p: UpdateCustomerSession,
+) -> m.IntegrationRequest | Prepared[m.IntegrationRequest]:
     items = p.cart_items
     costs = p.additional_costs
     session = {
@@ -139,7 +143,9 @@ def session_request(p: UpdateCustomerSession) -> m.IntegrationRequest:
     )
 
 
-def event_request(p: TrackEvent) -> m.IntegrationEventV2Request:
+def event_request(
+    p: TrackEvent,
+) -> m.IntegrationEventV2Request | Prepared[m.IntegrationEventV2Request]:
     return _validated(
         m.IntegrationEventV2Request,
         {
@@ -152,7 +158,9 @@ def event_request(p: TrackEvent) -> m.IntegrationEventV2Request:
     )
 
 
-def return_request(p: ReturnCartItems) -> m.ReturnIntegrationRequest:
+def return_request(
+    p: ReturnCartItems,
+) -> m.ReturnIntegrationRequest | Prepared[m.ReturnIntegrationRequest]:
     items = [
         {"position": i.position, "quantity": i.quantity, "sku": i.sku}
         for i in p.returned_cart_items

@@ -71,6 +71,7 @@ from bridge.errors import (
     RateLimitedError,
     ServerError,
 )
+from bridge.talon.bodies import Prepared
 from bridge.talon.models import (
     ErrorResponse,
     ErrorResponseWithStatus,
@@ -287,7 +288,7 @@ class TalonClient:
     async def update_customer_session(
         self,
         session_id: str,
-        body: IntegrationRequest,
+        body: IntegrationRequest | Prepared[IntegrationRequest],
         *,
         dry: bool = False,
         idempotency_key: str | None = None,
@@ -298,7 +299,7 @@ class TalonClient:
     async def update_customer_session(
         self,
         session_id: str,
-        body: IntegrationRequest,
+        body: IntegrationRequest | Prepared[IntegrationRequest],
         *,
         dry: bool = False,
         idempotency_key: str | None = None,
@@ -309,7 +310,7 @@ class TalonClient:
     async def update_customer_session(
         self,
         session_id: str,
-        body: IntegrationRequest,
+        body: IntegrationRequest | Prepared[IntegrationRequest],
         *,
         dry: bool = False,
         idempotency_key: str | None = None,
@@ -345,7 +346,7 @@ class TalonClient:
     @overload
     async def track_event(
         self,
-        body: IntegrationEventV2Request,
+        body: IntegrationEventV2Request | Prepared[IntegrationEventV2Request],
         *,
         dry: bool = False,
         idempotency_key: str | None = None,
@@ -355,7 +356,7 @@ class TalonClient:
     @overload
     async def track_event(
         self,
-        body: IntegrationEventV2Request,
+        body: IntegrationEventV2Request | Prepared[IntegrationEventV2Request],
         *,
         dry: bool = False,
         idempotency_key: str | None = None,
@@ -365,7 +366,7 @@ class TalonClient:
 
     async def track_event(
         self,
-        body: IntegrationEventV2Request,
+        body: IntegrationEventV2Request | Prepared[IntegrationEventV2Request],
         *,
         dry: bool = False,
         idempotency_key: str | None = None,
@@ -403,7 +404,7 @@ class TalonClient:
     async def return_cart_items(
         self,
         session_id: str,
-        body: ReturnIntegrationRequest,
+        body: ReturnIntegrationRequest | Prepared[ReturnIntegrationRequest],
         *,
         dry: bool = False,
         idempotency_key: str | None = None,
@@ -414,7 +415,7 @@ class TalonClient:
     async def return_cart_items(
         self,
         session_id: str,
-        body: ReturnIntegrationRequest,
+        body: ReturnIntegrationRequest | Prepared[ReturnIntegrationRequest],
         *,
         dry: bool = False,
         idempotency_key: str | None = None,
@@ -425,7 +426,7 @@ class TalonClient:
     async def return_cart_items(
         self,
         session_id: str,
-        body: ReturnIntegrationRequest,
+        body: ReturnIntegrationRequest | Prepared[ReturnIntegrationRequest],
         *,
         dry: bool = False,
         idempotency_key: str | None = None,

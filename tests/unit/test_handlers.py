@@ -1,10 +1,18 @@
-"""Request building of the handlers: wire bodies and the pointers of invalid commands."""
+"""Request building of the handlers: wire bodies, the pointers of invalid commands, and the
+fast body checks agreeing with the request models."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Annotated, Any
+
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, StringConstraints
 
+from bridge import handlers
 from bridge.commands import (
     AdditionalCost,
     CartItem,
@@ -15,6 +23,8 @@ from bridge.commands import (
 )
 from bridge.errors import InvalidCommandError
 from bridge.handlers import event_request, return_request, session_request
+from bridge.talon import models
+from bridge.talon.bodies import Prepared, prepare
 
 SECRET_SKU = "sku-4111111111111111"
 
@@ -98,3 +108,107 @@ def test_invalid_commands_name_the_field_not_the_value(build: object, pointer: s
     assert caught.value.pointer == pointer
     assert SECRET_SKU not in caught.value.message
     assert "[" not in caught.value.message  # no echoed input lists
+
+
+# --- bodies checked by the derived msgspec types agree with the pydantic models -------------
+
+short = st.text(max_size=6)
+# Values at and around each documented limit, so that both sides of every constraint come up.
+codes = st.text(min_size=99, max_size=101) | short
+store_ids = st.none() | st.sampled_from(["", "s", "s" * 1000, "s" * 1001])
+json_values = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4)
+attributes = st.dictionaries(st.text(max_size=4), json_values, max_size=3)
+cart_items = st.builds(
+    CartItem,
+    sku=st.sampled_from(["", "SKU-1"]),
+    quantity=st.integers(min_value=-1, max_value=2),
+    price=st.none() | st.floats(),
+    name=st.none() | short,
+    category=st.none() | short,
+    attributes=attributes,
+)
+payloads = st.one_of(
+    st.builds(
+        UpdateCustomerSession,
+        profile_id=st.none() | short,
+        state=st.sampled_from(["open", "closed", "partially_returned", "cancelled"]),
+        cart_items=st.none() | st.lists(cart_items, max_size=3),
+        coupon_codes=st.none() | st.lists(codes, max_size=2),
+        referral_code=st.none() | codes,
+        loyalty_cards=st.none() | st.lists(short, max_size=2),
+        identifiers=st.none() | st.lists(short, min_size=4, max_size=6),
+        additional_costs=st.none()
+        | st.dictionaries(short, st.builds(AdditionalCost, st.floats()), max_size=2),
+        attributes=st.none() | attributes,
+        store_integration_id=store_ids,
+    ),
+    st.builds(
+        TrackEvent,
+        type=st.sampled_from(["", "signup"]),
+        profile_id=short,
+        attributes=attributes,
+        loyalty_cards=st.lists(short, max_size=2),
+        store_integration_id=store_ids,
+    ),
+    st.builds(
+        ReturnCartItems,
+        st.lists(
+            st.builds(
+                ReturnedCartItem,
+                position=st.none() | st.integers(-1, 3),
+                quantity=st.none() | st.integers(-1, 3),
+                sku=st.none() | st.sampled_from(["", "SKU-1"]),
+            ),
+            max_size=3,
+        ),
+    ),
+)
+BUILDERS: dict[type, Callable[[Any], Any]] = {
+    UpdateCustomerSession: session_request,
+    TrackEvent: event_request,
+    ReturnCartItems: return_request,
+}
+
+
+def _pydantic_only(model: type[BaseModel], body: dict[str, Any]) -> BaseModel:
+    return model.model_validate(body)
+
+
+def _outcome(payload: Any) -> tuple[str, Any]:
+    try:
+        body = BUILDERS[type(payload)](payload)
+    except InvalidCommandError as exc:
+        return "invalid", (exc.message, exc.pointer)
+    return "sent", orjson.loads(body.to_json())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=payloads)
+def test_property_bodies_match_the_pydantic_models(payload: Any) -> None:
+    fast = _outcome(payload)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(handlers, "prepare", _pydantic_only)
+        reference = _outcome(payload)
+    assert fast == reference
+
+
+def test_bodies_the_derived_types_refuse_are_left_to_the_model() -> None:
+    # pydantic is laxer about types: a numeric string is a quantity to it.
+    body = {"sku": "SKU-1", "quantity": "3"}
+    out = prepare(models.CartItem, body)
+    assert isinstance(out, models.CartItem)
+    assert out.quantity == 3
+
+
+def test_bodies_the_derived_types_accept_are_serialised_by_them() -> None:
+    out = prepare(models.CartItem, {"sku": "SKU-1", "quantity": 3, "price": None})
+    assert isinstance(out, Prepared)
+    assert out.to_json() == models.CartItem(sku="SKU-1", quantity=3).to_json()
+
+
+def test_constraints_without_a_msgspec_equivalent_fail_loudly() -> None:
+    class Shouting(BaseModel):
+        name: Annotated[str, StringConstraints(to_upper=True)]
+
+    with pytest.raises(TypeError, match="to_upper"):
+        prepare(Shouting, {"name": "a"})
