@@ -11,20 +11,22 @@ All three run on this machine against the same simulator (default 20 ms latency)
 two cores with whatever runs against them, so it shows how much of the machine the API side
 took in each row.
 
-The throughput run follows an unmeasured warm-up run (``--warmup-commands``). Then the
-bridge again at half its measured throughput, for latency, and optionally with a large
-backlog for peak memory. Latency runs from a command being handed to the producer to its effects
-record's processedAt. The latency run starts once the worker owns its partitions, and its first
-30 seconds (``--latency-warmup-seconds``) are warm-up, not measured. The load producer lingers
-5 ms, librdkafka's default. "Added" latency subtracts, per command, the time the simulator held
-the request (from its journal: session taken to request applied, simulated latency included),
-so it is what the bridge and Kafka add over the API. "Own" is the bridge's share alone: it
-starts once the command could run, when the broker appended it (the input topic uses
-LogAppendTime) and its session's previous command had finished, so it leaves out the upstream
-producer and waits for the API. The raw client's latency row sends the same kind of traffic
-at the same rate, paced, each session's requests in order, with no Kafka: its "own" latency is
-what the HTTP path and the simulator's request handling add outside the simulator's journal
-window, the floor under the bridge's.
+The throughput run follows an unmeasured warm-up run (``--warmup-commands``). With ``--rounds
+N`` the bridge and the ceiling run N times each, alternating, and the ratio is given per round
+and as the median: on a shared machine one pair can land in a slow spell. Then the bridge again
+at half its measured throughput (the median over the rounds), for latency, and optionally with a
+large backlog for peak memory. Latency runs from a command being handed to the producer to its
+effects record's processedAt. The latency run starts once the worker owns its partitions, and
+its first 30 seconds (``--latency-warmup-seconds``) are warm-up, not measured. The load producer
+lingers 5 ms, librdkafka's default. "Added" latency subtracts, per command, the time the
+simulator held the request (from its journal: session taken to request applied, simulated
+latency included), so it is what the bridge and Kafka add over the API. "Own" is the bridge's
+share alone: it starts once the command could run, when the broker appended it (the input topic
+uses LogAppendTime) and its session's previous command had finished, so it leaves out the
+upstream producer and waits for the API. The raw client's latency row sends the same kind of
+traffic at the same rate, paced, each session's requests in order, with no Kafka: its "own"
+latency is what the HTTP path and the simulator's request handling add outside the simulator's
+journal window, the floor under the bridge's.
 
 Run: ``.venv/bin/python -m benchmarks.e2e [--commands 100000]``.
 """
@@ -43,7 +45,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Coroutine, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import aiohttp
@@ -467,7 +469,7 @@ def run_backlog(
 
 
 def _table(rows: list[Row], latency_ms: float) -> str:
-    bridge = next(r for r in rows if r.name == "bridge")
+    bridge = next(r for r in rows if r.name.startswith("bridge"))
     lines = [
         "| system | commands | seconds | commands/s | vs bridge | CPU ms/command"
         " | API CPU ms/command | peak RSS MB"
@@ -493,6 +495,12 @@ def _table(rows: list[Row], latency_ms: float) -> str:
     return "\n".join(lines)
 
 
+def _ratios(bridge: list[Row], ceiling: list[Row]) -> str:
+    ratios = [b.rate / c.rate for b, c in zip(bridge, ceiling, strict=True)]
+    each = ", ".join(f"{r:.1%}" for r in ratios)
+    return f"bridge / ceiling by round: {each}; median {statistics.median(ratios):.1%}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -502,6 +510,12 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--latency-ms", type=float, default=20)
     parser.add_argument("--in-flight", type=int, default=256)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="bridge and ceiling runs, alternating; the latency run takes the median rate",
+    )
     parser.add_argument("--naive-seconds", type=float, default=20)
     parser.add_argument("--latency-seconds", type=float, default=30)
     parser.add_argument(
@@ -541,16 +555,26 @@ def main() -> None:
             # bridge should not pay for that where the ceiling, which has no Kafka, does not.
             warmup = commands[: args.warmup_commands]
             run_bridge(bootstrap, sim, warmup, args.partitions, args.in_flight)
-        rows.append(run_bridge(bootstrap, sim, commands, args.partitions, args.in_flight))
-        print(f"bridge: {rows[-1].rate:,.0f}/s", flush=True)
+        # Rounds alternate the bridge and the ceiling, so that a slow spell of the shared
+        # machine weighs on both sides of the ratio instead of one.
+        bridge_rows: list[Row] = []
+        ceiling_rows: list[Row] = []
+        for n in range(1, args.rounds + 1):
+            suffix = f", round {n}" if args.rounds > 1 else ""
+            row = run_bridge(bootstrap, sim, commands, args.partitions, args.in_flight)
+            bridge_rows.append(replace(row, name=f"bridge{suffix}"))
+            rows.append(bridge_rows[-1])
+            print(f"{bridge_rows[-1].name}: {row.rate:,.0f}/s", flush=True)
+            if "ceiling" not in skip:
+                row = run_ceiling(sim, commands, args.in_flight)
+                ceiling_rows.append(replace(row, name=f"raw aiohttp ceiling{suffix}"))
+                rows.append(ceiling_rows[-1])
+                print(f"{ceiling_rows[-1].name}: {row.rate:,.0f}/s", flush=True)
         if "naive" not in skip:
             rows.append(run_naive(bootstrap, sim, commands, args.partitions, args.naive_seconds))
             print(f"naive: {rows[-1].rate:,.0f}/s", flush=True)
-        if "ceiling" not in skip:
-            rows.append(run_ceiling(sim, commands, args.in_flight))
-            print(f"ceiling: {rows[-1].rate:,.0f}/s", flush=True)
         if "latency" not in skip:
-            half = rows[0].rate / 2
+            half = statistics.median(r.rate for r in bridge_rows) / 2
             rows.append(
                 run_latency(
                     bootstrap,
@@ -592,6 +616,9 @@ def main() -> None:
         f" {args.latency_ms:.0f} ms simulated API latency, max in flight {args.in_flight}"
     )
     print(_table(rows, args.latency_ms))
+    if ceiling_rows:
+        print()
+        print(_ratios(bridge_rows, ceiling_rows))
 
 
 if __name__ == "__main__":
