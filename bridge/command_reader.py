@@ -11,9 +11,10 @@ through fastavro, which reports the precise reason. A property test checks that 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from struct import Struct
 from struct import error as StructError
-from typing import Final
+from typing import Final, TypeVar
 
 import orjson
 
@@ -35,6 +36,8 @@ __all__ = ["FINGERPRINT", "Unreadable", "read"]
 FINGERPRINT: Final = 5937365495964479096
 
 _STATES: Final[tuple[SessionState, ...]] = ("open", "closed", "partially_returned", "cancelled")
+_T = TypeVar("_T")
+
 _DOUBLE: Final = Struct("<d").unpack_from
 _loads = orjson.loads
 
@@ -73,31 +76,20 @@ def _str(b: bytes, i: int) -> tuple[str, int]:
     return b[i:j].decode(), j
 
 
-def _opt_str(b: bytes, i: int) -> tuple[str | None, int]:
+def _optional(
+    read: Callable[[bytes, int], tuple[_T, int]], b: bytes, i: int
+) -> tuple[_T | None, int]:
+    """A nullable union: branch 0 is null, branch 1 the value `read` reads."""
     c = b[i]
     if c == 0:
         return None, i + 1
     if c != 2:
         raise Unreadable
-    return _str(b, i + 1)
+    return read(b, i + 1)
 
 
-def _opt_int(b: bytes, i: int) -> tuple[int | None, int]:
-    c = b[i]
-    if c == 0:
-        return None, i + 1
-    if c != 2:
-        raise Unreadable
-    return _long(b, i + 1)
-
-
-def _opt_double(b: bytes, i: int) -> tuple[float | None, int]:
-    c = b[i]
-    if c == 0:
-        return None, i + 1
-    if c != 2:
-        raise Unreadable
-    return _DOUBLE(b, i + 1)[0], i + 9
+def _double(b: bytes, i: int) -> tuple[float, int]:
+    return _DOUBLE(b, i)[0], i + 8
 
 
 def _count(b: bytes, i: int) -> tuple[int, int]:
@@ -109,108 +101,92 @@ def _count(b: bytes, i: int) -> tuple[int, int]:
     return n, i
 
 
-def _strings(b: bytes, i: int) -> tuple[list[str], int]:
-    out: list[str] = []
+def _array(read: Callable[[bytes, int], tuple[_T, int]], b: bytes, i: int) -> tuple[list[_T], int]:
+    out: list[_T] = []
     n, i = _count(b, i)
     while n:
         for _ in range(n):
-            s, i = _str(b, i)
-            out.append(s)
+            item, i = read(b, i)
+            out.append(item)
         n, i = _count(b, i)
     return out, i
 
 
-def _opt_strings(b: bytes, i: int) -> tuple[list[str] | None, int]:
-    c = b[i]
-    if c == 0:
-        return None, i + 1
-    if c != 2:
-        raise Unreadable
-    return _strings(b, i + 1)
-
-
-def _opt_json_map(b: bytes, i: int) -> tuple[dict[str, JsonValue] | None, int]:
-    c = b[i]
-    if c == 0:
-        return None, i + 1
-    if c != 2:
-        raise Unreadable
-    out: dict[str, JsonValue] = {}
-    n, i = _count(b, i + 1)
+def _map(
+    read: Callable[[bytes, int], tuple[_T, int]], b: bytes, i: int
+) -> tuple[dict[str, _T], int]:
+    out: dict[str, _T] = {}
+    n, i = _count(b, i)
     while n:
         for _ in range(n):
             k, i = _str(b, i)
-            v, i = _str(b, i)
-            out[k] = _loads(v)
+            out[k], i = read(b, i)
         n, i = _count(b, i)
     return out, i
 
 
-def _cart(b: bytes, i: int) -> tuple[list[CartItem] | None, int]:
+def _strings(b: bytes, i: int) -> tuple[list[str], int]:
+    return _array(_str, b, i)
+
+
+def _json(b: bytes, i: int) -> tuple[JsonValue, int]:
+    text, i = _str(b, i)
+    return _loads(text), i
+
+
+def _json_map(b: bytes, i: int) -> tuple[dict[str, JsonValue], int]:
+    return _map(_json, b, i)
+
+
+def _cart_item(b: bytes, i: int) -> tuple[CartItem, int]:
+    sku, i = _str(b, i)
     c = b[i]
-    if c == 0:
-        return None, i + 1
-    if c != 2:
-        raise Unreadable
-    out: list[CartItem] = []
-    n, i = _count(b, i + 1)
-    while n:
-        for _ in range(n):
-            sku, i = _str(b, i)
-            c = b[i]
-            if c < 0x80:
-                quantity = (c >> 1) ^ -(c & 1)
-                i += 1
-            else:
-                quantity, i = _long(b, i)
-            price, i = _opt_double(b, i)
-            name, i = _opt_str(b, i)
-            category, i = _opt_str(b, i)
-            attributes, i = _opt_json_map(b, i)
-            out.append(CartItem(sku, quantity, price, name, category, attributes or {}))
-        n, i = _count(b, i)
-    return out, i
+    if c < 0x80:  # small quantities take one byte
+        quantity = (c >> 1) ^ -(c & 1)
+        i += 1
+    else:
+        quantity, i = _long(b, i)
+    price, i = _optional(_double, b, i)
+    name, i = _optional(_str, b, i)
+    category, i = _optional(_str, b, i)
+    attributes, i = _optional(_json_map, b, i)
+    return CartItem(sku, quantity, price, name, category, attributes or {}), i
 
 
-def _costs(b: bytes, i: int) -> tuple[dict[str, AdditionalCost] | None, int]:
-    c = b[i]
-    if c == 0:
-        return None, i + 1
-    if c != 2:
-        raise Unreadable
-    out: dict[str, AdditionalCost] = {}
-    n, i = _count(b, i + 1)
-    while n:
-        for _ in range(n):
-            k, i = _str(b, i)
-            out[k] = AdditionalCost(_DOUBLE(b, i)[0])
-            i += 8
-        n, i = _count(b, i)
-    return out, i
+def _cart(b: bytes, i: int) -> tuple[list[CartItem], int]:
+    return _array(_cart_item, b, i)
+
+
+def _cost(b: bytes, i: int) -> tuple[AdditionalCost, int]:
+    return AdditionalCost(_DOUBLE(b, i)[0]), i + 8
+
+
+def _costs(b: bytes, i: int) -> tuple[dict[str, AdditionalCost], int]:
+    return _map(_cost, b, i)
 
 
 def _track_event(b: bytes, i: int) -> tuple[TrackEvent, int]:
     type_, i = _str(b, i)
     profile_id, i = _str(b, i)
-    attributes, i = _opt_json_map(b, i)
-    cards, i = _opt_strings(b, i)
-    store, i = _opt_str(b, i)
+    attributes, i = _optional(_json_map, b, i)
+    cards, i = _optional(_strings, b, i)
+    store, i = _optional(_str, b, i)
     return TrackEvent(type_, profile_id, attributes or {}, cards or [], store), i
 
 
 def _update_session(b: bytes, i: int) -> tuple[UpdateCustomerSession, int]:
-    profile_id, i = _opt_str(b, i)
+    profile_id, i = _optional(_str, b, i)
     state, i = _long(b, i)
     if not 0 <= state < len(_STATES):
         raise Unreadable
-    items, i = _cart(b, i)
-    coupons, i = _opt_strings(b, i)
-    referral, i = _opt_str(b, i)
-    cards, i = _opt_strings(b, i)
-    identifiers, i = _opt_strings(b, i)
-    costs, i = _costs(b, i)
-    attributes, i = _opt_json_map(b, i)
-    store, i = _opt_str(b, i)
+    items, i = _optional(_cart, b, i)
+    coupons, i = _optional(_strings, b, i)
+    referral, i = _optional(_str, b, i)
+    cards, i = _optional(_strings, b, i)
+    identifiers, i = _optional(_strings, b, i)
+    costs, i = _optional(_costs, b, i)
+    attributes, i = _optional(_json_map, b, i)
+    store, i = _optional(_str, b, i)
     payload = UpdateCustomerSession(
         profile_id,
         _STATES[state],
@@ -226,17 +202,16 @@ def _update_session(b: bytes, i: int) -> tuple[UpdateCustomerSession, int]:
     return payload, i
 
 
+def _returned_item(b: bytes, i: int) -> tuple[ReturnedCartItem, int]:
+    position, i = _optional(_long, b, i)
+    quantity, i = _optional(_long, b, i)
+    sku, i = _optional(_str, b, i)
+    return ReturnedCartItem(position, quantity, sku), i
+
+
 def _return_items(b: bytes, i: int) -> tuple[ReturnCartItems, int]:
-    out: list[ReturnedCartItem] = []
-    n, i = _count(b, i)
-    while n:
-        for _ in range(n):
-            position, i = _opt_int(b, i)
-            quantity, i = _opt_int(b, i)
-            sku, i = _opt_str(b, i)
-            out.append(ReturnedCartItem(position, quantity, sku))
-        n, i = _count(b, i)
-    return ReturnCartItems(out), i
+    items, i = _array(_returned_item, b, i)
+    return ReturnCartItems(items), i
 
 
 def read(b: bytes, i: int) -> Command:
@@ -249,7 +224,7 @@ def read(b: bytes, i: int) -> Command:
         event_id, i = _str(b, i)
         session_id, i = _str(b, i)
         occurred_at, i = _long(b, i)
-        source, i = _opt_str(b, i)
+        source, i = _optional(_str, b, i)
         dry = b[i]
         if dry > 1:
             raise Unreadable
