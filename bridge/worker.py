@@ -203,6 +203,13 @@ class Worker:
         self._producer: Producer | None = None
         self._txn: TransactionalOutput | None = None
         self._signals = 0
+        self._last_progress = 0.0
+        # Gauges of the worker's own state are read when scraped: setting them per command
+        # would take a lock each time, on the event loop.
+        self.metrics.in_flight.set_function(lambda: self._in_flight)
+        self.metrics.buffered.set_function(lambda: self._buffered)
+        self.metrics.active_keys.set_function(lambda: self.sequencer.active_keys)
+        self.metrics.last_progress.set_function(lambda: self._last_progress)
 
     # --- PartitionListener (called on the loop by the consumer thread) -------------------
 
@@ -246,8 +253,6 @@ class Worker:
             if entry.runnable:
                 ready((work.seq, entry))
         self._arrivals = arrival
-        self.metrics.buffered.set(self._buffered)
-        self.metrics.active_keys.set(self.sequencer.active_keys)
 
     def _decode(self, rec: InputRecord) -> Command:
         cmd = self.codec.decode_command(rec.value)
@@ -340,7 +345,6 @@ class Worker:
             self._released += 1
         for entry in became:
             self._ready.put_nowait((entry.item.seq, entry))
-        self.metrics.buffered.set(self._buffered)
 
     # --- processing ----------------------------------------------------------------------
 
@@ -397,7 +401,6 @@ class Worker:
         self._transition(work, State.RUNNING)
         work.attempts += 1
         self._in_flight += 1
-        self.metrics.in_flight.set(self._in_flight)
         try:
             applied = await self.handlers.apply(cmd)
         except ApiError as exc:
@@ -417,7 +420,6 @@ class Worker:
             self._dead_letter(work, DeadLetter("api", type(exc).__name__, "internal", str(exc)))
             return
         self._in_flight -= 1
-        self.metrics.in_flight.set(self._in_flight)
         if self._streak:
             self._streak = 0
             self._streak_keys.clear()
@@ -683,8 +685,6 @@ class Worker:
             work.pending -= 1
             if work.pending == 0:
                 self._complete(work)
-        self.metrics.buffered.set(self._buffered)
-        self.metrics.active_keys.set(self.sequencer.active_keys)
 
     def _delivery_failed(self, token: tuple[Any, ...], err: KafkaError) -> None:
         work, topic, key, value, headers = token
@@ -717,7 +717,7 @@ class Worker:
             self.metrics.occurred_latency.observe(
                 max(0.0, now_ms - work.command.occurred_at_ms) / 1000
             )
-        self.metrics.last_progress.set(time.time())
+        self._last_progress = now_ms / 1000
 
     def _observe_api(self, operation: str, outcome: str, seconds: float) -> None:
         self.metrics.api_duration_for(operation, outcome).observe(seconds)
