@@ -179,7 +179,12 @@ class LocalKafka:
             "java",
             f"-Xmx{self.heap}",
             f"-Xms{self.heap}",
+            # Kafka's own launch options: G1's default 200 ms pause goal lets young
+            # collections stop the broker (and both cores) for 20-60 ms at a time.
             "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent",
             *(["-XX:TieredStopAtLevel=1"] if self.quick_jit else []),
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
             "-cp",
