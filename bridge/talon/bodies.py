@@ -132,7 +132,14 @@ def _derived(model: type[BaseModel]) -> type[msgspec.Struct]:
             fields.append((name, kind, msgspec.field(name=wire)))
         else:
             fields.append((name, kind, msgspec.field(default=None, name=wire)))
+    extra = model.model_config.get("extra") or "ignore"
+    if extra == "allow":
+        raise TypeError(f"{model.__name__} keeps unknown fields, which a Struct cannot")
     # Keyword-only, so that required fields keep their place: JSON keys come in model order.
     return msgspec.defstruct(
-        model.__name__, fields, kw_only=True, omit_defaults=True, forbid_unknown_fields=True
+        model.__name__,
+        fields,
+        kw_only=True,
+        omit_defaults=True,
+        forbid_unknown_fields=extra == "forbid",
     )

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel, StringConstraints, ValidationError
 
 from bridge import handlers
 from bridge.commands import (
@@ -212,3 +212,15 @@ def test_constraints_without_a_msgspec_equivalent_fail_loudly() -> None:
 
     with pytest.raises(TypeError, match="to_upper"):
         prepare(Shouting, {"name": "a"})
+
+
+def test_unknown_fields_are_refused_or_dropped_as_the_model_says() -> None:
+    with pytest.raises(ValidationError):
+        prepare(models.CartItem, {"sku": "SKU-1", "quantity": 1, "colour": "red"})
+    # AdditionalCost ignores unknown fields, so the prepared body leaves them out, as it does.
+    body = {"price": 4.9, "currency": "EUR"}
+    out = prepare(models.AdditionalCost, body)
+    assert isinstance(out, Prepared)
+    assert out.to_json() == models.AdditionalCost.model_validate(body).model_dump_json().encode()
+    with pytest.raises(TypeError, match="unknown fields"):
+        prepare(models.SessionCartItem, {"sku": "SKU-1", "quantity": 1})
