@@ -210,6 +210,11 @@ class Worker:
         self.metrics.buffered.set_function(lambda: self._buffered)
         self.metrics.active_keys.set_function(lambda: self.sequencer.active_keys)
         self.metrics.last_progress.set_function(lambda: self._last_progress)
+        self.metrics.paused.set_function(self._paused_partitions)
+
+    def _paused_partitions(self) -> int:
+        consumer = self._consumer
+        return len(self.assigned) if consumer is not None and consumer.paused else 0
 
     # --- PartitionListener (called on the loop by the consumer thread) -------------------
 
@@ -767,8 +772,6 @@ class Worker:
             elif self._consumer is not None:
                 self._consumer.request_commit(self.offsets.commit_positions())
                 self.metrics.commits.inc()
-            if self._consumer is not None:
-                self.metrics.paused.set(len(self.assigned) if self._consumer.paused else 0)
             self.metrics.parked_oldest_age.set(self.parking.oldest_age())
             oldest = self.offsets.oldest_pending_timestamp_ms()
             age = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
