@@ -204,17 +204,25 @@ class Worker:
         self._txn: TransactionalOutput | None = None
         self._signals = 0
         self._last_progress = 0.0
-        # Gauges of the worker's own state are read when scraped: setting them per command
-        # would take a lock each time, on the event loop.
+        # Gauges of the worker's own state are read when scraped (on the event loop): setting
+        # them per command would take a lock each time, and sampling them now and then could
+        # miss a state that lasts less than the sampling interval.
         self.metrics.in_flight.set_function(lambda: self._in_flight)
         self.metrics.buffered.set_function(lambda: self._buffered)
         self.metrics.active_keys.set_function(lambda: self.sequencer.active_keys)
         self.metrics.last_progress.set_function(lambda: self._last_progress)
         self.metrics.paused.set_function(self._paused_partitions)
+        self.metrics.oldest_unprocessed_age.set_function(self._oldest_unprocessed_age)
+        self.metrics.parked_sessions.set_function(lambda: len(self.parking))
+        self.metrics.parked_oldest_age.set_function(self.parking.oldest_age)
 
     def _paused_partitions(self) -> int:
         consumer = self._consumer
         return len(self.assigned) if consumer is not None and consumer.paused else 0
+
+    def _oldest_unprocessed_age(self) -> float:
+        oldest = self.offsets.oldest_pending_timestamp_ms()
+        return 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
 
     # --- PartitionListener (called on the loop by the consumer thread) -------------------
 
@@ -583,7 +591,6 @@ class Worker:
             # Parked before the keys are released, so the session's next command sees it.
             if self.parking.park(rec.key, parked):
                 self._produce(work, self.settings.parking_topic, rec.key, encode_parked(parked))
-                self._parking_changed()
                 log.warning("session parked behind its dead letter", extra=work.log_extra())
         if work.entry is not None:
             self._release(work)
@@ -618,7 +625,6 @@ class Worker:
     def _unpark(self, work: Work, key: bytes) -> None:
         """The session's poison record is back from a replay: release the session."""
         self.parking.release(key)
-        self._parking_changed()
         # The tombstone is acknowledged before this record's offset can be committed.
         self._produce(work, self.settings.parking_topic, key, None)
         log.info("parked session released by a replay", extra=work.log_extra())
@@ -626,11 +632,6 @@ class Worker:
     def _apply_parking(self, batch: list[tuple[bytes, bytes | None]]) -> None:
         for key, value in batch:
             self.parking.apply(key, value)
-        self._parking_changed()
-
-    def _parking_changed(self) -> None:
-        self.metrics.parked_sessions.set(len(self.parking))
-        self.metrics.parked_oldest_age.set(self.parking.oldest_age())
 
     def _produce(
         self,
@@ -772,10 +773,6 @@ class Worker:
             elif self._consumer is not None:
                 self._consumer.request_commit(self.offsets.commit_positions())
                 self.metrics.commits.inc()
-            self.metrics.parked_oldest_age.set(self.parking.oldest_age())
-            oldest = self.offsets.oldest_pending_timestamp_ms()
-            age = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
-            self.metrics.oldest_unprocessed_age.set(age)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

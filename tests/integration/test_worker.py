@@ -148,24 +148,40 @@ def test_backpressure_bounds_what_is_held_in_memory(
     bridge_factory: Callable[..., Bridge], simulator: SimulatorProcess
 ) -> None:
     limit = 1000
-    bridge = bridge_factory(partitions=4, BRIDGE_MAX_BUFFERED_RECORDS=str(limit))
+    in_flight_limit = 64
+    bridge = bridge_factory(
+        partitions=4,
+        BRIDGE_MAX_BUFFERED_RECORDS=str(limit),
+        BRIDGE_MAX_IN_FLIGHT=str(in_flight_limit),
+    )
     commands = list(generate(LoadSpec(sessions=1200, max_cart_updates=8, run_id="bp")))
     assert len(commands) > 5 * limit
     bridge.produce(commands)  # a backlog far larger than the limit, before the worker starts
     simulator.set_faults(latency_ms=20)
     held: list[float] = []
     paused: list[float] = []
+    in_flight: list[float] = []
+    keys: list[float] = []
+    oldest: list[float] = []
     with WorkerProcess(bridge.env) as worker:
 
         def sample() -> bool:
             held.append(worker.metric_sum("bridge_buffered_commands"))
             paused.append(worker.metric_sum("bridge_paused_partitions"))
+            in_flight.append(worker.metric_sum("bridge_in_flight_commands"))
+            keys.append(worker.metric_sum("bridge_active_keys"))
+            oldest.append(worker.metric_sum("bridge_oldest_unprocessed_age_seconds"))
             return worker.metric_sum(PROCESSED) >= len(commands)
 
         wait_for(sample, 180, "all commands processed", step=0.05)
+        assert worker.metric_sum("bridge_last_progress_timestamp_seconds") > 0
     # One consume batch (500) may arrive after the limit is reached, before the pause.
     assert max(held) <= limit + 500, max(held)
     assert max(paused) > 0, "partitions were paused"
+    # The worker-state gauges follow the work while it runs.
+    assert 0 < max(in_flight) <= in_flight_limit, max(in_flight)
+    assert max(keys) > 0
+    assert max(oldest) > 0
     stats = simulator.stats()
     assert stats["conflicts_409"] == 0
     assert_applied_in_order(commands, simulator.journal())
