@@ -12,6 +12,7 @@ through fastavro, which reports the precise reason. A property test checks that 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from struct import Struct
 from struct import error as StructError
 from typing import Final, TypeVar
@@ -125,27 +126,18 @@ def _map(
     return out, i
 
 
-def _strings(b: bytes, i: int) -> tuple[list[str], int]:
-    return _array(_str, b, i)
-
-
 def _json(b: bytes, i: int) -> tuple[JsonValue, int]:
     text, i = _str(b, i)
     return _loads(text), i
 
 
-def _json_map(b: bytes, i: int) -> tuple[dict[str, JsonValue], int]:
-    return _map(_json, b, i)
+_strings = partial(_array, _str)
+_json_map = partial(_map, _json)
 
 
 def _cart_item(b: bytes, i: int) -> tuple[CartItem, int]:
     sku, i = _str(b, i)
-    c = b[i]
-    if c < 0x80:  # small quantities take one byte
-        quantity = (c >> 1) ^ -(c & 1)
-        i += 1
-    else:
-        quantity, i = _long(b, i)
+    quantity, i = _long(b, i)
     price, i = _optional(_double, b, i)
     name, i = _optional(_str, b, i)
     category, i = _optional(_str, b, i)
@@ -153,16 +145,13 @@ def _cart_item(b: bytes, i: int) -> tuple[CartItem, int]:
     return CartItem(sku, quantity, price, name, category, attributes or {}), i
 
 
-def _cart(b: bytes, i: int) -> tuple[list[CartItem], int]:
-    return _array(_cart_item, b, i)
-
-
 def _cost(b: bytes, i: int) -> tuple[AdditionalCost, int]:
-    return AdditionalCost(_DOUBLE(b, i)[0]), i + 8
+    price, i = _double(b, i)
+    return AdditionalCost(price), i
 
 
-def _costs(b: bytes, i: int) -> tuple[dict[str, AdditionalCost], int]:
-    return _map(_cost, b, i)
+_cart = partial(_array, _cart_item)
+_costs = partial(_map, _cost)
 
 
 def _track_event(b: bytes, i: int) -> tuple[TrackEvent, int]:

@@ -46,7 +46,7 @@ class Prepared(Generic[_M]):
 
 
 def prepare(model: type[_M], body: dict[str, Any]) -> _M | Prepared[_M]:
-    """Check `body` (wire names, no None fields) against `model` and serialise it.
+    """Check `body` (wire names; None fields are left out) against `model` and serialise it.
 
     Raises:
         pydantic.ValidationError: The model refuses the body.
