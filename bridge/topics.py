@@ -15,6 +15,8 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from bridge.kafka_io import LIBRDKAFKA_LOGGER
+from bridge.logs import configure_logging
 from bridge.settings import KafkaSettings, load
 
 __all__ = ["HELP", "TopicSpec", "configure", "ensure_topics", "run", "specs_for"]
@@ -50,7 +52,15 @@ def specs_for(
 
 def ensure_topics(conf: dict[str, Any], specs: list[TopicSpec], timeout: float = 30) -> list[str]:
     """Create the topics that don't exist; returns the names created."""
-    admin = AdminClient(conf)
+    with_logger: dict[str, Any] = {**conf, "logger": LIBRDKAFKA_LOGGER}
+    admin = AdminClient(with_logger)
+    try:
+        return _create_missing(admin, specs, timeout)
+    finally:
+        admin.poll(0)  # hands librdkafka's queued lines to the logger
+
+
+def _create_missing(admin: AdminClient, specs: list[TopicSpec], timeout: float) -> list[str]:
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [s for s in specs if s.name not in existing]
     if not wanted:
@@ -86,6 +96,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load(KafkaSettings)
+    configure_logging(settings.log_level, settings.log_format)
     specs = specs_for(settings, partitions=args.partitions, replication=args.replication_factor)
     created = ensure_topics(settings.librdkafka_common(), specs)
     for spec in specs:
