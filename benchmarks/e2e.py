@@ -15,10 +15,12 @@ The throughput run follows an unmeasured warm-up run (``--warmup-commands``). Wi
 N`` the bridge and the ceiling run N times each, alternating, and the ratio is given per round
 and as the median: on a shared machine one pair can land in a slow spell. Then the bridge again
 at half its measured throughput (the median over the rounds), for latency, and optionally with a
-large backlog for peak memory. Latency runs from a command being handed to the producer to its
-effects record's processedAt. The latency run starts once the worker owns its partitions, and
-its first 30 seconds (``--latency-warmup-seconds``) are warm-up, not measured. The load producer
-lingers 5 ms, librdkafka's default. "Added" latency subtracts, per command, the time the
+large backlog for peak memory. ``--latency-fractions 0.125,0.25,0.375,0.5`` measures latency at
+each of those fractions of the median instead, to show how it grows with the machine's load.
+Latency runs from a command being handed to the producer to its effects record's processedAt.
+The latency run starts once the worker owns its partitions, and its first 30 seconds
+(``--latency-warmup-seconds``) are warm-up, not measured. The load producer lingers 5 ms,
+librdkafka's default. "Added" latency subtracts, per command, the time the
 simulator held the request (from its journal: session taken to request applied, simulated
 latency included), so it is what the bridge and Kafka add over the API. "Own" is the bridge's
 share alone: it starts once the command could run, when the broker appended it (the input topic
@@ -366,6 +368,8 @@ def run_latency(
             yield c
 
     with WorkerProcess(env) as worker:
+        assert worker.proc is not None
+        pid = worker.proc.pid
         # Only once the worker owns every partition, or the first commands wait for the join.
         wait_for(
             lambda: worker.metric_sum("bridge_assigned_partitions") >= partitions,
@@ -374,6 +378,7 @@ def run_latency(
             step=0.2,
         )
         measure_from_ms = time.time() * 1000 + warmup * 1000
+        cpu0, api0 = cpu_seconds(pid), cpu_seconds(sim.pid)
         t0 = time.monotonic()
         # librdkafka's default linger, as an upstream service would produce.
         n = produce_commands(
@@ -386,6 +391,7 @@ def run_latency(
             step=0.2,
         )
         elapsed = time.monotonic() - t0
+        cpu, api = cpu_seconds(pid) - cpu0, cpu_seconds(sim.pid) - api0
     codec = Codec()
     finished = {
         e.event_id: e.processed_at_ms
@@ -401,7 +407,8 @@ def run_latency(
     added = [done[k] - occurred[k] - served[k] for k in done if k in served]
     own = _own_ms(read_topic(conf, topics["in"], expected=n), codec, finished, served)
     mine = [own[k] for k in done if k in own]
-    return _latency_row(f"bridge at {rate:,.0f}/s", n, elapsed, sim, lat, added, mine)
+    row = _latency_row(f"bridge at {rate:,.0f}/s", n, elapsed, sim, lat, added, mine)
+    return replace(row, cpu_s=cpu, api_cpu_s=api)
 
 
 def _own_ms(
@@ -519,6 +526,12 @@ def main() -> None:
     parser.add_argument("--naive-seconds", type=float, default=20)
     parser.add_argument("--latency-seconds", type=float, default=30)
     parser.add_argument(
+        "--latency-fractions",
+        default="0.5",
+        help="comma list of fractions of the median bridge rate to measure latency at; "
+        "the raw client's latency row runs at the largest",
+    )
+    parser.add_argument(
         "--latency-warmup-seconds",
         type=float,
         default=30,
@@ -543,6 +556,9 @@ def main() -> None:
     parser.add_argument("--backlog-seconds", type=float, default=60)
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    fractions = sorted(float(f) for f in args.latency_fractions.split(",") if f.strip())
+    if not fractions or not all(0 < f <= 1 for f in fractions):
+        parser.error("--latency-fractions: fractions must be in (0, 1]")
     commands = make_commands(args.commands, args.sessions)
     rows: list[Row] = []
     sim_args = ["--latency-ms", str(args.latency_ms), "--latency-jitter-ms", "2"]
@@ -574,24 +590,25 @@ def main() -> None:
             rows.append(run_naive(bootstrap, sim, commands, args.partitions, args.naive_seconds))
             print(f"naive: {rows[-1].rate:,.0f}/s", flush=True)
         if "latency" not in skip:
-            half = statistics.median(r.rate for r in bridge_rows) / 2
-            rows.append(
-                run_latency(
+            peak = statistics.median(r.rate for r in bridge_rows)
+            for fraction in fractions:
+                row = run_latency(
                     bootstrap,
                     sim,
-                    half,
+                    peak * fraction,
                     args.latency_seconds,
                     args.sessions,
                     args.partitions,
                     args.in_flight,
                     args.latency_warmup_seconds,
                 )
-            )
+                rows.append(replace(row, name=f"{row.name} ({fraction:.0%} of max)"))
+                print(f"{rows[-1].name}: own p99 {row.own_p99_ms:.1f} ms", flush=True)
             if "raw-latency" not in skip:
                 rows.append(
                     run_raw_latency(
                         sim,
-                        half,
+                        peak * fractions[-1],
                         args.latency_seconds,
                         args.sessions,
                         args.in_flight,
