@@ -602,7 +602,7 @@ def main() -> None:
                     args.in_flight,
                     args.latency_warmup_seconds,
                 )
-                rows.append(replace(row, name=f"{row.name} ({fraction:.0%} of max)"))
+                rows.append(replace(row, name=f"{row.name} ({fraction * 100:g}% of max)"))
                 print(f"{rows[-1].name}: own p99 {row.own_p99_ms:.1f} ms", flush=True)
             if "raw-latency" not in skip:
                 rows.append(
