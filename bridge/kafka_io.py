@@ -15,10 +15,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from bridge.errors import ConfigError
 from bridge.settings import KafkaSettings
 
 __all__ = [
@@ -28,8 +29,11 @@ __all__ = [
     "PartitionListener",
     "ProducerPoller",
     "consumer_config",
+    "new_client",
     "producer_config",
 ]
+
+C = TypeVar("C")
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,21 @@ _PRODUCER_DEFAULTS: dict[str, Any] = {
     "compression.type": "lz4",
     "delivery.timeout.ms": 120_000,
 }
+
+
+def new_client(factory: Callable[[dict[str, Any]], C], conf: dict[str, Any]) -> C:
+    """`factory(conf)`; librdkafka refusing a property is a configuration error.
+
+    Our own properties are fixed and valid, so a refused one came in through
+    BRIDGE_KAFKA_CONFIG, and the CLI says so instead of printing a traceback.
+    """
+    try:
+        return factory(conf)
+    except KafkaException as exc:
+        error = exc.args[0]
+        if error.code() == KafkaError._INVALID_ARG:  # noqa: SLF001
+            raise ConfigError("BRIDGE_KAFKA_CONFIG", error.str()) from exc
+        raise
 
 
 def consumer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
@@ -167,7 +186,7 @@ class ConsumerThread(threading.Thread):
         if on_stats is not None:
             conf = {**conf, "stats_cb": on_stats}
         conf = {**conf, "error_cb": self._on_error}
-        self._consumer = Consumer(conf)
+        self._consumer = new_client(Consumer, conf)
         self._topics = list(topics)
         self._listener = listener
         self._loop = loop

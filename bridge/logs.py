@@ -8,13 +8,15 @@ API key; callers log identifiers and counts only.
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import threading
 import time
 from typing import Any, Literal
 
 import orjson
 
-__all__ = ["JsonFormatter", "configure_logging", "where"]
+__all__ = ["JsonFormatter", "RepeatFilter", "configure_logging", "where"]
 
 _STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 
@@ -54,6 +56,40 @@ class _TextFormatter(logging.Formatter):
         return f"{base} {' '.join(extras)}" if extras else base
 
 
+class RepeatFilter(logging.Filter):
+    """Lets a line through once per `window` seconds; the next one says how many were held.
+
+    librdkafka reports every failed connection attempt, several a second per client while a
+    broker is down. The first line shows at once; repeats that differ only in their timings
+    ("after 3ms in state CONNECT") are counted instead of written.
+    """
+
+    _TIMINGS = re.compile(r"\d+ms|\d+ identical error\(s\) suppressed")
+    _MAX_KEYS = 1000
+
+    def __init__(self, window: float = 30.0) -> None:
+        super().__init__()
+        self._window = window
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        key = (record.levelno, self._TIMINGS.sub("#", message))
+        now = record.created
+        with self._lock:
+            shown, held = self._seen.get(key, (-self._window, 0))
+            if now - shown < self._window:
+                self._seen[key] = (shown, held + 1)
+                return False
+            if len(self._seen) >= self._MAX_KEYS:
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self._window}
+            self._seen[key] = (now, 0)
+        if held:
+            record.msg, record.args = f"{message} ({held} more like it held back)", None
+        return True
+
+
 def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "text"] = "auto") -> None:
     """Install one stderr handler on the root logger."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -69,3 +105,6 @@ def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "text"] 
     # librdkafka and aiohttp chatter stays at warnings unless asked for.
     for noisy in ("librdkafka", "aiohttp.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    librdkafka = logging.getLogger("librdkafka")
+    librdkafka.filters[:] = [f for f in librdkafka.filters if not isinstance(f, RepeatFilter)]
+    librdkafka.addFilter(RepeatFilter())

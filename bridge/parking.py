@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from bridge.kafka_io import LIBRDKAFKA_LOGGER
+from bridge.kafka_io import LIBRDKAFKA_LOGGER, new_client
 
 __all__ = ["ParkedSession", "ParkingLot", "ParkingReader", "encode_parked"]
 
@@ -107,7 +107,8 @@ class ParkingReader(threading.Thread):
         apply: Callable[[list[tuple[bytes, bytes | None]]], None],
     ) -> None:
         super().__init__(name="parking-reader", daemon=True)
-        self._consumer = Consumer(
+        self._consumer = new_client(
+            Consumer,
             {
                 **conf,
                 "group.id": f"talon-bridge-parking-{id(self)}",  # never commits; assign() only
@@ -118,7 +119,7 @@ class ParkingReader(threading.Thread):
                 # EOF events tell when the end is reached even if compaction removed the
                 # records just below the high watermark.
                 "enable.partition.eof": True,
-            }
+            },
         )
         self._topic = topic
         self._loop = loop

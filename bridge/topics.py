@@ -8,6 +8,7 @@ create` creates any that are missing, e.g. from a Helm pre-install Job.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from bridge.kafka_io import LIBRDKAFKA_LOGGER
+from bridge.kafka_io import LIBRDKAFKA_LOGGER, new_client
 from bridge.logs import configure_logging
 from bridge.settings import KafkaSettings, load
 
@@ -53,7 +54,7 @@ def specs_for(
 def ensure_topics(conf: dict[str, Any], specs: list[TopicSpec], timeout: float = 30) -> list[str]:
     """Create the topics that don't exist; returns the names created."""
     with_logger: dict[str, Any] = {**conf, "logger": LIBRDKAFKA_LOGGER}
-    admin = AdminClient(with_logger)
+    admin = new_client(AdminClient, with_logger)
     try:
         return _create_missing(admin, specs, timeout)
     finally:
@@ -98,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
     settings = load(KafkaSettings)
     configure_logging(settings.log_level, settings.log_format)
     specs = specs_for(settings, partitions=args.partitions, replication=args.replication_factor)
-    created = ensure_topics(settings.librdkafka_common(), specs)
+    try:
+        created = ensure_topics(settings.librdkafka_common(), specs)
+    except KafkaException as exc:
+        print(f"talon-bridge topics: error: {exc.args[0].str()}", file=sys.stderr)
+        return 1
     for spec in specs:
         print(f"{spec.name}: {'created' if spec.name in created else 'exists'}")
     return 0

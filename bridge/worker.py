@@ -49,6 +49,7 @@ from bridge.kafka_io import (
     InputRecord,
     ProducerPoller,
     consumer_config,
+    new_client,
     producer_config,
 )
 from bridge.lag import LagReporter
@@ -790,7 +791,7 @@ class Worker:
                 "transaction.timeout.ms": 15_000,
                 "delivery.timeout.ms": 15_000,  # librdkafka requires <= transaction timeout
             }
-        self._producer = Producer(producer_config(settings, **extra))
+        self._producer = new_client(Producer, producer_config(settings, **extra))
         self._poller = ProducerPoller(self._producer, loop, self._on_delivered)
         if settings.exactly_once:
             self._txn = TransactionalOutput(self._producer)

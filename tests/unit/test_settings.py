@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 
 import pytest
 
@@ -101,3 +102,20 @@ def test_cli_exits_2_with_one_line_naming_the_variable(
     assert err.count("\n") == 1
     assert "BRIDGE_MAX_IN_FLIGHT" in err
     assert "secret-key-123" not in err
+
+
+@pytest.mark.parametrize("argv", [["run"], ["topics", "create"]])
+def test_a_property_librdkafka_refuses_names_the_pass_through(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    env.setenv("BRIDGE_KAFKA_CONFIG", '{"no.such.property": 1}')
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        assert main(argv) == 2
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "BRIDGE_KAFKA_CONFIG" in err and "no.such.property" in err
