@@ -169,7 +169,10 @@ def produce_commands(
     """Produce `commands` keyed by session ID; returns how many were acknowledged."""
     from confluent_kafka import Producer
 
-    producer = Producer(
+    from bridge.kafka_io import LIBRDKAFKA_LOGGER, new_client
+
+    producer = new_client(
+        Producer,
         {
             **conf,
             "enable.idempotence": True,
@@ -177,7 +180,8 @@ def produce_commands(
             "linger.ms": linger_ms,
             "partitioner": "murmur2_random",
             "compression.type": "lz4",
-        }
+            "logger": LIBRDKAFKA_LOGGER,
+        },
     )
     failures = 0
 
@@ -238,9 +242,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bridge.codec import Codec
+    from bridge.logs import configure_logging
     from bridge.settings import KafkaSettings, load
 
     settings = load(KafkaSettings)
+    configure_logging(settings.log_level, settings.log_format)
     codec = Codec.from_settings(settings)
     topic = args.topic or settings.input_topics[0]
     spec = LoadSpec(

@@ -104,7 +104,7 @@ def test_cli_exits_2_with_one_line_naming_the_variable(
     assert "secret-key-123" not in err
 
 
-@pytest.mark.parametrize("argv", [["run"], ["topics", "create"]])
+@pytest.mark.parametrize("argv", [["run"], ["topics", "create"], ["produce", "--commands", "1"]])
 def test_a_property_librdkafka_refuses_names_the_pass_through(
     env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
