@@ -36,6 +36,9 @@ __all__ = [
 C = TypeVar("C")
 
 log = logging.getLogger(__name__)
+# The clients' error callbacks: while a broker is down they fire for every reconnection
+# attempt, so logging holds repeats back (see `bridge.logs.RepeatFilter`).
+client_errors = logging.getLogger(f"{__name__}.errors")
 
 # librdkafka's local error codes carry a leading underscore in the Python binding.
 _PARTITION_EOF = KafkaError._PARTITION_EOF  # noqa: SLF001
@@ -269,7 +272,7 @@ class ConsumerThread(threading.Thread):
                     self._loop.call_soon_threadsafe(self._listener.on_fatal, str(err))
                     self._halt.set()
                     return
-                log.warning("consumer error: %s", err)
+                client_errors.warning("consumer error: %s", err)
                 continue
             records.append(InputRecord.from_message(msg))
         if records:
@@ -365,7 +368,7 @@ class ConsumerThread(threading.Thread):
             self._loop.call_soon_threadsafe(self._listener.on_fatal, str(err))
             self._halt.set()
         else:
-            log.warning("kafka client error: %s", err)
+            client_errors.warning("kafka client error: %s", err)
 
 
 Delivered = tuple[Any, KafkaError | None]

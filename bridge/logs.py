@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import orjson
 
-__all__ = ["JsonFormatter", "RepeatFilter", "configure_logging", "where"]
+__all__ = ["REPETITIVE_LOGGERS", "JsonFormatter", "RepeatFilter", "configure_logging", "where"]
 
 _STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 
@@ -54,6 +54,10 @@ class _TextFormatter(logging.Formatter):
             if k not in _STD_ATTRS and not k.startswith("_")
         ]
         return f"{base} {' '.join(extras)}" if extras else base
+
+
+# Loggers whose lines repeat for as long as a broker is down; RepeatFilter thins them.
+REPETITIVE_LOGGERS = ("librdkafka", "bridge.kafka_io.errors")
 
 
 class RepeatFilter(logging.Filter):
@@ -105,6 +109,7 @@ def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "text"] 
     # librdkafka and aiohttp chatter stays at warnings unless asked for.
     for noisy in ("librdkafka", "aiohttp.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    librdkafka = logging.getLogger("librdkafka")
-    librdkafka.filters[:] = [f for f in librdkafka.filters if not isinstance(f, RepeatFilter)]
-    librdkafka.addFilter(RepeatFilter())
+    for repetitive in REPETITIVE_LOGGERS:
+        logger = logging.getLogger(repetitive)
+        logger.filters[:] = [f for f in logger.filters if not isinstance(f, RepeatFilter)]
+        logger.addFilter(RepeatFilter())

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from bridge.logs import RepeatFilter, configure_logging
+import pytest
+
+from bridge.kafka_io import client_errors
+from bridge.logs import REPETITIVE_LOGGERS, RepeatFilter, configure_logging
 
 REFUSED = "FAIL [rdkafka#consumer-1]: {host}: Connect failed (after {ms}ms in state CONNECT)"
 
@@ -40,13 +43,21 @@ def test_different_lines_are_held_back_separately() -> None:
     assert f.filter(warning), "the same text at another level is another line"
 
 
-def test_configuring_twice_installs_one_filter() -> None:
-    logger = logging.getLogger("librdkafka")
+@pytest.mark.parametrize("name", REPETITIVE_LOGGERS)
+def test_configuring_twice_installs_one_filter(name: str) -> None:
+    logger = logging.getLogger(name)
     before = list(logger.filters)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     try:
         configure_logging("INFO", "json")
         configure_logging("INFO", "json")
         assert sum(isinstance(f, RepeatFilter) for f in logger.filters) == 1
     finally:
         logger.filters[:] = before
-        logging.getLogger().handlers.clear()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_the_client_error_callbacks_log_to_a_repetitive_logger() -> None:
+    assert client_errors.name in REPETITIVE_LOGGERS
