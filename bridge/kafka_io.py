@@ -43,6 +43,7 @@ client_errors = logging.getLogger(f"{__name__}.errors")
 # librdkafka's local error codes carry a leading underscore in the Python binding.
 _PARTITION_EOF = KafkaError._PARTITION_EOF  # noqa: SLF001
 _NO_OFFSET = KafkaError._NO_OFFSET  # noqa: SLF001
+_TOPIC_RECHECK_S = 10.0
 
 Headers = list[tuple[str, bytes]]
 TP = tuple[str, int]
@@ -184,6 +185,7 @@ class ConsumerThread(threading.Thread):
         batch_size: int = 500,
         on_stats: Callable[[str], None] | None = None,
         on_commit_failed: Callable[[], None] | None = None,
+        on_missing_topics: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         super().__init__(name="kafka-consumer", daemon=True)
         if on_stats is not None:
@@ -199,6 +201,11 @@ class ConsumerThread(threading.Thread):
         self._commit_interval = commit_interval
         self._batch_size = batch_size
         self._on_commit_failed = on_commit_failed or (lambda: None)
+        self._on_missing_topics = on_missing_topics or (lambda _: None)
+        # Subscribed topics the cluster does not have: nothing is read from them, silently,
+        # until they are created, so the worker reports them and is not ready meanwhile.
+        self.missing_topics: frozenset[str] = frozenset()
+        self._next_topic_check = 0.0
         self._commits: queue.SimpleQueue[dict[TP, int]] = queue.SimpleQueue()
         self._halt = threading.Event()
         self._paused = False
@@ -233,13 +240,9 @@ class ConsumerThread(threading.Thread):
     def run(self) -> None:
         consumer = self._consumer
         try:
-            consumer.subscribe(
-                self._topics,
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )
+            self._subscribe()
             last_commit = time.monotonic()
+            self._check_topics()
             while not self._halt.is_set():
                 # Take what is already fetched without waiting; only when nothing is there,
                 # wait for the next record (consume(n, t) would wait for n records or t).
@@ -248,6 +251,8 @@ class ConsumerThread(threading.Thread):
                     self._hand_over(msgs)
                 self._backpressure()
                 now = time.monotonic()
+                if self.missing_topics and now >= self._next_topic_check:
+                    self._check_topics()
                 if now - last_commit >= self._commit_interval:
                     self._group_metadata = consumer.consumer_group_metadata()
                     self._commit_pending(sync=False)
@@ -273,11 +278,55 @@ class ConsumerThread(threading.Thread):
                     self._halt.set()
                     return
                 client_errors.warning("consumer error: %s", err)
+                if (
+                    err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+                    and time.monotonic() >= self._next_topic_check
+                ):
+                    self._check_topics()
                 continue
             records.append(InputRecord.from_message(msg))
         if records:
             self._handed += len(records)
             self._loop.call_soon_threadsafe(self._listener.on_batch, records)
+
+    def _subscribe(self) -> None:
+        self._consumer.subscribe(
+            self._topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
+    def _check_topics(self) -> None:
+        """Ask the cluster which subscribed topics exist; again every 10 s while any is missing.
+
+        A topic that appears is subscribed to again, so its partitions are assigned at once
+        rather than after librdkafka's next metadata refresh (5 minutes by default).
+        """
+        self._next_topic_check = time.monotonic() + _TOPIC_RECHECK_S
+        missing = set()
+        try:
+            for topic in self._topics:
+                found = self._consumer.list_topics(topic, timeout=5).topics.get(topic)
+                if found is None or (
+                    found.error is not None
+                    and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+                ):
+                    missing.add(topic)
+        except KafkaException as exc:  # the cluster did not answer: keep what we knew
+            client_errors.warning("cannot check the input topics: %s", exc)
+            return
+        if missing == self.missing_topics:
+            return
+        for topic in sorted(missing - self.missing_topics):
+            log.error("input topic does not exist; nothing is read from it", extra={"topic": topic})
+        appeared = self.missing_topics - missing
+        for topic in sorted(appeared):
+            log.info("input topic exists now", extra={"topic": topic})
+        self.missing_topics = frozenset(missing)
+        self._on_missing_topics(self.missing_topics)
+        if appeared:
+            self._subscribe()
 
     def _backpressure(self) -> None:
         # Counted here, not by the loop: the loop may not have seen the last batches yet.

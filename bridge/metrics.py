@@ -145,6 +145,12 @@ class Metrics:
         self.assigned = Gauge(
             "bridge_assigned_partitions", "Partitions assigned to this worker.", registry=r
         )
+        self.input_topic_missing = Gauge(
+            "bridge_input_topic_missing",
+            "1 while a subscribed input topic does not exist in the cluster.",
+            ["topic"],
+            registry=r,
+        )
         self.commits = Counter("bridge_offset_commits", "Offset commits issued.", registry=r)
         self.commit_failures = Counter(
             "bridge_offset_commit_failures",

@@ -216,6 +216,7 @@ class Worker:
         self.metrics.oldest_unprocessed_age.set_function(self._oldest_unprocessed_age)
         self.metrics.parked_sessions.set_function(lambda: len(self.parking))
         self.metrics.parked_oldest_age.set_function(self.parking.oldest_age)
+        self.metrics.ready.set_function(lambda: 1.0 if self.ready() else 0.0)
 
     def _paused_partitions(self) -> int:
         consumer = self._consumer
@@ -530,7 +531,6 @@ class Worker:
             asyncio.get_running_loop().call_later(delay, self._api_ok.set)
             if reason == "auth":
                 self.metrics.api_healthy.set(0)
-                self.metrics.ready.set(0)
             else:
                 self.metrics.api_outage.set(1)
             if self._gate_closures == 1:
@@ -548,7 +548,6 @@ class Worker:
         self._gate_reason = None
         self.metrics.api_healthy.set(1)
         self.metrics.api_outage.set(0)
-        self.metrics.ready.set(1)
 
     def _publish(self, work: Work, cmd: Command, applied: Applied) -> None:
         if applied.replayed:
@@ -738,9 +737,16 @@ class Worker:
         return (
             self._fatal is None
             and self._gate_reason != "auth"
+            and not self._stop.is_set()
             and consumer is not None
             and consumer.is_alive()
+            and not consumer.missing_topics
         )
+
+    def _missing_topics(self, missing: frozenset[str]) -> None:
+        """Called on the consumer thread when the set of missing input topics changes."""
+        for topic in self.settings.input_topics:
+            self.metrics.input_topic_missing.labels(topic).set(1 if topic in missing else 0)
 
     def alive(self) -> bool:
         consumer = self._consumer
@@ -806,7 +812,10 @@ class Worker:
             commit_interval=settings.commit_interval,
             on_stats=LagReporter(self.metrics),
             on_commit_failed=self.metrics.commit_failures.inc,
+            on_missing_topics=self._missing_topics,
         )
+        for topic in settings.input_topics:
+            self.metrics.input_topic_missing.labels(topic).set(0)
         health = HealthServer(self.metrics.registry, ready=self.ready, alive=self.alive)
         await health.start("0.0.0.0", settings.metrics_port)  # noqa: S104 - probes come from outside
         self._poller.start()
@@ -836,7 +845,6 @@ class Worker:
         # collection, so a full one scans only the records in flight (shorter pauses).
         gc.freeze()
         self._consumer.start()
-        self.metrics.ready.set(1)
         log.info(
             "worker started",
             extra={
@@ -848,7 +856,6 @@ class Worker:
         )
         try:
             await self._stop.wait()
-            self.metrics.ready.set(0)
             self._consumer.stop()
             # The consumer thread drains and commits through this loop, so keep it running.
             await loop.run_in_executor(None, self._consumer.finished.wait)

@@ -175,6 +175,7 @@ def flag_timeline(
     *,
     good: int = 1,
     width: int = 12,
+    legend: str = "{{pod}}",
 ) -> statetimeline.Panel:
     panel = (
         statetimeline.Panel()
@@ -187,7 +188,7 @@ def flag_timeline(
         .mappings(flag_mapping(one, zero, good=good))
         .thresholds(_steps((None, "red" if good else "green"), (1, "green" if good else "red")))
     )
-    _targets(panel, [q(expr, "{{pod}}")])
+    _targets(panel, [q(expr, legend)])
     return panel
 
 
@@ -579,7 +580,7 @@ def overview() -> db.Dashboard:
         .title("Versions")
         .description("Running worker versions, and the event loop each runs on.")
         .datasource(DS)
-        .span(8)
+        .span(6)
         .height(6)
     )
     _targets(
@@ -589,13 +590,24 @@ def overview() -> db.Dashboard:
         flag_timeline(
             "Readiness",
             "/readyz per worker: ready, or not (consumer not running, fatal error, API key "
-            "rejected).",
+            "rejected, an input topic missing).",
             f"max by (pod) (bridge_ready{{{S}}})",
             "ready",
             "not ready",
-            width=8,
+            width=6,
         ),
-        outage_timeline(width=8),
+        flag_timeline(
+            "Missing input topics",
+            "Per input topic: missing while the cluster does not have it, so nothing under "
+            "that name is read (alert after 2m).",
+            f"max by (topic) (bridge_input_topic_missing{{{S}}})",
+            "missing",
+            "exists",
+            good=0,
+            width=6,
+            legend="{{topic}}",
+        ),
+        outage_timeline(width=6),
         versions,
     ]
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import signal
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from bridge.codec import Codec
 from bridge.harness import WorkerProcess, committed_offsets, end_offsets, read_topic, wait_for
-from bridge.produce import LoadSpec, generate
+from bridge.produce import LoadSpec, generate, produce_commands
 from bridge.simulator.process import SimulatorProcess
 
 from .conftest import Bridge
@@ -186,3 +189,37 @@ def test_backpressure_bounds_what_is_held_in_memory(
     assert stats["conflicts_409"] == 0
     assert_applied_in_order(commands, simulator.journal())
     _assert_exactly_once_effects(bridge, commands)
+
+
+def test_a_missing_input_topic_is_reported_until_it_exists(
+    bridge_factory: Callable[..., Bridge], kafka_admin: AdminClient
+) -> None:
+    bridge = bridge_factory(partitions=2)
+    later = f"later-{uuid.uuid4().hex[:10]}"
+    missing = f'bridge_input_topic_missing{{topic="{later}"}}'
+    first = list(generate(LoadSpec(sessions=20, total=100, run_id="present")))
+    second = list(generate(LoadSpec(sessions=20, total=100, run_id="later")))
+    worker = WorkerProcess({**bridge.env, "BRIDGE_INPUT_TOPICS": f"{bridge.input},{later}"})
+    worker.start(wait_ready=False)
+    try:
+        wait_for(lambda: worker.metrics().get(missing) == 1, 60, "the missing topic reported")
+        assert not worker.ready(), "a worker missing an input topic must not be ready"
+        # The topic that exists still flows.
+        bridge.produce(first)
+        wait_for(lambda: worker.metric_sum(PROCESSED) >= len(first), 120, "the first topic")
+        assert not worker.ready()
+        kafka_admin.create_topics([NewTopic(later, 2, 1)])[later].result(timeout=30)
+        # Checked every 10 s; the new topic is subscribed to at once, not at the next
+        # metadata refresh five minutes later.
+        wait_for(worker.ready, 60, "the worker ready once the topic exists")
+        assert worker.metrics().get(missing) == 0
+        produce_commands(bridge.conf, later, iter(second), encode=Codec().encode_command)
+        wait_for(
+            lambda: worker.metric_sum(PROCESSED) >= len(first) + len(second),
+            120,
+            "the new topic's commands",
+        )
+        log = worker.log_text()
+        assert "input topic does not exist" in log and "input topic exists now" in log
+    finally:
+        assert worker.stop() == 0

@@ -143,6 +143,7 @@ def test_overview_covers_the_worker(boards: dict[str, dict[str, Any]]) -> None:
         "bridge_offset_commits_total",
         "bridge_revoke_drain_duration_seconds_bucket",
         "bridge_ready",
+        "bridge_input_topic_missing",
     }
     assert not required - set(re.findall(r"\bbridge_\w+", exprs))
     assert "histogram_quantile(0.99, sum by (le) (rate(bridge_api_request_duration" in exprs
