@@ -298,28 +298,33 @@ class ConsumerThread(threading.Thread):
         )
 
     def _check_topics(self) -> None:
-        """Ask the cluster which subscribed topics exist; again every 10 s while any is missing.
+        """Ask the cluster which subscribed topics we can read; again every 10 s while not all.
 
         A topic that appears is subscribed to again, so its partitions are assigned at once
         rather than after librdkafka's next metadata refresh (5 minutes by default).
         """
         self._next_topic_check = time.monotonic() + _TOPIC_RECHECK_S
-        missing = set()
+        why: dict[str, str] = {}
         try:
             for topic in self._topics:
                 found = self._consumer.list_topics(topic, timeout=5).topics.get(topic)
-                if found is None or (
-                    found.error is not None
-                    and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
-                ):
-                    missing.add(topic)
+                code = found.error.code() if found is not None and found.error else None
+                if found is None or code == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    why[topic] = "it does not exist"
+                elif code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                    why[topic] = "the worker may not describe it"
         except KafkaException as exc:  # the cluster did not answer: keep what we knew
             client_errors.warning("cannot check the input topics: %s", exc)
             return
+        missing = set(why)
         if missing == self.missing_topics:
             return
         for topic in sorted(missing - self.missing_topics):
-            log.error("input topic does not exist; nothing is read from it", extra={"topic": topic})
+            log.error(
+                "input topic unreadable: %s; nothing is read from it",
+                why[topic],
+                extra={"topic": topic},
+            )
         appeared = self.missing_topics - missing
         for topic in sorted(appeared):
             log.info("input topic exists now", extra={"topic": topic})

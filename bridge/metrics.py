@@ -147,7 +147,7 @@ class Metrics:
         )
         self.input_topic_missing = Gauge(
             "bridge_input_topic_missing",
-            "1 while a subscribed input topic does not exist in the cluster.",
+            "1 while a subscribed input topic does not exist, or the worker may not describe it.",
             ["topic"],
             registry=r,
         )

@@ -220,6 +220,7 @@ def test_a_missing_input_topic_is_reported_until_it_exists(
             "the new topic's commands",
         )
         log = worker.log_text()
-        assert "input topic does not exist" in log and "input topic exists now" in log
+        assert "input topic unreadable: it does not exist" in log
+        assert "input topic exists now" in log
     finally:
         assert worker.stop() == 0
