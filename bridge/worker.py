@@ -32,6 +32,7 @@ from bridge.engine.retry import RetryPolicy
 from bridge.engine.sequencer import Sequenced, Sequencer
 from bridge.errors import (
     ApiError,
+    ConfigError,
     ConflictError,
     DecodeError,
     FatalApiError,
@@ -817,7 +818,12 @@ class Worker:
         for topic in settings.input_topics:
             self.metrics.input_topic_missing.labels(topic).set(0)
         health = HealthServer(self.metrics.registry, ready=self.ready, alive=self.alive)
-        await health.start("0.0.0.0", settings.metrics_port)  # noqa: S104 - probes come from outside
+        try:
+            await health.start("0.0.0.0", settings.metrics_port)  # noqa: S104 - probes from outside
+        except OSError as exc:  # e.g. the port is taken: say which setting, not a traceback
+            raise ConfigError(
+                "BRIDGE_METRICS_PORT", f"cannot listen on {settings.metrics_port}: {exc.strerror}"
+            ) from exc
         self._poller.start()
         reader: ParkingReader | None = None
         if self._park:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import socket
+from collections.abc import Iterator
 
 import pytest
 
@@ -26,6 +28,16 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for key, value in BASE.items():
         monkeypatch.setenv(key, value)
     return monkeypatch
+
+
+@pytest.fixture
+def logs() -> Iterator[None]:
+    """Commands configure the root logger; put pytest's handlers back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_defaults_and_parsing(env: pytest.MonkeyPatch) -> None:
@@ -106,16 +118,23 @@ def test_cli_exits_2_with_one_line_naming_the_variable(
 
 @pytest.mark.parametrize("argv", [["run"], ["topics", "create"], ["produce", "--commands", "1"]])
 def test_a_property_librdkafka_refuses_names_the_pass_through(
-    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str], logs: None
 ) -> None:
     env.setenv("BRIDGE_KAFKA_CONFIG", '{"no.such.property": 1}')
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        assert main(argv) == 2
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "BRIDGE_KAFKA_CONFIG" in err and "no.such.property" in err
+
+
+def test_a_metrics_port_in_use_names_the_setting(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], logs: None
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))  # noqa: S104 - the worker binds all interfaces too
+        taken.listen()
+        env.setenv("BRIDGE_METRICS_PORT", str(taken.getsockname()[1]))
+        assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "BRIDGE_METRICS_PORT" in err and "address already in use" in err
