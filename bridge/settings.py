@@ -71,7 +71,16 @@ class KafkaSettings(BaseSettings):
 
     def librdkafka_common(self) -> dict[str, str | int | float | bool]:
         """Connection properties shared by every client, pass-through first, typed on top."""
-        conf: dict[str, str | int | float | bool] = dict(self.kafka_config)
+        conf: dict[str, str | int | float | bool] = {
+            # librdkafka's default, "rebootstrap", drops and re-adds the bootstrap brokers
+            # while all brokers are down, which resets their reconnect backoff: about ten
+            # connection attempts a second per client for as long as an outage lasts.
+            "metadata.recovery.strategy": "none",
+            # With the backoff in force, a broker that comes back is found within 2 s
+            # (librdkafka's default ceiling is 10 s).
+            "reconnect.backoff.max.ms": 2000,
+            **self.kafka_config,
+        }
         conf["bootstrap.servers"] = self.kafka_bootstrap_servers
         if self.kafka_sasl_username is not None:
             conf["sasl.username"] = self.kafka_sasl_username

@@ -138,3 +138,11 @@ def test_a_metrics_port_in_use_names_the_setting(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "BRIDGE_METRICS_PORT" in err and "address already in use" in err
+
+
+def test_reconnect_defaults_yield_to_the_pass_through(env: pytest.MonkeyPatch) -> None:
+    common = load(KafkaSettings).librdkafka_common()
+    assert common["metadata.recovery.strategy"] == "none"
+    assert common["reconnect.backoff.max.ms"] == 2000
+    env.setenv("BRIDGE_KAFKA_CONFIG", '{"metadata.recovery.strategy": "rebootstrap"}')
+    assert load(KafkaSettings).librdkafka_common()["metadata.recovery.strategy"] == "rebootstrap"
