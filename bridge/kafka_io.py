@@ -185,7 +185,6 @@ class ConsumerThread(threading.Thread):
         batch_size: int = 500,
         on_stats: Callable[[str], None] | None = None,
         on_commit_failed: Callable[[], None] | None = None,
-        on_missing_topics: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         super().__init__(name="kafka-consumer", daemon=True)
         if on_stats is not None:
@@ -201,7 +200,6 @@ class ConsumerThread(threading.Thread):
         self._commit_interval = commit_interval
         self._batch_size = batch_size
         self._on_commit_failed = on_commit_failed or (lambda: None)
-        self._on_missing_topics = on_missing_topics or (lambda _: None)
         # Subscribed topics the cluster does not have: nothing is read from them, silently,
         # until they are created, so the worker reports them and is not ready meanwhile.
         self.missing_topics: frozenset[str] = frozenset()
@@ -329,7 +327,6 @@ class ConsumerThread(threading.Thread):
         for topic in sorted(appeared):
             log.info("input topic exists now", extra={"topic": topic})
         self.missing_topics = frozenset(missing)
-        self._on_missing_topics(self.missing_topics)
         if appeared:
             self._subscribe()
 

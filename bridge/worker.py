@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Hashable
 from enum import IntEnum
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, Producer
@@ -218,6 +219,10 @@ class Worker:
         self.metrics.parked_sessions.set_function(lambda: len(self.parking))
         self.metrics.parked_oldest_age.set_function(self.parking.oldest_age)
         self.metrics.ready.set_function(lambda: 1.0 if self.ready() else 0.0)
+        for topic in self.settings.input_topics:
+            self.metrics.input_topic_missing.labels(topic).set_function(
+                partial(self._topic_missing, topic)
+            )
 
     def _paused_partitions(self) -> int:
         consumer = self._consumer
@@ -744,10 +749,9 @@ class Worker:
             and not consumer.missing_topics
         )
 
-    def _missing_topics(self, missing: frozenset[str]) -> None:
-        """Called on the consumer thread when the set of missing input topics changes."""
-        for topic in self.settings.input_topics:
-            self.metrics.input_topic_missing.labels(topic).set(1 if topic in missing else 0)
+    def _topic_missing(self, topic: str) -> float:
+        consumer = self._consumer
+        return 1.0 if consumer is not None and topic in consumer.missing_topics else 0.0
 
     def alive(self) -> bool:
         consumer = self._consumer
@@ -813,10 +817,7 @@ class Worker:
             commit_interval=settings.commit_interval,
             on_stats=LagReporter(self.metrics),
             on_commit_failed=self.metrics.commit_failures.inc,
-            on_missing_topics=self._missing_topics,
         )
-        for topic in settings.input_topics:
-            self.metrics.input_topic_missing.labels(topic).set(0)
         health = HealthServer(self.metrics.registry, ready=self.ready, alive=self.alive)
         try:
             await health.start("0.0.0.0", settings.metrics_port)  # noqa: S104 - probes from outside
