@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import queue
 import threading
 import time
@@ -17,7 +18,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from bridge.errors import ConfigError
 from bridge.settings import KafkaSettings
@@ -44,6 +53,15 @@ client_errors = logging.getLogger(f"{__name__}.errors")
 _PARTITION_EOF = KafkaError._PARTITION_EOF  # noqa: SLF001
 _NO_OFFSET = KafkaError._NO_OFFSET  # noqa: SLF001
 _TOPIC_RECHECK_S = 10.0
+# How librdkafka reports a subscribed topic, or one of its partitions, gone from the cluster.
+_UNKNOWN_TOPIC_CODES = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.UNKNOWN_TOPIC_ID,
+        KafkaError._UNKNOWN_PARTITION,  # noqa: SLF001
+        KafkaError._UNKNOWN_TOPIC,  # noqa: SLF001
+    }
+)
 
 Headers = list[tuple[str, bytes]]
 TP = tuple[str, int]
@@ -156,6 +174,10 @@ class PartitionListener(Protocol):
 
     def on_lost(self, partitions: list[TP]) -> None: ...
 
+    def on_log_gone(self, partitions: list[TP]) -> None:
+        """The partitions' topic was deleted: positions read from it must never be committed."""
+        ...
+
     def on_fatal(self, error: str) -> None: ...
 
     @property
@@ -203,7 +225,11 @@ class ConsumerThread(threading.Thread):
         # Subscribed topics the cluster does not have: nothing is read from them, silently,
         # until they are created, so the worker reports them and is not ready meanwhile.
         self.missing_topics: frozenset[str] = frozenset()
+        # When to ask the cluster again: every 10 s while a topic is missing, at once when the
+        # client reports an unknown topic or partition (a topic deleted under us), else never.
         self._next_topic_check = 0.0
+        # Deleted while assigned: paused until the topic is back, then read from its start.
+        self._gone: set[str] = set()
         self._commits: queue.SimpleQueue[dict[TP, int]] = queue.SimpleQueue()
         self._halt = threading.Event()
         self._paused = False
@@ -240,7 +266,6 @@ class ConsumerThread(threading.Thread):
         try:
             self._subscribe()
             last_commit = time.monotonic()
-            self._check_topics()
             while not self._halt.is_set():
                 # Take what is already fetched without waiting; only when nothing is there,
                 # wait for the next record (consume(n, t) would wait for n records or t).
@@ -249,7 +274,7 @@ class ConsumerThread(threading.Thread):
                     self._hand_over(msgs)
                 self._backpressure()
                 now = time.monotonic()
-                if self.missing_topics and now >= self._next_topic_check:
+                if now >= self._next_topic_check:
                     self._check_topics()
                 if now - last_commit >= self._commit_interval:
                     self._group_metadata = consumer.consumer_group_metadata()
@@ -276,11 +301,7 @@ class ConsumerThread(threading.Thread):
                     self._halt.set()
                     return
                 client_errors.warning("consumer error: %s", err)
-                if (
-                    err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
-                    and time.monotonic() >= self._next_topic_check
-                ):
-                    self._check_topics()
+                self._note_unknown(err)
                 continue
             records.append(InputRecord.from_message(msg))
         if records:
@@ -296,7 +317,8 @@ class ConsumerThread(threading.Thread):
         )
 
     def _check_topics(self) -> None:
-        """Ask the cluster which subscribed topics we can read; again every 10 s while not all.
+        """Ask the cluster which subscribed topics we can read: at start, again every 10 s
+        while not all, and whenever the client reports a topic or partition unknown.
 
         A topic that appears is subscribed to again, so its partitions are assigned at once
         rather than after librdkafka's next metadata refresh (5 minutes by default).
@@ -315,20 +337,52 @@ class ConsumerThread(threading.Thread):
             client_errors.warning("cannot check the input topics: %s", exc)
             return
         missing = set(why)
-        if missing == self.missing_topics:
-            return
         for topic in sorted(missing - self.missing_topics):
             log.error(
                 "input topic unreadable: %s; nothing is read from it",
                 why[topic],
                 extra={"topic": topic},
             )
+            if why[topic] == "it does not exist":
+                self._log_gone(topic)
         appeared = self.missing_topics - missing
         for topic in sorted(appeared):
             log.info("input topic exists now", extra={"topic": topic})
         self.missing_topics = frozenset(missing)
+        for topic in sorted(self._gone - missing):
+            self._read_new_log(topic)
         if appeared:
             self._subscribe()
+        if not missing and not self._gone:
+            self._next_topic_check = math.inf
+
+    def _log_gone(self, topic: str) -> None:
+        """A topic deleted under us: forget its positions, and fetch nothing until it is back.
+
+        librdkafka keeps its fetch position across a delete and re-create (librdkafka#3255),
+        so a new log that grew past it would be read from there, its first records skipped.
+        """
+        tps = sorted(tp for tp in self.assignment if tp[0] == topic)
+        if not tps:
+            return
+        self._gone.add(topic)
+        self._consumer.pause([TopicPartition(t, p) for t, p in tps])
+        self._loop.call_soon_threadsafe(self._listener.on_log_gone, tps)
+
+    def _read_new_log(self, topic: str) -> None:
+        """Start a re-created topic's partitions from the group's offsets, else the start."""
+        parts = [TopicPartition(t, p) for t, p in sorted(self.assignment) if t == topic]
+        try:
+            # Kafka drops a deleted topic's committed offsets, so these are normally unset.
+            for tp in self._consumer.committed(parts, timeout=10) if parts else []:
+                offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        except KafkaException as exc:  # still paused; tried again at the next check
+            client_errors.warning("cannot position the re-created topic %s: %s", topic, exc)
+            return
+        self._gone.discard(topic)
+        if parts and not self._paused:
+            self._consumer.resume(parts)
 
     def _backpressure(self) -> None:
         # Counted here, not by the loop: the loop may not have seen the last batches yet.
@@ -340,7 +394,7 @@ class ConsumerThread(threading.Thread):
             self._set_paused(False)
 
     def _set_paused(self, paused: bool) -> None:
-        parts = [TopicPartition(t, p) for t, p in self.assignment]
+        parts = [TopicPartition(t, p) for t, p in self.assignment if t not in self._gone]
         if parts:
             (self._consumer.pause if paused else self._consumer.resume)(parts)
         self._paused = paused
@@ -414,7 +468,12 @@ class ConsumerThread(threading.Thread):
         self._loop.call_soon_threadsafe(self._listener.on_lost, tps)
         log.warning("partitions lost", extra={"partitions": [f"{t}[{p}]" for t, p in tps]})
 
+    def _note_unknown(self, err: KafkaError) -> None:
+        if err.code() in _UNKNOWN_TOPIC_CODES:
+            self._next_topic_check = 0.0  # checked on the thread's next turn
+
     def _on_error(self, err: KafkaError) -> None:
+        self._note_unknown(err)
         if err.fatal():
             self._loop.call_soon_threadsafe(self._listener.on_fatal, str(err))
             self._halt.set()

@@ -151,6 +151,13 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.input_log_resets = Counter(
+            "bridge_input_log_resets",
+            "Input partitions whose positions were dropped because their log was deleted, or "
+            "restarted below an offset already read (a topic re-created, a log truncated).",
+            ["topic"],
+            registry=r,
+        )
         self.commits = Counter("bridge_offset_commits", "Offset commits issued.", registry=r)
         self.commit_failures = Counter(
             "bridge_offset_commit_failures",
@@ -237,6 +244,7 @@ class Metrics:
             self.delivery_failures.labels(kind)
         ProcessCollector(registry=r)
         self.consumed_for = Children(self.consumed)
+        self.input_log_resets_for = Children(self.input_log_resets)
         self.processed_for = Children(self.processed)
         self.effects_for = Children(self.effects)
         self.api_duration_for = Children(self.api_duration)

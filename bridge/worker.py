@@ -223,6 +223,7 @@ class Worker:
             self.metrics.input_topic_missing.labels(topic).set_function(
                 partial(self._topic_missing, topic)
             )
+            self.metrics.input_log_resets_for(topic)  # exported as 0 from the start
 
     def _paused_partitions(self) -> int:
         consumer = self._consumer
@@ -256,10 +257,12 @@ class Worker:
         arrival = self._arrivals
         for rec in records:
             tp = (rec.topic, rec.partition)
-            slot = track(tp, rec.offset, rec.timestamp_ms) if tp in self.assigned else None
-            if slot is None:
-                self._released += 1  # not ours any more, or a redelivery of one we hold
+            if tp not in self.assigned:
+                self._released += 1  # read before the partition was revoked or lost
                 continue
+            slot = track(tp, rec.offset, rec.timestamp_ms)
+            if slot is None:
+                slot = self._log_restarted(rec)
             work = Work(rec, slot)
             work.seq = arrival = arrival + 1
             try:
@@ -274,6 +277,26 @@ class Worker:
             if entry.runnable:
                 ready((work.seq, entry))
         self._arrivals = arrival
+
+    def _log_restarted(self, rec: InputRecord) -> Slot:
+        """A record below one already read from its partition: the log started over (a topic
+        re-created before its deletion was noticed, or a truncated log)."""
+        log.warning(
+            "input partition restarted below the offset already read; tracking it afresh",
+            extra={"where": f"{rec.topic}[{rec.partition}]@{rec.offset}"},
+        )
+        self.metrics.input_log_resets_for(rec.topic).inc()
+        return self.offsets.restart((rec.topic, rec.partition), rec.offset, rec.timestamp_ms)
+
+    def on_log_gone(self, partitions: list[TP]) -> None:
+        # What was read still runs and publishes; only its positions are dropped.
+        for tp in partitions:
+            log.warning(
+                "input topic deleted; its positions will not be committed",
+                extra={"where": f"{tp[0]}[{tp[1]}]"},
+            )
+            self.offsets.forget(tp)
+            self.metrics.input_log_resets_for(tp[0]).inc()
 
     def _decode(self, rec: InputRecord) -> Command:
         cmd = self.codec.decode_command(rec.value)

@@ -526,12 +526,18 @@ def overview() -> db.Dashboard:
 
     kafka = [
         ts(
-            "Rebalance events",
-            "Partitions assigned, revoked or lost per interval.",
+            "Rebalance events and input log resets",
+            "Partitions assigned, revoked or lost per interval; and input partitions whose "
+            "positions were dropped because their topic was deleted or their log restarted "
+            "below what was read (alert: any).",
             "short",
             q(
                 f"sum by (event) (increase(bridge_rebalances_total{{{S}}}[{RI}]))",
                 "{{event}}",
+            ),
+            q(
+                f"sum by (topic) (increase(bridge_input_log_resets_total{{{S}}}[{RI}]))",
+                "log reset {{topic}}",
             ),
         ),
         ts(

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -46,6 +47,22 @@ def _assert_committed_to_end(bridge: Bridge) -> None:
         30,
         "offsets committed to the end",
     )
+
+
+def _create_topic(admin: AdminClient, name: str, partitions: int = 2) -> str:
+    """Create `name`, again if need be: a topic just deleted takes a moment to let go of it."""
+
+    def created() -> bool:
+        try:
+            admin.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+            return False
+        return True
+
+    wait_for(created, 60, f"topic {name} created", step=0.2)
+    return name
 
 
 def test_20k_commands_2k_sessions_in_order(
@@ -189,6 +206,70 @@ def test_backpressure_bounds_what_is_held_in_memory(
     assert stats["conflicts_409"] == 0
     assert_applied_in_order(commands, simulator.journal())
     _assert_exactly_once_effects(bridge, commands)
+
+
+def test_an_input_topic_deleted_and_created_again_is_read_from_its_start(
+    bridge_factory: Callable[..., Bridge], kafka_admin: AdminClient, simulator: SimulatorProcess
+) -> None:
+    bridge = bridge_factory(partitions=2)
+    other = _create_topic(kafka_admin, f"other-{uuid.uuid4().hex[:10]}")
+    missing = f'bridge_input_topic_missing{{topic="{other}"}}'
+    resets = f'bridge_input_log_resets_total{{topic="{other}"}}'
+    old = list(generate(LoadSpec(sessions=40, total=400, run_id="old-log")))
+    staying = list(generate(LoadSpec(sessions=40, total=400, run_id="staying")))
+    # Longer than the old log: read from the old offsets, its first records would be skipped.
+    new = list(generate(LoadSpec(sessions=80, total=800, run_id="new-log")))
+    encode = Codec().encode_command
+    with WorkerProcess({**bridge.env, "BRIDGE_INPUT_TOPICS": f"{bridge.input},{other}"}) as worker:
+        produce_commands(bridge.conf, other, iter(old), encode=encode)
+        wait_for(lambda: worker.metric_sum(PROCESSED) >= len(old), 120, "the old log")
+        assert worker.metrics().get(resets) == 0
+        kafka_admin.delete_topics([other])[other].result(timeout=30)
+        # The client's first error about the topic makes the worker look at once.
+        wait_for(lambda: worker.metrics().get(missing) == 1, 90, "the deleted topic reported")
+        assert not worker.ready()
+        bridge.produce(staying)
+        wait_for(lambda: worker.metric_sum(PROCESSED) >= len(old) + len(staying), 120, "staying")
+        _create_topic(kafka_admin, other)
+        produce_commands(bridge.conf, other, iter(new), encode=encode)
+        wait_for(
+            lambda: worker.metric_sum(PROCESSED) >= len(old) + len(staying) + len(new),
+            120,
+            "the new log, from its first record",
+        )
+        wait_for(worker.ready, 60, "the worker ready again")
+        assert worker.metrics().get(resets) == 2  # one per partition
+        assert worker.metric_sum("bridge_dead_letters_total") == 0
+        assert worker.stop() == 0
+    assert_applied_in_order(old + staying + new, simulator.journal())
+
+
+def test_an_input_topic_created_again_before_its_deletion_is_noticed_is_read_whole(
+    bridge_factory: Callable[..., Bridge], kafka_admin: AdminClient, simulator: SimulatorProcess
+) -> None:
+    bridge = bridge_factory(partitions=2)
+    other = _create_topic(kafka_admin, f"other-{uuid.uuid4().hex[:10]}")
+    resets = f'bridge_input_log_resets_total{{topic="{other}"}}'
+    old = list(generate(LoadSpec(sessions=40, total=400, run_id="old-quick")))
+    new = list(generate(LoadSpec(sessions=10, total=100, run_id="new-quick")))
+    encode = Codec().encode_command
+    with WorkerProcess({**bridge.env, "BRIDGE_INPUT_TOPICS": f"{bridge.input},{other}"}) as worker:
+        produce_commands(bridge.conf, other, iter(old), encode=encode)
+        wait_for(lambda: worker.metric_sum(PROCESSED) >= len(old), 120, "the old log")
+        # librdkafka calls a topic gone only after 30 s (topic.metadata.propagation.max.ms):
+        # a log shorter than the old one comes back first, and its offsets go backwards.
+        kafka_admin.delete_topics([other])[other].result(timeout=30)
+        _create_topic(kafka_admin, other)
+        produce_commands(bridge.conf, other, iter(new), encode=encode)
+        wait_for(
+            lambda: worker.metric_sum(PROCESSED) >= len(old) + len(new),
+            120,
+            "the new log, from its first record",
+        )
+        assert worker.metrics().get(resets) == 2  # one per partition
+        assert worker.metric_sum("bridge_dead_letters_total") == 0
+        assert worker.stop() == 0
+    assert_applied_in_order(old + new, simulator.journal())
 
 
 def test_a_missing_input_topic_is_reported_until_it_exists(
