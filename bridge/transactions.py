@@ -46,6 +46,8 @@ class TransactionalOutput:
         self._producer = producer
         self._timeout = timeout
         self._held: dict[TP, list[HeldOutput]] = {}
+        # Outputs of records whose log was deleted or restarted: no offset can cover them.
+        self._orphans: list[HeldOutput] = []
         self._committed: dict[TP, int] = {}
         self._lock = asyncio.Lock()
 
@@ -63,6 +65,16 @@ class TransactionalOutput:
             self._held.pop(tp, None)
             self._committed.pop(tp, None)
 
+    def orphan(self, tp: TP) -> None:
+        """The partition's log is gone, so nobody will redo its records: what it holds goes
+        out with the next transaction, with no offset of the new log."""
+        self._orphans.extend(self._held.pop(tp, ()))
+        self._committed.pop(tp, None)
+
+    def hold_orphan(self, output: HeldOutput) -> None:
+        """The output of a record that finished after its log was gone."""
+        self._orphans.append(output)
+
     async def commit(self, positions: dict[TP, int], group_metadata: Any) -> bool:
         """Send what `positions` cover and commit it with them; False if nothing was due."""
         async with self._lock:
@@ -73,10 +85,11 @@ class TransactionalOutput:
                     continue
                 due.extend((tp, o) for o in outputs if o.offset < pos)
             changed = {tp: p for tp, p in positions.items() if self._committed.get(tp) != p}
-            if not due and not changed:
+            orphans = list(self._orphans)
+            if not due and not changed and not orphans:
                 return False
             due.sort(key=lambda item: (item[0], item[1].offset))
-            for _, output in due:
+            for output in [*orphans, *(o for _, o in due)]:
                 for topic, key, value, headers in output.records:
                     self._send(topic, key, value, headers)
             offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
@@ -94,6 +107,7 @@ class TransactionalOutput:
                 )
                 await loop.run_in_executor(None, self._abort_sync)
                 return False
+            del self._orphans[: len(orphans)]
             sent = {id(o) for _, o in due}
             for tp in list(self._held):
                 kept = [o for o in self._held[tp] if id(o) not in sent]

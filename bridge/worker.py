@@ -286,7 +286,10 @@ class Worker:
             extra={"where": f"{rec.topic}[{rec.partition}]@{rec.offset}"},
         )
         self.metrics.input_log_resets_for(rec.topic).inc()
-        return self.offsets.restart((rec.topic, rec.partition), rec.offset, rec.timestamp_ms)
+        tp = (rec.topic, rec.partition)
+        if self._txn is not None:
+            self._txn.orphan(tp)
+        return self.offsets.restart(tp, rec.offset, rec.timestamp_ms)
 
     def on_log_gone(self, partitions: list[TP]) -> None:
         # What was read still runs and publishes; only its positions are dropped.
@@ -295,7 +298,9 @@ class Worker:
                 "input topic deleted; its positions will not be committed",
                 extra={"where": f"{tp[0]}[{tp[1]}]"},
             )
-            self.offsets.forget(tp)
+            self.offsets.forget(tp, log_gone=True)
+            if self._txn is not None:
+                self._txn.orphan(tp)
             self.metrics.input_log_resets_for(tp[0]).inc()
 
     def _decode(self, rec: InputRecord) -> Command:
@@ -366,6 +371,10 @@ class Worker:
         for tp in partitions:
             self.offsets.forget(tp)
             self.assigned.discard(tp)
+        if self._txn is not None:
+            # Their next owner redoes them; held here, they would go out again if the
+            # partitions came back to this worker.
+            self._txn.forget(partitions)
         self.metrics.rebalances.labels("lost").inc()
         self.metrics.assigned.set(len(self.assigned))
 
@@ -698,8 +707,11 @@ class Worker:
     def _hand_to_transaction(self, work: Work) -> None:
         if self._txn is None or work.held is None:
             return
-        if work.slot.owner.active:
+        owner = work.slot.owner
+        if owner.active:
             self._txn.hold(work.tp, work.held)
+        elif owner.log_gone:
+            self._txn.hold_orphan(work.held)
         work.held = None
         self._complete(work)
 

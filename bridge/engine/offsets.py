@@ -41,6 +41,7 @@ class PartitionOffsets:
     last_offset: int = -1
     in_progress: int = 0  # records with a call or an acknowledgement outstanding
     active: bool = True
+    log_gone: bool = False  # forgotten because the log was deleted or restarted, not revoked
 
     def track(self, offset: int, timestamp_ms: int = 0) -> Slot | None:
         """Start tracking `offset`; None when it is a redelivery of one already held."""
@@ -90,7 +91,7 @@ class OffsetTracker:
         nothing, because their positions belong to the old log: committed against the new
         one, they would skip its records.
         """
-        self.forget(tp)
+        self.forget(tp, log_gone=True)
         slot = self.track(tp, offset, timestamp_ms)
         assert slot is not None  # noqa: S101 - a fresh partition tracks any offset
         return slot
@@ -127,8 +128,10 @@ class OffsetTracker:
         part = self._parts.get(tp)
         return part.position if part else None
 
-    def forget(self, tp: TopicPartitionKey) -> None:
-        """Drop a partition (revoked or lost); its slots complete into nothing afterwards."""
+    def forget(self, tp: TopicPartitionKey, *, log_gone: bool = False) -> None:
+        """Drop a partition (revoked or lost, or its log gone); its slots complete into
+        nothing afterwards."""
         part = self._parts.pop(tp, None)
         if part is not None:
             part.active = False
+            part.log_gone = log_gone
