@@ -1,0 +1,92 @@
+"""Per-command timestamps for `benchmarks.hops`, loaded at interpreter start via PYTHONPATH.
+
+Inert unless HOPS_WORKER_FILE (in the worker) or HOPS_SIMULATOR_FILE (in the simulator) is
+set. Each process keeps monotonic timestamps per record or request and writes them as JSON
+when it exits, with the offset from the monotonic clock to wall-clock time.
+"""
+
+# The probes wrap private methods on purpose: they time the worker's internal hops.
+# ruff: noqa: SLF001
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import time
+from typing import Any
+
+_clock = time.monotonic
+
+
+def _dump(path: str, rows: Any) -> None:
+    with open(path, "w") as f:
+        json.dump({"wall_minus_monotonic": time.time() - _clock(), "rows": rows}, f)
+
+
+def _probe_worker(path: str) -> None:
+    import bridge.kafka_io as kafka_io
+    import bridge.worker as worker
+
+    received: dict[tuple[int, int], tuple[int, float]] = {}
+    rows: dict[tuple[int, int], list[Any]] = {}
+    hand_over, on_batch = kafka_io.ConsumerThread._hand_over, worker.Worker.on_batch
+    call, publish = worker.Worker._call, worker.Worker._publish
+
+    def probed_hand_over(self: Any, msgs: list[Any]) -> None:
+        now = _clock()
+        for m in msgs:
+            if m.error() is None:
+                received[(m.partition(), m.offset())] = (m.timestamp()[1], now)
+        hand_over(self, msgs)
+
+    def probed_on_batch(self: Any, records: list[Any]) -> None:
+        now = _clock()
+        on_batch(self, records)
+        for r in records:
+            got = received.pop((r.partition, r.offset), None)
+            if got is not None:
+                # append ms (wall clock), received, taken by the loop, call, publish, eventId
+                rows[(r.partition, r.offset)] = [got[0], got[1], now, 0.0, 0.0, None]
+
+    async def probed_call(self: Any, work: Any, cmd: Any) -> None:
+        row = rows.get((work.rec.partition, work.rec.offset))
+        if row is not None and row[5] is None:
+            row[3], row[5] = _clock(), cmd.event_id
+        await call(self, work, cmd)
+
+    def probed_publish(self: Any, work: Any, cmd: Any, applied: Any) -> None:
+        row = rows.get((work.rec.partition, work.rec.offset))
+        if row is not None:
+            row[4] = _clock()
+        publish(self, work, cmd, applied)
+
+    kafka_io.ConsumerThread._hand_over = probed_hand_over  # type: ignore[method-assign]
+    worker.Worker.on_batch = probed_on_batch  # type: ignore[method-assign]
+    worker.Worker._call = probed_call  # type: ignore[method-assign]
+    worker.Worker._publish = probed_publish  # type: ignore[method-assign]
+    atexit.register(lambda: _dump(path, list(rows.values())))
+
+
+def _probe_simulator(path: str) -> None:
+    import bridge.simulator.app as app
+
+    rows: dict[str, tuple[float, float]] = {}
+    mutate = app.Simulator._mutate
+
+    async def probed_mutate(self: Any, request: Any, route: Any, arrival: int, **kw: Any) -> Any:
+        entered = _clock()
+        response = await mutate(self, request, route, arrival, **kw)
+        event_id = request.headers.get(app.EVENT_ID_HEADER)
+        if event_id:
+            rows[event_id] = (entered, _clock())
+        return response
+
+    app.Simulator._mutate = probed_mutate  # type: ignore[method-assign]
+    atexit.register(lambda: _dump(path, rows))
+
+
+if os.environ.get("HOPS_WORKER_FILE"):
+    _probe_worker(os.environ["HOPS_WORKER_FILE"])
+if os.environ.get("HOPS_SIMULATOR_FILE"):
+    _probe_simulator(os.environ["HOPS_SIMULATOR_FILE"])
