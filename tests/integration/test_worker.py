@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -14,6 +15,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from bridge.codec import Codec
+from bridge.commands import Command
 from bridge.harness import WorkerProcess, committed_offsets, end_offsets, read_topic, wait_for
 from bridge.produce import LoadSpec, generate, produce_commands
 from bridge.simulator.process import SimulatorProcess
@@ -208,39 +210,52 @@ def test_backpressure_bounds_what_is_held_in_memory(
     _assert_exactly_once_effects(bridge, commands)
 
 
+@contextlib.contextmanager
+def _reading_a_second_topic(
+    bridge: Bridge, admin: AdminClient, old: list[Command]
+) -> Iterator[tuple[WorkerProcess, str]]:
+    """A worker on the bridge's input and a second topic, which has delivered `old`."""
+    other = _create_topic(admin, f"other-{uuid.uuid4().hex[:10]}")
+    with WorkerProcess({**bridge.env, "BRIDGE_INPUT_TOPICS": f"{bridge.input},{other}"}) as worker:
+        produce_commands(bridge.conf, other, iter(old), encode=Codec().encode_command)
+        wait_for(lambda: worker.metric_sum(PROCESSED) >= len(old), 120, "the old log")
+        assert worker.metrics().get(_resets(other)) == 0
+        yield worker, other
+
+
+def _resets(topic: str) -> str:
+    return f'bridge_input_log_resets_total{{topic="{topic}"}}'
+
+
+def _assert_new_log_read(worker: WorkerProcess, topic: str, total: int) -> None:
+    wait_for(
+        lambda: worker.metric_sum(PROCESSED) >= total, 120, "the new log, from its first record"
+    )
+    wait_for(worker.ready, 60, "the worker ready again")
+    assert worker.metrics().get(_resets(topic)) == 2  # one per partition
+    assert worker.metric_sum("bridge_dead_letters_total") == 0
+    assert worker.stop() == 0
+
+
 def test_an_input_topic_deleted_and_created_again_is_read_from_its_start(
     bridge_factory: Callable[..., Bridge], kafka_admin: AdminClient, simulator: SimulatorProcess
 ) -> None:
     bridge = bridge_factory(partitions=2)
-    other = _create_topic(kafka_admin, f"other-{uuid.uuid4().hex[:10]}")
-    missing = f'bridge_input_topic_missing{{topic="{other}"}}'
-    resets = f'bridge_input_log_resets_total{{topic="{other}"}}'
     old = list(generate(LoadSpec(sessions=40, total=400, run_id="old-log")))
     staying = list(generate(LoadSpec(sessions=40, total=400, run_id="staying")))
     # Longer than the old log: read from the old offsets, its first records would be skipped.
     new = list(generate(LoadSpec(sessions=80, total=800, run_id="new-log")))
-    encode = Codec().encode_command
-    with WorkerProcess({**bridge.env, "BRIDGE_INPUT_TOPICS": f"{bridge.input},{other}"}) as worker:
-        produce_commands(bridge.conf, other, iter(old), encode=encode)
-        wait_for(lambda: worker.metric_sum(PROCESSED) >= len(old), 120, "the old log")
-        assert worker.metrics().get(resets) == 0
+    with _reading_a_second_topic(bridge, kafka_admin, old) as (worker, other):
         kafka_admin.delete_topics([other])[other].result(timeout=30)
         # The client's first error about the topic makes the worker look at once.
+        missing = f'bridge_input_topic_missing{{topic="{other}"}}'
         wait_for(lambda: worker.metrics().get(missing) == 1, 90, "the deleted topic reported")
         assert not worker.ready()
         bridge.produce(staying)
         wait_for(lambda: worker.metric_sum(PROCESSED) >= len(old) + len(staying), 120, "staying")
         _create_topic(kafka_admin, other)
-        produce_commands(bridge.conf, other, iter(new), encode=encode)
-        wait_for(
-            lambda: worker.metric_sum(PROCESSED) >= len(old) + len(staying) + len(new),
-            120,
-            "the new log, from its first record",
-        )
-        wait_for(worker.ready, 60, "the worker ready again")
-        assert worker.metrics().get(resets) == 2  # one per partition
-        assert worker.metric_sum("bridge_dead_letters_total") == 0
-        assert worker.stop() == 0
+        produce_commands(bridge.conf, other, iter(new), encode=Codec().encode_command)
+        _assert_new_log_read(worker, other, len(old) + len(staying) + len(new))
     assert_applied_in_order(old + staying + new, simulator.journal())
 
 
@@ -248,27 +263,15 @@ def test_an_input_topic_created_again_before_its_deletion_is_noticed_is_read_who
     bridge_factory: Callable[..., Bridge], kafka_admin: AdminClient, simulator: SimulatorProcess
 ) -> None:
     bridge = bridge_factory(partitions=2)
-    other = _create_topic(kafka_admin, f"other-{uuid.uuid4().hex[:10]}")
-    resets = f'bridge_input_log_resets_total{{topic="{other}"}}'
     old = list(generate(LoadSpec(sessions=40, total=400, run_id="old-quick")))
     new = list(generate(LoadSpec(sessions=10, total=100, run_id="new-quick")))
-    encode = Codec().encode_command
-    with WorkerProcess({**bridge.env, "BRIDGE_INPUT_TOPICS": f"{bridge.input},{other}"}) as worker:
-        produce_commands(bridge.conf, other, iter(old), encode=encode)
-        wait_for(lambda: worker.metric_sum(PROCESSED) >= len(old), 120, "the old log")
+    with _reading_a_second_topic(bridge, kafka_admin, old) as (worker, other):
         # librdkafka calls a topic gone only after 30 s (topic.metadata.propagation.max.ms):
         # a log shorter than the old one comes back first, and its offsets go backwards.
         kafka_admin.delete_topics([other])[other].result(timeout=30)
         _create_topic(kafka_admin, other)
-        produce_commands(bridge.conf, other, iter(new), encode=encode)
-        wait_for(
-            lambda: worker.metric_sum(PROCESSED) >= len(old) + len(new),
-            120,
-            "the new log, from its first record",
-        )
-        assert worker.metrics().get(resets) == 2  # one per partition
-        assert worker.metric_sum("bridge_dead_letters_total") == 0
-        assert worker.stop() == 0
+        produce_commands(bridge.conf, other, iter(new), encode=Codec().encode_command)
+        _assert_new_log_read(worker, other, len(old) + len(new))
     assert_applied_in_order(old + new, simulator.journal())
 
 
