@@ -56,8 +56,8 @@ class _TextFormatter(logging.Formatter):
         return f"{base} {' '.join(extras)}" if extras else base
 
 
-# Loggers whose lines repeat for as long as a broker is down; RepeatFilter thins them.
-REPETITIVE_LOGGERS = ("librdkafka", "bridge.kafka_io.errors")
+# Loggers whose lines repeat for as long as a broker or topic is down; RepeatFilter thins them.
+REPETITIVE_LOGGERS = ("librdkafka", "bridge.kafka_io.errors", "bridge.worker.delivery")
 
 
 class RepeatFilter(logging.Filter):

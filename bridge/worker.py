@@ -65,6 +65,9 @@ from bridge.transactions import HeldOutput, TransactionalOutput
 __all__ = ["Worker", "run_worker"]
 
 log = logging.getLogger(__name__)
+# Every held record fails alike while a topic or the cluster is unavailable; thinned by
+# RepeatFilter to one line per topic and error each 30 s.
+delivery_errors = logging.getLogger(f"{__name__}.delivery")
 
 
 # Consecutive retryable failures, over at least this many sessions, that mean "the API is
@@ -740,8 +743,10 @@ class Worker:
             topic, "effects"
         )
         self.metrics.delivery_failures.labels(kind).inc()
-        log.error(
-            "producer could not deliver; sending again",
+        delivery_errors.error(
+            "producer could not deliver to %s: %s; sending again",
+            topic,
+            err.str(),
             extra={**work.log_extra(), "topic": topic, "error": str(err)},
         )
         if err.fatal():

@@ -11,7 +11,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
 from confluent_kafka.cimpl import NewTopic
 
 from bridge.codec import Codec
@@ -208,6 +214,41 @@ def test_backpressure_bounds_what_is_held_in_memory(
     assert stats["conflicts_409"] == 0
     assert_applied_in_order(commands, simulator.journal())
     _assert_exactly_once_effects(bridge, commands)
+
+
+def test_effects_kafka_refuses_are_sent_again_and_nothing_is_committed_past_them(
+    bridge_factory: Callable[..., Bridge], kafka_admin: AdminClient, simulator: SimulatorProcess
+) -> None:
+    bridge = bridge_factory(partitions=2)
+    _set_topic_config(kafka_admin, bridge.output, "max.message.bytes", "64")  # all too large
+    commands = list(generate(LoadSpec(sessions=40, total=400, run_id="refused")))
+    failures = 'bridge_producer_delivery_failures_total{kind="effects"}'
+    with WorkerProcess(bridge.env) as worker:
+        bridge.produce(commands)
+        wait_for(
+            lambda: worker.metrics().get(failures, 0) >= 2 * len(commands),
+            60,
+            "every effects record refused twice",
+        )
+        assert worker.metric_sum(PROCESSED) == 0
+        committed = committed_offsets(bridge.conf, bridge.group, bridge.input)
+        assert max(committed.values()) <= 0, f"committed past unfinished records: {committed}"
+        _set_topic_config(kafka_admin, bridge.output, "max.message.bytes", "1048588")
+        wait_for(lambda: worker.metric_sum(PROCESSED) >= len(commands), 60, "all delivered")
+        assert worker.stop() == 0
+        # One line per topic and error each 30 s, not one per attempt.
+        assert worker.log_text().count("producer could not deliver to") <= 3
+    _assert_exactly_once_effects(bridge, commands)
+    _assert_committed_to_end(bridge)
+
+
+def _set_topic_config(admin: AdminClient, topic: str, name: str, value: str) -> None:
+    resource = ConfigResource(
+        ResourceType.TOPIC,
+        topic,
+        incremental_configs=[ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)],
+    )
+    admin.incremental_alter_configs([resource])[resource].result(timeout=30)
 
 
 @contextlib.contextmanager
