@@ -430,16 +430,22 @@ def _own_ms(
     return out
 
 
+def journal_times(sim: SimulatorProcess) -> dict[str, tuple[int, int]]:
+    """Per eventId, the simulator's monotonic ns when it took the request's session (or
+    profile) and when it applied the request, from its journal."""
+    return {
+        e["eventId"]: (e["acquiredNs"], e["appliedNs"])
+        for book in sim.journal().values()
+        for entries in book.values()
+        for e in entries
+        if e.get("eventId") and e.get("acquiredNs")
+    }
+
+
 def _served_ms(sim: SimulatorProcess) -> dict[str, float]:
     """Per eventId, milliseconds from the simulator taking the request's session (or
-    profile) to applying it, from its journal."""
-    out: dict[str, float] = {}
-    for book in sim.journal().values():
-        for entries in book.values():
-            for e in entries:
-                if e.get("eventId") and e.get("acquiredNs"):
-                    out[e["eventId"]] = (e["appliedNs"] - e["acquiredNs"]) / 1e6
-    return out
+    profile) to applying it."""
+    return {k: (applied - acquired) / 1e6 for k, (acquired, applied) in journal_times(sim).items()}
 
 
 def run_backlog(

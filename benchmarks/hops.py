@@ -62,16 +62,6 @@ def hop_times(
     return hops
 
 
-def _journal(sim: SimulatorProcess) -> dict[str, tuple[int, int]]:
-    return {
-        e["eventId"]: (e["acquiredNs"], e["appliedNs"])
-        for book in sim.journal().values()
-        for entries in book.values()
-        for e in entries
-        if e.get("eventId") and e.get("acquiredNs")
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=1225.0)
@@ -115,7 +105,7 @@ def main() -> None:
                     args.warmup_seconds,
                 )
                 worker_file.rename(out / f"worker-{run}.json")
-                journals.append(_journal(sim))
+                journals.append(e2e.journal_times(sim))
                 own50, own99 = row.own_p50_ms or 0.0, row.own_p99_ms or 0.0
                 owns.append(own99)
                 print(

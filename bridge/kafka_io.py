@@ -53,6 +53,7 @@ client_errors = logging.getLogger(f"{__name__}.errors")
 _PARTITION_EOF = KafkaError._PARTITION_EOF  # noqa: SLF001
 _NO_OFFSET = KafkaError._NO_OFFSET  # noqa: SLF001
 _TOPIC_RECHECK_S = 10.0
+_NOT_FOUND = "it does not exist"
 # How librdkafka reports a subscribed topic, or one of its partitions, gone from the cluster.
 _UNKNOWN_TOPIC_CODES = frozenset(
     {
@@ -330,7 +331,7 @@ class ConsumerThread(threading.Thread):
                 found = self._consumer.list_topics(topic, timeout=5).topics.get(topic)
                 code = found.error.code() if found is not None and found.error else None
                 if found is None or code == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    why[topic] = "it does not exist"
+                    why[topic] = _NOT_FOUND
                 elif code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
                     why[topic] = "the worker may not describe it"
         except KafkaException as exc:  # the cluster did not answer: keep what we knew
@@ -343,7 +344,7 @@ class ConsumerThread(threading.Thread):
                 why[topic],
                 extra={"topic": topic},
             )
-            if why[topic] == "it does not exist":
+            if why[topic] == _NOT_FOUND:
                 self._log_gone(topic)
         appeared = self.missing_topics - missing
         for topic in sorted(appeared):

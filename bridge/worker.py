@@ -284,27 +284,30 @@ class Worker:
     def _log_restarted(self, rec: InputRecord) -> Slot:
         """A record below one already read from its partition: the log started over (a topic
         re-created before its deletion was noticed, or a truncated log)."""
-        log.warning(
-            "input partition restarted below the offset already read; tracking it afresh",
-            extra={"where": f"{rec.topic}[{rec.partition}]@{rec.offset}"},
-        )
-        self.metrics.input_log_resets_for(rec.topic).inc()
         tp = (rec.topic, rec.partition)
-        if self._txn is not None:
-            self._txn.orphan(tp)
-        return self.offsets.restart(tp, rec.offset, rec.timestamp_ms)
+        self._drop_log(
+            tp,
+            "input partition restarted below the offset already read; tracking it afresh",
+            f"{rec.topic}[{rec.partition}]@{rec.offset}",
+        )
+        slot = self.offsets.track(tp, rec.offset, rec.timestamp_ms)
+        assert slot is not None  # noqa: S101 - forgotten just above, so tracked afresh
+        return slot
 
     def on_log_gone(self, partitions: list[TP]) -> None:
-        # What was read still runs and publishes; only its positions are dropped.
         for tp in partitions:
-            log.warning(
-                "input topic deleted; its positions will not be committed",
-                extra={"where": f"{tp[0]}[{tp[1]}]"},
+            self._drop_log(
+                tp, "input topic deleted; its positions will not be committed", f"{tp[0]}[{tp[1]}]"
             )
-            self.offsets.forget(tp, log_gone=True)
-            if self._txn is not None:
-                self._txn.orphan(tp)
-            self.metrics.input_log_resets_for(tp[0]).inc()
+
+    def _drop_log(self, tp: TP, message: str, where: str) -> None:
+        """Positions read from `tp` belong to a log that is gone: committed against a new one,
+        they would skip its records. What was read still runs and publishes."""
+        log.warning(message, extra={"where": where})
+        self.metrics.input_log_resets_for(tp[0]).inc()
+        self.offsets.forget(tp, log_gone=True)
+        if self._txn is not None:
+            self._txn.orphan(tp)
 
     def _decode(self, rec: InputRecord) -> Command:
         cmd = self.codec.decode_command(rec.value)

@@ -83,19 +83,6 @@ class OffsetTracker:
             part = self._parts[tp] = PartitionOffsets()
         return part.track(offset, timestamp_ms)
 
-    def restart(self, tp: TopicPartitionKey, offset: int, timestamp_ms: int = 0) -> Slot:
-        """Track `tp` afresh from `offset`, below what was already read from it.
-
-        Within one assignment this only happens when the log itself restarted: the topic was
-        deleted and created again, or the log was truncated. Records read before complete into
-        nothing, because their positions belong to the old log: committed against the new
-        one, they would skip its records.
-        """
-        self.forget(tp, log_gone=True)
-        slot = self.track(tp, offset, timestamp_ms)
-        assert slot is not None  # noqa: S101 - a fresh partition tracks any offset
-        return slot
-
     def oldest_pending_timestamp_ms(self) -> int | None:
         """Kafka timestamp of the oldest unfinished record across partitions."""
         heads = [p.pending[0].timestamp_ms for p in self._parts.values() if p.pending]

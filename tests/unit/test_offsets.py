@@ -12,12 +12,15 @@ def test_a_restarted_log_is_tracked_afresh_and_old_records_complete_into_nothing
     old = [offsets.track(TP, o) for o in range(100, 105)]
     assert all(slot is not None for slot in old)
     assert offsets.track(TP, 3) is None, "below what was read: the caller must decide"
-    first = offsets.restart(TP, 0)
+    offsets.forget(TP, log_gone=True)
+    first = offsets.track(TP, 0)
+    assert first is not None
     assert offsets.position(TP) == 0
     # The old log's records finish later; their positions must not reach the new log.
     for slot in old:
         assert slot is not None
         OffsetTracker.complete(slot)
+        assert slot.owner.log_gone
     assert offsets.commit_positions() == {TP: 0}
     second = offsets.track(TP, 1)
     assert second is not None
