@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from bridge.ports import free_port
 
@@ -30,6 +30,7 @@ __all__ = [
     "create_bridge_topics",
     "end_offsets",
     "read_topic",
+    "wait_committed",
     "wait_for",
     "worker_env",
 ]
@@ -218,6 +219,31 @@ def committed_offsets(conf: Mapping[str, Any], group: str, topic: str) -> dict[i
         return {tp.partition: tp.offset for tp in res}
     finally:
         c.close()
+
+
+def wait_committed(
+    conf: Mapping[str, Any],
+    group: str,
+    topic: str,
+    offsets: dict[int, int],
+    timeout: float,
+    what: str,
+) -> None:
+    """Wait until `group` has committed `offsets` on `topic`.
+
+    A broker still loading its group or transaction coordinators can let one offset query
+    time out; that counts as not yet, not as a failure.
+    """
+
+    def reached() -> bool:
+        try:
+            return committed_offsets(conf, group, topic) == offsets
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._TIMED_OUT:  # noqa: SLF001
+                raise
+            return False
+
+    wait_for(reached, timeout, what)
 
 
 def read_topic(

@@ -15,6 +15,7 @@ from bridge.harness import (
     create_bridge_topics,
     end_offsets,
     read_topic,
+    wait_committed,
     wait_for,
     worker_env,
 )
@@ -176,10 +177,8 @@ def test_kill_9_mid_stream_loses_nothing(
             "every command applied",
         )
         ends = end_offsets(bridge.conf, bridge.input)
-        wait_for(
-            lambda: committed_offsets(bridge.conf, bridge.group, bridge.input) == ends,
-            60,
-            "offsets committed to the end",
+        wait_committed(
+            bridge.conf, bridge.group, bridge.input, ends, 60, "offsets committed to the end"
         )
     stats = simulator.stats()
     codec = Codec()
@@ -255,8 +254,11 @@ def test_exactly_once_output_survives_kill_9(
     worker.kill()
     with WorkerProcess(bridge.env):
         ends = end_offsets(bridge.conf, bridge.input)
-        wait_for(
-            lambda: committed_offsets(bridge.conf, bridge.group, bridge.input) == ends,
+        wait_committed(
+            bridge.conf,
+            bridge.group,
+            bridge.input,
+            ends,
             180,
             "every record finished and committed",
         )

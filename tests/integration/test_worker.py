@@ -22,7 +22,14 @@ from confluent_kafka.cimpl import NewTopic
 
 from bridge.codec import Codec
 from bridge.commands import Command
-from bridge.harness import WorkerProcess, committed_offsets, end_offsets, read_topic, wait_for
+from bridge.harness import (
+    WorkerProcess,
+    committed_offsets,
+    end_offsets,
+    read_topic,
+    wait_committed,
+    wait_for,
+)
 from bridge.produce import LoadSpec, generate, produce_commands
 from bridge.simulator.process import SimulatorProcess
 
@@ -50,10 +57,8 @@ def _event_loop(worker: WorkerProcess) -> str:
 
 def _assert_committed_to_end(bridge: Bridge) -> None:
     ends = end_offsets(bridge.conf, bridge.input)
-    wait_for(
-        lambda: committed_offsets(bridge.conf, bridge.group, bridge.input) == ends,
-        30,
-        "offsets committed to the end",
+    wait_committed(
+        bridge.conf, bridge.group, bridge.input, ends, 30, "offsets committed to the end"
     )
 
 
