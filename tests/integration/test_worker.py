@@ -321,6 +321,27 @@ def test_an_input_topic_created_again_before_its_deletion_is_noticed_is_read_who
     assert_applied_in_order(old + new, simulator.journal())
 
 
+def test_exactly_once_effects_of_a_restarted_log_are_published_once(
+    bridge_factory: Callable[..., Bridge], kafka_admin: AdminClient, simulator: SimulatorProcess
+) -> None:
+    # A long commit interval keeps the old log's effects held when its offsets go backwards.
+    bridge = bridge_factory(partitions=2, BRIDGE_EXACTLY_ONCE="true", BRIDGE_COMMIT_INTERVAL="30")
+    old = list(generate(LoadSpec(sessions=40, total=400, run_id="old-eos")))
+    new = list(generate(LoadSpec(sessions=10, total=100, run_id="new-eos")))
+    with _reading_a_second_topic(bridge, kafka_admin, old) as (worker, other):
+        kafka_admin.delete_topics([other])[other].result(timeout=30)
+        _create_topic(kafka_admin, other)
+        produce_commands(bridge.conf, other, iter(new), encode=Codec().encode_command)
+        _assert_new_log_read(worker, other, len(old) + len(new))
+    # The old log's effects have no offset left to go out with; each arrives once all the same.
+    records = read_topic(
+        bridge.conf, bridge.output, timeout=90, idle=3.0, isolation="read_committed"
+    )
+    seen = Counter(Codec().decode_effects(m.value()).event_id for m in records)
+    assert set(seen) == {c.event_id for c in old + new}
+    assert max(seen.values()) == 1
+
+
 def test_a_missing_input_topic_is_reported_until_it_exists(
     bridge_factory: Callable[..., Bridge], kafka_admin: AdminClient
 ) -> None:
