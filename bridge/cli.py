@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("bridge.demo", "run broker, simulator and bridge on sample load"),
     "schemas": ("bridge.schemas", "list, show, export or register the Avro schemas"),
     "topics": ("bridge.topics", "create the bridge's topics"),
+    "doctor": ("bridge.doctor", "check brokers, topics, ACLs, registry and Talon.One access"),
 }
 
 

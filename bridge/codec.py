@@ -238,6 +238,30 @@ class Codec:
                 return schema.fingerprint
         raise ValueError(f"{schema.full_name} is not a bundled record")
 
+    def registered_id(self, name: str, topic: str) -> int | None:
+        """The registry id of bundled schema `name` under ``<topic>-value``, registering nothing.
+
+        Returns None when the subject does not hold that schema.
+
+        Raises:
+            RegistryError: No registry is configured, or it failed the request.
+        """
+        from confluent_kafka.schema_registry import Schema, SchemaRegistryError
+
+        if self._registry is None:
+            raise RegistryError("no Schema Registry is configured")
+        record = self._command if name == self._command.current.name else self._effects
+        subject = f"{topic}-value"
+        try:
+            found = self._registry.lookup_schema(subject, Schema(record.current.to_json(), "AVRO"))
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                return None
+            raise RegistryError(f"{subject}: {exc}", status=exc.http_status_code) from exc
+        except Exception as exc:  # transport failures of the registry's HTTP client
+            raise RegistryError(f"{subject}: {exc!r}") from exc
+        return found.schema_id
+
     # --- commands ---------------------------------------------------------------------------
 
     def decode_command(self, data: bytes | None) -> Command:
