@@ -13,10 +13,19 @@ HELP = "consume commands, apply them to Talon.One in per-session order, publish 
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check the setup and exit instead of running (same as `talon-bridge doctor`)",
+    )
     parser.epilog = "All settings come from BRIDGE_* environment variables; see README."
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.check:
+        from bridge import doctor
+
+        return doctor.run(argparse.Namespace(json=False, timeout=10.0, worker_url=None))
     settings = load(Settings)
     configure_logging(settings.log_level, settings.log_format)
     from bridge.worker import run_worker  # deferred: heavy imports only when running

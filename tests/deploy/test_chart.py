@@ -231,10 +231,9 @@ def test_pods_run_non_root_with_read_only_root(variant: Docs) -> None:
         assert ctx["readOnlyRootFilesystem"] is True
         assert ctx["allowPrivilegeEscalation"] is False
         assert ctx["capabilities"] == {"drop": ["ALL"]}
-        if doc["kind"] != "Pod":  # the test pod writes nothing
-            mounts = {m["mountPath"]: m["name"] for m in container(doc)["volumeMounts"]}
-            volumes = {v["name"]: v for v in spec["volumes"]}
-            assert "emptyDir" in volumes[mounts["/tmp"]]  # noqa: S108 - the pod's scratch mount
+        mounts = {m["mountPath"]: m["name"] for m in container(doc)["volumeMounts"]}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]]  # noqa: S108 - the pod's scratch mount
 
 
 def test_service_account_token_not_mounted(render: Render) -> None:
@@ -420,6 +419,25 @@ def test_tls_files_mounted_where_kafka_config_points(render: Render) -> None:
         conf["ssl.certificate.location"],
         conf["ssl.key.location"],
     } == paths
+
+
+def test_helm_test_pod_runs_doctor_with_the_workers_settings(render: Render) -> None:
+    docs = render(None, ("ci/full-values.yaml",))
+    worker = container(one(docs, "Deployment"))
+    pod = one(docs, "Pod", "test")
+    check = container(pod)
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    service = one(docs, "Service")
+    port = service["spec"]["ports"][0]["port"]
+    url = f"http://{service['metadata']['name']}:{port}"
+    assert check["image"] == worker["image"]
+    assert check["args"] == ["doctor", "--worker-url", url]
+    assert check["envFrom"] == worker["envFrom"]
+    assert check["volumeMounts"] == worker["volumeMounts"]
+    by_name = {v["name"]: v for v in pod_spec(one(docs, "Deployment"))["volumes"]}
+    for volume in pod_spec(pod)["volumes"]:
+        assert volume == by_name[volume["name"]]
+    assert {"secrets", "kafka-tls"} <= {v["name"] for v in pod_spec(pod)["volumes"]}
 
 
 # --- scaling ---------------------------------------------------------------------------------

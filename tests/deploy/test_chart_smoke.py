@@ -4,7 +4,8 @@
 hook Job's command creates the topics. Then the test takes the Deployment's container args,
 the ConfigMap's data as environment and the projected secret files (written to a folder passed
 as BRIDGE_SECRETS_DIR), runs exactly `talon-bridge ARGS`, produces a few hundred commands and
-expects their effects on the output topic. SIGTERM must then stop the worker within the pod's
+expects their effects on the output topic; the `helm test` pod's command (`talon-bridge
+doctor`) must pass against the running worker. SIGTERM must then stop the worker within the pod's
 grace period.
 """
 
@@ -143,6 +144,21 @@ def test_rendered_worker_processes_commands(
 
         wait_for(ready, 60, "the worker to become ready")
         assert _get(port, "/healthz") == 200
+
+        # `helm test`: the test pod's command, with the Service address replaced by the
+        # worker's own (there is no cluster DNS here).
+        doctor_args = container(one(docs, "Pod", "test"))["args"]
+        doctor_args[doctor_args.index("--worker-url") + 1] = f"http://127.0.0.1:{port}"
+        checked = subprocess.run(
+            [str(entry), *doctor_args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "0 failed" in checked.stdout, checked.stdout
         conf = {"bootstrap.servers": kafka_bootstrap}
         sent = produce_commands(
             conf, topics["input"][0], iter(commands), encode=Codec().encode_command

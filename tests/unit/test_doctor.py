@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from confluent_kafka.admin._acl import AclOperation
+import argparse
 
-from bridge.doctor import Check, acl_check, render
+import pytest
+from confluent_kafka.admin._acl import AclOperation
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from pydantic import SecretStr
+
+from bridge import doctor
+from bridge.cli import main
+from bridge.codec import Codec
+from bridge.commands import Command, TrackEvent
+from bridge.doctor import Check, _registry_checks, acl_check, render
+from bridge.ports import free_port
+from bridge.settings import Settings
 
 READ, WRITE, DESCRIBE = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE
+_COMMAND = Command("e1", "s1", 0, TrackEvent(type="viewed", profile_id="p1"))
 
 
 def test_missing_operations_fail_and_name_the_grant() -> None:
@@ -49,3 +61,53 @@ def test_table_aligns_rows_and_lists_fixes_of_failures_and_warnings() -> None:
         "",
         "1 failed, 1 warning(s), 1 not checked",
     ]
+
+
+def _settings(registry_url: str) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers="unused:9092",
+        talon_base_url="http://unused",
+        talon_api_key=SecretStr("k"),
+        encoding="confluent",
+        schema_registry_url=registry_url,
+        output_topic="fx",
+        input_topics=["cmds"],
+    )
+
+
+def test_registered_id_looks_up_without_registering() -> None:
+    registry = SchemaRegistryClient.new_client({"url": "mock://doctor"})
+    codec = Codec("confluent", registry=registry)
+    assert codec.registered_id("Command", "cmds") is None
+    assert registry.get_subjects() == []
+    schema_id = int.from_bytes(codec.encode_command(_COMMAND, "cmds")[1:5], "big")
+    assert codec.registered_id("Command", "cmds") == schema_id
+    assert codec.registered_id("EffectsEmitted", "cmds") is None
+
+
+def test_unregistered_subjects_are_warnings() -> None:
+    rows = _registry_checks(_settings("mock://doctor-empty"))
+    assert [(r.subject, r.status) for r in rows] == [
+        ("cmds-value", "warn"),
+        ("fx-value", "warn"),
+    ]
+    assert "the worker registers it on first write" in rows[1].detail
+
+
+def test_unreachable_registry_fails_once() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    rows = _registry_checks(_settings(url))
+    assert [(r.subject, r.status) for r in rows] == [("cmds-value", "fail")]
+    assert "BRIDGE_SCHEMA_REGISTRY_URL" in rows[0].fix
+
+
+def test_run_check_is_the_doctor(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[argparse.Namespace] = []
+
+    def fake_run(args: argparse.Namespace) -> int:
+        seen.append(args)
+        return 1
+
+    monkeypatch.setattr(doctor, "run", fake_run)
+    assert main(["run", "--check"]) == 1
+    assert seen and seen[0].json is False and seen[0].worker_url is None
