@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("bridge.worker_cmd", "run the bridge worker"),
     "simulator": ("bridge.simulator.cmd", "run the Talon.One simulator"),
     "produce": ("bridge.produce", "produce realistic session lifecycles"),
+    "send": ("bridge.send", "produce commands written as JSON lines"),
     "replay": ("bridge.replay", "re-send dead letters in per-session order"),
     "demo": ("bridge.demo", "run broker, simulator and bridge on sample load"),
     "schemas": ("bridge.schemas", "list, show, export or register the Avro schemas"),

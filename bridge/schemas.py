@@ -7,7 +7,8 @@ the installed wheel. Older versions that records on Kafka may still carry go in 
 Each schema is identified by the CRC-64-AVRO (Rabin) fingerprint of its Parsing Canonical
 Form, the 8 bytes that follow ``C3 01`` in Avro single-object encoding.
 
-Also the `talon-bridge schemas` subcommand: ``list``, ``show NAME``, ``export DIR`` and
+Also the `talon-bridge schemas` subcommand: ``list``, ``show NAME``, ``export DIR`` (with
+``--previous`` and ``--canonical``; see docs/producers.md for generating code from them) and
 ``register`` (into the Schema Registry at ``BRIDGE_SCHEMA_REGISTRY_URL``, under the
 TopicNameStrategy subjects ``<topic>-value`` of the configured topics).
 """
@@ -212,8 +213,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     show.add_argument(
         "--canonical", action="store_true", help="print the Parsing Canonical Form instead"
     )
-    export = actions.add_parser("export", help="write every schema to DIR as NAME.avsc")
+    export = actions.add_parser(
+        "export",
+        help="write every schema to DIR as NAME.avsc, for code generators in other languages",
+    )
     export.add_argument("directory", type=Path, metavar="DIR")
+    export.add_argument(
+        "--previous",
+        action="store_true",
+        help="also write the older versions still on Kafka to DIR/previous/ (readers of "
+        "single-object records need them)",
+    )
+    export.add_argument(
+        "--canonical",
+        action="store_true",
+        help="write the Parsing Canonical Form instead (what the fingerprint is computed from; "
+        "it drops docs and defaults, so generate code from the default export)",
+    )
     register = actions.add_parser(
         "register",
         help="register the schemas under <topic>-value subjects of the configured topics",
@@ -234,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     if action == "show":
         return _show(schemas, args.name, canonical=args.canonical)
     if action == "export":
-        return _export(schemas, args.directory)
+        return _export(schemas, args.directory, previous=args.previous, canonical=args.canonical)
     return _register(schemas, args.url)
 
 
@@ -262,12 +278,18 @@ def _show(schemas: SchemaSet, name: str, *, canonical: bool) -> int:
     return 0
 
 
-def _export(schemas: SchemaSet, directory: Path) -> int:
-    directory.mkdir(parents=True, exist_ok=True)
-    for schema in schemas.current.values():
-        path = directory / f"{schema.name}.avsc"
-        path.write_text(schema.to_json(indent=2) + "\n", encoding="utf-8")
-        print(path)
+def _export(schemas: SchemaSet, directory: Path, *, previous: bool, canonical: bool) -> int:
+    """Write the schemas, one self-contained file each; prints each path and its header."""
+    plan = [(directory, s) for s in schemas.current.values()]
+    if previous:
+        plan += [(directory / _PREVIOUS_DIR, s) for s in schemas.previous]
+    for folder, schema in plan:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{schema.name}.avsc"
+        text = schema.canonical_form if canonical else schema.to_json(indent=2)
+        path.write_text(text + "\n", encoding="utf-8")
+        # The single-object header, for producers whose Avro library cannot compute it.
+        print(f"{path}  header=c301{schema.fingerprint_bytes.hex()}")
     return 0
 
 
