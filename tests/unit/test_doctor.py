@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from types import SimpleNamespace
 
 import pytest
 from confluent_kafka.admin._acl import AclOperation
@@ -111,3 +112,40 @@ def test_run_check_is_the_doctor(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(doctor, "run", fake_run)
     assert main(["run", "--check"]) == 1
     assert seen and seen[0].json is False and seen[0].worker_url is None
+
+
+def _described(partitions: int = 3) -> SimpleNamespace:
+    return SimpleNamespace(
+        partitions=[SimpleNamespace(id=i, replicas=[1, 2, 3]) for i in range(partitions)],
+        authorized_operations=None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("role", "policy", "status", "detail"),
+    [
+        ("parking", "compact", "ok", "3 partition(s), replication 3, cleanup.policy=compact"),
+        ("parking", "delete", "fail", "must be compact"),
+        ("parking", "compact,delete", "fail", "must be compact"),
+        ("input", "compact", "fail", "keeps only the last record of each session"),
+        ("dlq", "delete,compact", "fail", "keeps only the last record of each session"),
+        ("output", "compact", "warn", "only the last effects of each session"),
+        ("output", "delete", "ok", "cleanup.policy=delete"),
+    ],
+)
+def test_topic_cleanup_policy_verdicts(role: str, policy: str, status: str, detail: str) -> None:
+    topic = doctor._Topic(role, "t", ())
+    row = doctor._topic_row(topic, _described(), None, {"cleanup.policy": policy})
+    assert row.status == status
+    assert detail in row.detail
+    if status == "fail":
+        assert "kafka-configs --alter --entity-type topics --entity-name t" in row.fix
+
+
+def test_unreadable_config_is_a_warning_that_says_why() -> None:
+    row = doctor._topic_row(
+        doctor._Topic("parking", "t", ()), _described(1), None, "Broker: Authorization failed"
+    )
+    assert row.status == "warn"
+    assert "cleanup.policy not verified (Broker: Authorization failed)" in row.detail
+    assert "DESCRIBE_CONFIGS" in row.fix
