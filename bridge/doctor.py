@@ -54,7 +54,13 @@ Status = Literal["ok", "warn", "fail", "skipped"]
 DRY_SESSION_ID = "talon-bridge-doctor"
 
 # Coordinator errors that go away once the group coordinator has loaded.
-_COORDINATOR_BUSY = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS})
+_COORDINATOR_BUSY = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
 _TOPICS_FIX = "create it: `talon-bridge topics create` (or the chart's topics Job)"
 
 

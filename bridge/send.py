@@ -78,9 +78,14 @@ def parse_command(line: str | bytes, *, now_ms: int | None = None) -> Command:
         raise InvalidLine(f"does not fit the Command schema: {type(exc).__name__}") from None
     try:
         # Read back exactly as the worker will: what passes here, the worker accepts.
-        return _reader().decode_command(out.getvalue())
+        cmd = _reader().decode_command(out.getvalue())
     except BridgeError as exc:
         raise InvalidLine(str(exc)) from None
+    # Empty IDs fit the schema but not the bridge: no idempotency key, no usable record key.
+    for name, value in (("eventId", cmd.event_id), ("sessionId", cmd.session_id)):
+        if not value:
+            raise InvalidLine(f"{name}: must not be empty")
+    return cmd
 
 
 @functools.cache

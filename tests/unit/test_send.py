@@ -128,6 +128,16 @@ def test_empty_lists_stay_empty() -> None:
             ' "payload": {"returnedCartItems": []}}',
             "sessionId: expected a string",
         ),
+        (
+            '{"commandType": "return_cart_items", "eventId": "", "sessionId": "s",'
+            ' "payload": {"returnedCartItems": []}}',
+            "eventId: must not be empty",
+        ),
+        (
+            '{"commandType": "track_event", "eventId": "e", "sessionId": "",'
+            ' "payload": {"type": "t", "profileId": "p"}}',
+            "sessionId: must not be empty",
+        ),
     ],
 )
 def test_invalid_lines_name_the_field(line: str, reason: str) -> None:
