@@ -150,15 +150,15 @@ def _kafka_checks(settings: Settings, timeout: float) -> list[Check]:
                 rows.append(_acl_row(f"topic {t.name}", described.authorized_operations, t))
         rows += _group_checks(admin, settings, topics, found, timeout)
         if settings.exactly_once:
+            # Without the setting each worker uses "<group>-<random>", see worker.py.
+            tid = settings.transactional_id or f"{settings.group_id}-* (prefixed)"
             rows.append(
                 Check(
                     "acl",
-                    f"transactional id {settings.transactional_id or '(unique per process)'}",
+                    f"transactional id {tid}",
                     "skipped",
-                    "not verified: checking it means starting a transaction, which fences a "
-                    "running worker with the same ID",
-                    "grant WRITE and DESCRIBE on the TransactionalId (prefixed ACL when "
-                    f"{ENV_PREFIX}TRANSACTIONAL_ID is unset)",
+                    "not verified (needs WRITE, DESCRIBE): checking it means starting a "
+                    "transaction, which would fence a running worker with the same ID",
                 )
             )
         return rows

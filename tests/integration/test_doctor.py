@@ -113,7 +113,8 @@ def test_table_output_lists_fixes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     b = bridge_factory(partitions=1)
-    for name, value in {**b.env, "BRIDGE_DLQ_TOPIC": f"{b.dlq}-missing"}.items():
+    env = {**b.env, "BRIDGE_DLQ_TOPIC": f"{b.dlq}-missing", "BRIDGE_EXACTLY_ONCE": "true"}
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
     capsys.readouterr()
     assert main(["doctor"]) == 1
@@ -121,7 +122,10 @@ def test_table_output_lists_fixes(
     row = next(line for line in out.splitlines() if f"dlq {b.dlq}-missing" in line)
     assert row.split()[:2] == ["FAIL", "topic"] and row.endswith("does not exist")
     assert "To fix:" in out and "talon-bridge topics create" in out
-    assert out.rstrip().endswith("1 failed, 0 warning(s), 1 not checked")
+    eos = next(line for line in out.splitlines() if "transactional id" in line)
+    assert eos.split()[:2] == ["SKIPPED", "acl"]
+    assert f"transactional id {b.group}-* (prefixed)" in eos and "not verified" in eos
+    assert out.rstrip().endswith("1 failed, 0 warning(s), 2 not checked")
 
 
 def test_running_worker_is_seen_in_its_group_and_on_its_metrics_port(
