@@ -422,7 +422,7 @@ def test_tls_files_mounted_where_kafka_config_points(render: Render) -> None:
 
 
 def test_helm_test_pod_runs_doctor_with_the_workers_settings(render: Render) -> None:
-    docs = render(None, ("ci/full-values.yaml",))
+    docs = render({"keda": {"minReplicaCount": 1}}, ("ci/full-values.yaml",))
     worker = container(one(docs, "Deployment"))
     pod = one(docs, "Pod", "test")
     check = container(pod)
@@ -438,6 +438,11 @@ def test_helm_test_pod_runs_doctor_with_the_workers_settings(render: Render) -> 
     for volume in pod_spec(pod)["volumes"]:
         assert volume == by_name[volume["name"]]
     assert {"secrets", "kafka-tls"} <= {v["name"] for v in pod_spec(pod)["volumes"]}
+
+
+def test_helm_test_skips_the_workers_when_keda_may_scale_to_zero(render: Render) -> None:
+    values = {"keda": {"enabled": True, "minReplicaCount": 0}}
+    assert container(one(render(values), "Pod", "test"))["args"] == ["doctor"]
 
 
 # --- scaling ---------------------------------------------------------------------------------
