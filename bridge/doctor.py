@@ -115,21 +115,21 @@ def diagnose(
 
 
 def _kafka_checks(settings: Settings, timeout: float) -> list[Check]:
-    conf = {**settings.librdkafka_common(), "logger": LIBRDKAFKA_LOGGER}
+    # Why a connection failed (authentication, TLS) only reaches the error callback.
+    client_errors: list[KafkaError] = []
+    conf = {
+        **settings.librdkafka_common(),
+        "logger": LIBRDKAFKA_LOGGER,
+        "error_cb": client_errors.append,
+    }
     admin = new_client(AdminClient, conf)
     try:
         try:
             metadata = admin.list_topics(timeout=timeout)
         except KafkaException as exc:
+            admin.poll(0)  # serves the queued error callbacks
             return [
-                Check(
-                    "kafka",
-                    settings.kafka_bootstrap_servers,
-                    "fail",
-                    f"no broker answered within {timeout:g}s: {_kafka_text(exc)}",
-                    f"check {ENV_PREFIX}KAFKA_BOOTSTRAP_SERVERS, the network path and the "
-                    f"security settings in {ENV_PREFIX}KAFKA_CONFIG",
-                ),
+                _unreachable(settings, timeout, exc, client_errors),
                 Check("kafka", "topics, ACLs, group", "skipped", "not checked: no broker"),
             ]
         rows = [
@@ -164,6 +164,34 @@ def _kafka_checks(settings: Settings, timeout: float) -> list[Check]:
         return rows
     finally:
         admin.poll(0)  # hands librdkafka's queued lines to the logger
+
+
+def _unreachable(
+    settings: Settings, timeout: float, exc: KafkaException, errors: list[KafkaError]
+) -> Check:
+    subject = settings.kafka_bootstrap_servers
+    auth = [e for e in errors if e.code() == KafkaError._AUTHENTICATION]  # noqa: SLF001
+    if auth:
+        return Check(
+            "kafka",
+            subject,
+            "fail",
+            f"the brokers refused the credentials: {auth[-1].str()}",
+            f"check {ENV_PREFIX}KAFKA_SASL_USERNAME, {ENV_PREFIX}KAFKA_SASL_PASSWORD and "
+            f"sasl.mechanism in {ENV_PREFIX}KAFKA_CONFIG",
+        )
+    why = next(
+        (e.str() for e in reversed(errors) if e.code() != KafkaError._ALL_BROKERS_DOWN),  # noqa: SLF001
+        _kafka_text(exc),
+    )
+    return Check(
+        "kafka",
+        subject,
+        "fail",
+        f"no broker answered within {timeout:g}s: {why}",
+        f"check {ENV_PREFIX}KAFKA_BOOTSTRAP_SERVERS, the network path and the "
+        f"security settings in {ENV_PREFIX}KAFKA_CONFIG",
+    )
 
 
 def _describe_topics(

@@ -152,3 +152,14 @@ def test_missing_acl_is_named_and_granted_ones_pass(
     failed = [key for key, row in rows.items() if row["status"] == "fail"]
     assert failed == [("acl", f"topic {names['out']}")]
     assert PASSWORD not in json.dumps(report)
+
+    # The same principal with a wrong password: the reason, not just "transport failure".
+    monkeypatch.setenv("BRIDGE_KAFKA_SASL_PASSWORD", "not-the-password")
+    assert main(["doctor", "--json", "--timeout", "5"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    kafka = next(r for r in report["checks"] if r["area"] == "kafka")
+    assert kafka["status"] == "fail"
+    assert "refused the credentials" in kafka["detail"]
+    assert "Invalid username or password" in kafka["detail"]
+    assert "BRIDGE_KAFKA_SASL_PASSWORD" in kafka["fix"]
+    assert "not-the-password" not in json.dumps(report)
