@@ -587,7 +587,7 @@ class TalonClient:
         secret = self._secret.encode("ascii")
         if secret in body:
             body = body.replace(secret, _REDACTED.encode())
-        parsed = _parse_error_body(body)
+        parsed = _parse_error_body(body, self._secret)
         text = self._redact(_describe(operation, failure, parsed))
         error_class, outcome = _classify(status)
         retry_after = None
@@ -730,10 +730,11 @@ _URL_SAMPLES: Final = (
 )
 
 
-def _parse_error_body(body: bytes) -> ErrorResponse | ErrorResponseWithStatus | None:
-    """The error body as ErrorResponse(WithStatus), or None when it is not one."""
+def _parse_error_body(body: bytes, secret: str) -> ErrorResponse | ErrorResponseWithStatus | None:
+    """The error body as ErrorResponse(WithStatus), or None when it is not one; every
+    string in it, keys included, has `secret` masked."""
     try:
-        data = orjson.loads(body)
+        data = _masked(orjson.loads(body), secret)
     except orjson.JSONDecodeError:
         return None
     if not isinstance(data, dict):
@@ -754,6 +755,17 @@ def _parse_error_body(body: bytes) -> ErrorResponse | ErrorResponseWithStatus | 
         )
     except ValidationError:
         return None
+
+
+def _masked(value: Any, secret: str) -> Any:
+    # After decoding: a JSON escape (`\u0073` for "s") hides the key from a search of the bytes.
+    if isinstance(value, str):
+        return value.replace(secret, _REDACTED) if secret in value else value
+    if isinstance(value, list):
+        return [_masked(v, secret) for v in value]
+    if isinstance(value, dict):
+        return {_masked(k, secret): _masked(v, secret) for k, v in value.items()}
+    return value
 
 
 def _describe(

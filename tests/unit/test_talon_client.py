@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from pyreqwest import exceptions as rq
 
 from bridge import __version__
+from bridge.dlq import H_ERROR_BODY, DeadLetter, dead_letter_headers
 from bridge.errors import (
     ApiConnectionError,
     ApiError,
@@ -740,6 +741,39 @@ async def test_api_key_never_appears_in_errors_or_reprs() -> None:
     assert "***" in str(fatal.value)
     assert API_KEY not in repr(client)
     assert API_KEY not in str(client)
+
+
+async def test_api_key_echoed_with_json_escapes_is_masked_in_the_body_and_dead_letter() -> None:
+    # Every character escaped: the raw bytes do not contain the key, the decoded text does.
+    escaped = "".join(f"\\u{ord(c):04x}" for c in API_KEY)
+    raw = (
+        f'{{"message": "Invalid API key {escaped}", "errors": [{{"title": "auth", '
+        f'"details": "{escaped}", "source": {{"{escaped}": "{escaped}"}}}}]}}'
+    ).encode()
+    assert API_KEY.encode() not in raw
+    assert API_KEY in orjson.loads(raw)["message"]
+    client, _ = make_client(Recorder(httpx.Response(400, content=raw)))
+    async with client:
+        with pytest.raises(PermanentApiError) as caught:
+            await update(client)
+    exc = caught.value
+    assert exc.body is not None
+    body = exc.body.model_dump_json()
+    assert API_KEY not in body
+    assert "***" in body
+    headers = dead_letter_headers(
+        None,
+        DeadLetter("api", "PermanentApiError", "permanent", exc.message, body=body),
+        topic="t",
+        partition=0,
+        offset=1,
+        timestamp_ms=0,
+        group="g",
+        version="v",
+    )
+    for _, value in headers:
+        assert API_KEY.encode() not in value
+    assert dict(headers)[H_ERROR_BODY].count(b"***") == 2
 
 
 # ---------------------------------------------------------------- lifecycle
