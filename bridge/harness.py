@@ -78,6 +78,8 @@ def worker_env(
         "BRIDGE_GROUP_ID": group,
         "BRIDGE_TALON_BASE_URL": talon_url,
         "BRIDGE_TALON_API_KEY": api_key,
+        # The local simulator speaks plain HTTP; a real deployment URL never does.
+        "BRIDGE_TALON_ALLOW_INSECURE_HTTP": str(talon_url.startswith("http://")).lower(),
         **extra,
     }
 

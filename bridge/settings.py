@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from bridge.errors import ConfigError
@@ -94,6 +94,8 @@ class KafkaSettings(BaseSettings):
 class Settings(KafkaSettings):
     """Everything the worker needs."""
 
+    # Before the base URL, whose validator reads it.
+    talon_allow_insecure_http: bool = False
     talon_base_url: str = Field(
         min_length=1, description="e.g. https://acme.europe-west1.talon.one"
     )
@@ -130,10 +132,15 @@ class Settings(KafkaSettings):
 
     @field_validator("talon_base_url")
     @classmethod
-    def _base_url(cls, value: str) -> str:
+    def _base_url(cls, value: str, info: ValidationInfo) -> str:
         value = value.strip().rstrip("/")
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        if value.startswith("http://") and not info.data.get("talon_allow_insecure_http"):
+            raise ValueError(
+                "is plain http, which sends the API key in clear text; use https "
+                f"(or set {ENV_PREFIX}TALON_ALLOW_INSECURE_HTTP=true for a local simulator)"
+            )
         return value
 
 

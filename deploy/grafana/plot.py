@@ -279,6 +279,7 @@ def scenario(out: Path) -> None:
                 "BRIDGE_PARKING_TOPIC": topics["parked"],
                 "BRIDGE_GROUP_ID": run,
                 "BRIDGE_TALON_BASE_URL": sim.base_url,
+                "BRIDGE_TALON_ALLOW_INSECURE_HTTP": "true",
                 "BRIDGE_TALON_API_KEY": sim.api_key,
                 "BRIDGE_KAFKA_CONFIG": json.dumps({"statistics.interval.ms": 1000}),
             }

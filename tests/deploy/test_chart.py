@@ -198,6 +198,7 @@ def test_hpa_and_keda_rejected_by_template_without_schema(render_result: RenderR
             "2 replicas but 1 partitions",
         ),
         ({"terminationGracePeriodSeconds": 34}, "at least worker.drainTimeout + 5 (35)"),
+        ({"talon": {"baseUrl": "http://acme.talon.one"}}, "talon.baseUrl is plain http"),
     ],
 )
 def test_templates_refuse_inconsistent_values(

@@ -91,7 +91,7 @@ def test_rendered_worker_processes_commands(
     port = free_port()
     values: dict[str, Any] = {
         "kafka": {"bootstrapServers": [kafka_bootstrap], "groupId": group, "topics": topics},
-        "talon": {"baseUrl": simulator.base_url, "apiKey": API_KEY},
+        "talon": {"baseUrl": simulator.base_url, "apiKey": API_KEY, "allowInsecureHttp": True},
         "worker": {"drainTimeout": 10, "commitInterval": 0.5, "logFormat": "json"},
         "metrics": {"port": port},
         "topics": {"create": {"enabled": True, "partitions": 3, "replicationFactor": 1}},

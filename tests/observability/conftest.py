@@ -142,6 +142,7 @@ def observed_run(
                 "BRIDGE_PARKING_TOPIC": topics["parking"],
                 "BRIDGE_GROUP_ID": f"obs-{run}",
                 "BRIDGE_TALON_BASE_URL": simulator.base_url,
+                "BRIDGE_TALON_ALLOW_INSECURE_HTTP": "true",
                 "BRIDGE_TALON_API_KEY": API_KEY,
                 "BRIDGE_TALON_READ_TIMEOUT": "0.5",
                 "BRIDGE_COMMIT_INTERVAL": "0.5",

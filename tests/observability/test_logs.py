@@ -113,6 +113,7 @@ def test_log_holds_no_secrets_and_locates_every_record(
                 "BRIDGE_PARKING_TOPIC": topics["park"],
                 "BRIDGE_GROUP_ID": f"logs-{run}",
                 "BRIDGE_TALON_BASE_URL": sim.base_url,
+                "BRIDGE_TALON_ALLOW_INSECURE_HTTP": "true",
                 "BRIDGE_TALON_API_KEY": API_KEY,
                 "BRIDGE_LOG_LEVEL": "DEBUG",
                 "BRIDGE_COMMIT_INTERVAL": "0.5",

@@ -146,3 +146,12 @@ def test_reconnect_defaults_yield_to_the_pass_through(env: pytest.MonkeyPatch) -
     assert common["reconnect.backoff.max.ms"] == 2000
     env.setenv("BRIDGE_KAFKA_CONFIG", '{"metadata.recovery.strategy": "rebootstrap"}')
     assert load(KafkaSettings).librdkafka_common()["metadata.recovery.strategy"] == "rebootstrap"
+
+
+def test_plain_http_is_refused_unless_allowed(env: pytest.MonkeyPatch) -> None:
+    env.setenv("BRIDGE_TALON_BASE_URL", "http://acme.talon.one")
+    with pytest.raises(ConfigError, match="BRIDGE_TALON_BASE_URL: is plain http") as info:
+        load(Settings)
+    assert "BRIDGE_TALON_ALLOW_INSECURE_HTTP" in info.value.reason
+    env.setenv("BRIDGE_TALON_ALLOW_INSECURE_HTTP", "true")
+    assert load(Settings).talon_base_url == "http://acme.talon.one"

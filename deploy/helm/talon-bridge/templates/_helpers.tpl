@@ -167,6 +167,7 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
   "BRIDGE_TALON_POOL_TIMEOUT" (toString $v.talon.poolTimeout)
   "BRIDGE_TALON_IDEMPOTENCY_KEYS" (toString $v.talon.idempotencyKeys)
   "BRIDGE_TALON_HTTP_ENGINE" $v.talon.httpEngine
+  "BRIDGE_TALON_ALLOW_INSECURE_HTTP" (toString $v.talon.allowInsecureHttp)
   "BRIDGE_MAX_IN_FLIGHT" (toString (int64 $v.worker.maxInFlight))
   "BRIDGE_MAX_BUFFERED_RECORDS" (toString (int64 $v.worker.maxBufferedRecords))
   "BRIDGE_DRAIN_TIMEOUT" (toString $v.worker.drainTimeout)
@@ -188,6 +189,9 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
 {{- $_ := set $s "BRIDGE_SCHEMA_REGISTRY_URL" $v.kafka.schemaRegistryUrl }}
 {{- end }}
 {{- if $v.talon.baseUrl }}
+{{- if and (hasPrefix "http://" $v.talon.baseUrl) (not $v.talon.allowInsecureHttp) }}
+{{- fail "talon.baseUrl is plain http, which sends the API key in clear text: use https (talon.allowInsecureHttp: true only for a local simulator)" }}
+{{- end }}
 {{- $_ := set $s "BRIDGE_TALON_BASE_URL" $v.talon.baseUrl }}
 {{- end }}
 {{- range $name, $value := $v.extraConfig }}
