@@ -103,6 +103,7 @@ class Settings(KafkaSettings):
     talon_connect_timeout: float = Field(default=2.0, gt=0)
     talon_read_timeout: float = Field(default=5.0, gt=0)
     talon_pool_timeout: float = Field(default=5.0, gt=0)
+    talon_call_timeout: float = Field(default=10.0, gt=0)
     talon_idempotency_keys: bool = True
     talon_http_engine: Literal["reqwest", "aiohttp"] = "reqwest"
 

@@ -169,6 +169,7 @@ class Worker:
             connect_timeout=settings.talon_connect_timeout,
             read_timeout=settings.talon_read_timeout,
             pool_timeout=settings.talon_pool_timeout,
+            call_timeout=settings.talon_call_timeout,
             max_connections=settings.max_in_flight,
             http_engine=settings.talon_http_engine,
             idempotency_keys=settings.talon_idempotency_keys,

@@ -175,6 +175,9 @@ class TalonClient:
         connect_timeout: Seconds allowed for DNS plus the connection handshake.
         read_timeout: Seconds the server may stay silent while answering.
         pool_timeout: Seconds to wait for a free pooled connection.
+        call_timeout: Seconds a whole exchange may take, from sending the request to the
+            last byte of the answer (None: no deadline beyond the others). Honoured by
+            both engines; other transports may ignore it.
         max_connections: Size of the connection pool of the default transport (ignored
             when `transport` is given).
         http_engine: The default transport: ``reqwest`` (`ReqwestTransport`, the HTTP
@@ -199,6 +202,7 @@ class TalonClient:
         connect_timeout: float = 2.0,
         read_timeout: float = 5.0,
         pool_timeout: float = 5.0,
+        call_timeout: float | None = 10.0,
         max_connections: int = 256,
         http_engine: HttpEngine = "reqwest",
         idempotency_keys: bool = True,
@@ -223,6 +227,7 @@ class TalonClient:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             pool_timeout=pool_timeout,
+            call_timeout=call_timeout,
         )
         self._extensions: dict[str, Any] = {
             "timeout": {
@@ -230,6 +235,7 @@ class TalonClient:
                 "read": read_timeout,
                 "write": read_timeout,
                 "pool": pool_timeout,
+                "total": call_timeout,
             }
         }
         # Every request carries these. Host and Content-Length are set here because requests

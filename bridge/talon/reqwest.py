@@ -7,7 +7,8 @@ a third of the CPU per request of the aiohttp transport (see docs/benchmarks.md)
 because the worker's event loop is the bridge's bottleneck.
 
 Errors leave as the httpx exceptions httpx's own transport raises. Timeouts are httpx's
-``{"connect", "read", "pool"}``: reqwest sets them per client, so one pooled client is kept
+``{"connect", "read", "pool"}`` and our ``total`` (reqwest's request timeout, which runs until
+the body is read): reqwest sets them per client, so one pooled client is kept
 per distinct timeout dict (in practice one: `TalonClient` passes the same dict every time).
 """
 
@@ -114,6 +115,9 @@ class ReqwestTransport(ExchangeTransport):
             builder = builder.read_timeout(timedelta(seconds=read))
         if pool is not None:
             builder = builder.pool_timeout(timedelta(seconds=pool))
+        total = spec.get("total")
+        if total is not None:
+            builder = builder.timeout(timedelta(seconds=total))
         client = builder.build()
         self._clients[id(spec)] = (spec, client)
         return client

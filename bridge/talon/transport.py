@@ -8,9 +8,11 @@ client is several times faster than httpx's default transport under high concurr
 
 Timeouts follow httpx's per-request ``request.extensions["timeout"]`` (`connect`, `read`,
 `pool`; `write` is not enforced separately because request bodies are small and sent in one
-write). The pool timeout is enforced here, by connection slots counted like the connector's,
-so that waiting for a free connection is reported as `httpx.PoolTimeout` and not confused
-with a slow TCP connect.
+write), plus our own `total`: a deadline for the whole exchange once a connection slot is
+free, which a server dripping its answer under the read timeout cannot stretch. The pool
+timeout is enforced here, by connection slots counted like the connector's, so that waiting
+for a free connection is reported as `httpx.PoolTimeout` and not confused with a slow TCP
+connect.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class TransportOptions(TypedDict, total=False):
     connect_timeout: float | None
     read_timeout: float | None
     pool_timeout: float | None
+    call_timeout: float | None
 
 
 class ExchangeTransport(httpx.AsyncBaseTransport):
@@ -68,6 +71,8 @@ class ExchangeTransport(httpx.AsyncBaseTransport):
         connect_timeout: Default when a request carries no timeout extension.
         read_timeout: Default when a request carries no timeout extension.
         pool_timeout: Default when a request carries no timeout extension.
+        call_timeout: Default deadline for a whole exchange (the ``total`` of a timeout
+            extension), from sending the request to the last byte of the answer.
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class ExchangeTransport(httpx.AsyncBaseTransport):
         connect_timeout: float | None = _DEFAULT_TIMEOUT,
         read_timeout: float | None = _DEFAULT_TIMEOUT,
         pool_timeout: float | None = _DEFAULT_TIMEOUT,
+        call_timeout: float | None = None,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
@@ -89,6 +95,7 @@ class ExchangeTransport(httpx.AsyncBaseTransport):
             "connect": connect_timeout,
             "read": read_timeout,
             "pool": pool_timeout,
+            "total": call_timeout,
         }
 
     def __repr__(self) -> str:
@@ -206,8 +213,9 @@ class AiohttpTransport(ExchangeTransport):
             return cached[1], cached[2]
         connect, read, pool = spec.get("connect"), spec.get("read"), spec.get("pool")
         # `connect` bounds DNS plus the TCP/TLS handshake; the pool wait is enforced here.
+        # aiohttp's `total` runs until the body is read, which a slow drip cannot outlast.
         client_timeout = aiohttp.ClientTimeout(
-            total=None, connect=connect, sock_connect=connect, sock_read=read
+            total=spec.get("total"), connect=connect, sock_connect=connect, sock_read=read
         )
         if len(self._by_spec) >= _MAX_CACHED_TIMEOUTS:
             self._by_spec.clear()
@@ -234,13 +242,15 @@ class AiohttpTransport(ExchangeTransport):
             url: Absolute URL, already percent-encoded; it is sent exactly as given.
             headers: Request headers; Host and Content-Length are derived and ignored here.
             body: The request body (empty for none).
-            timeout: httpx-style ``{"connect", "read", "pool"}`` seconds; pass the same dict
+            timeout: httpx-style ``{"connect", "read", "pool"}`` seconds, and ``total`` for
+                the whole exchange; pass the same dict
                 every time, since the derived aiohttp settings are cached by its identity.
 
         Raises:
             httpx.PoolTimeout: No connection became free within the pool timeout.
             httpx.ConnectTimeout: DNS or the connection handshake took too long.
-            httpx.ReadTimeout: The server went quiet for longer than the read timeout.
+            httpx.ReadTimeout: The server went quiet for longer than the read timeout, or
+                the whole answer did not arrive within the total deadline.
             httpx.ConnectError: The connection could not be made.
             httpx.RemoteProtocolError: The server closed early or sent malformed HTTP.
             httpx.ReadError: The connection failed while the exchange was in progress.

@@ -1122,6 +1122,55 @@ async def test_real_http_pool_timeout(
         assert (await holder).status == 200
 
 
+async def test_real_http_call_deadline_bounds_a_dripping_answer(engine: HttpEngine) -> None:
+    # Each byte comes well within the read timeout, so only a deadline for the whole call
+    # stops it; without one the call would succeed after about 15 s.
+    body = orjson.dumps(EMPTY_STATE).ljust(60)
+    sent = 0
+    stop = asyncio.Event()
+    handlers: list[asyncio.Task[None]] = []
+
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sent
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        try:
+            for byte in body:
+                if stop.is_set():
+                    break
+                writer.write(bytes([byte]))
+                await writer.drain()
+                sent += 1
+                await asyncio.sleep(0.25)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(drip, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with TalonClient(
+            f"http://127.0.0.1:{port}",
+            API_KEY,
+            read_timeout=5,
+            call_timeout=1,
+            http_engine=engine,
+        ) as client:
+            with pytest.raises(ApiTimeoutError) as caught:
+                await client.update_customer_session("drip", SESSION_BODY)
+        assert 0 < sent < len(body)
+    finally:
+        stop.set()
+        server.close()
+        await asyncio.gather(*handlers)
+    assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
+
+
 async def test_real_http_server_disconnect(
     fake_talon: tuple[str, FakeTalon], engine: HttpEngine
 ) -> None:
