@@ -6,11 +6,14 @@ Two framings are understood on every decode, whatever the configured encoding:
   of the writer schema, then the Avro body. The fingerprint must belong to a bundled schema
   or to an older version of it (`schemas/avro/previous/`, or `Codec.add_writer_schema`).
 * Confluent wire format: ``00``, a 4-byte big-endian Schema Registry id, then the Avro body.
-  The writer schema is fetched from the registry once per id and cached.
+  The writer schema is fetched from the registry once per id and cached. A caller on an
+  event loop decodes with ``fetch=False`` and fetches a missing schema in a thread
+  (`fetch_command_schema`), so a slow registry never stalls the loop.
 
 Bytes from an older writer are resolved against the bundled schema (the reader), so fields
 added since then get their defaults. Records are encoded in the configured format; for
-Confluent the bundled schema is registered (or looked up) under ``<topic>-value``.
+Confluent the bundled schema is registered (or looked up) under the subject the subject name
+strategy gives (``<topic>-value`` by default; see `bridge.registry`).
 
 Every way a value can fail to decode raises `bridge.errors.DecodeError` with one of these
 reasons, and a message that never quotes the record's content:
@@ -59,6 +62,7 @@ from bridge.commands import (
     UpdateCustomerSession,
 )
 from bridge.errors import BridgeError, ConfigError, DecodeError
+from bridge.registry import new_client, subject_name
 from bridge.schemas import (
     COMMAND,
     EFFECTS_EMITTED,
@@ -68,12 +72,12 @@ from bridge.schemas import (
     bundled_schemas,
     make_schema,
 )
-from bridge.settings import ENV_PREFIX, Encoding, KafkaSettings
+from bridge.settings import ENV_PREFIX, Encoding, KafkaSettings, SubjectStrategy
 
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
-__all__ = ["Codec", "EncodeError", "RegistryError"]
+__all__ = ["Codec", "EncodeError", "RegistryError", "SchemaNotCached"]
 
 _SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _SINGLE_OBJECT_HEADER = 10
@@ -109,6 +113,14 @@ class RegistryError(BridgeError):
     def retryable(self) -> bool:
         """Whether trying again later may succeed."""
         return self.status is None or self.status in (408, 429) or self.status >= 500
+
+
+class SchemaNotCached(RegistryError):
+    """Decoding needs a writer schema from the registry, and the caller asked not to fetch."""
+
+    def __init__(self, schema_id: int) -> None:
+        super().__init__(f"schema id {schema_id} is not fetched yet")
+        self.schema_id = schema_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +162,13 @@ class Codec:
 
     Args:
         encoding: Framing for encoded records: ``single-object`` or ``confluent``.
-        schema_registry_url: Schema Registry to use (``mock://...`` gives an in-memory one).
-        registry: A ready registry client, instead of `schema_registry_url`; the caller
-            keeps ownership of it.
-        auto_register: For ``confluent``, register the bundled schema under
-            ``<topic>-value`` on first use; when false it must already be registered.
+        registry: The Schema Registry client; the caller keeps ownership of it
+            (`from_settings` makes one the codec closes).
+        auto_register: For ``confluent``, register the bundled schema under its subject on
+            first use; when false it must already be registered.
         schemas: Schemas to use instead of the bundled ones.
+        subject_strategy: How ``confluent`` subjects are named: ``topic``
+            (``<topic>-value``), ``record`` (the record's full name) or ``topic-record``.
 
     Raises:
         ConfigError: ``confluent`` encoding without a registry.
@@ -165,20 +178,14 @@ class Codec:
         self,
         encoding: Encoding = "single-object",
         *,
-        schema_registry_url: str | None = None,
         registry: SchemaRegistryClient | None = None,
         auto_register: bool = True,
         schemas: SchemaSet | None = None,
+        subject_strategy: SubjectStrategy = "topic",
     ) -> None:
         if encoding not in ("single-object", "confluent"):
             raise ConfigError(f"{ENV_PREFIX}ENCODING", f"unknown encoding {encoding!r}")
-        self._owns_registry = registry is None and schema_registry_url is not None
-        if registry is None and schema_registry_url:
-            # Imported on demand: the registry client's HTTP stack takes longer to import than
-            # the rest of the bridge, and single-object deployments never need it.
-            from confluent_kafka.schema_registry import SchemaRegistryClient
-
-            registry = SchemaRegistryClient.new_client({"url": schema_registry_url})
+        self._owns_registry = False
         if encoding == "confluent" and registry is None:
             raise ConfigError(
                 f"{ENV_PREFIX}SCHEMA_REGISTRY_URL", "is required when the encoding is confluent"
@@ -186,6 +193,7 @@ class Codec:
         self._encoding: Encoding = encoding
         self._registry = registry
         self._auto_register = auto_register
+        self._subject_strategy: SubjectStrategy = subject_strategy
         self._missing_ids: dict[int, float] = {}
         schemas = bundled_schemas() if schemas is None else schemas
         self._command = self._record(schemas.get(COMMAND))
@@ -206,8 +214,16 @@ class Codec:
 
     @classmethod
     def from_settings(cls, settings: KafkaSettings) -> Codec:
-        """A codec for `settings.encoding`, with the registry at `schema_registry_url`."""
-        return cls(settings.encoding, schema_registry_url=settings.schema_registry_url)
+        """A codec for `settings.encoding`, with the registry the settings describe (its
+        URL, timeout, credentials and CA bundle) and their subject name strategy."""
+        registry = new_client(settings) if settings.schema_registry_url else None
+        codec = cls(
+            settings.encoding,
+            registry=registry,
+            subject_strategy=settings.schema_registry_subject_strategy,
+        )
+        codec._owns_registry = registry is not None
+        return codec
 
     @property
     def encoding(self) -> Encoding:
@@ -264,14 +280,20 @@ class Codec:
 
     # --- commands ---------------------------------------------------------------------------
 
-    def decode_command(self, data: bytes | None) -> Command:
+    def decode_command(self, data: bytes | None, *, fetch: bool = True) -> Command:
         """Decode a command value in either wire format.
+
+        Args:
+            data: The record's value.
+            fetch: Fetch a writer schema the codec has not cached yet from the registry (a
+                blocking HTTP call); when false, raise `SchemaNotCached` instead.
 
         Raises:
             DecodeError: The value is not a command this codec can read.
             RegistryError: The writer schema had to be fetched and the registry failed.
+            SchemaNotCached: `fetch` is false and the writer schema is not cached.
         """
-        writer, offset = self._locate(self._command, data)
+        writer, offset = self._locate(self._command, data, fetch=fetch)
         assert data is not None  # noqa: S101 - _locate refuses empty values
         if writer is self._command.same and self._read_command is not None:
             try:
@@ -283,6 +305,26 @@ class Codec:
             return _command_from_avro(r)
         except orjson.JSONDecodeError as exc:
             raise DecodeError("invalid", "an attribute value is not a JSON document") from exc
+
+    def fetch_command_schema(self, data: bytes | None) -> None:
+        """Fetch and cache the writer schema a command value names, if it is not cached.
+
+        Blocks on the registry for up to its timeout: call it from a thread.
+
+        Raises:
+            DecodeError: The framing is bad, or the registry has no usable schema for it.
+            RegistryError: The registry failed.
+        """
+        self._locate(self._command, data)
+
+    def prepare_effects(self, topic: str) -> None:
+        """Register (or look up) the effects schema for `topic` now, so that encoding
+        effects for it never waits on the registry. Blocks: call it from a thread.
+
+        Raises:
+            RegistryError: The schema could not be registered or looked up.
+        """
+        self._prefix(self._effects, topic)
 
     def encode_command(self, cmd: Command, topic: str) -> bytes:
         """Encode a command for `topic` in the configured format.
@@ -343,7 +385,9 @@ class Codec:
         assert data is not None  # noqa: S101 - _locate refuses empty values
         return _read(record.current.name, data, offset, writer)
 
-    def _locate(self, record: _Record, data: bytes | None) -> tuple[_Writer, int]:
+    def _locate(
+        self, record: _Record, data: bytes | None, *, fetch: bool = True
+    ) -> tuple[_Writer, int]:
         """The writer schema of `data`, from its framing, and where its datum starts."""
         if not data:
             raise DecodeError("empty", f"{record.current.name} value is empty")
@@ -366,6 +410,8 @@ class Codec:
                 raise DecodeError("truncated", "shorter than a Confluent wire-format header")
             schema_id = int.from_bytes(data[1:_CONFLUENT_HEADER], "big")
             cached = record.by_schema_id.get(schema_id)
+            if cached is None and not fetch and self._registry is not None:
+                raise SchemaNotCached(schema_id)
             writer = cached if cached is not None else self._fetch_writer(record, schema_id)
             offset = _CONFLUENT_HEADER
         else:
@@ -443,7 +489,7 @@ class Codec:
         from confluent_kafka.schema_registry import Schema, SchemaRegistryError
 
         assert self._registry is not None  # noqa: S101 - guaranteed by __init__ for confluent
-        subject = f"{topic}-value"
+        subject = subject_name(self._subject_strategy, topic, record.current.full_name)
         schema = Schema(record.current.to_json(), "AVRO")
         try:
             if self._auto_register:

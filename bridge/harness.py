@@ -136,6 +136,10 @@ class WorkerProcess:
             raise RuntimeError(f"worker exited with {self.proc.returncode}; see {self.log_path}")
         return self._get("/readyz")[0] == 200
 
+    def alive(self) -> bool:
+        """Whether `/healthz` answers 200."""
+        return self._get("/healthz")[0] == 200
+
     def metrics(self) -> dict[str, float]:
         """The /metrics page as {series: value} (label sets kept in the series name)."""
         status, body = self._get("/metrics")

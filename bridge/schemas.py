@@ -9,8 +9,8 @@ Form, the 8 bytes that follow ``C3 01`` in Avro single-object encoding.
 
 Also the `talon-bridge schemas` subcommand: ``list``, ``show NAME``, ``export DIR`` (with
 ``--previous`` and ``--canonical``; see docs/producers.md for generating code from them) and
-``register`` (into the Schema Registry at ``BRIDGE_SCHEMA_REGISTRY_URL``, under the
-TopicNameStrategy subjects ``<topic>-value`` of the configured topics).
+``register`` (into the Schema Registry at ``BRIDGE_SCHEMA_REGISTRY_URL``, under the subjects
+of the configured topics that ``BRIDGE_SCHEMA_REGISTRY_SUBJECT_STRATEGY`` names).
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     register = actions.add_parser(
         "register",
-        help="register the schemas under <topic>-value subjects of the configured topics",
+        help="register the schemas under the subjects of the configured topics",
     )
     register.add_argument(
         "--url",
@@ -295,18 +295,23 @@ def _export(schemas: SchemaSet, directory: Path, *, previous: bool, canonical: b
 
 def _register(schemas: SchemaSet, url: str | None) -> int:
     # Imported here: the registry client pulls in an HTTP stack the other actions do not need.
-    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+    from confluent_kafka.schema_registry import Schema
+
+    from bridge.registry import new_client, subject_name
 
     settings = _registry_settings()
     url = url or settings.schema_registry_url
     if not url:
         raise ConfigError(f"{ENV_PREFIX}SCHEMA_REGISTRY_URL", "is required to register schemas")
-    plan = [(f"{topic}-value", schemas.get(COMMAND)) for topic in settings.input_topics]
-    plan.append((f"{settings.output_topic}-value", schemas.get(EFFECTS_EMITTED)))
-    client = SchemaRegistryClient.new_client({"url": url})
+    strategy = settings.schema_registry_subject_strategy
+    placed = [(topic, schemas.get(COMMAND)) for topic in settings.input_topics]
+    placed.append((settings.output_topic, schemas.get(EFFECTS_EMITTED)))
+    # Under the record strategy, topics sharing a record share its subject: register it once.
+    plan = {subject_name(strategy, t, s.full_name): s for t, s in placed}
+    client = new_client(settings, url)
     failed = False
     try:
-        for subject, schema in plan:
+        for subject, schema in plan.items():
             try:
                 schema_id = client.register_schema(subject, Schema(schema.to_json(), "AVRO"))
             except Exception as exc:  # HTTP, transport and compatibility failures alike

@@ -4,8 +4,11 @@ Two layers: `KafkaSettings` is all that Kafka-only commands (`produce`, `replay`
 `Settings` adds the Talon.One and worker runtime settings used by `run`.
 
 librdkafka pass-through: `BRIDGE_KAFKA_CONFIG` takes a JSON object of librdkafka properties,
-e.g. `{"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512"}`. The SASL password
-and SSL key password have typed secret fields so they can come from a secret file instead.
+e.g. `{"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512"}`. It is plain
+configuration (a ConfigMap, `repr`), so secret-bearing properties are refused there: the SASL
+password and SSL key password have typed secret fields, and any other secret property (an
+OAuth client secret, a PEM private key, ...) goes in `BRIDGE_KAFKA_SECRET_CONFIG`, a JSON
+object like the pass-through that is kept secret (usually a secret file).
 Secret files, one per setting and named like its variable (e.g. `BRIDGE_TALON_API_KEY`), are
 read from `BRIDGE_SECRETS_DIR` (default `/var/run/secrets/talon-bridge`) when it exists.
 Properties the bridge relies on for correctness are enforced on top (see `kafka_io`).
@@ -18,18 +21,21 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
+import orjson
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from bridge.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "KafkaSettings", "Settings", "load"]
+__all__ = ["ENV_PREFIX", "KafkaSettings", "Settings", "is_secret_property", "load"]
 
 ENV_PREFIX = "BRIDGE_"
 SECRETS_DIR = "/var/run/secrets/talon-bridge"
 
 Encoding = Literal["single-object", "confluent"]
+SubjectStrategy = Literal["topic", "record", "topic-record"]
 
 
 class KafkaSettings(BaseSettings):
@@ -49,11 +55,19 @@ class KafkaSettings(BaseSettings):
     parking_topic: str = Field(default="talon.bridge.parked", min_length=1)
     group_id: str = Field(default="talon-bridge", min_length=1)
     kafka_config: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    kafka_secret_config: SecretStr | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_key_password: SecretStr | None = None
     encoding: Encoding = "single-object"
     schema_registry_url: str | None = None
+    schema_registry_timeout: float = Field(default=5.0, gt=0)
+    schema_registry_subject_strategy: SubjectStrategy = "topic"
+    schema_registry_ca_location: str | None = None
+    schema_registry_username: str | None = None
+    schema_registry_password: SecretStr | None = None
+    schema_registry_bearer_token: SecretStr | None = None
+    schema_registry_logical_cluster: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
 
@@ -62,6 +76,54 @@ class KafkaSettings(BaseSettings):
     def _split_topics(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("kafka_config")
+    @classmethod
+    def _no_secret_properties(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in sorted(value):
+            if is_secret_property(name):
+                where = _TYPED_SECRETS.get(name, f"{ENV_PREFIX}KAFKA_SECRET_CONFIG")
+                raise ValueError(f"{name} is a secret: set it in {where} (a secret file) instead")
+        return value
+
+    @field_validator("kafka_secret_config")
+    @classmethod
+    def _secret_json(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
+        try:
+            parsed = orjson.loads(value.get_secret_value())
+        except orjson.JSONDecodeError:
+            raise ValueError("is not valid JSON") from None
+        scalars = (str, int, float, bool)
+        if not isinstance(parsed, dict) or not all(isinstance(v, scalars) for v in parsed.values()):
+            raise ValueError("must be a JSON object of librdkafka properties")
+        return value
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _registry_url(cls, value: str | None) -> str | None:
+        for url in (value or "").split(","):
+            if "@" in urlsplit(url.strip()).netloc:
+                raise ValueError(
+                    "holds credentials; set them as secrets instead: "
+                    f"{ENV_PREFIX}SCHEMA_REGISTRY_USERNAME and {ENV_PREFIX}SCHEMA_REGISTRY_PASSWORD"
+                )
+        return value
+
+    @field_validator("schema_registry_password")
+    @classmethod
+    def _registry_basic_auth(cls, value: SecretStr | None, info: ValidationInfo) -> Any:
+        if (value is None) != (info.data.get("schema_registry_username") is None):
+            raise ValueError(f"and {ENV_PREFIX}SCHEMA_REGISTRY_USERNAME go together (basic auth)")
+        return value
+
+    @field_validator("schema_registry_bearer_token")
+    @classmethod
+    def _registry_one_auth(cls, value: SecretStr | None, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("schema_registry_password") is not None:
+            raise ValueError(f"and {ENV_PREFIX}SCHEMA_REGISTRY_PASSWORD exclude each other")
         return value
 
     @field_validator("log_level", mode="before")
@@ -81,6 +143,8 @@ class KafkaSettings(BaseSettings):
             "reconnect.backoff.max.ms": 2000,
             **self.kafka_config,
         }
+        if self.kafka_secret_config is not None:
+            conf.update(orjson.loads(self.kafka_secret_config.get_secret_value()))
         conf["bootstrap.servers"] = self.kafka_bootstrap_servers
         if self.kafka_sasl_username is not None:
             conf["sasl.username"] = self.kafka_sasl_username
@@ -143,6 +207,22 @@ class Settings(KafkaSettings):
                 f"(or set {ENV_PREFIX}TALON_ALLOW_INSECURE_HTTP=true for a local simulator)"
             )
         return value
+
+
+# librdkafka properties whose values are credentials (plus Java's JAAS line, which embeds them).
+_SECRET_SUFFIXES = (".password", ".secret", ".passphrase", ".key.pem")
+_SECRET_NAMES = frozenset({"sasl.jaas.config"})
+_TYPED_SECRETS = {
+    "sasl.password": f"{ENV_PREFIX}KAFKA_SASL_PASSWORD",
+    "ssl.key.password": f"{ENV_PREFIX}KAFKA_SSL_KEY_PASSWORD",
+}
+
+
+def is_secret_property(name: str) -> bool:
+    """Whether librdkafka property `name` holds a credential (e.g. ``sasl.password``,
+    ``sasl.oauthbearer.client.secret``, ``ssl.key.pem``)."""
+    lowered = name.strip().lower()
+    return lowered.endswith(_SECRET_SUFFIXES) or lowered in _SECRET_NAMES
 
 
 def _env_name(loc: tuple[int | str, ...]) -> str:

@@ -15,12 +15,13 @@ import gc
 import logging
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Hashable
 from enum import IntEnum
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, Producer
 
@@ -211,6 +212,8 @@ class Worker:
         self._txn: TransactionalOutput | None = None
         self._signals = 0
         self._last_progress = 0.0
+        # Schema Registry calls block, so they run in threads, never on the event loop.
+        self._registry_calls = asyncio.Semaphore(_REGISTRY_THREADS)
         # Gauges of the worker's own state are read when scraped (on the event loop): setting
         # them per command would take a lock each time, and sampling them now and then could
         # miss a state that lasts less than the sampling interval.
@@ -311,7 +314,9 @@ class Worker:
             self._txn.orphan(tp)
 
     def _decode(self, rec: InputRecord) -> Command:
-        cmd = self.codec.decode_command(rec.value)
+        # A writer schema not cached yet raises SchemaNotCached (a RegistryError): the record
+        # is decoded again when it runs, after `_decode_later` fetches it in a thread.
+        cmd = self.codec.decode_command(rec.value, fetch=False)
         if rec.key is None:
             raise DecodeError("missing-key", "record has no key; expected the session ID")
         if cmd.session_id.encode() != rec.key:
@@ -424,7 +429,7 @@ class Worker:
                     continue
             cmd = work.command
             if cmd is None and work.error is None:
-                cmd = self._decode_later(work)
+                cmd = await self._decode_later(work)
                 if cmd is None and work.error is None:
                     continue  # waiting for the schema registry
             if cmd is None:
@@ -437,13 +442,18 @@ class Worker:
                 await self._api_ok.wait()
             await self._call(work, cmd)
 
-    def _decode_later(self, work: Work) -> Command | None:
-        """Decode a record whose writer schema the registry could not serve on arrival.
+    async def _decode_later(self, work: Work) -> Command | None:
+        """Decode a record whose writer schema was not cached on arrival, fetching it from
+        the registry in a thread while the loop serves everything else.
 
         A registry outage is not the record's fault: it waits with backoff (holding its
         session) instead of going to the dead-letter topic.
         """
         try:
+            async with self._registry_calls:
+                await _in_thread(self.codec.fetch_command_schema, work.rec.value)
+            if work.state is not State.QUEUED:
+                return None  # dropped meanwhile (revoked partition)
             work.command = self._decode(work.rec)
             return work.command
         except DecodeError as exc:
@@ -888,6 +898,12 @@ class Worker:
                 self._poller.stop()
                 await health.stop()
                 return 1
+        if not await self._prepare_output():
+            if reader is not None:
+                reader.stop()
+            self._poller.stop()
+            await health.stop()
+            return 1
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         servers = [loop.create_task(self._serve()) for _ in range(settings.max_in_flight)]
@@ -920,11 +936,60 @@ class Worker:
             self._poller.stop()
             await loop.run_in_executor(None, self._poller.join)
             await self.client.aclose()
+            self.codec.close()
             await health.stop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         log.info("worker stopped", extra={"exit_code": self._exit_code})
         return self._exit_code
+
+    async def _prepare_output(self) -> bool:
+        """With the Confluent format, register the effects schema before taking work, in a
+        thread: encoding effects then never waits on the registry. False when it fails."""
+        if self.codec.encoding != "confluent":
+            return True
+        topic = self.settings.output_topic
+        try:
+            await _in_thread(self.codec.prepare_effects, topic)
+        except RegistryError as exc:
+            log.error(
+                "cannot register the effects schema in the Schema Registry "
+                "(BRIDGE_SCHEMA_REGISTRY_URL)",
+                extra={"topic": topic, "error": str(exc)},
+            )
+            return False
+        return True
+
+
+_T = TypeVar("_T")
+# Registry calls at once; the rest of the records that wait for a schema queue behind them.
+_REGISTRY_THREADS = 4
+
+
+async def _in_thread(fn: Callable[..., _T], *args: Any) -> _T:
+    """`fn(*args)` in a daemon thread: unlike an executor's, it does not hold up the
+    process's exit while a dependency that never answers keeps it busy."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[_T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if done.cancelled():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
+    def run() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as exc:  # handed to the awaiting task
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="schema-registry", daemon=True).start()
+    return await done
 
 
 def run_worker(settings: Settings) -> int:

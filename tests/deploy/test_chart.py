@@ -64,6 +64,26 @@ VARIANTS: dict[str, tuple[tuple[str, ...], dict[str, Any] | None]] = {
             "terminationGracePeriodSeconds": 90,
         },
     ),
+    "registry-and-secret-config": (
+        (),
+        {
+            "talon": {"baseUrl": "https://acme.talon.one", "apiKey": FAKE_API_KEY},
+            "kafka": {
+                "encoding": "confluent",
+                "schemaRegistryUrl": "https://sr.example:8081",
+                "schemaRegistry": {
+                    "subjectStrategy": "topic-record",
+                    "timeout": 3,
+                    "username": "bridge",
+                    "existingSecret": "sr-credentials",
+                    "passwordKey": "password",
+                    "caSecret": "sr-ca",
+                },
+                "config": {"sasl.mechanism": "OAUTHBEARER"},
+                "secretConfig": {"existingSecret": "kafka-oauth"},
+            },
+        },
+    ),
 }
 
 
@@ -199,6 +219,20 @@ def test_hpa_and_keda_rejected_by_template_without_schema(render_result: RenderR
         ),
         ({"terminationGracePeriodSeconds": 34}, "at least worker.drainTimeout + 5 (35)"),
         ({"talon": {"baseUrl": "http://acme.talon.one"}}, "talon.baseUrl is plain http"),
+        (
+            {"kafka": {"config": {"sasl.oauthbearer.client.secret": "s"}}},
+            "sasl.oauthbearer.client.secret is a secret",
+        ),
+        ({"kafka": {"config": {"sasl.password": "s"}}}, "sasl.password is a secret"),
+        ({"kafka": {"config": {"ssl.key.pem": "s"}}}, "ssl.key.pem is a secret"),
+        (
+            {"extraConfig": {"BRIDGE_KAFKA_CONFIG": '{"sasl.jaas.config": "s"}'}},
+            "sasl.jaas.config is a secret",
+        ),
+        (
+            {"kafka": {"schemaRegistryUrl": "https://user:pw@sr.example"}},
+            "kafka.schemaRegistryUrl holds credentials",
+        ),
     ],
 )
 def test_templates_refuse_inconsistent_values(
@@ -703,3 +737,34 @@ def test_notes_render(render: Render, chart_copy: Path) -> None:
     full = notes(None, ("ci/full-values.yaml",))
     assert "WARNING" not in full
     assert "KEDA scales 0..12 replicas" in full
+
+
+def test_registry_and_secret_config_come_from_secrets(render: Render) -> None:
+    files, values = VARIANTS["registry-and-secret-config"]
+    docs = render(values, files)
+    data = config_data(docs)
+    assert data["BRIDGE_SCHEMA_REGISTRY_URL"] == "https://sr.example:8081"
+    assert data["BRIDGE_SCHEMA_REGISTRY_SUBJECT_STRATEGY"] == "topic-record"
+    assert data["BRIDGE_SCHEMA_REGISTRY_TIMEOUT"] == "3"
+    assert data["BRIDGE_SCHEMA_REGISTRY_USERNAME"] == "bridge"
+    ca = data["BRIDGE_SCHEMA_REGISTRY_CA_LOCATION"]
+    assert not any(
+        name in data
+        for name in (
+            "BRIDGE_SCHEMA_REGISTRY_PASSWORD",
+            "BRIDGE_SCHEMA_REGISTRY_BEARER_TOKEN",
+            "BRIDGE_KAFKA_SECRET_CONFIG",
+        )
+    )
+    deployment = one(docs, "Deployment")
+    volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+    files_from = {
+        item["path"]: source["secret"]["name"]
+        for source in volumes["secrets"]["projected"]["sources"]
+        for item in source["secret"]["items"]
+    }
+    assert files_from["BRIDGE_SCHEMA_REGISTRY_PASSWORD"] == "sr-credentials"
+    assert files_from["BRIDGE_KAFKA_SECRET_CONFIG"] == "kafka-oauth"
+    assert volumes["registry-ca"]["secret"]["secretName"] == "sr-ca"
+    mounts = {m["name"]: m["mountPath"] for m in container(deployment)["volumeMounts"]}
+    assert ca == f"{mounts['registry-ca']}/ca.crt"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import struct
+import threading
 from collections import Counter
 from collections.abc import Callable
 
@@ -165,3 +168,59 @@ def test_undecodable_records_go_to_the_dlq_with_a_reason(
     assert applied == len(good), "count in = applied + dead-lettered"
     effects = read_topic(bridge.conf, bridge.output, expected=len(good), timeout=30)
     assert len(effects) == len(good)
+
+
+class _SilentServer:
+    """Accepts connections and never answers: a dependency that hangs."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.accepted = threading.Event()
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):  # closed
+            while True:
+                conn, _ = self._listener.accept()
+                self._held.append(conn)
+                self.accepted.set()
+
+    def close(self) -> None:
+        self._listener.close()
+        for conn in self._held:
+            conn.close()
+
+
+def test_a_schema_registry_that_never_answers_holds_only_its_record(
+    bridge_factory: Callable[..., Bridge], simulator: SimulatorProcess
+) -> None:
+    registry = _SilentServer()
+    bridge = bridge_factory(
+        partitions=2,
+        BRIDGE_SCHEMA_REGISTRY_URL=registry.url,
+        # Far longer than the test: the fetch is outstanding the whole time.
+        BRIDGE_SCHEMA_REGISTRY_TIMEOUT="600",
+    )
+    good = list(generate(LoadSpec(sessions=20, run_id="registry-hang")))
+    body = Codec().encode_command(good[0], bridge.input)[10:]
+    framed = b"\x00" + (7).to_bytes(4, "big") + body  # schema id 7: fetched from the registry
+    try:
+        with WorkerProcess(bridge.env) as worker:
+            bridge.produce_raw([(good[0].session_id.encode() + b"-held", framed)])
+            assert registry.accepted.wait(60), "the worker asks the registry"
+            bridge.produce(good)
+            wait_for(
+                lambda: worker.metric_sum("bridge_commands_processed_total") >= len(good),
+                60,
+                "the other records processed while the registry call hangs",
+            )
+            assert worker.alive()
+            assert worker.ready()
+            assert worker.metric_sum("bridge_commands_processed_total") == len(good)
+            assert worker.metric_sum("bridge_dead_letters_total") == 0
+            assert worker.stop() == 0, "a hanging registry call does not hold up shutdown"
+    finally:
+        registry.close()
+    assert simulator.stats()["applied"] == len(good)

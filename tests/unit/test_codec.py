@@ -21,6 +21,7 @@ from bridge.codec import (
     Codec,
     EncodeError,
     RegistryError,
+    SchemaNotCached,
     _command_from_avro,
     _command_to_avro,
     _effects_to_avro,
@@ -286,6 +287,44 @@ def test_confluent_registers_under_topic_name_strategy() -> None:
     assert command_id != effects_id
     # A fresh codec must fetch the writer schema by id to read the record.
     assert Codec("confluent", registry=registry).decode_command(data) == TRACK
+
+
+@pytest.mark.parametrize(
+    ("strategy", "subject"),
+    [
+        ("record", "one.talon.bridge.Command"),
+        ("topic-record", f"{COMMANDS_TOPIC}-one.talon.bridge.Command"),
+    ],
+)
+def test_confluent_registers_under_the_subject_name_strategy(strategy: str, subject: str) -> None:
+    registry = new_registry()
+    codec = Codec("confluent", registry=registry, subject_strategy=strategy)  # type: ignore[arg-type]
+    data = codec.encode_command(TRACK, COMMANDS_TOPIC)
+    assert data[1:5] == registry.get_latest_version(subject).schema_id.to_bytes(4, "big")
+
+
+def test_decoding_without_fetch_leaves_the_registry_call_to_the_caller() -> None:
+    registry = new_registry()
+    data = Codec("confluent", registry=registry).encode_command(TRACK, COMMANDS_TOPIC)
+    codec = Codec("single-object", registry=registry)
+    with pytest.raises(SchemaNotCached) as missing:
+        codec.decode_command(data, fetch=False)
+    assert missing.value.schema_id == int.from_bytes(data[1:5], "big")
+    assert isinstance(missing.value, RegistryError) and missing.value.retryable
+    codec.fetch_command_schema(data)
+    assert codec.decode_command(data, fetch=False) == TRACK
+    # Bad framing is the record's fault whether or not a fetch is allowed.
+    with pytest.raises(DecodeError):
+        codec.decode_command(b"\x00\x00", fetch=False)
+
+
+def test_effects_subject_is_prepared_ahead_of_encoding() -> None:
+    registry = new_registry()
+    codec = Codec("confluent", registry=registry)
+    codec.prepare_effects(EFFECTS_TOPIC)
+    effects_id = registry.get_latest_version(f"{EFFECTS_TOPIC}-value").schema_id
+    registry.close()  # the prefix is cached: no registry call from here on
+    assert codec.encode_effects(EFFECTS, EFFECTS_TOPIC)[1:5] == effects_id.to_bytes(4, "big")
 
 
 def test_lookup_only_needs_a_registered_schema() -> None:

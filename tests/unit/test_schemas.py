@@ -253,6 +253,41 @@ def test_register_under_topic_subjects(
     assert all("id=" in line for line in lines)
 
 
+@pytest.mark.parametrize(
+    ("strategy", "subjects"),
+    [
+        (
+            "record",
+            {
+                "one.talon.bridge.Command": "one.talon.bridge.Command",
+                "one.talon.bridge.EffectsEmitted": "one.talon.bridge.EffectsEmitted",
+            },
+        ),
+        (
+            "topic-record",
+            {
+                "orders.commands-one.talon.bridge.Command": "one.talon.bridge.Command",
+                "events.commands-one.talon.bridge.Command": "one.talon.bridge.Command",
+                "talon.effects-one.talon.bridge.EffectsEmitted": "one.talon.bridge.EffectsEmitted",
+            },
+        ),
+    ],
+)
+def test_register_follows_the_subject_name_strategy(
+    env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    strategy: str,
+    subjects: dict[str, str],
+) -> None:
+    env.setenv("BRIDGE_SCHEMA_REGISTRY_URL", f"mock://schemas-{strategy}")
+    env.setenv("BRIDGE_SCHEMA_REGISTRY_SUBJECT_STRATEGY", strategy)
+    env.setenv("BRIDGE_INPUT_TOPICS", "orders.commands,events.commands")
+    env.setenv("BRIDGE_OUTPUT_TOPIC", "talon.effects")
+    assert main(["schemas", "register"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert {line.split()[0]: line.split()[1] for line in lines} == subjects
+
+
 def test_register_url_option_wins(
     env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -155,3 +155,48 @@ def test_plain_http_is_refused_unless_allowed(env: pytest.MonkeyPatch) -> None:
     assert "BRIDGE_TALON_ALLOW_INSECURE_HTTP" in info.value.reason
     env.setenv("BRIDGE_TALON_ALLOW_INSECURE_HTTP", "true")
     assert load(Settings).talon_base_url == "http://acme.talon.one"
+
+
+@pytest.mark.parametrize(
+    ("prop", "where"),
+    [
+        ("sasl.password", "BRIDGE_KAFKA_SASL_PASSWORD"),
+        ("ssl.key.password", "BRIDGE_KAFKA_SSL_KEY_PASSWORD"),
+        ("ssl.keystore.password", "BRIDGE_KAFKA_SECRET_CONFIG"),
+        ("sasl.oauthbearer.client.secret", "BRIDGE_KAFKA_SECRET_CONFIG"),
+        ("ssl.key.pem", "BRIDGE_KAFKA_SECRET_CONFIG"),
+        ("sasl.jaas.config", "BRIDGE_KAFKA_SECRET_CONFIG"),
+    ],
+)
+def test_secret_properties_are_refused_in_the_plain_pass_through(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], prop: str, where: str
+) -> None:
+    env.setenv("BRIDGE_KAFKA_CONFIG", f'{{"{prop}": "hunter2-secret"}}')
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "BRIDGE_KAFKA_CONFIG" in err and prop in err and where in err
+    assert "hunter2-secret" not in err
+
+
+def test_secret_properties_come_from_the_secret_config_file(
+    env: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory
+) -> None:
+    (tmp_path / "BRIDGE_KAFKA_SECRET_CONFIG").write_text(  # type: ignore[operator]
+        '{"sasl.oauthbearer.client.secret": "oauth-913"}'
+    )
+    env.setenv("BRIDGE_SECRETS_DIR", str(tmp_path))
+    env.setenv("BRIDGE_KAFKA_CONFIG", '{"sasl.oauthbearer.client.id": "bridge"}')
+    s = load(Settings)
+    assert "oauth-913" not in repr(s)
+    conf = s.librdkafka_common()
+    assert conf["sasl.oauthbearer.client.secret"] == "oauth-913"
+    assert conf["sasl.oauthbearer.client.id"] == "bridge"
+
+
+@pytest.mark.parametrize("value", ["not json", '["a"]', '{"a": {"nested": 1}}'])
+def test_secret_config_must_be_a_json_object(env: pytest.MonkeyPatch, value: str) -> None:
+    env.setenv("BRIDGE_KAFKA_SECRET_CONFIG", value)
+    with pytest.raises(ConfigError) as info:
+        load(Settings)
+    assert info.value.setting == "BRIDGE_KAFKA_SECRET_CONFIG"

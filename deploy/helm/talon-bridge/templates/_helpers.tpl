@@ -186,8 +186,20 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
   "BRIDGE_LOG_FORMAT" $v.worker.logFormat
   "BRIDGE_SECRETS_DIR" $v.worker.secretsDir
 }}
+{{- $sr := $v.kafka.schemaRegistry }}
 {{- if $v.kafka.schemaRegistryUrl }}
 {{- $_ := set $s "BRIDGE_SCHEMA_REGISTRY_URL" $v.kafka.schemaRegistryUrl }}
+{{- $_ := set $s "BRIDGE_SCHEMA_REGISTRY_TIMEOUT" (toString $sr.timeout) }}
+{{- $_ := set $s "BRIDGE_SCHEMA_REGISTRY_SUBJECT_STRATEGY" $sr.subjectStrategy }}
+{{- with $sr.username }}
+{{- $_ := set $s "BRIDGE_SCHEMA_REGISTRY_USERNAME" . }}
+{{- end }}
+{{- with $sr.logicalCluster }}
+{{- $_ := set $s "BRIDGE_SCHEMA_REGISTRY_LOGICAL_CLUSTER" . }}
+{{- end }}
+{{- if $sr.caSecret }}
+{{- $_ := set $s "BRIDGE_SCHEMA_REGISTRY_CA_LOCATION" "/var/run/secrets/talon-bridge-registry/ca.crt" }}
+{{- end }}
 {{- end }}
 {{- if $v.talon.baseUrl }}
 {{- if and (hasPrefix "http://" $v.talon.baseUrl) (not $v.talon.allowInsecureHttp) }}
@@ -197,6 +209,16 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
 {{- end }}
 {{- range $name, $value := $v.extraConfig }}
 {{- $_ := set $s $name (toString $value) }}
+{{- end }}
+{{- /* The ConfigMap is plain text: refuse credentials however they got into it. */}}
+{{- range $key, $_ := fromJson (get $s "BRIDGE_KAFKA_CONFIG") }}
+{{- $k := lower $key }}
+{{- if or (hasSuffix ".password" $k) (hasSuffix ".secret" $k) (hasSuffix ".passphrase" $k) (hasSuffix ".key.pem" $k) (eq $k "sasl.jaas.config") }}
+{{- fail (printf "kafka.config: %s is a secret and would land in the ConfigMap; put it in the Secret named by kafka.secretConfig.existingSecret (BRIDGE_KAFKA_SECRET_CONFIG), or use kafka.sasl / kafka.tls" $key) }}
+{{- end }}
+{{- end }}
+{{- if regexMatch "://[^/,]*@" (get $s "BRIDGE_SCHEMA_REGISTRY_URL" | default "") }}
+{{- fail "kafka.schemaRegistryUrl holds credentials, which would land in the ConfigMap: set kafka.schemaRegistry.username and the password in kafka.schemaRegistry.existingSecret" }}
 {{- end }}
 {{- toYaml $s }}
 {{- end }}
@@ -231,6 +253,27 @@ The projected volume of secret files: one file per setting, named like its varia
       - key: {{ $tls.keyPasswordKey }}
         path: BRIDGE_KAFKA_SSL_KEY_PASSWORD
 {{- end }}
+{{- with .Values.kafka.secretConfig.existingSecret }}
+- secret:
+    name: {{ . }}
+    items:
+      - key: {{ $.Values.kafka.secretConfig.key }}
+        path: BRIDGE_KAFKA_SECRET_CONFIG
+{{- end }}
+{{- $sr := .Values.kafka.schemaRegistry }}
+{{- if and .Values.kafka.schemaRegistryUrl $sr.existingSecret (or $sr.passwordKey $sr.bearerTokenKey) }}
+- secret:
+    name: {{ $sr.existingSecret }}
+    items:
+      {{- if $sr.passwordKey }}
+      - key: {{ $sr.passwordKey }}
+        path: BRIDGE_SCHEMA_REGISTRY_PASSWORD
+      {{- end }}
+      {{- if $sr.bearerTokenKey }}
+      - key: {{ $sr.bearerTokenKey }}
+        path: BRIDGE_SCHEMA_REGISTRY_BEARER_TOKEN
+      {{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -251,6 +294,15 @@ Volumes shared by the worker and the replay Job: /tmp, secret files, TLS files.
       {{- . | trim | nindent 6 }}
 {{- end }}
 {{- include "talon-bridge.tlsVolume" . }}
+{{- if and .Values.kafka.schemaRegistryUrl .Values.kafka.schemaRegistry.caSecret }}
+- name: registry-ca
+  secret:
+    secretName: {{ .Values.kafka.schemaRegistry.caSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.kafka.schemaRegistry.caKey }}
+        path: ca.crt
+{{- end }}
 {{- end }}
 
 {{/*
@@ -290,6 +342,11 @@ The Kafka TLS files (CA, client certificate and key) under fixed names.
 {{- if .Values.kafka.tls.enabled }}
 - name: kafka-tls
   mountPath: {{ .Values.kafka.tls.mountPath }}
+  readOnly: true
+{{- end }}
+{{- if and .Values.kafka.schemaRegistryUrl .Values.kafka.schemaRegistry.caSecret }}
+- name: registry-ca
+  mountPath: /var/run/secrets/talon-bridge-registry
   readOnly: true
 {{- end }}
 {{- end }}
