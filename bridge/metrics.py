@@ -130,6 +130,11 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.registry_failures = Counter(
+            "bridge_schema_registry_failures",
+            "Schema Registry lookups that failed (no answer in time, connection, 5xx).",
+            registry=r,
+        )
         self.in_flight = Gauge(
             "bridge_in_flight_commands", "Commands with an API call running.", registry=r
         )

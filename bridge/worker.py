@@ -460,6 +460,7 @@ class Worker:
             work.error = exc
             return None
         except RegistryError as exc:
+            self.metrics.registry_failures.inc()
             work.attempts += 1
             log.warning(
                 "schema registry unavailable", extra={**work.log_extra(), "error": str(exc)}
@@ -952,6 +953,7 @@ class Worker:
         try:
             await _in_thread(self.codec.prepare_effects, topic)
         except RegistryError as exc:
+            self.metrics.registry_failures.inc()
             log.error(
                 "cannot register the effects schema in the Schema Registry "
                 "(BRIDGE_SCHEMA_REGISTRY_URL)",

@@ -579,6 +579,13 @@ def overview() -> db.Dashboard:
             "ops",
             q(f"sum(rate(bridge_idempotent_replays_total{{{S}}}[{RI}]))", "replays"),
         ),
+        ts(
+            "Schema Registry failures",
+            "Writer-schema lookups that failed (no answer in time, connection, 5xx); their "
+            "records wait with backoff, holding their sessions.",
+            "ops",
+            q(f"sum(rate(bridge_schema_registry_failures_total{{{S}}}[{RI}]))", "failures"),
+        ),
     ]
 
     versions = (

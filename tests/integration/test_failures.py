@@ -187,10 +187,15 @@ class _SilentServer:
                 self._held.append(conn)
                 self.accepted.set()
 
+    def hang_up(self) -> None:
+        """Drop the connections held so far (the client sees a transport error)."""
+        held, self._held = self._held, []
+        for conn in held:
+            conn.close()
+
     def close(self) -> None:
         self._listener.close()
-        for conn in self._held:
-            conn.close()
+        self.hang_up()
 
 
 def test_a_schema_registry_that_never_answers_holds_only_its_record(
@@ -219,6 +224,17 @@ def test_a_schema_registry_that_never_answers_holds_only_its_record(
             assert worker.alive()
             assert worker.ready()
             assert worker.metric_sum("bridge_commands_processed_total") == len(good)
+            assert worker.metric_sum("bridge_dead_letters_total") == 0
+            # The lookup fails once the registry hangs up (on the retry too): counted, and the
+            # record waits with backoff instead of being dead-lettered.
+            wait_for(
+                lambda: (
+                    registry.hang_up()
+                    or worker.metric_sum("bridge_schema_registry_failures_total") >= 1
+                ),
+                60,
+                "the failed lookup counted",
+            )
             assert worker.metric_sum("bridge_dead_letters_total") == 0
             assert worker.stop() == 0, "a hanging registry call does not hold up shutdown"
     finally:
