@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import msgspec
+import orjson
 import pytest
 
 from bridge import dlq
@@ -17,6 +18,7 @@ from bridge.codec import Codec
 from bridge.commands import Command, UpdateCustomerSession
 from bridge.harness import WorkerProcess, read_topic, wait_for
 from bridge.produce import LoadSpec, generate
+from bridge.schemas import get_schema
 from bridge.simulator.process import SimulatorProcess
 
 from .conftest import Bridge
@@ -170,13 +172,20 @@ def test_undecodable_records_go_to_the_dlq_with_a_reason(
     assert len(effects) == len(good)
 
 
-class _SilentServer:
-    """Accepts connections and never answers: a dependency that hangs."""
+class _Registry:
+    """A Schema Registry that accepts connections and does not answer until told to; then
+    it serves one schema for every id."""
 
-    def __init__(self) -> None:
+    def __init__(self, schema: str) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self.accepted = threading.Event()
+        self.answering = threading.Event()
+        body = orjson.dumps({"schema": schema})
+        self._answer = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+        )
         self._held: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -184,8 +193,16 @@ class _SilentServer:
         with contextlib.suppress(OSError):  # closed
             while True:
                 conn, _ = self._listener.accept()
-                self._held.append(conn)
                 self.accepted.set()
+                if self.answering.is_set():
+                    threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+                else:
+                    self._held.append(conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)  # a small GET: one read holds it
+            conn.sendall(self._answer)
 
     def hang_up(self) -> None:
         """Drop the connections held so far (the client sees a transport error)."""
@@ -201,30 +218,31 @@ class _SilentServer:
 def test_a_schema_registry_that_never_answers_holds_only_its_record(
     bridge_factory: Callable[..., Bridge], simulator: SimulatorProcess
 ) -> None:
-    registry = _SilentServer()
+    registry = _Registry(get_schema("Command").to_json())
     bridge = bridge_factory(
         partitions=2,
         BRIDGE_SCHEMA_REGISTRY_URL=registry.url,
-        # Far longer than the test: the fetch is outstanding the whole time.
+        # Far longer than the test: a lookup is outstanding until the registry hangs up.
         BRIDGE_SCHEMA_REGISTRY_TIMEOUT="600",
     )
     good = list(generate(LoadSpec(sessions=20, run_id="registry-hang")))
-    body = Codec().encode_command(good[0], bridge.input)[10:]
+    held = msgspec.structs.replace(good[0], session_id="registry-held", event_id="registry-held-1")
+    body = Codec().encode_command(held, bridge.input)[10:]
     framed = b"\x00" + (7).to_bytes(4, "big") + body  # schema id 7: fetched from the registry
+    processed = "bridge_commands_processed_total"
     try:
         with WorkerProcess(bridge.env) as worker:
-            bridge.produce_raw([(good[0].session_id.encode() + b"-held", framed)])
+            bridge.produce_raw([(b"registry-held", framed)])
             assert registry.accepted.wait(60), "the worker asks the registry"
             bridge.produce(good)
             wait_for(
-                lambda: worker.metric_sum("bridge_commands_processed_total") >= len(good),
+                lambda: worker.metric_sum(processed) >= len(good),
                 60,
                 "the other records processed while the registry call hangs",
             )
             assert worker.alive()
             assert worker.ready()
-            assert worker.metric_sum("bridge_commands_processed_total") == len(good)
-            assert worker.metric_sum("bridge_dead_letters_total") == 0
+            assert worker.metric_sum(processed) == len(good)
             # The lookup fails once the registry hangs up (on the retry too): counted, and the
             # record waits with backoff instead of being dead-lettered.
             wait_for(
@@ -235,8 +253,17 @@ def test_a_schema_registry_that_never_answers_holds_only_its_record(
                 60,
                 "the failed lookup counted",
             )
+            assert worker.metric_sum(processed) == len(good)
+            # Once the registry answers, the held record is decoded and applied.
+            registry.answering.set()
+            wait_for(
+                lambda: registry.hang_up() or worker.metric_sum(processed) > len(good),
+                60,
+                "the held record applied once the registry answers",
+            )
             assert worker.metric_sum("bridge_dead_letters_total") == 0
-            assert worker.stop() == 0, "a hanging registry call does not hold up shutdown"
+            assert worker.stop() == 0
     finally:
         registry.close()
-    assert simulator.stats()["applied"] == len(good)
+    assert simulator.stats()["applied"] == len(good) + 1
+    assert [e["eventId"] for e in simulator.journal(session="registry-held")] == [held.event_id]
