@@ -449,24 +449,30 @@ class Worker:
         A registry outage is not the record's fault: it waits with backoff (holding its
         session) instead of going to the dead-letter topic.
         """
+        failure: DecodeError | RegistryError | None = None
         try:
             async with self._registry_calls:
                 await _in_thread(self.codec.fetch_command_schema, work.rec.value)
-            if work.state is not State.QUEUED:
-                return None  # dropped meanwhile (revoked partition)
-            work.command = self._decode(work.rec)
-            return work.command
-        except DecodeError as exc:
-            work.error = exc
-            return None
-        except RegistryError as exc:
+        except (DecodeError, RegistryError) as exc:
+            failure = exc
+        if work.state is not State.QUEUED:
+            return None  # dropped meanwhile (a revoked partition): its next owner reads it
+        if isinstance(failure, RegistryError):
             self.metrics.registry_failures.inc()
             work.attempts += 1
             log.warning(
-                "schema registry unavailable", extra={**work.log_extra(), "error": str(exc)}
+                "schema registry unavailable", extra={**work.log_extra(), "error": str(failure)}
             )
             self._backoff(work, self.retry.delay(min(work.attempts, 8)))
             return None
+        if failure is None:
+            try:
+                work.command = self._decode(work.rec)
+                return work.command
+            except DecodeError as exc:
+                failure = exc
+        work.error = failure
+        return None
 
     async def _call(self, work: Work, cmd: Command) -> None:
         self._transition(work, State.RUNNING)
