@@ -254,8 +254,15 @@ class Codec:
                 return schema.fingerprint
         raise ValueError(f"{schema.full_name} is not a bundled record")
 
+    def subject(self, name: str, topic: str) -> str:
+        """The registry subject of bundled schema `name` on `topic`, by the subject name
+        strategy."""
+        record = self._command if name == self._command.current.name else self._effects
+        return subject_name(self._subject_strategy, topic, record.current.full_name)
+
     def registered_id(self, name: str, topic: str) -> int | None:
-        """The registry id of bundled schema `name` under ``<topic>-value``, registering nothing.
+        """The registry id of bundled schema `name` under its subject on `topic`, registering
+        nothing.
 
         Returns None when the subject does not hold that schema.
 
@@ -267,7 +274,7 @@ class Codec:
         if self._registry is None:
             raise RegistryError("no Schema Registry is configured")
         record = self._command if name == self._command.current.name else self._effects
-        subject = f"{topic}-value"
+        subject = self.subject(name, topic)
         try:
             found = self._registry.lookup_schema(subject, Schema(record.current.to_json(), "AVRO"))
         except SchemaRegistryError as exc:

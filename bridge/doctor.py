@@ -432,7 +432,7 @@ def _registry_checks(settings: Settings) -> list[Check]:
     rows: list[Check] = []
     try:
         for name, topic, who in plan:
-            subject = f"{topic}-value"
+            subject = codec.subject(name, topic)
             try:
                 schema_id = codec.registered_id(name, topic)
             except RegistryError as exc:

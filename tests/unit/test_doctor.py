@@ -68,6 +68,7 @@ def _settings(registry_url: str) -> Settings:
     return Settings(
         kafka_bootstrap_servers="unused:9092",
         talon_base_url="http://unused",
+        talon_allow_insecure_http=True,
         talon_api_key=SecretStr("k"),
         encoding="confluent",
         schema_registry_url=registry_url,
@@ -149,3 +150,14 @@ def test_unreadable_config_is_a_warning_that_says_why() -> None:
     assert row.status == "warn"
     assert "cleanup.policy not verified (Broker: Authorization failed)" in row.detail
     assert "DESCRIBE_CONFIGS" in row.fix
+
+
+def test_subjects_follow_the_subject_name_strategy() -> None:
+    settings = _settings("mock://doctor-record").model_copy(
+        update={"schema_registry_subject_strategy": "record"}
+    )
+    rows = _registry_checks(settings)
+    assert [r.subject for r in rows] == [
+        "one.talon.bridge.Command",
+        "one.talon.bridge.EffectsEmitted",
+    ]
