@@ -127,6 +127,7 @@ def test_missing_acl_is_named_and_granted_ones_pass(
             "BRIDGE_PARKING_TOPIC": names["park"],
             "BRIDGE_GROUP_ID": group,
             "BRIDGE_TALON_BASE_URL": sim.base_url,
+            "BRIDGE_TALON_ALLOW_INSECURE_HTTP": "true",
             "BRIDGE_TALON_API_KEY": API_KEY,
         }
         for name, value in env.items():
