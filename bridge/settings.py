@@ -201,6 +201,8 @@ class Settings(KafkaSettings):
         value = value.strip().rstrip("/")
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        if "@" in urlsplit(value).netloc:
+            raise ValueError(f"holds credentials; the API key goes in {ENV_PREFIX}TALON_API_KEY")
         if value.startswith("http://") and not info.data.get("talon_allow_insecure_http"):
             raise ValueError(
                 "is plain http, which sends the API key in clear text; use https "

@@ -219,6 +219,7 @@ def test_hpa_and_keda_rejected_by_template_without_schema(render_result: RenderR
         ),
         ({"terminationGracePeriodSeconds": 34}, "at least worker.drainTimeout + 5 (35)"),
         ({"talon": {"baseUrl": "http://acme.talon.one"}}, "talon.baseUrl is plain http"),
+        ({"talon": {"baseUrl": "https://k:s@acme.talon.one"}}, "talon.baseUrl holds credentials"),
         (
             {"kafka": {"config": {"sasl.oauthbearer.client.secret": "s"}}},
             "sasl.oauthbearer.client.secret is a secret",

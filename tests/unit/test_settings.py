@@ -74,6 +74,7 @@ def test_secret_files(env: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory)
         ("BRIDGE_MAX_IN_FLIGHT", "lots", "BRIDGE_MAX_IN_FLIGHT"),
         ("BRIDGE_MAX_IN_FLIGHT", "0", "BRIDGE_MAX_IN_FLIGHT"),
         ("BRIDGE_TALON_BASE_URL", "acme.talon.one", "BRIDGE_TALON_BASE_URL"),
+        ("BRIDGE_TALON_BASE_URL", "https://key:s3cret@acme.talon.one", "BRIDGE_TALON_BASE_URL"),
         ("BRIDGE_ON_POISON", "ignore", "BRIDGE_ON_POISON"),
         ("BRIDGE_KAFKA_CONFIG", "not json", "BRIDGE_KAFKA_CONFIG"),
         ("BRIDGE_METRICS_PORT", "70000", "BRIDGE_METRICS_PORT"),

@@ -202,6 +202,9 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
 {{- end }}
 {{- end }}
 {{- if $v.talon.baseUrl }}
+{{- if regexMatch "://[^/]*@" $v.talon.baseUrl }}
+{{- fail "talon.baseUrl holds credentials, which would land in the ConfigMap: the API key goes in talon.existingSecret" }}
+{{- end }}
 {{- if and (hasPrefix "http://" $v.talon.baseUrl) (not $v.talon.allowInsecureHttp) }}
 {{- fail "talon.baseUrl is plain http, which sends the API key in clear text: use https (talon.allowInsecureHttp: true only for a local simulator)" }}
 {{- end }}
