@@ -3,7 +3,8 @@
 It reads the same settings as `run` and tries, without writing anything, what the worker
 will do: reach the brokers; find each topic with a sane shape (the parking topic compacted,
 the input and dead-letter topics not); hold the ACLs the worker needs on its topics and its
-group; read the group's committed offsets; find the Schema Registry (confluent encoding);
+group; read the group's committed offsets; decode the newest input records; find the Schema
+Registry (confluent encoding);
 and have Talon.One accept the API key on a ``dry=true`` updateCustomerSessionV2, which
 Talon.One does not persist.
 
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from confluent_kafka import (
+    Consumer,
     ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
@@ -40,7 +42,14 @@ from confluent_kafka.admin._acl import AclOperation
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 
-from bridge.errors import ApiConnectionError, ApiError, ApiTimeoutError, FatalApiError
+from bridge.codec import Codec, RegistryError
+from bridge.errors import (
+    ApiConnectionError,
+    ApiError,
+    ApiTimeoutError,
+    DecodeError,
+    FatalApiError,
+)
 from bridge.kafka_io import LIBRDKAFKA_LOGGER, new_client
 from bridge.settings import ENV_PREFIX, Settings, load
 
@@ -149,6 +158,7 @@ def _kafka_checks(settings: Settings, timeout: float) -> list[Check]:
             if described is not None:
                 rows.append(_acl_row(f"topic {t.name}", described.authorized_operations, t))
         rows += _group_checks(admin, settings, topics, found, timeout)
+        rows += _newest_records(settings, topics, found, timeout)
         if settings.exactly_once:
             # Without the setting each worker uses "<group>-<random>", see worker.py.
             tid = settings.transactional_id or f"{settings.group_id}-* (prefixed)"
@@ -399,6 +409,89 @@ def _group_checks(
     return rows
 
 
+def _newest_records(
+    settings: Settings,
+    topics: list[_Topic],
+    found: dict[str, tuple[Any, KafkaError | None]],
+    timeout: float,
+) -> list[Check]:
+    """Decode the newest record of each input partition, as the worker would.
+
+    Catches producers writing another encoding (JSON, another schema) before the worker
+    dead-letters their records. Reads by assignment: no group, nothing committed.
+    """
+    inputs = [t for t in topics if t.role == "input" and found[t.name][0] is not None]
+    if not inputs:
+        return []
+    consumer = new_client(
+        Consumer,
+        {
+            **settings.librdkafka_common(),
+            "group.id": "talon-bridge-doctor",  # required by the client; never joined
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "logger": LIBRDKAFKA_LOGGER,
+        },
+    )
+    codec = Codec.from_settings(settings)
+    rows: list[Check] = []
+    try:
+        for t in inputs:
+            wanted: dict[int, int] = {}
+            for p in sorted(x.id for x in found[t.name][0].partitions):
+                try:
+                    low, high = consumer.get_watermark_offsets(
+                        TopicPartition(t.name, p), timeout=timeout
+                    )
+                except KafkaException as exc:
+                    rows.append(Check("records", f"input {t.name}", "skipped", _kafka_text(exc)))
+                    break
+                if high > low:
+                    wanted[p] = high - 1
+            else:
+                rows.append(_decode_newest(consumer, codec, t.name, wanted, timeout))
+    finally:
+        consumer.close()
+        codec.close()
+    return rows
+
+
+def _decode_newest(
+    consumer: Consumer, codec: Codec, topic: str, wanted: dict[int, int], timeout: float
+) -> Check:
+    subject = f"input {topic}"
+    if not wanted:
+        return Check("records", subject, "ok", "no records yet")
+    consumer.assign([TopicPartition(topic, p, o) for p, o in wanted.items()])
+    problems: list[str] = []
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    # Compaction or retention may have removed the offset asked for: stop at the deadline.
+    while len(seen) < len(wanted) and time.monotonic() < deadline:
+        for msg in consumer.consume(len(wanted), 0.5):
+            partition = msg.partition()
+            if msg.error() is not None or partition is None or partition in seen:
+                continue
+            seen.add(partition)
+            try:
+                codec.decode_command(msg.value())
+            except DecodeError as exc:  # its message never quotes the record
+                problems.append(f"partition {partition} offset {msg.offset()}: {exc}")
+            except RegistryError as exc:
+                problems.append(f"partition {partition}: registry: {exc}")
+    consumer.unassign()
+    if problems:
+        return Check(
+            "records",
+            subject,
+            "warn",
+            f"newest record not readable: {'; '.join(problems)}",
+            "the worker dead-letters records it cannot decode: check the producers' encoding "
+            "against docs/producers.md",
+        )
+    return Check("records", subject, "ok", f"newest record of {len(seen)} partition(s) decodes")
+
+
 def _retry_coordinator(call: Callable[[], Any], timeout: float) -> Any:
     """`call()`, again while the group coordinator is still being found or loaded."""
     deadline = time.monotonic() + timeout
@@ -420,7 +513,6 @@ def _kafka_text(exc: KafkaException) -> str:
 
 
 def _registry_checks(settings: Settings) -> list[Check]:
-    from bridge.codec import Codec, RegistryError
     from bridge.schemas import COMMAND, EFFECTS_EMITTED
 
     if not settings.schema_registry_url:

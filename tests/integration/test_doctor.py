@@ -9,12 +9,17 @@ from typing import Any
 import pytest
 
 from bridge.cli import main
+from bridge.commands import Command, TrackEvent
 from bridge.harness import WorkerProcess
 from bridge.ports import free_port
 from bridge.simulator.process import SimulatorProcess
 from tests.integration.conftest import Bridge
 
 pytestmark = pytest.mark.kafka
+
+
+def _command(session: str, n: int) -> Command:
+    return Command(f"{session}:{n}", session, 0, TrackEvent(type="viewed", profile_id="p"))
 
 
 def _doctor(
@@ -41,9 +46,17 @@ def test_good_setup_passes_every_check_and_stores_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     b = bridge_factory(partitions=2)
+    b.produce([_command("s-1", 1)])
     code, report = _doctor(monkeypatch, capsys, b.env)
     rows = _rows(report)
     assert code == 0 and report["ok"], report
+    assert rows["records", f"input {b.input}"] == {
+        "area": "records",
+        "subject": f"input {b.input}",
+        "status": "ok",
+        "detail": "newest record of 1 partition(s) decodes",
+        "fix": "",
+    }
     for role, name in (("input", b.input), ("output", b.output), ("dlq", b.dlq)):
         assert rows["topic", f"{role} {name}"]["status"] == "ok"
         assert "cleanup.policy=delete" in rows["topic", f"{role} {name}"]["detail"]
@@ -87,6 +100,26 @@ def test_broken_setup_names_what_to_fix(
     failed = [key for key, row in rows.items() if row["status"] == "fail"]
     assert failed == [subject]
     assert "not-the-key" not in json.dumps(report)
+
+
+def test_undecodable_newest_record_is_a_warning(
+    bridge_factory: Callable[..., Bridge],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    b = bridge_factory(partitions=1)
+    b.produce([_command("s-1", 1)])
+    b.produce_raw([(b"s-2", b'{"eventId": "json-instead-of-avro"}')])
+    code, report = _doctor(monkeypatch, capsys, b.env)
+    row = _rows(report)["records", f"input {b.input}"]
+    assert code == 0  # the worker runs; it dead-letters what it cannot read
+    assert row["status"] == "warn"
+    assert row["detail"] == (
+        "newest record not readable: partition 0 offset 1: unknown-magic: "
+        "first byte 0x7b starts neither supported wire format"
+    )
+    assert "docs/producers.md" in row["fix"]
+    assert "json-instead-of-avro" not in json.dumps(report)
 
 
 def test_unreachable_broker_fails_and_skips_the_kafka_checks(
