@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -221,3 +222,11 @@ def test_export_previous_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_documented_typescript_header_is_the_command_fingerprint() -> None:
     header = get_schema("Command").fingerprint_bytes.hex()
     assert f'Buffer.from("c301{header}", "hex")' in DOC.read_text(encoding="utf-8")
+
+
+def test_validate_reads_stdin_by_default(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.setattr("sys.stdin", io.StringIO("\n".join(doc_examples()) + "\n"))
+    assert main(["send", "--validate"]) == 0
+    assert capsys.readouterr().out.strip() == "4 valid command(s)"
