@@ -300,6 +300,14 @@ class Codec:
             RegistryError: The writer schema had to be fetched and the registry failed.
             SchemaNotCached: `fetch` is false and the writer schema is not cached.
         """
+        try:
+            return self._decode_command(data, fetch)
+        except (DecodeError, RegistryError):
+            raise
+        except Exception as exc:
+            raise _unreadable(self._command, exc) from exc
+
+    def _decode_command(self, data: bytes | None, fetch: bool) -> Command:
         writer, offset = self._locate(self._command, data, fetch=fetch)
         assert data is not None  # noqa: S101 - _locate refuses empty values
         if writer is self._command.same and self._read_command is not None:
@@ -355,7 +363,12 @@ class Codec:
             DecodeError: The value is not an effects record this codec can read.
             RegistryError: The writer schema had to be fetched and the registry failed.
         """
-        return _effects_from_avro(self._decode(self._effects, data))
+        try:
+            return _effects_from_avro(self._decode(self._effects, data))
+        except (DecodeError, RegistryError):
+            raise
+        except Exception as exc:
+            raise _unreadable(self._effects, exc) from exc
 
     def encode_effects(self, rec: EffectsEmitted, topic: str) -> bytes:
         """Encode an effects record for `topic` in the configured format.
@@ -517,6 +530,12 @@ class Codec:
         # The id names our own schema: records written with it decode without a fetch.
         record.by_schema_id[schema_id] = record.same
         return prefix
+
+
+def _unreadable(record: _Record, exc: Exception) -> DecodeError:
+    # A record's bytes must never fail its consumer in any other way than a DecodeError: the
+    # caller dead-letters those and moves on. Only the type is named, never the content.
+    return DecodeError("invalid", f"{record.current.name} is unreadable ({type(exc).__name__})")
 
 
 def _read(name: str, data: bytes, offset: int, writer: _Writer) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from struct import Struct
-from struct import error as StructError
 from typing import Final, TypeVar
 
 import orjson
@@ -52,6 +51,8 @@ def _long(b: bytes, i: int) -> tuple[int, int]:
     n = c & 0x7F
     shift = 7
     while c & 0x80:
+        if shift > 63:  # a long takes at most 10 bytes; longer runs are not read bit by bit
+            raise Unreadable
         i += 1
         c = b[i]
         n |= (c & 0x7F) << shift
@@ -70,9 +71,11 @@ def _str(b: bytes, i: int) -> tuple[str, int]:
         i += 1
     else:
         n, i = _long(b, i)
-        if n < 0:
+        # Past the end (up to 2**63): nothing to slice, and an offset that large would
+        # overflow the index arithmetic of the fields after it.
+        if n < 0 or n > len(b) - i:
             raise Unreadable
-    # A slice past the end comes back short; the final length check in `read` catches it.
+    # A short slice past the end comes back short; the final length check in `read` catches it.
     j = i + n
     return b[i:j].decode(), j
 
@@ -227,7 +230,7 @@ def read(b: bytes, i: int) -> Command:
             payload, i = _return_items(b, i + 2)
         else:
             raise Unreadable
-    except (IndexError, StructError, UnicodeDecodeError, orjson.JSONDecodeError) as exc:
+    except Exception as exc:  # whatever the bytes make go wrong, fastavro has the last word
         raise Unreadable from exc
     if i != len(b):
         raise Unreadable

@@ -314,9 +314,29 @@ class Worker:
             self._txn.orphan(tp)
 
     def _decode(self, rec: InputRecord) -> Command:
-        # A writer schema not cached yet raises SchemaNotCached (a RegistryError): the record
-        # is decoded again when it runs, after `_decode_later` fetches it in a thread.
-        cmd = self.codec.decode_command(rec.value, fetch=False)
+        """The record's command; any failure but the registry's is a `DecodeError`.
+
+        A writer schema not cached yet raises SchemaNotCached (a RegistryError): the record is
+        decoded again when it runs, after `_decode_later` fetches it in a thread. A record that
+        made decoding fail in an unforeseen way becomes an `internal` dead letter: raised here,
+        it would leave its offset tracked but never finished, and the rest of its batch unread,
+        stalling the partition.
+        """
+        try:
+            cmd = self.codec.decode_command(rec.value, fetch=False)
+        except (DecodeError, RegistryError):
+            raise
+        except Exception as exc:
+            # The record goes to the DLQ, where it can be studied; no traceback, since
+            # exception messages may quote its content.
+            log.error(
+                "unexpected error decoding a record; dead-lettering it",
+                extra={
+                    "where": where(rec.topic, rec.partition, rec.offset),
+                    "error_class": type(exc).__name__,
+                },
+            )
+            raise DecodeError("internal", f"decoding failed ({type(exc).__name__})") from exc
         if rec.key is None:
             raise DecodeError("missing-key", "record has no key; expected the session ID")
         if cmd.session_id.encode() != rec.key:
