@@ -15,8 +15,8 @@ import pytest
 
 from bridge import dlq
 from bridge.codec import Codec
-from bridge.commands import Command, UpdateCustomerSession
-from bridge.harness import WorkerProcess, read_topic, wait_for
+from bridge.commands import AdditionalCost, Command, UpdateCustomerSession
+from bridge.harness import WorkerProcess, end_offsets, read_topic, wait_committed, wait_for
 from bridge.produce import LoadSpec, generate
 from bridge.schemas import get_schema
 from bridge.simulator.process import SimulatorProcess
@@ -267,3 +267,56 @@ def test_a_schema_registry_that_never_answers_holds_only_its_record(
         registry.close()
     assert simulator.stats()["applied"] == len(good) + 1
     assert [e["eventId"] for e in simulator.journal(session="registry-held")] == [held.event_id]
+
+
+def _zigzag(n: int) -> bytes:
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z >= 0x80:
+        out.append(z & 0x7F | 0x80)
+        z >>= 7
+    return bytes([*out, z])
+
+
+def test_a_record_that_breaks_the_reader_is_dead_lettered_in_its_place(
+    bridge_factory: Callable[..., Bridge], simulator: SimulatorProcess
+) -> None:
+    # A cost name claiming 2**63 - 1 bytes once escaped decoding as an OverflowError: its
+    # offset was never finished, the rest of its batch never ran, and nothing was committed.
+    bridge = bridge_factory(partitions=2, BRIDGE_ON_POISON="skip")
+    commands = list(generate(LoadSpec(sessions=8, run_id="hostile")))
+    victim = commands[0].session_id
+    codec = Codec()
+    hostile = codec.encode_command(
+        Command(
+            "hostile-1",
+            victim,
+            1,
+            UpdateCustomerSession(additional_costs={"ship": AdditionalCost(0.0)}),
+        ),
+        bridge.input,
+    )
+    at = hostile.index(b"\x08ship")
+    hostile = hostile[:at] + _zigzag(2**63 - 1) + hostile[at + 1 :]
+    records = [(c.session_id.encode(), codec.encode_command(c, bridge.input)) for c in commands]
+    records.insert(1, (victim.encode(), hostile))  # right behind the victim's first command
+    with WorkerProcess(bridge.env) as worker:
+        bridge.produce_raw(records)
+        wait_for(
+            lambda: worker.metric_sum("bridge_commands_processed_total") >= len(records),
+            60,
+            "every record finished",
+        )
+        wait_committed(
+            bridge.conf,
+            bridge.group,
+            bridge.input,
+            end_offsets(bridge.conf, bridge.input),
+            30,
+            "offsets committed to the end",
+        )
+        assert worker.ready()
+    (letter,) = read_topic(bridge.conf, bridge.dlq, expected=1, timeout=30)
+    assert letter.value() == hostile
+    assert _headers(letter)[dlq.H_STAGE] == "decode"
+    assert_applied_in_order(commands, simulator.journal())
