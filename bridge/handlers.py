@@ -24,6 +24,7 @@ from bridge.commands import (
     UpdateCustomerSession,
 )
 from bridge.errors import InvalidCommandError
+from bridge.limits import check_event, check_event_id, check_return, check_session
 from bridge.talon import models as m
 from bridge.talon.bodies import Prepared, prepare
 from bridge.talon.client import ApiResult, TalonClient, idempotency_key_for
@@ -90,12 +91,22 @@ def _applied(result: ApiResult[IntegrationSummary], state: SessionState | None) 
     )
 
 
+# Errors named in a dead letter; the others are only counted.
+_REPORTED_ERRORS = 3
+
+
 def _invalid(exc: ValidationError) -> InvalidCommandError:
-    err = exc.errors(include_url=False, include_input=False)[0]
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
     # Bodies are validated under their wire names, so `loc` is the JSON pointer.
-    pointer = "".join(f"/{p}" for p in err["loc"])
-    # The message names the field and the rule, never the offending value.
-    return InvalidCommandError(f"{err['type']}: {err['msg']}", pointer)
+    pointers = ["".join(f"/{p}" for p in e["loc"]) for e in errors[:_REPORTED_ERRORS]]
+    first = errors[0]
+    # The message names the fields and the rule, never the offending value.
+    message = f"{first['type']}: {first['msg']}"
+    if len(errors) > 1:
+        named = ", ".join(pointers[1:])
+        more = len(errors) - len(pointers)
+        message += f"; also {named}" + (f" and {more} more" if more else "")
+    return InvalidCommandError(message, pointers[0])
 
 
 def _validated(model: type[_R], body: dict[str, Any]) -> _R | Prepared[_R]:
@@ -110,6 +121,7 @@ def _validated(model: type[_R], body: dict[str, Any]) -> _R | Prepared[_R]:
 def session_request(
     p: UpdateCustomerSession,
 ) -> m.IntegrationRequest | Prepared[m.IntegrationRequest]:
+    check_session(p)
     items = p.cart_items
     costs = p.additional_costs
     session = {
@@ -146,6 +158,7 @@ def session_request(
 def event_request(
     p: TrackEvent,
 ) -> m.IntegrationEventV2Request | Prepared[m.IntegrationEventV2Request]:
+    check_event(p)
     return _validated(
         m.IntegrationEventV2Request,
         {
@@ -161,6 +174,7 @@ def event_request(
 def return_request(
     p: ReturnCartItems,
 ) -> m.ReturnIntegrationRequest | Prepared[m.ReturnIntegrationRequest]:
+    check_return(p)
     items = [
         {"position": i.position, "quantity": i.quantity, "sku": i.sku}
         for i in p.returned_cart_items
@@ -179,6 +193,7 @@ class Handlers:
 
     async def apply(self, cmd: Command) -> Applied:
         """Apply `cmd`; raises the client's ApiError subclasses or InvalidCommandError."""
+        check_event_id(cmd.event_id)  # an empty one would fail the key below as a ValueError
         payload = cmd.payload
         key = idempotency_key_for(cmd.event_id)
         if isinstance(payload, UpdateCustomerSession):

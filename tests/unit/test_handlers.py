@@ -3,6 +3,7 @@ fast body checks agreeing with the request models."""
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from bridge import handlers
 from bridge.commands import (
     AdditionalCost,
     CartItem,
+    Command,
     ReturnCartItems,
     ReturnedCartItem,
     TrackEvent,
@@ -224,3 +226,74 @@ def test_unknown_fields_are_refused_or_dropped_as_the_model_says() -> None:
     assert out.to_json() == models.AdditionalCost.model_validate(body).model_dump_json().encode()
     with pytest.raises(TypeError, match="unknown fields"):
         prepare(models.SessionCartItem, {"sku": "SKU-1", "quantity": 1})
+
+
+# --- documented limits, checked before a body is built --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "pointer"),
+    [
+        (
+            lambda: session_request(UpdateCustomerSession(cart_items=[CartItem("s", 1)] * 1001)),
+            "/customerSession/cartItems",
+        ),
+        (
+            lambda: session_request(
+                UpdateCustomerSession(cart_items=[CartItem("s", 5000), CartItem("t", 5001)])
+            ),
+            "/customerSession/cartItems",
+        ),
+        (
+            lambda: session_request(UpdateCustomerSession(coupon_codes=["ok", "c" * 101])),
+            "/customerSession/couponCodes/1",
+        ),
+        (lambda: event_request(TrackEvent("t", "p", loyalty_cards=["a", "b"])), "/loyaltyCards"),
+        (
+            lambda: return_request(ReturnCartItems([ReturnedCartItem(position=0)] * 10_001)),
+            "/return/returnedCartItems",
+        ),
+    ],
+)
+def test_commands_beyond_the_documented_limits_are_invalid(build: object, pointer: str) -> None:
+    with pytest.raises(InvalidCommandError) as caught:
+        build()  # type: ignore[operator]
+    assert caught.value.pointer == pointer
+
+
+def test_carts_at_the_limits_are_sent() -> None:
+    items = [CartItem(f"s{n}", 10) for n in range(1000)]
+    body = orjson.loads(session_request(UpdateCustomerSession(cart_items=items)).to_json())
+    assert len(body["customerSession"]["cartItems"]) == 1000
+
+
+def test_an_oversized_cart_is_refused_before_its_body_is_built() -> None:
+    # A megabyte-sized record holds ~166k cart lines; validated whole, with an error collected
+    # for each, they took half a gigabyte.
+    payload = UpdateCustomerSession(cart_items=[CartItem("", 0)] * 166_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidCommandError):
+            session_request(payload)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024
+
+
+def test_the_error_report_names_the_first_errors_and_counts_the_rest() -> None:
+    with pytest.raises(InvalidCommandError) as caught:
+        session_request(UpdateCustomerSession(cart_items=[CartItem("", 0)] * 1000))
+    assert caught.value.pointer == "/customerSession/cartItems/0/sku"
+    assert caught.value.message.endswith(
+        "also /customerSession/cartItems/0/quantity, /customerSession/cartItems/1/sku and 1997 more"
+    )
+
+
+@pytest.mark.parametrize("event_id", ["", "e" * 256])
+async def test_an_empty_or_overlong_event_id_is_invalid(event_id: str) -> None:
+    never_called: Any = None
+    with pytest.raises(InvalidCommandError, match="eventId"):
+        await handlers.Handlers(never_called).apply(
+            Command(event_id, "s-1", 1, TrackEvent("t", "p"))
+        )
