@@ -278,7 +278,7 @@ def _zigzag(n: int) -> bytes:
     return bytes([*out, z])
 
 
-def test_a_record_that_breaks_the_reader_is_dead_lettered_in_its_place(
+def test_hostile_records_are_dead_lettered_in_their_place(
     bridge_factory: Callable[..., Bridge], simulator: SimulatorProcess
 ) -> None:
     # A cost name claiming 2**63 - 1 bytes once escaped decoding as an OverflowError: its
@@ -298,8 +298,18 @@ def test_a_record_that_breaks_the_reader_is_dead_lettered_in_its_place(
     )
     at = hostile.index(b"\x08ship")
     hostile = hostile[:at] + _zigzag(2**63 - 1) + hostile[at + 1 :]
+    # An empty eventId once failed deriving the Idempotency-Key, an internal error.
+    other = next(c.session_id for c in commands if c.session_id != victim)
+    nameless = codec.encode_command(
+        Command("", other, 1, UpdateCustomerSession(profile_id="p")), bridge.input
+    )
     records = [(c.session_id.encode(), codec.encode_command(c, bridge.input)) for c in commands]
-    records.insert(1, (victim.encode(), hostile))  # right behind the victim's first command
+    # Each right behind the first command of its session.
+    records.insert(1, (victim.encode(), hostile))
+    records.insert(
+        records.index(next(r for r in records if r[0] == other.encode())) + 1,
+        (other.encode(), nameless),
+    )
     with WorkerProcess(bridge.env) as worker:
         bridge.produce_raw(records)
         wait_for(
@@ -316,7 +326,8 @@ def test_a_record_that_breaks_the_reader_is_dead_lettered_in_its_place(
             "offsets committed to the end",
         )
         assert worker.ready()
-    (letter,) = read_topic(bridge.conf, bridge.dlq, expected=1, timeout=30)
-    assert letter.value() == hostile
-    assert _headers(letter)[dlq.H_STAGE] == "decode"
+    letters = read_topic(bridge.conf, bridge.dlq, expected=2, timeout=30)
+    reasons = {m.value(): (_headers(m)[dlq.H_STAGE], _headers(m)[dlq.H_REASON]) for m in letters}
+    assert reasons[hostile][0] == "decode"
+    assert reasons[nameless] == ("validate", "validation")
     assert_applied_in_order(commands, simulator.journal())
