@@ -75,7 +75,8 @@ def _str(b: bytes, i: int) -> tuple[str, int]:
         # overflow the index arithmetic of the fields after it.
         if n < 0 or n > len(b) - i:
             raise Unreadable
-    # A short slice past the end comes back short; the final length check in `read` catches it.
+    # A one-byte length past the end gives a short slice; the final length check in `read`
+    # catches it.
     j = i + n
     return b[i:j].decode(), j
 
