@@ -251,7 +251,7 @@ async def test_an_unexpected_decode_failure_dead_letters_the_record_not_the_batc
     settings_ = Settings(
         kafka_bootstrap_servers="127.0.0.1:1",
         input_topics=["in"],
-        talon_base_url="http://127.0.0.1:1",
+        talon_base_url="https://127.0.0.1:1",
         talon_api_key="k",
     )
     worker = Worker(settings_, codec=_ExplodingCodec())
