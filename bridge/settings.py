@@ -6,9 +6,9 @@ Two layers: `KafkaSettings` is all that Kafka-only commands (`produce`, `replay`
 librdkafka pass-through: `BRIDGE_KAFKA_CONFIG` takes a JSON object of librdkafka properties,
 e.g. `{"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512"}`. It is plain
 configuration (a ConfigMap, `repr`), so secret-bearing properties are refused there: the SASL
-password and SSL key password have typed secret fields, and any other secret property (an
-OAuth client secret, a PEM private key, ...) goes in `BRIDGE_KAFKA_SECRET_CONFIG`, a JSON
-object like the pass-through that is kept secret (usually a secret file).
+password, OIDC client secret and SSL key password have typed secret fields, and any other
+secret property (a PEM private key, ...) goes in `BRIDGE_KAFKA_SECRET_CONFIG`, a JSON object
+like the pass-through that is kept secret (usually a secret file).
 Secret files, one per setting and named like its variable (e.g. `BRIDGE_TALON_API_KEY`), are
 read from `BRIDGE_SECRETS_DIR` (default `/var/run/secrets/talon-bridge`) when it exists.
 Properties the bridge relies on for correctness are enforced on top (see `kafka_io`).
@@ -59,6 +59,7 @@ class KafkaSettings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_key_password: SecretStr | None = None
+    kafka_sasl_oauthbearer_client_secret: SecretStr | None = None
     encoding: Encoding = "single-object"
     schema_registry_url: str | None = None
     schema_registry_timeout: float = Field(default=5.0, gt=0)
@@ -152,6 +153,9 @@ class KafkaSettings(BaseSettings):
             conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
         if self.kafka_ssl_key_password is not None:
             conf["ssl.key.password"] = self.kafka_ssl_key_password.get_secret_value()
+        if self.kafka_sasl_oauthbearer_client_secret is not None:
+            secret = self.kafka_sasl_oauthbearer_client_secret.get_secret_value()
+            conf["sasl.oauthbearer.client.secret"] = secret
         return conf
 
 
@@ -217,6 +221,7 @@ _SECRET_NAMES = frozenset({"sasl.jaas.config"})
 _TYPED_SECRETS = {
     "sasl.password": f"{ENV_PREFIX}KAFKA_SASL_PASSWORD",
     "ssl.key.password": f"{ENV_PREFIX}KAFKA_SSL_KEY_PASSWORD",
+    "sasl.oauthbearer.client.secret": f"{ENV_PREFIX}KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET",
 }
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaException, Producer
 
 from bridge.cli import main
 from bridge.errors import ConfigError
@@ -66,6 +69,29 @@ def test_secret_files(env: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory)
     (tmp_path / "BRIDGE_TALON_API_KEY").write_text("from-file")  # type: ignore[operator]
     env.setenv("BRIDGE_SECRETS_DIR", str(tmp_path))
     assert load(Settings).talon_api_key.get_secret_value() == "from-file"
+
+
+OIDC = {
+    "security.protocol": "SASL_SSL",
+    "sasl.mechanism": "OAUTHBEARER",
+    "sasl.oauthbearer.method": "oidc",
+    "sasl.oauthbearer.client.id": "talon-bridge",
+    "sasl.oauthbearer.token.endpoint.url": "http://127.0.0.1:9/token",
+}
+
+
+def test_oidc_client_secret_from_a_file(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "BRIDGE_KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET").write_text("oidc-secret-55")
+    env.setenv("BRIDGE_SECRETS_DIR", str(tmp_path))
+    env.setenv("BRIDGE_KAFKA_CONFIG", json.dumps(OIDC))
+    s = load(Settings)
+    assert "oidc-secret-55" not in repr(s)
+    conf = s.librdkafka_common()
+    assert conf["sasl.oauthbearer.client.secret"] == "oidc-secret-55"
+    # librdkafka refuses an OIDC configuration without the client secret; this one it takes.
+    Producer(conf).flush(0)
+    with pytest.raises(KafkaException, match=r"client\.secret"):
+        Producer({k: v for k, v in conf.items() if k != "sasl.oauthbearer.client.secret"})
 
 
 @pytest.mark.parametrize(
@@ -164,7 +190,7 @@ def test_plain_http_is_refused_unless_allowed(env: pytest.MonkeyPatch) -> None:
         ("sasl.password", "BRIDGE_KAFKA_SASL_PASSWORD"),
         ("ssl.key.password", "BRIDGE_KAFKA_SSL_KEY_PASSWORD"),
         ("ssl.keystore.password", "BRIDGE_KAFKA_SECRET_CONFIG"),
-        ("sasl.oauthbearer.client.secret", "BRIDGE_KAFKA_SECRET_CONFIG"),
+        ("sasl.oauthbearer.client.secret", "BRIDGE_KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET"),
         ("ssl.key.pem", "BRIDGE_KAFKA_SECRET_CONFIG"),
         ("sasl.jaas.config", "BRIDGE_KAFKA_SECRET_CONFIG"),
     ],
