@@ -5,6 +5,10 @@ Used by the test suite and `make demo` when no broker is given. Maven resolves
 the storage is formatted, the broker is started on 127.0.0.1 with the local JDK, and
 readiness is awaited with a metadata request.
 
+With a `SecureListener` the broker also listens with SASL_SSL (SCRAM users created when the
+storage is formatted, PEM key and trust stores), next to the plaintext listener that tests and
+readiness use.
+
 `python -m bridge.localkafka up|down|status|fetch` (and `make kafka-up` / `make kafka-down`)
 manage a detached broker on `KAFKA_PORT` (default 9092); `up` and `down` are idempotent.
 """
@@ -21,12 +25,14 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 from bridge.ports import free_port
 
-__all__ = ["KAFKA_VERSION", "LocalKafka", "fetch_jars"]
+__all__ = ["KAFKA_VERSION", "LocalKafka", "SecureListener", "fetch_jars"]
 
 KAFKA_VERSION = os.environ.get("TALON_BRIDGE_KAFKA_VERSION", "4.1.1")
 LOG4J_VERSION = "2.24.3"
@@ -94,6 +100,36 @@ def fetch_jars(version: str = KAFKA_VERSION) -> Path:
     return libs
 
 
+@dataclass(frozen=True)
+class SecureListener:
+    """A SASL_SSL listener: SCRAM-SHA-512 users over TLS, client certificates required."""
+
+    keystore: Path  # PEM: the broker's private key (unencrypted PKCS#8) and certificate chain
+    truststore: Path  # PEM: the CA that client certificates are checked against
+    scram_users: Mapping[str, str] = field(default_factory=dict)  # name -> password
+    mechanism: str = "SCRAM-SHA-512"
+
+    def properties(self) -> dict[str, str]:
+        prefix = "listener.name.sasl_ssl."
+        return {
+            "sasl.enabled.mechanisms": self.mechanism,
+            f"{prefix}{self.mechanism.lower()}.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            f"{prefix}ssl.keystore.type": "PEM",
+            f"{prefix}ssl.keystore.location": str(self.keystore),
+            f"{prefix}ssl.truststore.type": "PEM",
+            f"{prefix}ssl.truststore.location": str(self.truststore),
+            f"{prefix}ssl.client.auth": "required",
+        }
+
+    def format_args(self) -> list[str]:
+        args: list[str] = []
+        for name, password in self.scram_users.items():
+            args += ["--add-scram", f"{self.mechanism}=[name={name},password={password}]"]
+        return args
+
+
 def _wait_ready(bootstrap: str, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
     from confluent_kafka.admin import AdminClient
 
@@ -124,9 +160,12 @@ class LocalKafka:
         version: str = KAFKA_VERSION,
         heap: str = "512m",
         quick_jit: bool = True,
+        secure: SecureListener | None = None,
     ) -> None:
         self.port = port or free_port()
         self.controller_port = free_port()
+        self.secure = secure
+        self.secure_port = free_port() if secure is not None else None
         self.version = version
         self.heap = heap
         # C1 only starts and settles fast (tests); the full JIT costs less CPU per request
@@ -141,18 +180,30 @@ class LocalKafka:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def secure_bootstrap(self) -> str:
+        """Address of the SASL_SSL listener (only with `secure`)."""
+        if self.secure_port is None:
+            raise RuntimeError("the broker was started without a secure listener")
+        return f"127.0.0.1:{self.secure_port}"
+
+    @property
     def log_file(self) -> Path:
         return self.data_dir / "server.log"
 
     def _write_config(self) -> Path:
+        listeners = f"PLAINTEXT://127.0.0.1:{self.port}"
+        if self.secure is not None:
+            listeners += f",SASL_SSL://127.0.0.1:{self.secure_port}"
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
-            f"CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"{listeners},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": listeners,
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": (
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL"
+            ),
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
             "log.dirs": str(self.data_dir / "logs"),
             "num.partitions": "1",
@@ -166,6 +217,7 @@ class LocalKafka:
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             "log.retention.hours": "24",
+            **(self.secure.properties() if self.secure is not None else {}),
         }
         cfg = self.data_dir / "server.properties"
         cfg.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
@@ -207,6 +259,7 @@ class LocalKafka:
                     str(uuid.uuid4()),
                     "-c",
                     str(cfg),
+                    *(self.secure.format_args() if self.secure is not None else []),
                 ),
                 check=True,
                 stdout=subprocess.DEVNULL,
