@@ -55,10 +55,13 @@ clean: ## remove the virtualenv and caches inside the checkout
 DEPLOY_TOOLS_BIN ?= $(CACHE)/bin
 CHART_DIR        := deploy/helm/talon-bridge
 
-.PHONY: tools chart-check
+.PHONY: tools chart-check chart-readme
 
-tools: ## install helm, kubeconform and hadolint into the cache (built once, then reused)
+tools: ## install helm, kubeconform, hadolint and readme-generator into the cache (built once, then reused)
 	TALON_BRIDGE_TOOLS_BIN=$(DEPLOY_TOOLS_BIN) bash scripts/install-tools.sh >/dev/null
+
+chart-readme: tools ## regenerate the chart README's parameter tables from values.yaml
+	$(DEPLOY_TOOLS_BIN)/readme-generator -v $(CHART_DIR)/values.yaml -r $(CHART_DIR)/README.md >/dev/null
 
 chart-check: venv tools ## hadolint, helm lint, kubeconform and the chart tests (no broker)
 	$(DEPLOY_TOOLS_BIN)/hadolint Dockerfile

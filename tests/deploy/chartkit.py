@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "talon-bridge"
 SCHEMAS = ROOT / "deploy" / "k8s-schemas"
 KUBERNETES_VERSION = "1.34.4"
-TOOLS = ("helm", "kubeconform", "hadolint")
+TOOLS = ("helm", "kubeconform", "hadolint", "readme-generator")
 TOOLS_BIN = Path(
     os.environ.get("TALON_BRIDGE_TOOLS_BIN", Path.home() / ".cache" / "talon-bridge" / "bin")
 )
@@ -60,3 +62,63 @@ def config_data(docs: Docs) -> dict[str, str]:
     (config_map,) = [d for d in find(docs, "ConfigMap") if d["metadata"]["name"] == name]
     data: dict[str, str] = config_map["data"]
     return data
+
+
+def kubeconform(binary: Path, manifests: str) -> subprocess.CompletedProcess[str]:
+    """`kubeconform -strict` of rendered manifests against the vendored schemas and CRDs."""
+    return subprocess.run(
+        [
+            str(binary),
+            "-strict",
+            "-summary",
+            "-kubernetes-version",
+            KUBERNETES_VERSION,
+            "-schema-location",
+            str(SCHEMAS)
+            + "/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}"
+            + "/{{ .ResourceKind }}{{ .KindSuffix }}.json",
+            "-schema-location",
+            str(SCHEMAS) + "/crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json",
+            "-",
+        ],
+        input=manifests,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+SecretData = dict[str, dict[str, bytes]]  # Secret name -> key -> value
+
+
+def rendered_secrets(docs: Docs) -> SecretData:
+    """The data of the Secrets the chart renders itself, decoded."""
+    return {
+        s["metadata"]["name"]: {k: base64.b64decode(v) for k, v in s.get("data", {}).items()}
+        for s in find(docs, "Secret")
+    }
+
+
+def mount_secret_volumes(workload: Doc, secrets: SecretData) -> dict[str, bytes]:
+    """Write the container's secret and projected volumes where they are mounted, as the
+    kubelet would; the chart's mount paths must be writable (values pointing at a scratch
+    folder). Returns the written files by path."""
+    volumes = {v["name"]: v for v in pod_spec(workload)["volumes"]}
+    written: dict[str, bytes] = {}
+    for mount in container(workload).get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        if "projected" in volume:
+            sources = [s["secret"] for s in volume["projected"]["sources"]]
+        elif "secret" in volume:
+            sources = [{"name": volume["secret"]["secretName"], **volume["secret"]}]
+        else:
+            continue
+        folder = Path(mount["mountPath"])
+        folder.mkdir(parents=True, exist_ok=True)
+        for source in sources:
+            for item in source["items"]:
+                path = folder / item["path"]
+                path.write_bytes(secrets[source["name"]][item["key"]])
+                path.chmod(0o440)
+                written[str(path)] = path.read_bytes()
+    return written

@@ -1,4 +1,4 @@
-"""Fixtures for the deployment checks: cached tools (helm, kubeconform, hadolint) and rendering.
+"""Fixtures for the deployment checks: cached tools (helm, kubeconform, ...) and rendering.
 
 The tools are installed once into a per-user cache by `scripts/install-tools.sh` (a cold helm
 build takes minutes; a warm check is instant). When they cannot be installed the tests are
@@ -37,7 +37,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def tools() -> dict[str, Path]:
-    """Paths of helm, kubeconform and hadolint, installing them into the cache if needed."""
+    """Paths of the deployment tools (`TOOLS`), installing them into the cache if needed."""
     env = {**os.environ, "TALON_BRIDGE_TOOLS_BIN": str(TOOLS_BIN)}
     try:
         subprocess.run(

@@ -10,8 +10,8 @@ import base64
 import json
 import os
 import re
+import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from chartkit import (
     config_data,
     container,
     find,
+    kubeconform,
     one,
     pod_spec,
 )
@@ -112,26 +113,7 @@ def test_manifests_pass_kubeconform_strict(
     files, values = VARIANTS[name]
     rendered = render_result(values, files)
     assert rendered.returncode == 0, rendered.stderr
-    result = subprocess.run(
-        [
-            str(tools["kubeconform"]),
-            "-strict",
-            "-summary",
-            "-kubernetes-version",
-            KUBERNETES_VERSION,
-            "-schema-location",
-            str(SCHEMAS)
-            + "/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}"
-            + "/{{ .ResourceKind }}{{ .KindSuffix }}.json",
-            "-schema-location",
-            str(SCHEMAS) + "/crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json",
-            "-",
-        ],
-        input=rendered.stdout,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = kubeconform(tools["kubeconform"], rendered.stdout)
     # No -ignore-missing-schemas: a kind without a vendored schema is an error too.
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Invalid: 0, Errors: 0, Skipped: 0" in result.stdout
@@ -176,7 +158,6 @@ def test_kubeconform_rejects_an_unknown_field(tools: dict[str, Path], render: Re
         ({"talon": {"baseUrl": "acme.talon.one"}}, "/talon/baseUrl"),
         ({"extraConfig": {"BRIDGE_TALON_API_KEY": "x"}}, "'BRIDGE_TALON_API_KEY'"),
         ({"extraConfig": {"LOG_LEVEL": "DEBUG"}}, "'LOG_LEVEL'"),
-        ({"kafka": {"tls": {"enabled": True}}}, "/kafka/tls"),
         ({"image": {"digest": "latest"}}, "/image/digest"),
         ({"topics": {"create": {"replicationFactor": 0}}}, "/topics/create/replicationFactor"),
     ],
@@ -209,6 +190,7 @@ def test_hpa_and_keda_rejected_by_template_without_schema(render_result: RenderR
     ("values", "message"),
     [
         ({"kafka": {"sasl": {"enabled": True}}}, "kafka.sasl.existingSecret"),
+        ({"kafka": {"tls": {"enabled": True}}}, "kafka.tls.caSecret or kafka.tls.existingSecret"),
         (
             {"topics": {"create": {"enabled": True, "partitions": 6}}, "keda": {"enabled": True}},
             "12 replicas but 6 partitions",
@@ -449,7 +431,11 @@ def test_tls_files_mounted_where_kafka_config_points(render: Render) -> None:
     assert conf["statistics.interval.ms"] == "15000"  # a string, never 15000.0
     mount = next(m for m in container(deployment)["volumeMounts"] if m["name"] == "kafka-tls")
     volume = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == "kafka-tls")
-    paths = {f"{mount['mountPath']}/{i['path']}" for i in volume["secret"]["items"]}
+    paths = {
+        f"{mount['mountPath']}/{i['path']}"
+        for source in volume["projected"]["sources"]
+        for i in source["secret"]["items"]
+    }
     assert {
         conf["ssl.ca.location"],
         conf["ssl.certificate.location"],
@@ -655,16 +641,14 @@ def test_topics_job_is_a_pre_install_hook(render: Render, tmp_path: Path) -> Non
     assert "envFrom" not in container(job)
     env = {e["name"]: e["value"] for e in container(job)["env"]}
     assert env["BRIDGE_INPUT_TOPICS"] == "talon.commands"
+    assert env["BRIDGE_KAFKA_SASL_USERNAME"] == "bridge"  # not a secret: inline
     hook_secret = next(
         s for s in find(docs, "Secret") if "helm.sh/hook" in s["metadata"].get("annotations", {})
     )
     hook_weight = int(hook_secret["metadata"]["annotations"]["helm.sh/hook-weight"])
     assert hook_weight < int(annotations["helm.sh/hook-weight"])
     files_written = _write_secret_files(docs, job, tmp_path)
-    assert files_written == {
-        "BRIDGE_KAFKA_SASL_USERNAME": "bridge",
-        "BRIDGE_KAFKA_SASL_PASSWORD": FAKE_SASL_PASSWORD,
-    }
+    assert files_written == {"BRIDGE_KAFKA_SASL_PASSWORD": FAKE_SASL_PASSWORD}
 
 
 def test_replay_job_shares_config_and_secrets(render: Render) -> None:
@@ -690,31 +674,38 @@ def test_replay_job_name_follows_its_arguments(render: Render) -> None:
 # --- documentation ---------------------------------------------------------------------------
 
 
-def test_every_value_is_documented_in_the_chart_readme() -> None:
+def test_chart_readme_parameters_are_generated_and_current(
+    tools: dict[str, Path], tmp_path: Path
+) -> None:
+    """readme-generator-for-helm fails on an undocumented value and rewrites stale tables."""
+    readme = tmp_path / "README.md"
+    shutil.copy(CHART / "README.md", readme)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "chart_readme.py"), "--check"],
+        [str(tools["readme-generator"]), "-v", str(CHART / "values.yaml"), "-r", str(readme)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
-    assert result.returncode == 0, result.stderr
-    readme = (CHART / "README.md").read_text()
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert readme.read_text() == (CHART / "README.md").read_text(), (
+        "deploy/helm/talon-bridge/README.md is out of date: run `make chart-readme`"
+    )
 
-    def undocumented(node: dict[str, Any], prefix: str = "") -> list[str]:
-        out = []
-        for key, value in node.items():
-            path = prefix + key
-            if f"`{path}`" in readme:
-                continue
-            if isinstance(value, dict) and value:
-                out += undocumented(value, path + ".")
-            else:
-                out.append(path)
-        return out
 
-    missing = undocumented(values)
-    assert not missing, f"values not in README.md: {missing}"
+def test_readme_generator_refuses_an_undocumented_value(
+    tools: dict[str, Path], tmp_path: Path
+) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text((CHART / "values.yaml").read_text() + "undocumentedKey: 1\n")
+    shutil.copy(CHART / "README.md", tmp_path / "README.md")
+    result = subprocess.run(
+        [str(tools["readme-generator"]), "-v", str(values), "-r", str(tmp_path / "README.md")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "undocumentedKey" in result.stdout + result.stderr
 
 
 def test_notes_render(render: Render, chart_copy: Path) -> None:

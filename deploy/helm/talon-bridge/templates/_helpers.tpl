@@ -64,13 +64,79 @@ Service account of the worker pods.
 {{- end }}
 
 {{/*
-Container image reference; a digest wins over the tag.
+Container image reference: [registry/]repository, and a digest wins over the tag.
 */}}
 {{- define "talon-bridge.image" -}}
+{{- $repo := .Values.image.repository }}
+{{- with .Values.image.registry }}
+{{- $repo = printf "%s/%s" (trimSuffix "/" .) $repo }}
+{{- end }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s@%s" $repo .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Workload kind of the worker pods.
+*/}}
+{{- define "talon-bridge.workloadKind" -}}
+{{- if .Values.statefulset.enabled }}StatefulSet{{ else }}Deployment{{ end }}
+{{- end }}
+
+{{/*
+Metadata of a Job's or the test's pod: the chart's labels and the global podAnnotations and
+podLabels, with the pod's own (e.g. to switch sidecar injection off) merged over them.
+Call with (dict "root" $ "component" "topics" "own" .Values.topics.create), optionally with
+"annotations" the chart sets itself.
+*/}}
+{{- define "talon-bridge.podMetadata" -}}
+{{- $annotations := mergeOverwrite (dict) .root.Values.podAnnotations (.own.podAnnotations | default dict) (.annotations | default dict) }}
+{{- $labels := mergeOverwrite (dict) .root.Values.podLabels (.own.podLabels | default dict) }}
+{{- with $annotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+labels:
+  {{- include "talon-bridge.labels" .root | nindent 2 }}
+  app.kubernetes.io/component: {{ .component }}
+  {{- with $labels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{/*
+Where every pod of the chart may run: priority class, node selector, affinity, tolerations.
+*/}}
+{{- define "talon-bridge.scheduling" -}}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+envFrom of the app containers: the ConfigMap (unless "noConfigMap") and extraEnvFrom.
+*/}}
+{{- define "talon-bridge.envFrom" -}}
+{{- if not .noConfigMap }}
+- configMapRef:
+    name: {{ include "talon-bridge.fullname" .root }}
+{{- end }}
+{{- with .root.Values.extraEnvFrom }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}
 
@@ -93,11 +159,58 @@ Secret holding the Talon.One API key ("" when none is configured).
 {{- end }}
 
 {{/*
-Secret holding the SASL credentials ("" when SASL is off).
+SASL with a username and password ("true" or ""); OAUTHBEARER uses a client secret instead.
+*/}}
+{{- define "talon-bridge.saslPassword" -}}
+{{- if and .Values.kafka.sasl.enabled (ne .Values.kafka.sasl.mechanism "OAUTHBEARER") }}true{{ end }}
+{{- end }}
+
+{{/*
+SASL/OAUTHBEARER with OIDC client credentials ("true" or "").
+*/}}
+{{- define "talon-bridge.oauthbearer" -}}
+{{- if and .Values.kafka.sasl.enabled (eq .Values.kafka.sasl.mechanism "OAUTHBEARER") }}true{{ end }}
+{{- end }}
+
+{{/*
+Secret holding the SASL password, and the username unless kafka.sasl.username is set ("" when
+no password is used). Call with (dict "root" $ "own" NAME), NAME being the chart-managed Secret.
 */}}
 {{- define "talon-bridge.saslSecretName" -}}
-{{- if .Values.kafka.sasl.enabled }}
-{{- default (include "talon-bridge.secretName" .) .Values.kafka.sasl.existingSecret }}
+{{- if include "talon-bridge.saslPassword" .root }}
+{{- default .own .root.Values.kafka.sasl.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/*
+Secret holding the OIDC client secret ("" without OAUTHBEARER); called like saslSecretName.
+*/}}
+{{- define "talon-bridge.oauthSecretName" -}}
+{{- if include "talon-bridge.oauthbearer" .root }}
+{{- default .own .root.Values.kafka.sasl.oauthbearer.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/*
+Secrets of the TLS files: the CA's, and the client certificate's (also its key and password).
+*/}}
+{{- define "talon-bridge.tlsCaSecret" -}}
+{{- default .Values.kafka.tls.existingSecret .Values.kafka.tls.caSecret }}
+{{- end }}
+{{- define "talon-bridge.tlsCertSecret" -}}
+{{- default .Values.kafka.tls.existingSecret .Values.kafka.tls.certSecret }}
+{{- end }}
+
+{{/*
+Kafka secrets the chart stores itself (inline values), as Secret data lines.
+*/}}
+{{- define "talon-bridge.kafkaSecretData" -}}
+{{- $sasl := .Values.kafka.sasl }}
+{{- if and (include "talon-bridge.saslPassword" .) (not $sasl.existingSecret) }}
+{{ $sasl.passwordKey }}: {{ $sasl.password | b64enc | quote }}
+{{- end }}
+{{- if and (include "talon-bridge.oauthbearer" .) (not $sasl.oauthbearer.existingSecret) }}
+{{ $sasl.oauthbearer.clientSecretKey }}: {{ $sasl.oauthbearer.clientSecret | b64enc | quote }}
 {{- end }}
 {{- end }}
 
@@ -106,8 +219,7 @@ Whether the chart renders its own Secret: "true" or "".
 */}}
 {{- define "talon-bridge.ownSecret" -}}
 {{- $talon := and .Values.talon.apiKey (not .Values.talon.existingSecret) }}
-{{- $sasl := and .Values.kafka.sasl.enabled (not .Values.kafka.sasl.existingSecret) }}
-{{- if or $talon $sasl }}true{{ end }}
+{{- if or $talon (include "talon-bridge.kafkaSecretData" .) }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -127,6 +239,18 @@ every property from a string; whole numbers never turn into "1e+06").
 {{- end }}
 {{- if $k.sasl.enabled }}
 {{- $_ := set $derived "sasl.mechanism" $k.sasl.mechanism }}
+{{- end }}
+{{- if include "talon-bridge.oauthbearer" . }}
+{{- $o := $k.sasl.oauthbearer }}
+{{- $_ := set $derived "sasl.oauthbearer.method" "oidc" }}
+{{- $_ := set $derived "sasl.oauthbearer.client.id" $o.clientId }}
+{{- $_ := set $derived "sasl.oauthbearer.token.endpoint.url" $o.tokenEndpointUrl }}
+{{- with $o.scope }}
+{{- $_ := set $derived "sasl.oauthbearer.scope" . }}
+{{- end }}
+{{- with $o.extensions }}
+{{- $_ := set $derived "sasl.oauthbearer.extensions" . }}
+{{- end }}
 {{- end }}
 {{- if $k.tls.enabled }}
 {{- if $k.tls.caKey }}
@@ -210,6 +334,10 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
 {{- end }}
 {{- $_ := set $s "BRIDGE_TALON_BASE_URL" $v.talon.baseUrl }}
 {{- end }}
+{{- if and (include "talon-bridge.saslPassword" .) $v.kafka.sasl.username }}
+{{- /* Not a secret: from values when the Secret holds only the password (Strimzi KafkaUser). */}}
+{{- $_ := set $s "BRIDGE_KAFKA_SASL_USERNAME" $v.kafka.sasl.username }}
+{{- end }}
 {{- range $name, $value := $v.extraConfig }}
 {{- $_ := set $s $name (toString $value) }}
 {{- end }}
@@ -227,12 +355,51 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
 {{- end }}
 
 {{/*
+Projected sources of the Kafka secret files; call with (dict "root" $ "own" NAME), NAME being
+the Secret that holds inline (chart-managed) values.
+*/}}
+{{- define "talon-bridge.kafkaSecretSources" -}}
+{{- $v := .root.Values }}
+{{- $tls := $v.kafka.tls }}
+{{- with include "talon-bridge.saslSecretName" . }}
+- secret:
+    name: {{ . }}
+    items:
+      {{- if not $v.kafka.sasl.username }}
+      - key: {{ $v.kafka.sasl.usernameKey }}
+        path: BRIDGE_KAFKA_SASL_USERNAME
+      {{- end }}
+      - key: {{ $v.kafka.sasl.passwordKey }}
+        path: BRIDGE_KAFKA_SASL_PASSWORD
+{{- end }}
+{{- with include "talon-bridge.oauthSecretName" . }}
+- secret:
+    name: {{ . }}
+    items:
+      - key: {{ $v.kafka.sasl.oauthbearer.clientSecretKey }}
+        path: BRIDGE_KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET
+{{- end }}
+{{- if and $tls.enabled $tls.keyPasswordKey }}
+- secret:
+    name: {{ include "talon-bridge.tlsCertSecret" .root }}
+    items:
+      - key: {{ $tls.keyPasswordKey }}
+        path: BRIDGE_KAFKA_SSL_KEY_PASSWORD
+{{- end }}
+{{- with $v.kafka.secretConfig.existingSecret }}
+- secret:
+    name: {{ . }}
+    items:
+      - key: {{ $v.kafka.secretConfig.key }}
+        path: BRIDGE_KAFKA_SECRET_CONFIG
+{{- end }}
+{{- end }}
+
+{{/*
 The projected volume of secret files: one file per setting, named like its variable.
 */}}
 {{- define "talon-bridge.secretSources" -}}
 {{- $talon := include "talon-bridge.talonSecretName" . }}
-{{- $sasl := include "talon-bridge.saslSecretName" . }}
-{{- $tls := .Values.kafka.tls }}
 {{- if $talon }}
 - secret:
     name: {{ $talon }}
@@ -240,29 +407,7 @@ The projected volume of secret files: one file per setting, named like its varia
       - key: {{ .Values.talon.existingSecretKey }}
         path: BRIDGE_TALON_API_KEY
 {{- end }}
-{{- if $sasl }}
-- secret:
-    name: {{ $sasl }}
-    items:
-      - key: {{ .Values.kafka.sasl.usernameKey }}
-        path: BRIDGE_KAFKA_SASL_USERNAME
-      - key: {{ .Values.kafka.sasl.passwordKey }}
-        path: BRIDGE_KAFKA_SASL_PASSWORD
-{{- end }}
-{{- if and $tls.enabled $tls.keyPasswordKey }}
-- secret:
-    name: {{ $tls.existingSecret }}
-    items:
-      - key: {{ $tls.keyPasswordKey }}
-        path: BRIDGE_KAFKA_SSL_KEY_PASSWORD
-{{- end }}
-{{- with .Values.kafka.secretConfig.existingSecret }}
-- secret:
-    name: {{ . }}
-    items:
-      - key: {{ $.Values.kafka.secretConfig.key }}
-        path: BRIDGE_KAFKA_SECRET_CONFIG
-{{- end }}
+{{- include "talon-bridge.kafkaSecretSources" (dict "root" . "own" (include "talon-bridge.secretName" .)) }}
 {{- $sr := .Values.kafka.schemaRegistry }}
 {{- if and .Values.kafka.schemaRegistryUrl $sr.existingSecret (or $sr.passwordKey $sr.bearerTokenKey) }}
 - secret:
@@ -309,27 +454,34 @@ Volumes shared by the worker and the replay Job: /tmp, secret files, TLS files.
 {{- end }}
 
 {{/*
-The Kafka TLS files (CA, client certificate and key) under fixed names.
+The Kafka TLS files (CA, client certificate and key) under fixed names, from one Secret or two.
 */}}
 {{- define "talon-bridge.tlsVolume" -}}
 {{- $tls := .Values.kafka.tls }}
-{{- if $tls.enabled }}
+{{- if and $tls.enabled (or $tls.caKey $tls.certKey $tls.keyKey) }}
 - name: kafka-tls
-  secret:
-    secretName: {{ $tls.existingSecret }}
+  projected:
     defaultMode: 0440
-    items:
+    sources:
       {{- if $tls.caKey }}
-      - key: {{ $tls.caKey }}
-        path: ca.crt
+      - secret:
+          name: {{ include "talon-bridge.tlsCaSecret" . }}
+          items:
+            - key: {{ $tls.caKey }}
+              path: ca.crt
       {{- end }}
-      {{- if $tls.certKey }}
-      - key: {{ $tls.certKey }}
-        path: tls.crt
-      {{- end }}
-      {{- if $tls.keyKey }}
-      - key: {{ $tls.keyKey }}
-        path: tls.key
+      {{- if or $tls.certKey $tls.keyKey }}
+      - secret:
+          name: {{ include "talon-bridge.tlsCertSecret" . }}
+          items:
+            {{- if $tls.certKey }}
+            - key: {{ $tls.certKey }}
+              path: tls.crt
+            {{- end }}
+            {{- if $tls.keyKey }}
+            - key: {{ $tls.keyKey }}
+              path: tls.key
+            {{- end }}
       {{- end }}
 {{- end }}
 {{- end }}
@@ -342,7 +494,7 @@ The Kafka TLS files (CA, client certificate and key) under fixed names.
   mountPath: {{ .Values.worker.secretsDir }}
   readOnly: true
 {{- end }}
-{{- if .Values.kafka.tls.enabled }}
+{{- if include "talon-bridge.tlsVolume" . }}
 - name: kafka-tls
   mountPath: {{ .Values.kafka.tls.mountPath }}
   readOnly: true
@@ -386,14 +538,34 @@ Checks of values combinations that the schema cannot express; rendered once by t
 {{- if and $v.autoscaling.enabled $v.keda.enabled }}
 {{- fail "autoscaling.enabled and keda.enabled are mutually exclusive: KEDA manages its own HorizontalPodAutoscaler and rejects a target that another autoscaler already scales" }}
 {{- end }}
-{{- if and $v.kafka.tls.enabled (not $v.kafka.tls.existingSecret) }}
-{{- fail "kafka.tls.enabled needs kafka.tls.existingSecret (a Secret with the CA certificate, and client certificate and key for mutual TLS)" }}
+{{- $tls := $v.kafka.tls }}
+{{- if and $tls.enabled $tls.caKey (not (include "talon-bridge.tlsCaSecret" .)) }}
+{{- fail "kafka.tls.caKey needs kafka.tls.caSecret or kafka.tls.existingSecret (the Secret with the CA certificate); set caKey to \"\" to use the system trust store" }}
 {{- end }}
-{{- if and $v.kafka.sasl.enabled (not $v.kafka.sasl.existingSecret) (or (not $v.kafka.sasl.username) (not $v.kafka.sasl.password)) }}
+{{- if and $tls.enabled (or $tls.certKey $tls.keyKey $tls.keyPasswordKey) (not (include "talon-bridge.tlsCertSecret" .)) }}
+{{- fail "kafka.tls.certKey/keyKey need kafka.tls.certSecret or kafka.tls.existingSecret (the Secret with the client certificate and key)" }}
+{{- end }}
+{{- if and $tls.enabled (ne (empty $tls.certKey) (empty $tls.keyKey)) }}
+{{- fail "kafka.tls.certKey and kafka.tls.keyKey go together: mutual TLS needs both the client certificate and its key" }}
+{{- end }}
+{{- $sasl := $v.kafka.sasl }}
+{{- if and (include "talon-bridge.saslPassword" .) (not $sasl.existingSecret) (or (not $sasl.username) (not $sasl.password)) }}
 {{- fail "kafka.sasl.enabled needs kafka.sasl.existingSecret, or both kafka.sasl.username and kafka.sasl.password" }}
 {{- end }}
+{{- if include "talon-bridge.oauthbearer" . }}
+{{- $o := $sasl.oauthbearer }}
+{{- if or (not $o.tokenEndpointUrl) (not $o.clientId) }}
+{{- fail "kafka.sasl.mechanism OAUTHBEARER needs kafka.sasl.oauthbearer.tokenEndpointUrl and kafka.sasl.oauthbearer.clientId" }}
+{{- end }}
+{{- if and (not $o.existingSecret) (not $o.clientSecret) }}
+{{- fail "kafka.sasl.mechanism OAUTHBEARER needs kafka.sasl.oauthbearer.existingSecret (or clientSecret) holding the client secret" }}
+{{- end }}
+{{- if and $v.keda.enabled (not $v.keda.authenticationRef) }}
+{{- fail "keda.enabled with OAUTHBEARER needs keda.authenticationRef: a TriggerAuthentication of your own with KEDA's oauthbearer parameters" }}
+{{- end }}
+{{- end }}
 {{- range $name, $_ := $v.extraConfig }}
-{{- if has $name (list "BRIDGE_TALON_API_KEY" "BRIDGE_KAFKA_SASL_USERNAME" "BRIDGE_KAFKA_SASL_PASSWORD" "BRIDGE_KAFKA_SSL_KEY_PASSWORD") }}
+{{- if has $name (list "BRIDGE_TALON_API_KEY" "BRIDGE_KAFKA_SASL_USERNAME" "BRIDGE_KAFKA_SASL_PASSWORD" "BRIDGE_KAFKA_SSL_KEY_PASSWORD" "BRIDGE_KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET") }}
 {{- fail (printf "extraConfig.%s is a secret: use the chart's secret values or an existing Secret, never the ConfigMap" $name) }}
 {{- end }}
 {{- end }}
@@ -405,6 +577,18 @@ Checks of values combinations that the schema cannot express; rendered once by t
 {{- if gt $ceiling $partitions }}
 {{- fail (printf "up to %d replicas but %d partitions (topics.create.partitions): each partition has one consumer in the group, so replicas beyond the partition count sit idle" $ceiling $partitions) }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The TriggerAuthentication of the KEDA triggers: keda.authenticationRef, or the chart's own when
+SASL or TLS is on ("" for none).
+*/}}
+{{- define "talon-bridge.kedaAuthName" -}}
+{{- if .Values.keda.authenticationRef }}
+{{- .Values.keda.authenticationRef }}
+{{- else if or .Values.kafka.sasl.enabled .Values.kafka.tls.enabled }}
+{{- include "talon-bridge.fullname" . }}
 {{- end }}
 {{- end }}
 
