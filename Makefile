@@ -67,4 +67,5 @@ chart-check: venv tools ## hadolint, helm lint, kubeconform and the chart tests 
 	$(DEPLOY_TOOLS_BIN)/hadolint Dockerfile
 	$(DEPLOY_TOOLS_BIN)/helm lint --strict $(CHART_DIR)
 	$(DEPLOY_TOOLS_BIN)/helm lint --strict $(CHART_DIR) -f $(CHART_DIR)/ci/full-values.yaml
+	$(DEPLOY_TOOLS_BIN)/helm lint --strict $(CHART_DIR) -f $(CHART_DIR)/ci/statefulset-values.yaml
 	TALON_BRIDGE_TOOLS_BIN=$(DEPLOY_TOOLS_BIN) $(BIN)/pytest -q tests/deploy -m "not kafka"

@@ -51,6 +51,7 @@ CORE_KINDS = [
     ("", "v1", "Service"),
     ("", "v1", "ServiceAccount"),
     ("apps", "v1", "Deployment"),
+    ("apps", "v1", "StatefulSet"),
     ("autoscaling", "v2", "HorizontalPodAutoscaler"),
     ("batch", "v1", "Job"),
     ("networking.k8s.io", "v1", "NetworkPolicy"),

@@ -49,9 +49,8 @@ def pod_spec(doc: Doc) -> Doc:
 
 
 def container(doc: Doc) -> Doc:
-    containers = pod_spec(doc)["containers"]
-    assert len(containers) == 1
-    first: Doc = containers[0]
+    """The chart's own container: the first (sidecars from values come after it)."""
+    first: Doc = pod_spec(doc)["containers"][0]
     return first
 
 

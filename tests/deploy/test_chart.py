@@ -97,7 +97,10 @@ def variant(request: pytest.FixtureRequest, render: Render) -> Docs:
 # --- lint and manifest schemas ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("files", [(), ("ci/default-values.yaml",), ("ci/full-values.yaml",)])
+@pytest.mark.parametrize(
+    "files",
+    [(), ("ci/default-values.yaml",), ("ci/full-values.yaml",), ("ci/statefulset-values.yaml",)],
+)
 def test_helm_lint_strict(helm_run: RenderResult, files: tuple[str, ...]) -> None:
     args = ["lint", "--strict", str(CHART)]
     for f in files:
