@@ -2,16 +2,19 @@
 
 `helm template` renders the chart for a local broker and the Talon.One simulator. The topics
 hook Job's command creates the topics. Then the test takes the Deployment's container args,
-the ConfigMap's data as environment and the projected secret files (written to a folder passed
-as BRIDGE_SECRETS_DIR), runs exactly `talon-bridge ARGS`, produces a few hundred commands and
-expects their effects on the output topic; the `helm test` pod's command (`talon-bridge
-doctor`) must pass against the running worker. SIGTERM must then stop the worker within the pod's
-grace period.
+the ConfigMap's data as environment and the mounted secret and TLS files (written where the
+values put the mounts, a scratch folder), runs exactly `talon-bridge ARGS`, produces a few
+hundred commands and expects their effects on the output topic; the `helm test` pod's command
+(`talon-bridge doctor`) must pass against the running worker. SIGTERM must then stop the worker
+within the pod's grace period.
+
+A second run does the same against a broker that takes only SASL/SCRAM over mutual TLS, with the
+credentials in separate Secrets the way Strimzi lays them out.
 """
 
 from __future__ import annotations
 
-import base64
+import json
 import os
 import signal
 import subprocess
@@ -25,11 +28,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chartkit import Docs, config_data, container, find, one, pod_spec
+from chartkit import (
+    Docs,
+    SecretData,
+    config_data,
+    container,
+    mount_secret_volumes,
+    one,
+    pod_spec,
+    rendered_secrets,
+)
 from confluent_kafka.admin import AdminClient, ConfigResource
+from pki import Pki, issue
 
 from bridge.codec import Codec
 from bridge.harness import read_topic, wait_for
+from bridge.localkafka import LocalKafka, SecureListener
 from bridge.ports import free_port
 from bridge.produce import LoadSpec, generate, produce_commands
 from bridge.simulator.process import SimulatorProcess
@@ -43,18 +57,6 @@ API_KEY = "smoke-api-key-3b9e"
 def simulator() -> Iterator[SimulatorProcess]:
     with SimulatorProcess(api_key=API_KEY, args=["--latency-ms", "2"]) as sim:
         yield sim
-
-
-def _secret_files(docs: Docs, folder: Path) -> None:
-    """Write the Deployment's projected secret files as the kubelet would mount them."""
-    secrets = {s["metadata"]["name"]: s for s in find(docs, "Secret")}
-    volumes = {v["name"]: v for v in pod_spec(one(docs, "Deployment"))["volumes"]}
-    for source in volumes["secrets"]["projected"]["sources"]:
-        secret = secrets[source["secret"]["name"]]
-        for item in source["secret"]["items"]:
-            path = folder / item["path"]
-            path.write_bytes(base64.b64decode(secret["data"][item["key"]]))
-            path.chmod(0o440)
 
 
 def _get(port: int, path: str) -> int:
@@ -74,38 +76,36 @@ def _topic_config(bootstrap: str, topic: str) -> dict[str, str]:
     return {name: entry.value for name, entry in entries.items()}
 
 
-def test_rendered_worker_processes_commands(
-    render: Callable[..., Docs],
-    kafka_bootstrap: str,
-    simulator: SimulatorProcess,
-    tmp_path: Path,
-) -> None:
-    run = uuid.uuid4().hex[:8]
-    topics = {
+def _topics(run: str) -> dict[str, Any]:
+    return {
         "input": [f"smoke-in-{run}"],
         "output": f"smoke-out-{run}",
         "dlq": f"smoke-dlq-{run}",
         "parking": f"smoke-park-{run}",
     }
-    group = f"smoke-{run}"
-    port = free_port()
-    values: dict[str, Any] = {
-        "kafka": {"bootstrapServers": [kafka_bootstrap], "groupId": group, "topics": topics},
-        "talon": {"baseUrl": simulator.base_url, "apiKey": API_KEY, "allowInsecureHttp": True},
-        "worker": {"drainTimeout": 10, "commitInterval": 0.5, "logFormat": "json"},
-        "metrics": {"port": port},
-        "topics": {"create": {"enabled": True, "partitions": 3, "replicationFactor": 1}},
-    }
-    docs = render(values)
+
+
+def _run_release(
+    docs: Docs, secrets: SecretData, bootstrap: str, port: int, tmp_path: Path
+) -> None:
+    """Run the topics hook's and the worker's command lines as the pods would, with their
+    settings and mounted files; commands produced through `bootstrap` come back as effects."""
     entry = Path(sys.executable).parent / "talon-bridge"
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    secrets = {**secrets, **rendered_secrets(docs)}
+    data = config_data(docs)
+    topics = {
+        "input": data["BRIDGE_INPUT_TOPICS"],
+        "output": data["BRIDGE_OUTPUT_TOPIC"],
+        "parking": data["BRIDGE_PARKING_TOPIC"],
+    }
 
     # The pre-install hook: `talon-bridge topics create ...` with the Job's inline settings.
-    job = container(one(docs, "Job", "topics"))
-    job_env = {**base_env, **{e["name"]: e["value"] for e in job["env"]}}
-    job_env["BRIDGE_SECRETS_DIR"] = str(tmp_path / "no-secrets")
+    job = one(docs, "Job", "topics")
+    mount_secret_volumes(job, secrets)
+    job_env = {**base_env, **{e["name"]: e["value"] for e in container(job)["env"]}}
     created = subprocess.run(
-        [str(entry), *job["args"]],
+        [str(entry), *container(job)["args"]],
         env=job_env,
         cwd=tmp_path,
         capture_output=True,
@@ -114,20 +114,17 @@ def test_rendered_worker_processes_commands(
     )
     assert created.returncode == 0, created.stderr
     assert created.stdout.count(": created") == 4, created.stdout
-    assert _topic_config(kafka_bootstrap, topics["parking"])["cleanup.policy"] == "compact"
+    assert _topic_config(bootstrap, topics["parking"])["cleanup.policy"] == "compact"
 
     deployment = one(docs, "Deployment")
     args = container(deployment)["args"]
     grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
-
-    secrets_dir = tmp_path / "secrets"
-    secrets_dir.mkdir()
-    _secret_files(docs, secrets_dir)
-    env = {**base_env, **config_data(docs)}
-    env["BRIDGE_SECRETS_DIR"] = str(secrets_dir)
+    mount_secret_volumes(deployment, secrets)
+    env = {**base_env, **data}
     assert "BRIDGE_TALON_API_KEY" not in env
 
     log_path = tmp_path / "worker.log"
+    group = data["BRIDGE_GROUP_ID"]
     commands = list(generate(LoadSpec(sessions=60, total=300, run_id=group)))
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
@@ -159,9 +156,9 @@ def test_rendered_worker_processes_commands(
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "0 failed" in checked.stdout, checked.stdout
-        conf = {"bootstrap.servers": kafka_bootstrap}
+        conf = {"bootstrap.servers": bootstrap}
         sent = produce_commands(
-            conf, topics["input"][0], iter(commands), encode=Codec().encode_command
+            conf, topics["input"], iter(commands), encode=Codec().encode_command
         )
         assert sent == len(commands)
         effects = read_topic(conf, topics["output"], expected=len(commands), timeout=120)
@@ -179,3 +176,107 @@ def test_rendered_worker_processes_commands(
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+def test_rendered_worker_processes_commands(
+    render: Callable[..., Docs],
+    kafka_bootstrap: str,
+    simulator: SimulatorProcess,
+    tmp_path: Path,
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    port = free_port()
+    values: dict[str, Any] = {
+        "kafka": {
+            "bootstrapServers": [kafka_bootstrap],
+            "groupId": f"smoke-{run}",
+            "topics": _topics(run),
+        },
+        "talon": {"baseUrl": simulator.base_url, "apiKey": API_KEY, "allowInsecureHttp": True},
+        "worker": {
+            "drainTimeout": 10,
+            "commitInterval": 0.5,
+            "logFormat": "json",
+            "secretsDir": str(tmp_path / "secrets"),
+        },
+        "metrics": {"port": port},
+        "topics": {"create": {"enabled": True, "partitions": 3, "replicationFactor": 1}},
+    }
+    _run_release(render(values), {}, kafka_bootstrap, port, tmp_path)
+
+
+SCRAM_USER, SCRAM_PASSWORD = "talon-bridge", "scram-pw-5Jq8"
+
+
+@pytest.fixture(scope="module")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalKafka, Pki]]:
+    """A broker with a SASL_SSL listener (SCRAM-SHA-512, client certificates required)."""
+    folder = tmp_path_factory.mktemp("secure-kafka")
+    pki = issue(SCRAM_USER)
+    (folder / "broker.pem").write_bytes(pki.broker.key + pki.broker.cert)
+    (folder / "ca.pem").write_bytes(pki.ca)
+    listener = SecureListener(
+        folder / "broker.pem", folder / "ca.pem", {SCRAM_USER: SCRAM_PASSWORD}
+    )
+    with LocalKafka(secure=listener) as broker:
+        yield broker, pki
+
+
+def test_rendered_worker_with_scram_and_mutual_tls(
+    render: Callable[..., Docs],
+    secure_kafka: tuple[LocalKafka, Pki],
+    simulator: SimulatorProcess,
+    tmp_path: Path,
+) -> None:
+    """Credentials laid out as Strimzi does: the KafkaUser's Secret holds only the password,
+    the client certificate is in another Secret and the CA in `<cluster>-cluster-ca-cert`."""
+    broker, pki = secure_kafka
+    run = uuid.uuid4().hex[:8]
+    port = free_port()
+    cluster: SecretData = {
+        "talon-one-integration": {"api-key": API_KEY.encode()},
+        "talon-bridge-scram": {"password": SCRAM_PASSWORD.encode()},
+        "talon-bridge-tls-user": {"user.crt": pki.client.cert, "user.key": pki.client.key},
+        "prod-cluster-ca-cert": {"ca.crt": pki.ca},
+    }
+    values: dict[str, Any] = {
+        "kafka": {
+            "bootstrapServers": [broker.secure_bootstrap],
+            "groupId": f"smoke-secure-{run}",
+            "topics": _topics(run),
+            "sasl": {
+                "enabled": True,
+                "mechanism": "SCRAM-SHA-512",
+                "username": SCRAM_USER,
+                "existingSecret": "talon-bridge-scram",
+                "passwordKey": "password",
+            },
+            "tls": {
+                "enabled": True,
+                "caSecret": "prod-cluster-ca-cert",
+                "certSecret": "talon-bridge-tls-user",
+                "certKey": "user.crt",
+                "keyKey": "user.key",
+                "mountPath": str(tmp_path / "tls"),
+            },
+        },
+        "talon": {
+            "baseUrl": simulator.base_url,
+            "existingSecret": "talon-one-integration",
+            "allowInsecureHttp": True,
+        },
+        "worker": {
+            "drainTimeout": 10,
+            "commitInterval": 0.5,
+            "logFormat": "json",
+            "secretsDir": str(tmp_path / "secrets"),
+        },
+        "metrics": {"port": port},
+        "topics": {"create": {"enabled": True, "partitions": 3, "replicationFactor": 1}},
+    }
+    docs = render(values)
+    conf = json.loads(config_data(docs)["BRIDGE_KAFKA_CONFIG"])
+    assert conf["security.protocol"] == "SASL_SSL"
+    # Commands go in and effects come out through the plaintext listener; the worker and the
+    # topics Job only reach the broker through the SASL_SSL one.
+    _run_release(docs, cluster, broker.bootstrap, port, tmp_path)
