@@ -4,10 +4,19 @@
 #   docker buildx build --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" \
 #       --build-arg SOURCE=https://github.com/ORG/talon-bridge -t REGISTRY/talon-bridge:0.1.0 .
 #
+# `make release` writes the same as a recipe, dist/release/docker-bake.json (see
+# docs/deployment.md).
+#
 # Builder and runtime use the same Python image, so the virtualenv copied from the builder finds
 # its interpreter at the same path. Dependencies come only from uv.lock.
+#
+# The base is pinned by digest, so a rebuild of the same release gets the same base. To move to
+# the current python:3.11-slim-bookworm (security updates), print its index digest and paste it
+# below, then rebuild and test:
+#
+#   docker buildx imagetools inspect python:3.11-slim-bookworm --format '{{json .Manifest.Digest}}'
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 ARG UV_VERSION=0.13.8
 
 FROM ghcr.io/astral-sh/uv:${UV_VERSION} AS uv

@@ -55,7 +55,9 @@ clean: ## remove the virtualenv and caches inside the checkout
 DEPLOY_TOOLS_BIN ?= $(CACHE)/bin
 CHART_DIR        := deploy/helm/talon-bridge
 
-.PHONY: tools chart-check chart-readme
+RELEASE_DIR      ?= dist/release
+
+.PHONY: tools chart-check chart-readme release
 
 tools: ## install helm, kubeconform, hadolint and readme-generator into the cache (built once, then reused)
 	TALON_BRIDGE_TOOLS_BIN=$(DEPLOY_TOOLS_BIN) bash scripts/install-tools.sh >/dev/null
@@ -69,3 +71,7 @@ chart-check: venv tools ## hadolint, helm lint, kubeconform and the chart tests 
 	$(DEPLOY_TOOLS_BIN)/helm lint --strict $(CHART_DIR) -f $(CHART_DIR)/ci/full-values.yaml
 	$(DEPLOY_TOOLS_BIN)/helm lint --strict $(CHART_DIR) -f $(CHART_DIR)/ci/statefulset-values.yaml
 	TALON_BRIDGE_TOOLS_BIN=$(DEPLOY_TOOLS_BIN) $(BIN)/pytest -q tests/deploy -m "not kafka"
+
+release: venv tools ## versioned artifacts in dist/release: wheel, sdist, chart package, image recipe
+	rm -rf $(RELEASE_DIR)
+	$(BIN)/python scripts/release.py --out $(RELEASE_DIR) --uv $(UV) --helm $(DEPLOY_TOOLS_BIN)/helm
