@@ -293,3 +293,19 @@ def test_inconsistent_security_values_are_refused(
     result = render_result({**BASE, "kafka": kafka, **extra})
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_inline_oidc_client_secret_in_the_chart_secrets(
+    render: Render, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Development: the client secret inline lands in the chart's Secret and the hook's."""
+    oauth = {**SHAPES["oidc"]["sasl"]["oauthbearer"], "clientSecret": "inline-oidc-7Yt"}
+    del oauth["existingSecret"]
+    values = _values("oidc", tmp_path)
+    values["kafka"] = {**values["kafka"], "sasl": {**SHAPES["oidc"]["sasl"], "oauthbearer": oauth}}
+    docs = render(values)
+    assert "inline-oidc-7Yt" not in json.dumps([d for d in docs if d["kind"] != "Secret"])
+    for doc in (one(docs, "Deployment"), one(docs, "Job", "topics")):
+        written = mount_secret_volumes(doc, {**CLUSTER, **rendered_secrets(docs)})
+        secret_file = str(tmp_path / "secrets" / "BRIDGE_KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET")
+        assert written[secret_file] == b"inline-oidc-7Yt"
