@@ -5,9 +5,9 @@ Used by the test suite and `make demo` when no broker is given. Maven resolves
 the storage is formatted, the broker is started on 127.0.0.1 with the local JDK, and
 readiness is awaited with a metadata request.
 
-With a `SecureListener` the broker also listens with SASL_SSL (SCRAM users created when the
-storage is formatted, PEM key and trust stores), next to the plaintext listener that tests and
-readiness use.
+Extra listeners sit next to the plaintext one that tests and readiness use: `SecureListener`
+(SASL_SSL: SCRAM users created when the storage is formatted, PEM key and trust stores) and
+`OidcListener` (SASL/OAUTHBEARER tokens validated against an identity provider's JWKS).
 
 `python -m bridge.localkafka up|down|status|fetch` (and `make kafka-up` / `make kafka-down`)
 manage a detached broker on `KAFKA_PORT` (default 9092); `up` and `down` are idempotent.
@@ -25,14 +25,22 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from bridge.ports import free_port
 
-__all__ = ["KAFKA_VERSION", "LocalKafka", "SecureListener", "fetch_jars"]
+__all__ = [
+    "KAFKA_VERSION",
+    "Listener",
+    "LocalKafka",
+    "OidcListener",
+    "SecureListener",
+    "fetch_jars",
+]
 
 KAFKA_VERSION = os.environ.get("TALON_BRIDGE_KAFKA_VERSION", "4.1.1")
 LOG4J_VERSION = "2.24.3"
@@ -100,10 +108,29 @@ def fetch_jars(version: str = KAFKA_VERSION) -> Path:
     return libs
 
 
+class Listener(Protocol):
+    """An extra listener: its name (also its `listener.name.<name>.` prefix), security protocol,
+    broker properties, storage-format arguments and JVM options."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def protocol(self) -> str: ...
+
+    def properties(self) -> dict[str, str]: ...
+
+    def format_args(self) -> list[str]: ...
+
+    def jvm_args(self) -> list[str]: ...
+
+
 @dataclass(frozen=True)
 class SecureListener:
     """A SASL_SSL listener: SCRAM-SHA-512 users over TLS, client certificates required."""
 
+    name = "SASL_SSL"
+    protocol = "SASL_SSL"
     keystore: Path  # PEM: the broker's private key (unencrypted PKCS#8) and certificate chain
     truststore: Path  # PEM: the CA that client certificates are checked against
     scram_users: Mapping[str, str] = field(default_factory=dict)  # name -> password
@@ -128,6 +155,40 @@ class SecureListener:
         for name, password in self.scram_users.items():
             args += ["--add-scram", f"{self.mechanism}=[name={name},password={password}]"]
         return args
+
+    def jvm_args(self) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True)
+class OidcListener:
+    """A SASL_PLAINTEXT listener taking OAUTHBEARER tokens, checked against a JWKS endpoint."""
+
+    name = "OIDC"
+    protocol = "SASL_PLAINTEXT"
+    jwks_url: str
+    audience: str = "kafka"
+
+    def properties(self) -> dict[str, str]:
+        prefix = "listener.name.oidc."
+        return {
+            f"{prefix}sasl.enabled.mechanisms": "OAUTHBEARER",
+            f"{prefix}oauthbearer.sasl.jaas.config": (
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ;"
+            ),
+            f"{prefix}oauthbearer.sasl.server.callback.handler.class": (
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
+            ),
+            "sasl.oauthbearer.jwks.endpoint.url": self.jwks_url,
+            "sasl.oauthbearer.expected.audience": self.audience,
+        }
+
+    def format_args(self) -> list[str]:
+        return []
+
+    def jvm_args(self) -> list[str]:
+        # The broker fetches only URLs it is told to trust.
+        return [f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={self.jwks_url}"]
 
 
 def _wait_ready(bootstrap: str, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
@@ -160,12 +221,12 @@ class LocalKafka:
         version: str = KAFKA_VERSION,
         heap: str = "512m",
         quick_jit: bool = True,
-        secure: SecureListener | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
         self.port = port or free_port()
         self.controller_port = free_port()
-        self.secure = secure
-        self.secure_port = free_port() if secure is not None else None
+        self.listeners = list(listeners)
+        self.listener_ports = {listener.name: free_port() for listener in self.listeners}
         self.version = version
         self.heap = heap
         # C1 only starts and settles fast (tests); the full JIT costs less CPU per request
@@ -179,21 +240,24 @@ class LocalKafka:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    @property
-    def secure_bootstrap(self) -> str:
-        """Address of the SASL_SSL listener (only with `secure`)."""
-        if self.secure_port is None:
-            raise RuntimeError("the broker was started without a secure listener")
-        return f"127.0.0.1:{self.secure_port}"
+    def bootstrap_of(self, listener: str) -> str:
+        """Address of an extra listener, by name."""
+        return f"127.0.0.1:{self.listener_ports[listener]}"
 
     @property
     def log_file(self) -> Path:
         return self.data_dir / "server.log"
 
     def _write_config(self) -> Path:
-        listeners = f"PLAINTEXT://127.0.0.1:{self.port}"
-        if self.secure is not None:
-            listeners += f",SASL_SSL://127.0.0.1:{self.secure_port}"
+        listeners = ",".join(
+            [f"PLAINTEXT://127.0.0.1:{self.port}"]
+            + [f"{name}://127.0.0.1:{port}" for name, port in self.listener_ports.items()]
+        )
+        protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+        protocols += "".join(f",{x.name}:{x.protocol}" for x in self.listeners)
+        extra: dict[str, str] = {}
+        for listener in self.listeners:
+            extra.update(listener.properties())
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -201,9 +265,7 @@ class LocalKafka:
             "advertised.listeners": listeners,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": (
-                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL"
-            ),
+            "listener.security.protocol.map": protocols,
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
             "log.dirs": str(self.data_dir / "logs"),
             "num.partitions": "1",
@@ -217,7 +279,7 @@ class LocalKafka:
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             "log.retention.hours": "24",
-            **(self.secure.properties() if self.secure is not None else {}),
+            **extra,
         }
         cfg = self.data_dir / "server.properties"
         cfg.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
@@ -239,6 +301,7 @@ class LocalKafka:
             "-XX:+ExplicitGCInvokesConcurrent",
             *(["-XX:TieredStopAtLevel=1"] if self.quick_jit else []),
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+            *(a for listener in self.listeners for a in listener.jvm_args()),
             "-cp",
             f"{libs}/*",
             *args,
@@ -259,7 +322,7 @@ class LocalKafka:
                     str(uuid.uuid4()),
                     "-c",
                     str(cfg),
-                    *(self.secure.format_args() if self.secure is not None else []),
+                    *(a for listener in self.listeners for a in listener.format_args()),
                 ),
                 check=True,
                 stdout=subprocess.DEVNULL,

@@ -8,8 +8,10 @@ hundred commands and expects their effects on the output topic; the `helm test` 
 (`talon-bridge doctor`) must pass against the running worker. SIGTERM must then stop the worker
 within the pod's grace period.
 
-A second run does the same against a broker that takes only SASL/SCRAM over mutual TLS, with the
-credentials in separate Secrets the way Strimzi lays them out.
+Two more runs do the same against listeners that take only SASL/SCRAM over mutual TLS (the
+credentials in separate Secrets the way Strimzi lays them out) and only SASL/OAUTHBEARER with
+tokens from a local OpenID Connect provider (client credentials, the client secret from its
+Secret).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +42,12 @@ from chartkit import (
     rendered_secrets,
 )
 from confluent_kafka.admin import AdminClient, ConfigResource
+from idp import Idp
 from pki import Pki, issue
 
 from bridge.codec import Codec
 from bridge.harness import read_topic, wait_for
-from bridge.localkafka import LocalKafka, SecureListener
+from bridge.localkafka import LocalKafka, OidcListener, SecureListener
 from bridge.ports import free_port
 from bridge.produce import LoadSpec, generate, produce_commands
 from bridge.simulator.process import SimulatorProcess
@@ -208,29 +212,41 @@ def test_rendered_worker_processes_commands(
 SCRAM_USER, SCRAM_PASSWORD = "talon-bridge", "scram-pw-5Jq8"
 
 
+OIDC_CLIENT, OIDC_SECRET = "talon-bridge", "oidc-secret-Pq71"
+
+
+@dataclass
+class SecuredKafka:
+    broker: LocalKafka
+    pki: Pki
+    idp: Idp
+
+
 @pytest.fixture(scope="module")
-def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalKafka, Pki]]:
-    """A broker with a SASL_SSL listener (SCRAM-SHA-512, client certificates required)."""
+def secured_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredKafka]:
+    """A broker with a SASL_SSL listener (SCRAM-SHA-512, client certificates required) and an
+    OAUTHBEARER one whose tokens come from a local identity provider."""
     folder = tmp_path_factory.mktemp("secure-kafka")
     pki = issue(SCRAM_USER)
     (folder / "broker.pem").write_bytes(pki.broker.key + pki.broker.cert)
     (folder / "ca.pem").write_bytes(pki.ca)
-    listener = SecureListener(
-        folder / "broker.pem", folder / "ca.pem", {SCRAM_USER: SCRAM_PASSWORD}
-    )
-    with LocalKafka(secure=listener) as broker:
-        yield broker, pki
+    users = {SCRAM_USER: SCRAM_PASSWORD}
+    scram = SecureListener(folder / "broker.pem", folder / "ca.pem", users)
+    with Idp(OIDC_CLIENT, OIDC_SECRET) as idp:
+        oidc = OidcListener(idp.url + "/jwks")
+        with LocalKafka(listeners=[scram, oidc]) as broker:
+            yield SecuredKafka(broker, pki, idp)
 
 
 def test_rendered_worker_with_scram_and_mutual_tls(
     render: Callable[..., Docs],
-    secure_kafka: tuple[LocalKafka, Pki],
+    secured_kafka: SecuredKafka,
     simulator: SimulatorProcess,
     tmp_path: Path,
 ) -> None:
     """Credentials laid out as Strimzi does: the KafkaUser's Secret holds only the password,
     the client certificate is in another Secret and the CA in `<cluster>-cluster-ca-cert`."""
-    broker, pki = secure_kafka
+    broker, pki = secured_kafka.broker, secured_kafka.pki
     run = uuid.uuid4().hex[:8]
     port = free_port()
     cluster: SecretData = {
@@ -241,7 +257,7 @@ def test_rendered_worker_with_scram_and_mutual_tls(
     }
     values: dict[str, Any] = {
         "kafka": {
-            "bootstrapServers": [broker.secure_bootstrap],
+            "bootstrapServers": [broker.bootstrap_of("SASL_SSL")],
             "groupId": f"smoke-secure-{run}",
             "topics": _topics(run),
             "sasl": {
@@ -280,3 +296,55 @@ def test_rendered_worker_with_scram_and_mutual_tls(
     # Commands go in and effects come out through the plaintext listener; the worker and the
     # topics Job only reach the broker through the SASL_SSL one.
     _run_release(docs, cluster, broker.bootstrap, port, tmp_path)
+
+
+def test_rendered_worker_with_oidc_client_credentials(
+    render: Callable[..., Docs],
+    secured_kafka: SecuredKafka,
+    simulator: SimulatorProcess,
+    tmp_path: Path,
+) -> None:
+    """SASL/OAUTHBEARER: librdkafka gets tokens from the identity provider with the client
+    secret mounted from its Secret; the broker takes nothing else on this listener."""
+    broker, idp = secured_kafka.broker, secured_kafka.idp
+    run = uuid.uuid4().hex[:8]
+    port = free_port()
+    cluster: SecretData = {
+        "talon-one-integration": {"api-key": API_KEY.encode()},
+        "kafka-oidc": {"client-secret": OIDC_SECRET.encode()},
+    }
+    values: dict[str, Any] = {
+        "kafka": {
+            "bootstrapServers": [broker.bootstrap_of("OIDC")],
+            "groupId": f"smoke-oidc-{run}",
+            "topics": _topics(run),
+            "sasl": {
+                "enabled": True,
+                "mechanism": "OAUTHBEARER",
+                "oauthbearer": {
+                    "tokenEndpointUrl": idp.url + "/token",
+                    "clientId": OIDC_CLIENT,
+                    "scope": "kafka",
+                    "existingSecret": "kafka-oidc",
+                },
+            },
+        },
+        "talon": {
+            "baseUrl": simulator.base_url,
+            "existingSecret": "talon-one-integration",
+            "allowInsecureHttp": True,
+        },
+        "worker": {
+            "drainTimeout": 10,
+            "commitInterval": 0.5,
+            "logFormat": "json",
+            "secretsDir": str(tmp_path / "secrets"),
+        },
+        "metrics": {"port": port},
+        "topics": {"create": {"enabled": True, "partitions": 3, "replicationFactor": 1}},
+    }
+    docs = render(values)
+    assert OIDC_SECRET not in json.dumps(config_data(docs))
+    issued = idp.issued
+    _run_release(docs, cluster, broker.bootstrap, port, tmp_path)
+    assert idp.issued > issued  # the topics Job, the worker and doctor each got a token
