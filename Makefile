@@ -56,6 +56,8 @@ DEPLOY_TOOLS_BIN ?= $(CACHE)/bin
 CHART_DIR        := deploy/helm/talon-bridge
 
 RELEASE_DIR      ?= dist/release
+# The image's org.opencontainers.image.source label.
+RELEASE_SOURCE   ?= $(shell git remote get-url origin 2>/dev/null || echo https://github.com/ORG/talon-bridge)
 
 .PHONY: tools chart-check chart-readme release
 
@@ -74,4 +76,5 @@ chart-check: venv tools ## hadolint, helm lint, kubeconform and the chart tests 
 
 release: venv tools ## versioned artifacts in dist/release: wheel, sdist, chart package, image recipe
 	rm -rf $(RELEASE_DIR)
-	$(BIN)/python scripts/release.py --out $(RELEASE_DIR) --uv $(UV) --helm $(DEPLOY_TOOLS_BIN)/helm
+	$(BIN)/python scripts/release.py --out $(RELEASE_DIR) --uv $(UV) --helm $(DEPLOY_TOOLS_BIN)/helm \
+		--source "$(RELEASE_SOURCE)"
