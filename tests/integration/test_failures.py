@@ -262,6 +262,11 @@ def test_a_schema_registry_that_never_answers_holds_only_its_record(
                 "the held record applied once the registry answers",
             )
             assert worker.metric_sum("bridge_dead_letters_total") == 0
+            # A lookup still hanging does not hold up shutdown.
+            registry.answering.clear()
+            registry.accepted.clear()
+            bridge.produce_raw([(b"registry-held-2", b"\x00" + (8).to_bytes(4, "big") + body)])
+            assert registry.accepted.wait(60), "the worker asks the registry again"
             assert worker.stop() == 0
     finally:
         registry.close()
