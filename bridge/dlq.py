@@ -29,11 +29,15 @@ __all__ = [
     "H_ORIGINAL_TIMESTAMP",
     "H_ORIGINAL_TOPIC",
     "H_PARKED_BEHIND",
+    "H_PARKED_POSITION",
+    "H_PARKED_TOKEN",
     "H_REASON",
     "H_REPLAY_COUNT",
     "H_REPLAY_DLQ",
     "H_REPLAY_ID",
     "H_REPLAY_OF",
+    "H_REPLAY_POSITION",
+    "H_REPLAY_TOKEN",
     "H_STAGE",
     "MAX_BODY_BYTES",
     "REPLAY_PREFIX",
@@ -60,12 +64,19 @@ H_ATTEMPTS = "__talon.bridge.attempts"
 H_FIRST_FAILURE = "__talon.bridge.failure.first"
 H_LAST_FAILURE = "__talon.bridge.failure.last"
 H_PARKED_BEHIND = "__talon.bridge.parked.behind"
+# The record's place in its session's parking chain (0: the poison) and the token proving it.
+H_PARKED_POSITION = "__talon.bridge.parked.position"
+H_PARKED_TOKEN = "__talon.bridge.parked.token"  # noqa: S105 (a header name)
 # Replay headers survive a later dead-lettering, so replay counts keep adding up.
 REPLAY_PREFIX = "__talon.bridge.replay."
 H_REPLAY_OF = REPLAY_PREFIX + "of"  # topic/partition/offset the record was first consumed at
 H_REPLAY_ID = REPLAY_PREFIX + "id"
 H_REPLAY_COUNT = REPLAY_PREFIX + "count"
 H_REPLAY_DLQ = REPLAY_PREFIX + "dlq"  # topic/partition/offset of the dead letter it came from
+# Copied from the parked.* headers; they let the record back into its parked session, once.
+H_REPLAY_POSITION = REPLAY_PREFIX + "position"
+H_REPLAY_TOKEN = REPLAY_PREFIX + "token"
+_SINGLE_USE = (H_REPLAY_POSITION, H_REPLAY_TOKEN)
 
 MAX_BODY_BYTES = 2048
 _OURS = ("__connect.errors.", "__talon.bridge.")
@@ -99,6 +110,8 @@ class DeadLetter:
     first_failure: float | None = None
     last_failure: float | None = None
     parked_behind: str | None = None  # "topic/partition/offset" of the session's poison record
+    chain_position: int | None = None  # place in the session's parking chain
+    chain_token: str | None = None
 
 
 def _ms(ts: float) -> bytes:
@@ -120,7 +133,7 @@ def dead_letter_headers(
     kept = [
         (k, v)
         for k, v in (original or ())
-        if not k.startswith(_OURS) or k.startswith(REPLAY_PREFIX)
+        if not k.startswith(_OURS) or (k.startswith(REPLAY_PREFIX) and k not in _SINGLE_USE)
     ]
     now = time.time()
     out = [
@@ -146,4 +159,7 @@ def dead_letter_headers(
         out.append((H_ERROR_BODY, letter.body.encode()[:MAX_BODY_BYTES]))
     if letter.parked_behind:
         out.append((H_PARKED_BEHIND, letter.parked_behind.encode()))
+    if letter.chain_position is not None and letter.chain_token:
+        out.append((H_PARKED_POSITION, str(letter.chain_position).encode()))
+        out.append((H_PARKED_TOKEN, letter.chain_token.encode()))
     return out

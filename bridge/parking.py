@@ -5,15 +5,26 @@ at Talon.One (a return before its close, an old cart after a new one). So in `pa
 worker diverts them, in order, to the dead-letter topic, marked as parked behind the poison
 record. The parked set lives in a compacted topic, keyed by session ID (a tombstone releases),
 so it survives restarts and follows partitions across rebalances: every worker reads the whole
-topic. A session is released when its poison record comes back through `talon-bridge replay`
-(header `__talon.bridge.replay.of` naming the poison's coordinates), or by a tombstone that
-`replay --discard` writes.
+topic.
+
+A parked session is a *chain*: the poison (position 0) and every record diverted behind it
+(1, 2, ...). Each chain record's dead letter carries its position and a token, an HMAC of the
+position, its source coordinates and its value under a secret drawn when the session was
+parked; the secret lives only in the parking topic. `talon-bridge replay` copies position and
+token into the re-sent record. While the session is parked, only the chain's next record runs
+(one that already ran may run again: Talon.One's Idempotency-Key makes that a no-op); any
+other record, live or forged, is diverted to the end of the chain. The session is released
+once its last record is back, or by a tombstone that `replay --discard` writes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
+import hmac
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -34,33 +45,92 @@ _PARTITION_EOF = KafkaError._PARTITION_EOF  # noqa: SLF001
 
 @dataclass(frozen=True, slots=True)
 class ParkedSession:
+    """A parked session's chain. `secret` is None for entries written before chains existed."""
+
     poison: str  # topic/partition/offset of the record that failed
     since_ms: int
     reason: str
     event_id: str | None = None
+    secret: str | None = None  # hex; keys the tokens of the chain's records
+    size: int = 1  # records in the chain, the poison included
+    next: int = 0  # position of the chain record due back next
+
+    @classmethod
+    def new(cls, poison: str, reason: str, event_id: str | None) -> ParkedSession:
+        return cls(poison, int(time.time() * 1000), reason, event_id, secrets.token_hex(16))
+
+    def token(self, position: int, source: str, value: bytes | None) -> str:
+        """The token of the chain record at `position`, consumed at `source` with `value`."""
+        if self.secret is None:
+            return ""
+        mac = hmac.new(bytes.fromhex(self.secret), digestmod=hashlib.sha256)
+        mac.update(f"{position}|{source}|".encode())
+        mac.update(value or b"")
+        return mac.hexdigest()[:32]
+
+    def position_of(
+        self, of: str | None, position: str | None, token: str | None, value: bytes | None
+    ) -> int | None:
+        """The chain position a re-sent record proves with its replay headers, or None."""
+        if self.secret is None or of is None or position is None or token is None:
+            return None
+        try:
+            pos = int(position)
+        except ValueError:
+            return None
+        if not 0 <= pos < self.size:
+            return None
+        return pos if hmac.compare_digest(token, self.token(pos, of, value)) else None
+
+    def appended(self) -> ParkedSession:
+        return dataclasses.replace(self, size=self.size + 1)
+
+    def advanced(self) -> ParkedSession:
+        return dataclasses.replace(self, next=self.next + 1)
 
 
 def encode_parked(p: ParkedSession) -> bytes:
     return orjson.dumps(
-        {"poison": p.poison, "since": p.since_ms, "reason": p.reason, "eventId": p.event_id}
+        {
+            "poison": p.poison,
+            "since": p.since_ms,
+            "reason": p.reason,
+            "eventId": p.event_id,
+            "secret": p.secret,
+            "size": p.size,
+            "next": p.next,
+        }
     )
 
 
 def _decode_parked(value: bytes) -> ParkedSession | None:
     try:
         d = orjson.loads(value)
+        secret = d.get("secret")
         return ParkedSession(
-            str(d["poison"]), int(d["since"]), str(d.get("reason", "")), d.get("eventId")
+            str(d["poison"]),
+            int(d["since"]),
+            str(d.get("reason", "")),
+            d.get("eventId"),
+            str(secret) if secret is not None else None,
+            int(d.get("size", 1)),
+            int(d.get("next", 0)),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
 
 
 class ParkingLot:
-    """The parked sessions, as this worker knows them. Owned by the event loop."""
+    """The parked sessions, as this worker knows them. Owned by the event loop.
+
+    The worker's own writes come back through the reader, behind its in-memory state; they
+    are counted out so that an echo never rolls a chain back (a stale size would hand out a
+    position twice). Records of other writers still apply.
+    """
 
     def __init__(self) -> None:
         self._parked: dict[bytes, ParkedSession] = {}
+        self._echoes: dict[bytes, int] = {}
 
     def __len__(self) -> int:
         return len(self._parked)
@@ -72,14 +142,28 @@ class ParkingLot:
         """Park `session`; False when it already was (the first poison stays the reference)."""
         if session in self._parked:
             return False
-        self._parked[session] = parked
+        self.put(session, parked)
         return True
 
+    def put(self, session: bytes, parked: ParkedSession) -> None:
+        """Set the session's chain; the caller writes it to the parking topic."""
+        self._parked[session] = parked
+        self._echoes[session] = self._echoes.get(session, 0) + 1
+
     def release(self, session: bytes) -> ParkedSession | None:
+        """Release the session; the caller writes the tombstone to the parking topic."""
+        self._echoes[session] = self._echoes.get(session, 0) + 1
         return self._parked.pop(session, None)
 
     def apply(self, session: bytes, value: bytes | None) -> None:
         """Apply one record of the parking topic (a tombstone releases)."""
+        echoes = self._echoes.get(session, 0)
+        if echoes:
+            if echoes == 1:
+                del self._echoes[session]
+            else:
+                self._echoes[session] = echoes - 1
+            return
         if value is None:
             self._parked.pop(session, None)
             return

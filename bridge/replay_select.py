@@ -35,11 +35,15 @@ from bridge.dlq import (
     H_ORIGINAL_PARTITION,
     H_ORIGINAL_TOPIC,
     H_PARKED_BEHIND,
+    H_PARKED_POSITION,
+    H_PARKED_TOKEN,
     H_REASON,
     H_REPLAY_COUNT,
     H_REPLAY_DLQ,
     H_REPLAY_ID,
     H_REPLAY_OF,
+    H_REPLAY_POSITION,
+    H_REPLAY_TOKEN,
     coordinates,
     header,
 )
@@ -210,6 +214,8 @@ class DeadLetterRecord:
     original: str | None  # topic/partition/offset it was consumed at before dead-lettering
     parked_behind: str | None
     replay_count: int
+    chain_position: int | None = None  # place in its session's parking chain (0: the poison)
+    chain_token: str | None = None
 
     @classmethod
     def build(
@@ -253,6 +259,8 @@ class DeadLetterRecord:
             original=original,
             parked_behind=header(hs, H_PARKED_BEHIND),
             replay_count=max(0, _int(header(hs, H_REPLAY_COUNT)) or 0),
+            chain_position=_int(header(hs, H_PARKED_POSITION)),
+            chain_token=header(hs, H_PARKED_TOKEN),
         )
 
     @property
@@ -443,7 +451,7 @@ def plan(
         return (*head.position, r is not head, *r.position)
 
     decided: dict[tuple[int, int], Planned] = {}
-    seen_originals: set[str] = set()
+    seen_originals: set[tuple[str, str | None]] = set()
     items: list[Planned] = []
     for r, poison in sorted(chosen, key=order):
         follows = poison is not None and matched[poison.position]
@@ -469,16 +477,19 @@ def _decide(
     r: DeadLetterRecord,
     poison: DeadLetterRecord | None,
     decided: Mapping[tuple[int, int], Planned],
-    seen_originals: set[str],
+    seen_originals: set[tuple[str, str | None]],
     policy: Policy,
 ) -> Planned:
     def skip(reason: str) -> Planned:
         return Planned(record=r, action="skip", skip_reason=reason)
 
     if r.original is not None:
-        if r.original in seen_originals:
+        # A record diverted twice (redelivered after a restart) holds two chain positions,
+        # and its session waits for both: only copies with the same token are duplicates.
+        copy = (r.original, r.chain_token)
+        if copy in seen_originals:
             return skip(SKIP_DUPLICATE)
-        seen_originals.add(r.original)
+        seen_originals.add(copy)
     if r.is_parked:
         if poison is None:
             if not policy.force:
@@ -556,6 +567,9 @@ def replay_headers(
     out = [*kept]
     if of:
         out.append((H_REPLAY_OF, of.encode()))
+    if r.chain_position is not None and r.chain_token:
+        out.append((H_REPLAY_POSITION, str(r.chain_position).encode()))
+        out.append((H_REPLAY_TOKEN, r.chain_token.encode()))
     out += [
         (H_REPLAY_ID, replay_id.encode()),
         (H_REPLAY_COUNT, str(r.replay_count + 1 if count is None else count).encode()),

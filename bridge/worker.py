@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Hashable
+from dataclasses import replace
 from enum import IntEnum
 from functools import partial
 from typing import Any, TypeVar
@@ -28,7 +29,15 @@ from confluent_kafka import KafkaError, Producer
 from bridge import __version__
 from bridge.codec import Codec, RegistryError
 from bridge.commands import Command, EffectsEmitted
-from bridge.dlq import H_REPLAY_OF, DeadLetter, coordinates, dead_letter_headers, header
+from bridge.dlq import (
+    H_REPLAY_OF,
+    H_REPLAY_POSITION,
+    H_REPLAY_TOKEN,
+    DeadLetter,
+    coordinates,
+    dead_letter_headers,
+    header,
+)
 from bridge.engine.offsets import OffsetTracker, Slot
 from bridge.engine.retry import RetryPolicy
 from bridge.engine.sequencer import Sequenced, Sequencer
@@ -441,12 +450,14 @@ class Worker:
             if work.state is not State.QUEUED:
                 continue
             key = work.rec.key
-            if self._park and key is not None and (parked := self.parking.get(key)):
-                if header(work.rec.headers, H_REPLAY_OF) == parked.poison:
-                    self._unpark(work, key)
-                else:
-                    self._divert(work, parked)
-                    continue
+            if (
+                self._park
+                and key is not None
+                and (parked := self.parking.get(key))
+                and not self._back_in_chain(work, key, parked)
+            ):
+                self._divert(work, key, parked)
+                continue
             cmd = work.command
             if cmd is None and work.error is None:
                 cmd = await self._decode_later(work)
@@ -664,16 +675,8 @@ class Worker:
         rec = work.rec
         work.outcome = "parked" if letter.reason == "parked" else "dead_lettered"
         if self._park and rec.key is not None and letter.reason != "parked":
-            parked = ParkedSession(
-                coordinates(rec.topic, rec.partition, rec.offset),
-                int(time.time() * 1000),
-                letter.reason,
-                work.command.event_id if work.command is not None else None,
-            )
             # Parked before the keys are released, so the session's next command sees it.
-            if self.parking.park(rec.key, parked):
-                self._produce(work, self.settings.parking_topic, rec.key, encode_parked(parked))
-                log.warning("session parked behind its dead letter", extra=work.log_extra())
+            letter = self._park_behind(work, rec.key, letter)
         if work.entry is not None:
             self._release(work)
         headers: list[tuple[str, str | bytes | None]] = [
@@ -691,8 +694,29 @@ class Worker:
         self.metrics.dead_lettered.labels(letter.reason).inc()
         self._produce(work, self.settings.dlq_topic, rec.key, rec.value, headers)
 
-    def _divert(self, work: Work, parked: ParkedSession) -> None:
-        """Send a parked session's command to the dead-letter topic, in order."""
+    def _park_behind(self, work: Work, key: bytes, letter: DeadLetter) -> DeadLetter:
+        """Park the session behind this dead letter, unless it already waits for another."""
+        rec = work.rec
+        here = coordinates(rec.topic, rec.partition, rec.offset)
+        parked = self.parking.get(key)
+        # A chain record that fails again after coming back starts the chain afresh.
+        if parked is not None and self._chain_position(work, parked) != parked.next - 1:
+            return letter
+        fresh = ParkedSession.new(
+            here, letter.reason, work.command.event_id if work.command is not None else None
+        )
+        self.parking.put(key, fresh)
+        self._produce(work, self.settings.parking_topic, key, encode_parked(fresh))
+        log.warning("session parked behind its dead letter", extra=work.log_extra())
+        return replace(letter, chain_position=0, chain_token=fresh.token(0, here, rec.value))
+
+    def _divert(self, work: Work, key: bytes, parked: ParkedSession) -> None:
+        """Send a parked session's command to the end of its chain in the dead-letter topic."""
+        rec = work.rec
+        grown = parked.appended()
+        self.parking.put(key, grown)
+        self._produce(work, self.settings.parking_topic, key, encode_parked(grown))
+        here = coordinates(rec.topic, rec.partition, rec.offset)
         self._dead_letter(
             work,
             DeadLetter(
@@ -701,11 +725,47 @@ class Worker:
                 "parked",
                 f"session is parked behind {parked.poison}",
                 parked_behind=parked.poison,
+                chain_position=parked.size,
+                chain_token=parked.token(parked.size, here, rec.value),
             ),
         )
 
+    def _chain_position(self, work: Work, parked: ParkedSession) -> int | None:
+        hs = work.rec.headers
+        return parked.position_of(
+            header(hs, H_REPLAY_OF),
+            header(hs, H_REPLAY_POSITION),
+            header(hs, H_REPLAY_TOKEN),
+            work.rec.value,
+        )
+
+    def _back_in_chain(self, work: Work, key: bytes, parked: ParkedSession) -> bool:
+        """Whether a record of a parked session may run: its chain's next record, replayed.
+
+        Headers alone prove nothing (any producer can write them): the record must carry the
+        token of its chain position, which only the dead-letter and parking topics hold.
+        """
+        if parked.secret is None:  # parked by an earlier version: its replayed poison releases
+            if header(work.rec.headers, H_REPLAY_OF) != parked.poison:
+                return False
+            self._unpark(work, key)
+            return True
+        position = self._chain_position(work, parked)
+        if position is None or position > parked.next:
+            return False
+        if position < parked.next:
+            return True  # it ran before (a redelivery, an overlapping replay): idempotent
+        if parked.next + 1 == parked.size:
+            self._unpark(work, key)
+            return True
+        advanced = parked.advanced()
+        self.parking.put(key, advanced)
+        # Acknowledged before this record's offset can be committed.
+        self._produce(work, self.settings.parking_topic, key, encode_parked(advanced))
+        return True
+
     def _unpark(self, work: Work, key: bytes) -> None:
-        """The session's poison record is back from a replay: release the session."""
+        """The session's last parked record is back from a replay: release the session."""
         self.parking.release(key)
         # The tombstone is acknowledged before this record's offset can be committed.
         self._produce(work, self.settings.parking_topic, key, None)
