@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from bridge.settings import KafkaSettings
 
 __all__ = [
+    "CONFIRM_OVER",
     "EXIT_OK",
     "EXIT_PARTIAL",
     "EXIT_USAGE",
@@ -58,6 +59,8 @@ HELP = "re-send dead letters to their original topics, in per-session order, res
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_USAGE = 2
+# A real run sending more records than this asks first on a terminal (unless --yes).
+CONFIRM_OVER = 100
 
 _EPILOG = """\
 examples:
@@ -72,8 +75,12 @@ Records are read up to the end the DLQ had when the run started. Progress is com
 consumer group named after the selection (talon-bridge-replay-<dlq>-<hash of the arguments>),
 so running the same command again continues where it stopped and never sends a record twice.
 
-exit status: 0 done; 1 partial (records skipped for safety, interrupted, or a send failed;
-see the summary); 2 usage (bad argument, unknown topic, missing --yes for --discard).
+The bridge's own output, parking and dead-letter topics, and the topic read, are refused as
+targets unless --force. On a terminal, a run sending more than 100 records asks first.
+
+exit status: 0 done; 1 partial (records skipped for safety, interrupted, a send failed, or
+the question answered no; see the summary); 2 usage (bad argument, unknown or refused topic,
+missing --yes for --discard).
 Settings come from BRIDGE_* environment variables (BRIDGE_KAFKA_BOOTSTRAP_SERVERS,
 BRIDGE_DLQ_TOPIC, BRIDGE_PARKING_TOPIC, BRIDGE_KAFKA_CONFIG, ...); logs go to stderr.
 """
@@ -164,13 +171,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="drop the records instead and release their sessions (asks, or needs --yes)",
     )
-    a.add_argument("-y", "--yes", action="store_true", help="confirm --discard without asking")
+    a.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help=f"confirm --discard, or a replay of more than {CONFIRM_OVER} records, without asking",
+    )
     a.add_argument(
         "-f",
         "--force",
         action="store_true",
         help="send records the safety rules refuse (parked without their poison, "
-        "replayed --max-replays times)",
+        "replayed --max-replays times, to the bridge's own topics or the topic read)",
     )
     a.add_argument(
         "--max-replays",
@@ -317,6 +329,12 @@ def _replay(
         ):
             print("talon-bridge replay: nothing discarded", file=sys.stderr)
             return EXIT_PARTIAL
+    if not args.discard and len(to_send) > CONFIRM_OVER and not args.yes and sys.stdin.isatty():
+        sessions = len({p.record.key for p in to_send})
+        targets = ", ".join(sorted({p.target for p in to_send if p.target}))
+        if not _confirm(f"Replay {len(to_send)} dead letters of {sessions} sessions to {targets}?"):
+            print("talon-bridge replay: nothing sent", file=sys.stderr)
+            return EXIT_PARTIAL
     return _execute(args, settings, reader, snap, the_plan, to_send, header)
 
 
@@ -330,6 +348,12 @@ def _prepare(
     """Check the topics, read the snapshot, decide."""
     from bridge.replay_select import plan
 
+    protected = _protected_topics(settings, reader.topic, from_arg=args.source is not None)
+    if args.target in protected and not args.force:
+        raise SelectionError(
+            f"--to {args.target!r} is {protected[args.target]}; replaying into it would "
+            "corrupt what the bridge keeps there (use --force if that is really meant)"
+        )
     if reader.partitions(reader.topic) is None:
         where = "--from" if args.source else "BRIDGE_DLQ_TOPIC"
         raise SelectionError(f"dead-letter topic {reader.topic!r} ({where}) does not exist")
@@ -354,8 +378,19 @@ def _prepare(
         force=args.force,
         max_replays=args.max_replays,
         topics=topics,
+        protected=frozenset(protected),
     )
     return snap, plan(snap.records, selection, policy, snap.start)
+
+
+def _protected_topics(settings: KafkaSettings, source: str, *, from_arg: bool) -> dict[str, str]:
+    """Topics a replay must not write to without --force, each with what it is."""
+    return {
+        settings.output_topic: "the output topic (BRIDGE_OUTPUT_TOPIC)",
+        settings.parking_topic: "the parking topic (BRIDGE_PARKING_TOPIC)",
+        settings.dlq_topic: "the dead-letter topic (BRIDGE_DLQ_TOPIC)",
+        source: f"the topic this run reads ({'--from' if from_arg else 'BRIDGE_DLQ_TOPIC'})",
+    }
 
 
 def _execute(

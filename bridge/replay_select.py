@@ -52,6 +52,7 @@ __all__ = [
     "COMMAND_TYPES",
     "PARKED",
     "SAFE_SKIPS",
+    "SKIP_BRIDGE_TOPIC",
     "SKIP_DUPLICATE",
     "SKIP_MAX_REPLAYS",
     "SKIP_NO_ORIGINAL_TOPIC",
@@ -85,6 +86,7 @@ SKIP_MAX_REPLAYS = "max-replays"
 SKIP_PARKED_WITHOUT_POISON = "parked-without-poison"
 SKIP_POISON_SKIPPED = "poison-skipped"
 SKIP_DUPLICATE = "duplicate"
+SKIP_BRIDGE_TOPIC = "bridge-topic"
 # Skips that leave nothing undone: a second dead letter of the same source record.
 SAFE_SKIPS = frozenset({SKIP_DUPLICATE})
 
@@ -379,6 +381,8 @@ class Policy:
             replayed `max_replays` times already).
         max_replays: Refuse records whose replay count has reached this.
         topics: Partition count of each existing target topic; None skips the check.
+        protected: Topics refused as targets unless forced: the bridge's own output,
+            parking and dead-letter topics, and the topic read.
     """
 
     to: str | None = None
@@ -386,6 +390,7 @@ class Policy:
     force: bool = False
     max_replays: int = 3
     topics: Mapping[str, int] | None = None
+    protected: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,6 +506,8 @@ def _decide(
     target = policy.to or r.original_topic
     if target is None:
         return skip(SKIP_NO_ORIGINAL_TOPIC)
+    if target in policy.protected and not policy.force:
+        return Planned(record=r, action="skip", skip_reason=SKIP_BRIDGE_TOPIC, target=target)
     if policy.topics is not None and target not in policy.topics:
         return Planned(record=r, action="skip", skip_reason=SKIP_UNKNOWN_TARGET, target=target)
     if r.replay_count >= policy.max_replays and not policy.force:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -25,6 +26,7 @@ from bridge.commands import Command, ReturnCartItems, ReturnedCartItem, UpdateCu
 from bridge.harness import WorkerProcess, committed_offsets, end_offsets, read_topic, wait_for
 from bridge.parking import ParkedSession, encode_parked
 from bridge.produce import LoadSpec, generate
+from bridge.replay import CONFIRM_OVER
 from bridge.simulator.process import SimulatorProcess
 from bridge.talon.client import idempotency_key_for
 
@@ -443,6 +445,77 @@ def test_unknown_topics_and_malformed_arguments_exit_2(
     assert res.returncode == 2, res.stderr
     assert "dead-letter topic 'no-such-dlq-topic' (--from) does not exist" in res.stderr
     assert sum(end_offsets(d.conf, d.input).values()) == 0
+
+
+def test_the_bridges_own_topics_and_the_source_are_refused_as_targets(
+    deployment: Deployment, replay_cli: Cli
+) -> None:
+    d = deployment
+    env = {**d.env, "BRIDGE_OUTPUT_TOPIC": d.other}
+    letters = [
+        Letter("s-ok", encode(command("ok:1", "s-ok")), source=(d.input, 0, 1)),
+        # A dead letter naming the parking topic as its origin: sent back, it would
+        # overwrite parked sessions.
+        Letter("s-bad", encode(command("bad:1", "s-bad")), source=(d.parking, 0, 2)),
+    ]
+    write_letters(d.conf, d.dlq, letters)
+    for args, named in (
+        (["--to", d.other], "BRIDGE_OUTPUT_TOPIC"),
+        (["--to", d.parking], "BRIDGE_PARKING_TOPIC"),
+        (["--to", d.dlq], "BRIDGE_DLQ_TOPIC"),
+        (["--from", d.input, "--to", d.input], "--from"),
+    ):
+        code, _out, err = replay_cli(env, *args)
+        assert code == 2, (args, err)
+        assert named in err and "--force" in err, (args, err)
+    assert all(sum(end_offsets(d.conf, t).values()) == 0 for t in (d.other, d.parking, d.input))
+
+    code, out, err = replay_cli(env, "--json")
+    assert code == 1, err
+    rows = {r["session"]: r for r in json_lines(out)}
+    assert (rows["s-bad"]["action"], rows["s-bad"]["skipReason"]) == ("skipped", "bridge-topic")
+    assert rows["s-ok"]["action"] == "replayed"
+    assert sum(end_offsets(d.conf, d.parking).values()) == 0
+    # --force means it: a copy of the DLQ into itself, for the next run.
+    code, _out, err = replay_cli(env, "--to", d.dlq, "--force", "--session", "s-ok")
+    assert code == 0, err
+    assert sum(end_offsets(d.conf, d.dlq).values()) == 3
+
+
+def test_a_large_replay_asks_first_on_a_terminal(
+    deployment: Deployment, replay_cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = deployment
+    many = CONFIRM_OVER + 1
+    write_letters(
+        d.conf,
+        d.dlq,
+        [
+            Letter(f"s-{i}", encode(command(f"many:{i}", f"s-{i}")), source=(d.input, 0, i))
+            for i in range(many)
+        ],
+    )
+    answers: list[str] = []
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    def answer(prompt: str = "") -> str:
+        return answers.pop(0)
+
+    monkeypatch.setattr("sys.stdin", Terminal())
+    monkeypatch.setattr("builtins.input", answer)
+    answers.append("n")
+    code, _out, err = replay_cli(d.env)
+    assert code == 1, err
+    assert f"Replay {many} dead letters of {many} sessions to {d.input}? [y/N]" in err
+    assert "nothing sent" in err and sum(end_offsets(d.conf, d.input).values()) == 0
+    code, _out, err = replay_cli(d.env, "--offsets", f"0:0-{CONFIRM_OVER - 1}")
+    assert code == 0 and "[y/N]" not in err, "a smaller run goes without asking"
+    code, _out, err = replay_cli(d.env, "--yes")
+    assert code == 0 and "[y/N]" not in err, err
+    assert sum(end_offsets(d.conf, d.input).values()) == CONFIRM_OVER + many
 
 
 def test_a_dead_letter_without_its_original_topic_is_skipped_and_kept(

@@ -9,6 +9,7 @@ import pytest
 from bridge import dlq
 from bridge.dlq import DeadLetter, coordinates, dead_letter_headers, header
 from bridge.replay_select import (
+    SKIP_BRIDGE_TOPIC,
     SKIP_DUPLICATE,
     SKIP_MAX_REPLAYS,
     SKIP_NO_ORIGINAL_TOPIC,
@@ -50,6 +51,7 @@ def letter(
     command_type: str = "update_customer_session",
     extra: list[tuple[str, bytes]] | None = None,
     original_headers: bool = True,
+    chain: tuple[int, str] | None = None,
 ) -> DeadLetterRecord:
     """A dead letter as the worker writes it; `behind` makes it a parked record."""
     topic, part, off = source or (IN, partition, 1000 + offset)
@@ -64,6 +66,8 @@ def letter(
             "failed",
             http_status=status,
             parked_behind=behind.original if behind else None,
+            chain_position=chain[0] if chain else None,
+            chain_token=chain[1] if chain else None,
         ),
         topic=topic,
         partition=part,
@@ -387,6 +391,37 @@ def test_a_second_dead_letter_of_the_same_record_is_a_duplicate() -> None:
     ]
 
 
+def test_a_record_diverted_twice_keeps_both_chain_positions() -> None:
+    """Redelivered after a restart, a record is parked again at a new position with a new
+    token; its session waits for both, so both are sent (Talon.One applies it once)."""
+    poison = letter(0, "a", source=(IN, 1, 50), chain=(0, "t0"))
+    first = letter(1, "a", source=(IN, 1, 51), behind=poison, chain=(1, "t1"))
+    again = letter(2, "a", source=(IN, 1, 51), behind=poison, chain=(2, "t2"))
+    copy = letter(3, "a", source=(IN, 1, 51), behind=poison, chain=(2, "t2"))
+    p = plan([poison, first, again, copy], Selection(), Policy())
+    assert [(i.action, i.skip_reason) for i in p.items] == [
+        ("replay", None),
+        ("replay", None),
+        ("replay", None),
+        ("skip", SKIP_DUPLICATE),
+    ]
+
+
+def test_the_bridges_own_topics_are_refused_as_targets_unless_forced() -> None:
+    out = letter(0, "a", source=("talon.effects", 0, 5))
+    back = letter(1, "b", source=(IN, 0, 6))
+    bridge_topics = frozenset({"talon.effects", "talon.bridge.parked", DLQ})
+    p = plan([out, back], Selection(), Policy(protected=bridge_topics))
+    assert [(i.action, i.skip_reason, i.target) for i in p.items] == [
+        ("skip", SKIP_BRIDGE_TOPIC, "talon.effects"),
+        ("replay", None, IN),
+    ]
+    p = plan([out], Selection(), Policy(protected=bridge_topics, force=True))
+    assert p.items[0].action == "replay"
+    p = plan([back], Selection(), Policy(to=DLQ, protected=bridge_topics))
+    assert (p.items[0].action, p.items[0].skip_reason) == ("skip", SKIP_BRIDGE_TOPIC)
+
+
 def test_discard_releases_sessions_whose_latest_poison_goes() -> None:
     records = parked_session()
     p = plan(records, Selection(sessions=frozenset({"s1"})), Policy(discard=True))
@@ -454,6 +489,25 @@ def test_replay_headers_strip_errors_and_add_replay_headers() -> None:
         )
         is None
     )
+
+
+def test_replay_headers_carry_the_chain_position_and_token_once() -> None:
+    poison = letter(0, "a", source=(IN, 1, 50), chain=(0, "t0"))
+    follower = letter(
+        1,
+        "a",
+        source=(IN, 1, 51),
+        behind=poison,
+        chain=(1, "t1"),
+        extra=[(dlq.H_REPLAY_POSITION, b"9"), (dlq.H_REPLAY_TOKEN, b"stale")],
+    )
+    assert (follower.chain_position, follower.chain_token) == (1, "t1")
+    out = replay_headers(follower, replay_id="r")
+    assert [v for k, v in out if k == dlq.H_REPLAY_POSITION] == [b"1"]
+    assert [v for k, v in out if k == dlq.H_REPLAY_TOKEN] == [b"t1"]
+    assert header(out, dlq.H_REPLAY_OF) == coordinates(IN, 1, 51)
+    legacy = replay_headers(letter(2, "b"), replay_id="r")
+    assert header(legacy, dlq.H_REPLAY_TOKEN) is None
 
 
 def test_selection_digest_is_stable_and_order_free() -> None:
