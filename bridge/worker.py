@@ -648,7 +648,7 @@ class Worker:
         self._transition(work, State.PRODUCING)
         self._release(work)
         if self.settings.skip_empty_effects and not applied.effects:
-            self._complete(work)
+            self._no_output(work)
             return
         rec = EffectsEmitted(
             event_id=cmd.event_id,
@@ -788,8 +788,10 @@ class Worker:
         if self._txn is not None:
             if work.held is None:
                 work.held = HeldOutput(work.rec.offset)
+            if work.state is State.PRODUCING:
                 # Once every output of this step is collected, the record counts as finished:
-                # its outputs are committed in the same transaction as its offset.
+                # its outputs are committed in the same transaction as its offset. (A parking
+                # record written before the API call waits for the call's own outputs.)
                 asyncio.get_running_loop().call_soon(self._hand_to_transaction, work)
             work.held.records.append((topic, key, value, headers))
             return
@@ -807,6 +809,13 @@ class Worker:
             except BufferError:
                 # The producer's local queue is full: let it drain a little.
                 self._producer.poll(0.01)
+
+    def _no_output(self, work: Work) -> None:
+        """Finish a record that produced nothing, once what it did produce is acknowledged."""
+        if work.held is not None:
+            asyncio.get_running_loop().call_soon(self._hand_to_transaction, work)
+        elif work.pending == 0:
+            self._complete(work)
 
     def _hand_to_transaction(self, work: Work) -> None:
         if self._txn is None or work.held is None:
@@ -834,7 +843,9 @@ class Worker:
                 self._delivery_failed(token, err)
                 continue
             work.pending -= 1
-            if work.pending == 0:
+            # A parking record written before the API call is acknowledged first; the record
+            # finishes with the call's own outputs.
+            if work.pending == 0 and work.state is State.PRODUCING:
                 self._complete(work)
 
     def _delivery_failed(self, token: tuple[Any, ...], err: KafkaError) -> None:

@@ -172,10 +172,14 @@ def test_replay_under_live_traffic_keeps_every_session_in_order(
         wait_for(
             lambda: worker.metric_sum("bridge_parked_sessions") == 0, 30, "the sessions released"
         )
+        assert worker.metric_sum("bridge_parked_records_waiting") == 0
+        inputs = read_topic(bridge.conf, bridge.input, timeout=30, idle=1)
+        sent_back = [m for m in inputs if dlq.H_REPLAY_ID in headers_of(m)]
+        assert len(inputs) == total() + len(sent_back)
+        wait_for(lambda: worker.metric_sum(PROCESSED) >= len(inputs), 30, "all records finished")
+        assert worker.metric_sum(PROCESSED) == len(inputs), "each record finished once"
     for s in sessions:
         assert _keys(simulator, s) == _expected(produced[s]), s
     assert simulator.stats()["applied_event_ids_repeated"] == 0
     codec = Codec()
-    inputs = read_topic(bridge.conf, bridge.input, timeout=30, idle=1)
-    sent_back = [m for m in inputs if dlq.H_REPLAY_ID in headers_of(m)]
     assert len({codec.decode_command(m.value()).event_id for m in sent_back}) == len(sent_back)
