@@ -218,6 +218,17 @@ class Metrics:
             "How long the longest-parked session has been parked.",
             registry=r,
         )
+        self.parked_waiting = Gauge(
+            "bridge_parked_records_waiting",
+            "Records of parked sessions' chains (the poisons included) not back from a replay yet.",
+            registry=r,
+        )
+        self.replay_proofs_rejected = Counter(
+            "bridge_replay_proofs_rejected_total",
+            "Records for a parked session carrying replay headers that did not prove their place "
+            "in its chain (forged, stale or out of turn); diverted to the end of the chain.",
+            registry=r,
+        )
         self.api_healthy = Gauge(
             "bridge_api_auth_ok",
             "0 while Talon.One rejects the API key (401/403), else 1.",

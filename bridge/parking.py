@@ -173,6 +173,10 @@ class ParkingLot:
             return
         self._parked[session] = parked
 
+    def waiting(self) -> int:
+        """Chain records not back yet, over all parked sessions."""
+        return sum(p.size - p.next for p in self._parked.values())
+
     def oldest_age(self, now: float | None = None) -> float:
         if not self._parked:
             return 0.0

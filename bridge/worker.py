@@ -234,6 +234,7 @@ class Worker:
         self.metrics.oldest_unprocessed_age.set_function(self._oldest_unprocessed_age)
         self.metrics.parked_sessions.set_function(lambda: len(self.parking))
         self.metrics.parked_oldest_age.set_function(self.parking.oldest_age)
+        self.metrics.parked_waiting.set_function(self.parking.waiting)
         self.metrics.ready.set_function(lambda: 1.0 if self.ready() else 0.0)
         for topic in self.settings.input_topics:
             self.metrics.input_topic_missing.labels(topic).set_function(
@@ -752,6 +753,8 @@ class Worker:
             return True
         position = self._chain_position(work, parked)
         if position is None or position > parked.next:
+            if header(work.rec.headers, H_REPLAY_OF) is not None:
+                self.metrics.replay_proofs_rejected.inc()
             return False
         if position < parked.next:
             return True  # it ran before (a redelivery, an overlapping replay): idempotent

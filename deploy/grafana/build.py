@@ -522,6 +522,18 @@ def overview() -> db.Dashboard:
             "s",
             q(f"max by (pod) (bridge_parked_oldest_age_seconds{{{S}}})", "{{pod}}"),
         ),
+        ts(
+            "Parked records waiting, rejected replay proofs",
+            "Records of parked sessions not back from a replay yet; and records whose replay "
+            "headers did not prove their place in a parked session's chain (forged, stale, or "
+            "out of turn), diverted behind it.",
+            "short",
+            q(f"sum by (pod) (bridge_parked_records_waiting{{{S}}})", "{{pod}} waiting"),
+            q(
+                f"sum by (pod) (increase(bridge_replay_proofs_rejected_total{{{S}}}[{RI}]))",
+                "{{pod}} rejected",
+            ),
+        ),
     ]
 
     kafka = [
