@@ -32,10 +32,11 @@ def _expected(commands: list[Command]) -> list[str]:
     return [idempotency_key_for(c.event_id) for c in commands]
 
 
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
 def test_forged_replay_headers_do_not_release_a_parked_session(
-    bridge_factory: Callable[..., Bridge], simulator: SimulatorProcess
+    bridge_factory: Callable[..., Bridge], simulator: SimulatorProcess, exactly_once: bool
 ) -> None:
-    bridge = bridge_factory(partitions=2)
+    bridge = bridge_factory(partitions=2, BRIDGE_EXACTLY_ONCE=str(exactly_once).lower())
     session = "forged-victim"
     mine = [command(f"forged-victim:{i}", session) for i in range(3)]
     mine[1] = poisoned(mine[1])
@@ -100,6 +101,10 @@ def test_forged_replay_headers_do_not_release_a_parked_session(
         wait_for(
             lambda: worker.metric_sum("bridge_parked_sessions") == 0, 30, "the session released"
         )
+        assert worker.metric_sum("bridge_replay_proofs_rejected_total") == len(forged_cmds)
+        inputs = len(read_topic(bridge.conf, bridge.input, timeout=30, idle=1))
+        wait_for(lambda: worker.metric_sum(PROCESSED) >= inputs, 30, "all records finished")
+        assert worker.metric_sum(PROCESSED) == inputs, "each record finished once"
     assert _keys(simulator, session) == _expected(everything)
     assert simulator.stats()["applied_event_ids_repeated"] == 0
 
