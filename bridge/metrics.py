@@ -225,8 +225,8 @@ class Metrics:
         )
         self.replay_proofs_rejected = Counter(
             "bridge_replay_proofs_rejected_total",
-            "Records for a parked session carrying replay headers that did not prove their place "
-            "in its chain (forged, stale or out of turn); diverted to the end of the chain.",
+            "Records for a parked session carrying replay headers that did not prove a place in "
+            "its chain (forged, or of an earlier chain); diverted to the end of the chain.",
             registry=r,
         )
         self.api_healthy = Gauge(

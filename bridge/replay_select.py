@@ -453,10 +453,14 @@ def plan(
     def order(pair: tuple[DeadLetterRecord, DeadLetterRecord | None]) -> tuple[int, ...]:
         r, poison = pair
         head = poison if poison is not None and matched[poison.position] else r
-        return (*head.position, r is not head, *r.position)
+        # Behind the poison, the chain's order: a record that failed again or came back out
+        # of turn is dead-lettered anew, later in the DLQ, but keeps its place.
+        place = r.chain_position if r is not head and r.chain_position is not None else -1
+        return (*head.position, r is not head, place, *r.position)
 
     decided: dict[tuple[int, int], Planned] = {}
     seen_originals: set[tuple[str, str | None]] = set()
+    places: dict[tuple[tuple[int, int], int], Planned] = {}
     items: list[Planned] = []
     for r, poison in sorted(chosen, key=order):
         follows = poison is not None and matched[poison.position]
@@ -466,9 +470,16 @@ def plan(
             pulled_in=follows and not matched[r.position],
             chain=head.position,
         )
+        place = (head.position, r.chain_position) if r.chain_position is not None else None
+        earlier = places.get(place) if place is not None else None
+        if earlier is not None and earlier.action == "replay":
+            # One copy per place is enough; a copy an earlier run sent (done) is not.
+            item = replace(item, action="skip", skip_reason=SKIP_DUPLICATE)
         decided[r.position] = item
         if r.offset < start.get(r.partition, 0):
             item = replace(item, action="done")  # a skip keeps its reason
+        if place is not None:
+            places[place] = item
         items.append(item)
     releases = _releases(ordered, items, decided) if policy.discard else ()
     return Plan(

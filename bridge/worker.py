@@ -455,9 +455,8 @@ class Worker:
                 self._park
                 and key is not None
                 and (parked := self.parking.get(key))
-                and not self._back_in_chain(work, key, parked)
+                and not self._admit(work, key, parked)
             ):
-                self._divert(work, key, parked)
                 continue
             cmd = work.command
             if cmd is None and work.error is None:
@@ -700,9 +699,22 @@ class Worker:
         rec = work.rec
         here = coordinates(rec.topic, rec.partition, rec.offset)
         parked = self.parking.get(key)
-        # A chain record that fails again after coming back starts the chain afresh.
-        if parked is not None and self._chain_position(work, parked) != parked.next - 1:
-            return letter
+        if parked is not None:
+            position = self._chain_position(work, parked)
+            if position is None or position != parked.next - 1:
+                return letter
+            # A chain record that fails again after coming back keeps its place: the chain
+            # waits for it once more, and what follows it stays behind it.
+            rewound = replace(parked, next=position)
+            self.parking.put(key, rewound)
+            self._produce(work, self.settings.parking_topic, key, encode_parked(rewound))
+            log.warning("a parked session's record failed again", extra=work.log_extra())
+            return replace(
+                letter,
+                parked_behind=parked.poison,
+                chain_position=position,
+                chain_token=parked.token(position, here, rec.value),
+            )
         fresh = ParkedSession.new(
             here, letter.reason, work.command.event_id if work.command is not None else None
         )
@@ -711,12 +723,17 @@ class Worker:
         log.warning("session parked behind its dead letter", extra=work.log_extra())
         return replace(letter, chain_position=0, chain_token=fresh.token(0, here, rec.value))
 
-    def _divert(self, work: Work, key: bytes, parked: ParkedSession) -> None:
-        """Send a parked session's command to the end of its chain in the dead-letter topic."""
+    def _divert(
+        self, work: Work, key: bytes, parked: ParkedSession, position: int | None = None
+    ) -> None:
+        """Send a parked session's command to the dead-letter topic, at `position` in its
+        chain (a chain record out of turn) or else at the chain's end."""
         rec = work.rec
-        grown = parked.appended()
-        self.parking.put(key, grown)
-        self._produce(work, self.settings.parking_topic, key, encode_parked(grown))
+        if position is None:
+            position = parked.size
+            grown = parked.appended()
+            self.parking.put(key, grown)
+            self._produce(work, self.settings.parking_topic, key, encode_parked(grown))
         here = coordinates(rec.topic, rec.partition, rec.offset)
         self._dead_letter(
             work,
@@ -726,8 +743,8 @@ class Worker:
                 "parked",
                 f"session is parked behind {parked.poison}",
                 parked_behind=parked.poison,
-                chain_position=parked.size,
-                chain_token=parked.token(parked.size, here, rec.value),
+                chain_position=position,
+                chain_token=parked.token(position, here, rec.value),
             ),
         )
 
@@ -740,21 +757,27 @@ class Worker:
             work.rec.value,
         )
 
-    def _back_in_chain(self, work: Work, key: bytes, parked: ParkedSession) -> bool:
+    def _admit(self, work: Work, key: bytes, parked: ParkedSession) -> bool:
         """Whether a record of a parked session may run: its chain's next record, replayed.
+        Any other record is diverted here.
 
         Headers alone prove nothing (any producer can write them): the record must carry the
         token of its chain position, which only the dead-letter and parking topics hold.
         """
         if parked.secret is None:  # parked by an earlier version: its replayed poison releases
             if header(work.rec.headers, H_REPLAY_OF) != parked.poison:
+                self._divert(work, key, parked)
                 return False
             self._unpark(work, key)
             return True
         position = self._chain_position(work, parked)
-        if position is None or position > parked.next:
+        if position is None:
             if header(work.rec.headers, H_REPLAY_OF) is not None:
                 self.metrics.replay_proofs_rejected.inc()
+            self._divert(work, key, parked)
+            return False
+        if position > parked.next:
+            self._divert(work, key, parked, position)  # out of turn: it keeps its place
             return False
         if position < parked.next:
             return True  # it ran before (a redelivery, an overlapping replay): idempotent

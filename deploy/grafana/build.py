@@ -525,8 +525,8 @@ def overview() -> db.Dashboard:
         ts(
             "Parked records waiting, rejected replay proofs",
             "Records of parked sessions not back from a replay yet; and records whose replay "
-            "headers did not prove their place in a parked session's chain (forged, stale, or "
-            "out of turn), diverted behind it.",
+            "headers did not prove a place in a parked session's chain (forged, or of an "
+            "earlier chain), diverted behind it.",
             "short",
             q(f"sum by (pod) (bridge_parked_records_waiting{{{S}}})", "{{pod}} waiting"),
             q(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+import msgspec
 import pytest
 from confluent_kafka import Producer
 
 from bridge import dlq
 from bridge.codec import Codec
-from bridge.commands import Command
+from bridge.commands import Command, UpdateCustomerSession
 from bridge.harness import WorkerProcess, read_topic, wait_for
 from bridge.simulator.process import SimulatorProcess
 from bridge.talon.client import idempotency_key_for
@@ -188,3 +189,49 @@ def test_replay_under_live_traffic_keeps_every_session_in_order(
     assert simulator.stats()["applied_event_ids_repeated"] == 0
     codec = Codec()
     assert len({codec.decode_command(m.value()).event_id for m in sent_back}) == len(sent_back)
+
+
+def test_a_chain_record_that_fails_again_keeps_its_place(
+    bridge_factory: Callable[..., Bridge], simulator: SimulatorProcess
+) -> None:
+    bridge = bridge_factory(partitions=2)
+    session = "fails-twice"
+    mine = [command(f"fails-twice:{i}", session) for i in range(4)]
+    mine[1] = poisoned(mine[1])
+    second = mine[2].payload
+    assert isinstance(second, UpdateCustomerSession)
+    mine[2] = msgspec.structs.replace(
+        mine[2], payload=msgspec.structs.replace(second, attributes={"x-later-tier": "gold"})
+    )
+    late = command("fails-twice:late", session)
+
+    with WorkerProcess(bridge.env) as worker:
+        bridge.produce(mine)
+        wait_for(lambda: worker.metric_sum(PROCESSED) >= 4, 60, "the session parked")
+        # The poison's cause is fixed, but the next command now fails too.
+        simulator.set_faults(reject_attribute_prefixes=["x-later"])
+        first = run_replay(bridge.env, "--session", session)
+        assert first.returncode == 0, first.stderr
+        wait_for(lambda: worker.metric_sum(PROCESSED) >= 7, 60, "the first run handled")
+        bridge.produce([late])
+        wait_for(lambda: worker.metric_sum(PROCESSED) >= 8, 60, "the late command parked")
+        assert worker.metric_sum("bridge_parked_sessions") == 1
+        assert _keys(simulator, session) == _expected(mine[:2])
+        letters = [headers_of(m) for m in read_topic(bridge.conf, bridge.dlq, expected=6)]
+        assert [(h[dlq.H_REASON], h[dlq.H_PARKED_POSITION]) for h in letters[3:]] == [
+            ("permanent", "1"),
+            ("parked", "2"),
+            ("parked", "3"),
+        ], "the failed record and the one behind it keep their places; the late one queues"
+
+        simulator.set_faults(reject_attribute_prefixes=[])
+        again = run_replay(bridge.env, "--session", session)  # the same command, once more
+        assert again.returncode == 0, again.stderr
+        everything = [*mine, late]
+        wait_for(lambda: len(_keys(simulator, session)) >= len(everything), 60, "the chain applied")
+        wait_for(
+            lambda: worker.metric_sum("bridge_parked_sessions") == 0, 30, "the session released"
+        )
+        assert worker.metric_sum("bridge_replay_proofs_rejected_total") == 0
+    assert _keys(simulator, session) == _expected(everything)
+    assert simulator.stats()["applied_event_ids_repeated"] == 0

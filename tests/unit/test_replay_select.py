@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -405,6 +406,38 @@ def test_a_record_diverted_twice_keeps_both_chain_positions() -> None:
         ("replay", None),
         ("skip", SKIP_DUPLICATE),
     ]
+
+
+def test_a_chain_record_dead_lettered_again_is_sent_at_its_place() -> None:
+    poison = letter(0, "a", source=(IN, 1, 50), chain=(0, "t0"))
+    f1 = letter(1, "a", source=(IN, 1, 51), behind=poison, chain=(1, "t1"))
+    f2 = letter(2, "a", source=(IN, 1, 52), behind=poison, chain=(2, "t2"))
+    live = letter(3, "a", source=(IN, 1, 60), behind=poison, chain=(3, "t3"))
+    # Replayed, f1 failed again (consumed at 70) and f2 came back behind it, out of turn (71).
+    f1_again = dataclasses.replace(
+        letter(4, "a", source=(IN, 1, 70), behind=poison, chain=(1, "t1b")),
+        reason="permanent",
+    )
+    f2_again = letter(5, "a", source=(IN, 1, 71), behind=poison, chain=(2, "t2b"))
+    records = [poison, f1, f2, live, f1_again, f2_again]
+    again = plan(records, Selection(), Policy(), start={0: 3})
+    assert [(i.record.offset, i.action) for i in again.items] == [
+        (0, "done"),
+        (1, "done"),
+        (4, "replay"),
+        (2, "done"),
+        (5, "replay"),
+        (3, "replay"),
+    ], "the next run of the selection: the new copies, at their places, then the rest"
+    fresh = plan(records, Selection(), Policy())
+    assert [(i.record.offset, i.action, i.skip_reason) for i in fresh.items] == [
+        (0, "replay", None),
+        (1, "replay", None),
+        (4, "skip", SKIP_DUPLICATE),
+        (2, "replay", None),
+        (5, "skip", SKIP_DUPLICATE),
+        (3, "replay", None),
+    ], "a new selection: one copy per place"
 
 
 def test_the_bridges_own_topics_are_refused_as_targets_unless_forced() -> None:
