@@ -12,9 +12,10 @@ A parked session is a *chain*: the poison (position 0) and every record diverted
 position, its source coordinates and its value under a secret drawn when the session was
 parked; the secret lives only in the parking topic. `talon-bridge replay` copies position and
 token into the re-sent record. While the session is parked, only the chain's next record runs
-(one that already ran may run again: Talon.One's Idempotency-Key makes that a no-op); any
-other record, live or forged, is diverted to the end of the chain. The session is released
-once its last record is back, or by a tombstone that `replay --discard` writes.
+(one that already ran may run again: Talon.One's Idempotency-Key makes that a no-op); a chain
+record out of turn, or one that fails again, is dead-lettered at its own place; any other
+record, live or forged, goes to the end of the chain. The session is released once its last
+record is back, or by a tombstone that `replay --discard` writes.
 """
 
 from __future__ import annotations

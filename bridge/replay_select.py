@@ -11,7 +11,8 @@ done (handled by an earlier run of the same selection). The rules:
   record selected without its poison is refused (``parked-without-poison``) unless forced,
   since the worker would only divert it again while the session waits for its poison.
 * Within a session, records keep their DLQ order (the worker writes a session's dead letters,
-  in order, to one DLQ partition), with each poison ahead of its parked records.
+  in order, to one DLQ partition), with each poison ahead of its parked records, and these in
+  chain order (``__talon.bridge.parked.position``), one copy per place.
 * `replay_headers` strips the error headers and adds the replay headers; the key, value and
   the record's own headers are kept.
 """
