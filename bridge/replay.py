@@ -62,7 +62,7 @@ EXIT_USAGE = 2
 # A real run sending more records than this asks first on a terminal (unless --yes).
 CONFIRM_OVER = 100
 
-_EPILOG = """\
+_EPILOG = f"""\
 examples:
   talon-bridge replay --dry-run
   talon-bridge replay --session 7f3a-checkout
@@ -76,7 +76,7 @@ consumer group named after the selection (talon-bridge-replay-<dlq>-<hash of the
 so running the same command again continues where it stopped and never sends a record twice.
 
 The bridge's own output, parking and dead-letter topics, and the topic read, are refused as
-targets unless --force. On a terminal, a run sending more than 100 records asks first.
+targets unless --force. On a terminal, a run sending more than {CONFIRM_OVER} records asks first.
 
 exit status: 0 done; 1 partial (records skipped for safety, interrupted, a send failed, or
 the question answered no; see the summary); 2 usage (bad argument, unknown or refused topic,
