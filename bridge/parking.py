@@ -139,13 +139,6 @@ class ParkingLot:
     def get(self, session: bytes) -> ParkedSession | None:
         return self._parked.get(session)
 
-    def park(self, session: bytes, parked: ParkedSession) -> bool:
-        """Park `session`; False when it already was (the first poison stays the reference)."""
-        if session in self._parked:
-            return False
-        self.put(session, parked)
-        return True
-
     def put(self, session: bytes, parked: ParkedSession) -> None:
         """Set the session's chain; the caller writes it to the parking topic."""
         self._parked[session] = parked
