@@ -486,6 +486,11 @@ class Codec:
                 "incompatible-schema",
                 f"schema id {schema_id} is {schema.full_name}, not {record.current.full_name}",
             )
+        if _has_empty_items(schema.parsed):
+            raise DecodeError(
+                "incompatible-schema",
+                f"schema id {schema_id} has an array of items that take no bytes",
+            )
         writer = self._writer(record, schema)
         record.by_schema_id[schema_id] = writer
         return writer
@@ -530,6 +535,48 @@ class Codec:
         # The id names our own schema: records written with it decode without a fetch.
         record.by_schema_id[schema_id] = record.same
         return prefix
+
+
+def _has_empty_items(schema: Any) -> bool:
+    """Whether a parsed schema has an array whose items take no bytes (null, empty records).
+
+    Such a writer schema, served by the registry, lets a few bytes claim 2**62 items that
+    fastavro then reads (or skips, for a field the reader does not have) one by one, holding
+    the event loop for good. Every other item type takes at least a byte, so a record's own
+    length bounds its arrays.
+    """
+    named: dict[str, bool] = {}
+
+    def empty(node: Any) -> bool:
+        if isinstance(node, str):
+            return node == "null" or named.get(node, False)
+        if isinstance(node, list):
+            for branch in node:
+                empty(branch)
+            return False  # a union's branch index takes a byte
+        kind = node.get("type")
+        if kind in ("record", "error"):
+            named[node["name"]] = False  # until its fields are known (recursive types)
+            fields = [empty(f["type"]) for f in node.get("fields", [])]
+            named[node["name"]] = all(fields)
+            return named[node["name"]]
+        if kind == "fixed":
+            named[node["name"]] = node.get("size") == 0
+            return named[node["name"]]
+        if kind == "array":
+            if empty(node["items"]):
+                found.append(node)
+            return False  # its block count takes a byte
+        if kind == "map":
+            empty(node["values"])
+            return False  # every entry has a key
+        if kind == "enum":
+            return False
+        return empty(kind) if isinstance(kind, (dict, list, str)) else False
+
+    found: list[Any] = []
+    empty(schema)
+    return bool(found)
 
 
 def _unreadable(record: _Record, exc: Exception) -> DecodeError:

@@ -4,16 +4,19 @@ in little memory, and the worker dead-letters the record instead of losing its b
 from __future__ import annotations
 
 import asyncio
+import json
 import tracemalloc
 from datetime import timedelta
 from typing import Any
 
+import fastavro
 import pytest
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge import command_reader
-from bridge.codec import Codec
+from bridge.codec import Codec, _has_empty_items
 from bridge.commands import (
     AdditionalCost,
     CartItem,
@@ -26,6 +29,7 @@ from bridge.commands import (
 from bridge.errors import DecodeError
 from bridge.kafka_io import InputRecord
 from bridge.replay_kafka import DlqReader
+from bridge.schemas import get_schema
 from bridge.settings import Settings
 from bridge.worker import Worker
 
@@ -273,3 +277,47 @@ async def test_an_unexpected_decode_failure_dead_letters_the_record_not_the_batc
     assert queued[2].command is not None and queued[2].command.event_id == "e-3"
     await worker.client.aclose()
     await asyncio.sleep(0)
+
+
+# --- writer schemas from the registry -----------------------------------------------------
+
+
+def test_a_registry_schema_with_an_array_of_nothing_is_refused() -> None:
+    # A few bytes would claim 2**62 nulls, which fastavro skips one by one, for good.
+    definition = json.loads(get_schema("Command").to_json())
+    junk = {"name": "junk", "type": {"type": "array", "items": "null"}, "default": []}
+    definition["fields"].append(junk)
+    registry = SchemaRegistryClient.new_client({"url": "mock://hostile"})
+    schema_id = registry.register_schema("commands-value", Schema(json.dumps(definition), "AVRO"))
+    body = FAST.encode_command(Command("e", "s", 1, TrackEvent("t", "p")), "commands")[HEADER:]
+    data = b"\x00" + schema_id.to_bytes(4, "big") + body + zigzag(2**62) + b"\x00"
+    with pytest.raises(DecodeError) as err:
+        Codec(registry=registry).decode_command(data)
+    assert err.value.reason == "incompatible-schema"
+
+
+def _record(*fields: Any, name: str = "R") -> dict[str, Any]:
+    return {
+        "type": "record",
+        "name": name,
+        "fields": [{"name": f"f{n}", "type": t} for n, t in enumerate(fields)],
+    }
+
+
+@pytest.mark.parametrize(
+    ("schema", "refused"),
+    [
+        (_record({"type": "array", "items": "string"}), False),
+        (_record({"type": "array", "items": "null"}), True),
+        (_record({"type": "array", "items": _record(name="Empty")}), True),
+        (_record({"type": "array", "items": _record("null", name="Nulls")}), True),
+        (_record({"type": "array", "items": {"type": "fixed", "name": "F", "size": 0}}), True),
+        (_record(["null", {"type": "array", "items": "null"}]), True),
+        (_record({"type": "map", "values": {"type": "array", "items": "null"}}), True),
+        (_record({"type": "map", "values": "null"}), False),  # each entry has a key
+        (_record({"type": "array", "items": ["null", "string"]}), False),
+        (_record(["null", "R"], {"type": "array", "items": "R"}), False),  # recursive
+    ],
+)
+def test_arrays_of_items_that_take_no_bytes_are_found(schema: Any, refused: bool) -> None:
+    assert _has_empty_items(fastavro.parse_schema(schema)) is refused
