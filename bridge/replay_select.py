@@ -473,8 +473,9 @@ def plan(
         )
         place = (head.position, r.chain_position) if r.chain_position is not None else None
         earlier = places.get(place) if place is not None else None
-        if earlier is not None and earlier.action == "replay":
-            # One copy per place is enough; a copy an earlier run sent (done) is not.
+        if earlier is not None and earlier.action == "replay" and earlier.record.value == r.value:
+            # One copy per place is enough; a copy an earlier run sent (done) is not, and two
+            # different commands at one place (a worker's stale view) both go.
             item = replace(item, action="skip", skip_reason=SKIP_DUPLICATE)
         decided[r.position] = item
         if r.offset < start.get(r.partition, 0):

@@ -417,8 +417,11 @@ def test_a_chain_record_dead_lettered_again_is_sent_at_its_place() -> None:
     f1_again = dataclasses.replace(
         letter(4, "a", source=(IN, 1, 70), behind=poison, chain=(1, "t1b")),
         reason="permanent",
+        value=f1.value,
     )
-    f2_again = letter(5, "a", source=(IN, 1, 71), behind=poison, chain=(2, "t2b"))
+    f2_again = dataclasses.replace(
+        letter(5, "a", source=(IN, 1, 71), behind=poison, chain=(2, "t2b")), value=f2.value
+    )
     records = [poison, f1, f2, live, f1_again, f2_again]
     again = plan(records, Selection(), Policy(), start={0: 3})
     assert [(i.record.offset, i.action) for i in again.items] == [
@@ -438,6 +441,15 @@ def test_a_chain_record_dead_lettered_again_is_sent_at_its_place() -> None:
         (5, "skip", SKIP_DUPLICATE),
         (3, "replay", None),
     ], "a new selection: one copy per place"
+    other = dataclasses.replace(
+        letter(6, "a", source=(IN, 1, 80), behind=poison, chain=(3, "t3c")), value=b"another"
+    )
+    clash = plan([poison, live, other], Selection(), Policy())
+    assert [(i.record.offset, i.action) for i in clash.items] == [
+        (0, "replay"),
+        (3, "replay"),
+        (6, "replay"),
+    ], "two different commands given one place (a stale view after a rebalance): both go"
 
 
 def test_the_bridges_own_topics_are_refused_as_targets_unless_forced() -> None:
