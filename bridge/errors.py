@@ -17,6 +17,7 @@ exactly once, at the adapter that talks to them::
      |    +-- PermanentApiError       400, 404, 422: the request can never succeed (dead-letter)
      |    +-- FatalApiError           401, 403: stop taking work until the key is fixed
      +-- KafkaFatalError              librdkafka reported a fatal error
+     +-- KafkaUnreachableError        no broker answered at start
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "FatalApiError",
     "InvalidCommandError",
     "KafkaFatalError",
+    "KafkaUnreachableError",
     "PermanentApiError",
     "RateLimitedError",
     "RetryableApiError",
@@ -146,3 +148,12 @@ class FatalApiError(ApiError):
 
 class KafkaFatalError(BridgeError):
     """librdkafka reported a fatal error; the client must be recreated."""
+
+
+class KafkaUnreachableError(BridgeError):
+    """No broker answered in time; `servers` is the bootstrap list, `reason` librdkafka's."""
+
+    def __init__(self, servers: str, reason: str) -> None:
+        super().__init__(f"cannot reach the Kafka brokers at {servers}: {reason}")
+        self.servers = servers
+        self.reason = reason

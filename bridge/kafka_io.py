@@ -27,12 +27,15 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource  # not re-exported for typing
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, KafkaUnreachableError
 from bridge.settings import KafkaSettings
 
 __all__ = [
     "LIBRDKAFKA_LOGGER",
+    "Cluster",
     "ConsumerThread",
     "InputRecord",
     "PartitionListener",
@@ -52,6 +55,7 @@ client_errors = logging.getLogger(f"{__name__}.errors")
 # librdkafka's local error codes carry a leading underscore in the Python binding.
 _PARTITION_EOF = KafkaError._PARTITION_EOF  # noqa: SLF001
 _NO_OFFSET = KafkaError._NO_OFFSET  # noqa: SLF001
+_ALL_BROKERS_DOWN = KafkaError._ALL_BROKERS_DOWN  # noqa: SLF001
 _TOPIC_RECHECK_S = 10.0
 _NOT_FOUND = "it does not exist"
 # How librdkafka reports a subscribed topic, or one of its partitions, gone from the cluster.
@@ -523,3 +527,45 @@ class ProducerPoller(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
+
+
+# How long a command waits at start for any broker to answer before it says it cannot reach
+# them; a brief outage then ends in a restart, not in a worker that waits without saying why.
+REACH_TIMEOUT_S = 10.0
+
+
+class Cluster:
+    """The cluster as seen at start: raises `KafkaUnreachableError` when no broker answers."""
+
+    def __init__(self, conf: dict[str, Any], timeout: float = REACH_TIMEOUT_S) -> None:
+        self._timeout = timeout
+        self._errors: list[KafkaError] = []
+        self._admin = new_client(
+            AdminClient, {**conf, "logger": LIBRDKAFKA_LOGGER, "error_cb": self._errors.append}
+        )
+        try:
+            self._metadata = self._admin.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            self._admin.poll(0)  # serves the error callback and hands queued lines to the logger
+            # The first connection error says why ("Connection refused", "Failed to resolve");
+            # the metadata error itself only says "Broker transport failure".
+            reasons = [e.str() for e in self._errors if e.code() != _ALL_BROKERS_DOWN]
+            reason = reasons[0] if reasons else exc.args[0].str()
+            raise KafkaUnreachableError(str(conf["bootstrap.servers"]), reason) from None
+        self._admin.poll(0)
+
+    def has_topic(self, topic: str) -> bool:
+        found = self._metadata.topics.get(topic)
+        return found is not None and found.error is None
+
+    def topic_config(self, topic: str, name: str) -> str | None:
+        """One configuration value of a topic; None when the worker may not describe it."""
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        try:
+            future = self._admin.describe_configs([resource], request_timeout=self._timeout)
+            entries = future[resource].result(self._timeout)
+        except KafkaException as exc:
+            client_errors.warning("cannot describe topic %s: %s", topic, exc.args[0].str())
+            return None
+        entry = entries.get(name)
+        return None if entry is None else str(entry.value)

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from bridge.kafka_io import LIBRDKAFKA_LOGGER, new_client
+from bridge.kafka_io import LIBRDKAFKA_LOGGER, Cluster, new_client
 
-__all__ = ["ParkedSession", "ParkingLot", "ParkingReader", "encode_parked"]
+__all__ = ["ParkedSession", "ParkingLot", "ParkingReader", "encode_parked", "parking_topic_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,27 @@ class ParkingLot:
         return max(0.0, (now or time.time()) - oldest / 1000)
 
 
+class _Unreadable(Exception):
+    """The parking topic cannot be read; said in one line, without a traceback."""
+
+
+def parking_topic_problem(cluster: Cluster, topic: str) -> str | None:
+    """Why `topic` cannot hold the parked set, or None when it can (or cannot be told)."""
+    if not cluster.has_topic(topic):
+        return (
+            f"topic {topic!r} does not exist; create it compacted (`talon-bridge topics "
+            "create`), or set BRIDGE_ON_POISON=skip"
+        )
+    policy = cluster.topic_config(topic, "cleanup.policy")
+    if policy is not None and "compact" not in policy.split(","):
+        # Under plain deletion a parked session would be released when its record expires.
+        return (
+            f"topic {topic!r} has cleanup.policy={policy}; the parked set needs "
+            "cleanup.policy=compact"
+        )
+    return None
+
+
 class ParkingReader(threading.Thread):
     """Reads the whole parking topic from the beginning and keeps following it."""
 
@@ -219,7 +240,7 @@ class ParkingReader(threading.Thread):
             md = c.list_topics(self._topic, timeout=30)
             tmd = md.topics.get(self._topic)
             if tmd is None or tmd.error is not None:
-                raise RuntimeError(f"parking topic {self._topic!r} does not exist")
+                raise _Unreadable(f"parking topic {self._topic!r} does not exist")
             parts = sorted(tmd.partitions)
             ends = {
                 p: c.get_watermark_offsets(TopicPartition(self._topic, p), timeout=30)[1]
@@ -246,6 +267,10 @@ class ParkingReader(threading.Thread):
                 if not self.caught_up.is_set() and all(positions[p] >= ends[p] for p in parts):
                     # Hand the last batch over before declaring the lot complete.
                     self._loop.call_soon_threadsafe(self.caught_up.set)
+        except (KafkaException, _Unreadable) as exc:  # expected: no traceback
+            self.error = exc.args[0].str() if isinstance(exc, KafkaException) else str(exc)
+            log.error("parking reader failed: %s", self.error)
+            self.caught_up.set()
         except Exception as exc:
             self.error = str(exc)
             log.exception("parking reader failed")

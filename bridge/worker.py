@@ -49,6 +49,7 @@ from bridge.errors import (
     FatalApiError,
     InvalidCommandError,
     KafkaFatalError,
+    KafkaUnreachableError,
     PermanentApiError,
     RetryableApiError,
 )
@@ -56,6 +57,7 @@ from bridge.handlers import Applied, Handlers
 from bridge.health import HealthServer
 from bridge.kafka_io import (
     TP,
+    Cluster,
     ConsumerThread,
     Delivered,
     InputRecord,
@@ -67,7 +69,13 @@ from bridge.kafka_io import (
 from bridge.lag import LagReporter
 from bridge.logs import where
 from bridge.metrics import Metrics
-from bridge.parking import ParkedSession, ParkingLot, ParkingReader, encode_parked
+from bridge.parking import (
+    ParkedSession,
+    ParkingLot,
+    ParkingReader,
+    encode_parked,
+    parking_topic_problem,
+)
 from bridge.settings import Settings
 from bridge.talon.client import TalonClient
 from bridge.transactions import HeldOutput, TransactionalOutput
@@ -964,12 +972,51 @@ class Worker:
                 self._consumer.request_commit(self.offsets.commit_positions())
                 self.metrics.commits.inc()
 
+    def _check_cluster(self) -> None:
+        """Before anything starts: the brokers answer, and the parked set has a topic."""
+        cluster = Cluster(self.settings.librdkafka_common())
+        if self._park:
+            problem = parking_topic_problem(cluster, self.settings.parking_topic)
+            if problem is not None:
+                raise ConfigError("BRIDGE_PARKING_TOPIC", problem)
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         # Named from the loop itself, not the setting: what it reports is what actually runs.
         loop_name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
         self.metrics.running_on(loop_name)
         settings = self.settings
+        log.info(
+            "worker starting",
+            extra={
+                "version": __version__,
+                "brokers": settings.kafka_bootstrap_servers,
+                "group": settings.group_id,
+                "topics": settings.input_topics,
+                "output_topic": settings.output_topic,
+                "dlq_topic": settings.dlq_topic,
+                "parking_topic": settings.parking_topic if self._park else None,
+                "on_poison": settings.on_poison,
+                "exactly_once": settings.exactly_once,
+            },
+        )
+        health = HealthServer(self.metrics.registry, ready=self.ready, alive=self.alive)
+        try:
+            await health.start("0.0.0.0", settings.metrics_port)  # noqa: S104 - probes from outside
+        except OSError as exc:  # e.g. the port is taken: say which setting, not a traceback
+            raise ConfigError(
+                "BRIDGE_METRICS_PORT", f"cannot listen on {settings.metrics_port}: {exc.strerror}"
+            ) from exc
+        try:
+            await loop.run_in_executor(None, self._check_cluster)
+        except KafkaUnreachableError as exc:
+            # Expected while the cluster or the network is down: one line, no traceback.
+            log.error("%s", exc, extra={"brokers": exc.servers})
+            await health.stop()
+            return 1
+        except ConfigError:
+            await health.stop()
+            raise
         extra: dict[str, Any] = {}
         if settings.exactly_once:
             extra = {
@@ -996,13 +1043,6 @@ class Worker:
             on_stats=LagReporter(self.metrics),
             on_commit_failed=self.metrics.commit_failures.inc,
         )
-        health = HealthServer(self.metrics.registry, ready=self.ready, alive=self.alive)
-        try:
-            await health.start("0.0.0.0", settings.metrics_port)  # noqa: S104 - probes from outside
-        except OSError as exc:  # e.g. the port is taken: say which setting, not a traceback
-            raise ConfigError(
-                "BRIDGE_METRICS_PORT", f"cannot listen on {settings.metrics_port}: {exc.strerror}"
-            ) from exc
         self._poller.start()
         reader: ParkingReader | None = None
         if self._park:
@@ -1014,8 +1054,7 @@ class Worker:
             caught_up = await loop.run_in_executor(None, reader.caught_up.wait, 120.0)
             if reader.error is not None or not caught_up:
                 log.error(
-                    "cannot read the parking topic; set BRIDGE_PARKING_TOPIC to an existing "
-                    "compacted topic, or BRIDGE_ON_POISON=skip",
+                    "cannot read the parking topic",
                     extra={"topic": settings.parking_topic, "error": reader.error},
                 )
                 reader.stop()
