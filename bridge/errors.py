@@ -4,7 +4,7 @@ Foreign exceptions (httpx, aiohttp, confluent-kafka, fastavro) are translated in
 exactly once, at the adapter that talks to them::
 
     BridgeError
-     +-- ConfigError                  bad settings; the CLI exits 2 naming the variable
+     +-- ConfigError                  bad settings; the CLI exits 2 naming each variable
      +-- DecodeError                  bytes that are not a command we can read (dead-letter)
  +-- InvalidCommandError          a decoded command Talon.One would reject (dead-letter)
      +-- ApiError                     anything the Talon.One client raises
@@ -22,6 +22,7 @@ exactly once, at the adapter that talks to them::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -48,10 +49,12 @@ class BridgeError(Exception):
 
 
 class ConfigError(BridgeError):
-    """A setting is missing or invalid. `setting` names the environment variable."""
+    """Settings are missing or invalid. `setting` names the (first) environment variable;
+    `problems` holds every (variable, message), so one run reports them all."""
 
-    def __init__(self, setting: str, message: str) -> None:
-        super().__init__(f"{setting}: {message}")
+    def __init__(self, setting: str, message: str, *, more: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems = [(setting, message), *more]
+        super().__init__("; ".join(f"{name}: {why}" for name, why in self.problems))
         self.setting = setting
         self.reason = message
 

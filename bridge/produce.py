@@ -243,10 +243,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from bridge.codec import Codec
     from bridge.logs import configure_logging
-    from bridge.settings import KafkaSettings, load
+    from bridge.settings import KafkaSettings, load, warn_unknown
 
     settings = load(KafkaSettings)
     configure_logging(settings.log_level, settings.log_format)
+    warn_unknown()
     codec = Codec.from_settings(settings)
     topic = args.topic or settings.input_topics[0]
     spec = LoadSpec(

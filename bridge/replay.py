@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
     from bridge.codec import Codec
     from bridge.logs import configure_logging
     from bridge.replay_kafka import DlqReader, ReadError
-    from bridge.settings import KafkaSettings, load
+    from bridge.settings import KafkaSettings, load, warn_unknown
 
     try:
         selection, identity = build_selection(args, int(time.time() * 1000))
@@ -280,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
         )
     settings = load(KafkaSettings)
     configure_logging(settings.log_level, settings.log_format)
+    warn_unknown()
     dlq = args.source or settings.dlq_topic
     group = args.group or default_group(dlq, identity)
     codec = Codec.from_settings(settings)

@@ -16,9 +16,13 @@ Properties the bridge relies on for correctness are enforced on top (see `kafka_
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
+import json
+import logging
 import os
 import re
+import textwrap
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -29,7 +33,19 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 from bridge.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "KafkaSettings", "Settings", "is_secret_property", "load"]
+__all__ = [
+    "ENV_PREFIX",
+    "KafkaSettings",
+    "Settings",
+    "help_text",
+    "is_secret_property",
+    "load",
+    "reference",
+    "unknown_variables",
+    "warn_unknown",
+]
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "BRIDGE_"
 SECRETS_DIR = "/var/run/secrets/talon-bridge"
@@ -48,35 +64,105 @@ class KafkaSettings(BaseSettings):
         validate_default=True,
     )
 
-    kafka_bootstrap_servers: str = Field(min_length=1, description="host:port[,host:port...]")
-    input_topics: Annotated[list[str], NoDecode] = Field(default=["talon.commands"], min_length=1)
-    output_topic: str = Field(default="talon.effects", min_length=1)
-    dlq_topic: str = Field(default="talon.commands.dlq", min_length=1)
-    parking_topic: str = Field(default="talon.bridge.parked", min_length=1)
-    group_id: str = Field(default="talon-bridge", min_length=1)
-    kafka_config: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    kafka_secret_config: SecretStr | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_key_password: SecretStr | None = None
-    kafka_sasl_oauthbearer_client_secret: SecretStr | None = None
-    encoding: Encoding = "single-object"
-    schema_registry_url: str | None = None
-    schema_registry_timeout: float = Field(default=5.0, gt=0)
-    schema_registry_subject_strategy: SubjectStrategy = "topic"
-    schema_registry_ca_location: str | None = None
-    schema_registry_username: str | None = None
-    schema_registry_password: SecretStr | None = None
-    schema_registry_bearer_token: SecretStr | None = None
-    schema_registry_logical_cluster: str | None = None
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["auto", "json", "text"] = "auto"
+    kafka_bootstrap_servers: str = Field(
+        min_length=1, description="Kafka bootstrap servers, `host:port[,host:port...]`"
+    )
+    input_topics: Annotated[list[str], NoDecode] = Field(
+        default=["talon.commands"], min_length=1, description="comma-separated input topics"
+    )
+    output_topic: str = Field(
+        default="talon.effects", min_length=1, description="effects output topic"
+    )
+    dlq_topic: str = Field(
+        default="talon.commands.dlq", min_length=1, description="dead-letter topic"
+    )
+    parking_topic: str = Field(
+        default="talon.bridge.parked",
+        min_length=1,
+        description="compacted topic of parked sessions (`park` mode checks it at start)",
+    )
+    group_id: str = Field(default="talon-bridge", min_length=1, description="consumer group")
+    # Decoded by `_json_object` so a malformed value is reported with every other problem.
+    kafka_config: Annotated[dict[str, str | int | float | bool], NoDecode] = Field(
+        default_factory=dict,
+        description="JSON object of librdkafka properties passed through (SASL/SSL included); "
+        "secret properties (`*.password`, `*.secret`, `*.passphrase`, `*.key.pem`, "
+        "`sasl.jaas.config`) are refused here",
+    )
+    kafka_secret_config: SecretStr | None = Field(
+        default=None,
+        description="JSON object of secret librdkafka properties without a variable of their "
+        'own, e.g. `{"ssl.keystore.password": "..."}` (secret, usually a secret file)',
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (secret)"
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        default=None, description="SSL key password (secret)"
+    )
+    kafka_sasl_oauthbearer_client_secret: SecretStr | None = Field(
+        default=None,
+        description="OIDC client secret for `sasl.mechanism=OAUTHBEARER` with "
+        "`sasl.oauthbearer.method=oidc` (secret)",
+    )
+    encoding: Encoding = Field(
+        default="single-object",
+        description="`single-object` (Avro single-object encoding) or `confluent` "
+        "(Schema Registry wire format)",
+    )
+    schema_registry_url: str | None = Field(
+        default=None,
+        description="Schema Registry for the `confluent` format (and for reading "
+        "Confluent-framed records); credentials in it are refused",
+    )
+    schema_registry_timeout: float = Field(
+        default=5.0, gt=0, description="seconds per registry request (one retry)"
+    )
+    schema_registry_subject_strategy: SubjectStrategy = Field(
+        default="topic",
+        description="`topic` (`<topic>-value`), `record` (the record's full name) or "
+        "`topic-record` (`<topic>-<record>`)",
+    )
+    schema_registry_ca_location: str | None = Field(
+        default=None,
+        description="CA bundle (file or folder) that signs the registry's certificate; "
+        "unset: the system CAs",
+    )
+    schema_registry_username: str | None = Field(
+        default=None, description="registry basic auth user name"
+    )
+    schema_registry_password: SecretStr | None = Field(
+        default=None, description="registry basic auth password (secret)"
+    )
+    schema_registry_bearer_token: SecretStr | None = Field(
+        default=None, description="registry bearer token (secret) instead of basic auth"
+    )
+    schema_registry_logical_cluster: str | None = Field(
+        default=None, description="the registry's logical cluster ID, for Confluent Cloud"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="`DEBUG`, `INFO`, `WARNING` or `ERROR`"
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="`auto` is JSON lines, or text on a terminal; or `json`, `text`"
+    )
 
     @field_validator("input_topics", mode="before")
     @classmethod
     def _split_topics(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("kafka_config", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        if isinstance(value, str | bytes):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("is not valid JSON") from None
         return value
 
     @field_validator("kafka_config")
@@ -163,34 +249,92 @@ class Settings(KafkaSettings):
     """Everything the worker needs."""
 
     # Before the base URL, whose validator reads it.
-    talon_allow_insecure_http: bool = False
-    talon_base_url: str = Field(
-        min_length=1, description="e.g. https://acme.europe-west1.talon.one"
+    talon_allow_insecure_http: bool = Field(
+        default=False,
+        description="accept an `http://` base URL, which sends the API key in clear text (a "
+        "local simulator only)",
     )
-    talon_api_key: SecretStr
-    talon_connect_timeout: float = Field(default=2.0, gt=0)
-    talon_read_timeout: float = Field(default=5.0, gt=0)
-    talon_pool_timeout: float = Field(default=5.0, gt=0)
-    talon_call_timeout: float = Field(default=10.0, gt=0)
-    talon_idempotency_keys: bool = True
-    talon_http_engine: Literal["reqwest", "aiohttp"] = "reqwest"
+    talon_base_url: str = Field(
+        min_length=1,
+        description="Talon.One deployment URL, e.g. `https://acme.europe-west1.talon.one`",
+    )
+    talon_api_key: SecretStr = Field(description="Integration API key (secret, never logged)")
+    talon_connect_timeout: float = Field(
+        default=2.0, gt=0, description="seconds to open a connection to Talon.One"
+    )
+    talon_read_timeout: float = Field(
+        default=5.0, gt=0, description="seconds to wait for Talon.One's answer"
+    )
+    talon_pool_timeout: float = Field(
+        default=5.0, gt=0, description="seconds to wait for a free connection"
+    )
+    talon_call_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds a whole call may take, from sending the request to the last byte "
+        "of the answer (a server dripping its answer under the read timeout cannot hold it "
+        "longer)",
+    )
+    talon_idempotency_keys: bool = Field(
+        default=True,
+        description="send an `Idempotency-Key` derived from each command's `eventId`",
+    )
+    talon_http_engine: Literal["reqwest", "aiohttp"] = Field(
+        default="reqwest",
+        description="HTTP client underneath: `reqwest` (pyreqwest, exchanges run outside the "
+        "GIL) or `aiohttp`",
+    )
 
-    max_in_flight: int = Field(default=256, ge=1, le=10_000)
-    max_buffered_records: int = Field(default=5_000, ge=1)
-    drain_timeout: float = Field(default=30.0, gt=0)
-    commit_interval: float = Field(default=1.0, gt=0)
-    skip_empty_effects: bool = False
+    max_in_flight: int = Field(
+        default=256, ge=1, le=10_000, description="API calls running at once, across sessions"
+    )
+    max_buffered_records: int = Field(
+        default=5_000, ge=1, description="records held in memory before partitions are paused"
+    )
+    drain_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds to let in-flight calls finish on revoke or shutdown",
+    )
+    commit_interval: float = Field(default=1.0, gt=0, description="seconds between offset commits")
+    skip_empty_effects: bool = Field(
+        default=False, description="publish no effects record for results without effects"
+    )
 
-    retry_max_attempts: int = Field(default=10, ge=1)
-    retry_max_elapsed: float = Field(default=300.0, gt=0)
-    retry_base_delay: float = Field(default=0.1, gt=0)
-    retry_max_delay: float = Field(default=30.0, gt=0)
-    on_poison: Literal["park", "skip"] = "park"
-    exactly_once: bool = False
-    transactional_id: str | None = None  # exactly-once only; default: unique per process
+    retry_max_attempts: int = Field(default=10, ge=1, description="attempts per command")
+    retry_max_elapsed: float = Field(
+        default=300.0, gt=0, description="seconds of retrying per command"
+    )
+    retry_base_delay: float = Field(
+        default=0.1,
+        gt=0,
+        description="seconds before the first retry; capped exponential backoff, full jitter",
+    )
+    retry_max_delay: float = Field(
+        default=30.0, gt=0, description="seconds between retries at most"
+    )
+    on_poison: Literal["park", "skip"] = Field(
+        default="park", description="`park` a session behind its dead letter, or `skip` it"
+    )
+    exactly_once: bool = Field(
+        default=False,
+        description="effects and offsets in one Kafka transaction (see docs/architecture.md)",
+    )
+    transactional_id: str | None = Field(
+        default=None,
+        description="exactly-once only; unset, it is unique per process. A stable id (e.g. a "
+        "StatefulSet pod name) lets a restarted worker fence its predecessor's open "
+        "transaction at once",
+    )
 
-    metrics_port: int = Field(default=9100, ge=0, le=65535)
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    metrics_port: int = Field(
+        default=9100, ge=0, le=65535, description="port of `/metrics`, `/healthz`, `/readyz`"
+    )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="`uvloop` (libuv; about a tenth less CPU per command, see "
+        "docs/benchmarks.md) or `asyncio`, Python's own loop",
+    )
 
     @field_validator("event_loop")
     @classmethod
@@ -236,11 +380,24 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + str(loc[0]).upper() if loc else ENV_PREFIX + "*"
 
 
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """One (variable, message) per invalid or missing variable, in field order."""
+    found: dict[str, str] = {}
+    for error in exc.errors():
+        message = error["msg"]
+        if error["type"] == "missing":
+            message = "is required but not set"
+        elif error["type"] == "value_error":
+            message = str(error["ctx"]["error"])  # without pydantic's "Value error, " prefix
+        found.setdefault(_env_name(error["loc"]), message)
+    return list(found.items())
+
+
 T = TypeVar("T", bound=KafkaSettings)
 
 
 def load(cls: type[T], overrides: Mapping[str, Any] | None = None) -> T:
-    """Build settings from the environment, turning the first problem into a `ConfigError`."""
+    """Build settings from the environment; every problem goes into one `ConfigError`."""
     secrets_dir = os.environ.get(ENV_PREFIX + "SECRETS_DIR", SECRETS_DIR)
     kwargs: dict[str, Any] = dict(overrides or {})
     if os.path.isdir(secrets_dir):
@@ -248,15 +405,84 @@ def load(cls: type[T], overrides: Mapping[str, Any] | None = None) -> T:
     try:
         return cls(**kwargs)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        message = first["msg"]
-        if first["type"] == "missing":
-            message = "is required but not set"
-        elif first["type"] == "value_error":
-            message = str(first["ctx"]["error"])  # without pydantic's "Value error, " prefix
-        raise ConfigError(_env_name(first["loc"]), message) from None
+        # A misspelt name is often why a required one is missing: name those too.
+        (first, message), *more = _problems(exc) + unknown_variables(os.environ)
+        raise ConfigError(first, message, more=more) from None
     except SettingsError as exc:
-        # Raised for values that must be JSON (e.g. BRIDGE_KAFKA_CONFIG) but are not.
+        # Raised for values that must be JSON but are not, before anything else is checked.
         match = re.search(r'field "([a-z_]+)"', str(exc))
         name = ENV_PREFIX + match.group(1).upper() if match else ENV_PREFIX + "*"
         raise ConfigError(name, "is not valid JSON") from None
+
+
+def _variables() -> dict[str, str]:
+    """Every variable the bridge reads, with its meaning."""
+    known = {
+        ENV_PREFIX + name.upper(): field.description or ""
+        for name, field in Settings.model_fields.items()
+    }
+    known[ENV_PREFIX + "SECRETS_DIR"] = "folder of secret files named like their variable"
+    return known
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(variable, why) for each `BRIDGE_*` variable the bridge does not read: a misspelt
+    setting would otherwise be ignored without a word."""
+    known = _variables()
+    found = []
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            found.append((name, f"is not a setting of talon-bridge and is ignored{hint}"))
+    return found
+
+
+def warn_unknown() -> None:
+    """Log `unknown_variables` of the environment; called once logging is set up."""
+    for name, why in unknown_variables(os.environ):
+        log.warning("%s %s", name, why, extra={"variable": name})
+
+
+def _default(name: str) -> str | None:
+    """A variable's default as it would be written in the environment; None if required."""
+    if name == "secrets_dir":
+        return SECRETS_DIR
+    field = Settings.model_fields[name]
+    if field.is_required():
+        return None
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def reference() -> list[tuple[str, str | None, str]]:
+    """(variable, default or None when required, meaning) for every setting, in model order.
+
+    The README's settings table and `talon-bridge run --help` are both this list.
+    """
+    return [
+        (variable, _default(variable.removeprefix(ENV_PREFIX).lower()), meaning)
+        for variable, meaning in _variables().items()
+    ]
+
+
+def help_text() -> str:
+    """The settings as `--help` shows them (the README is not in the image)."""
+    lines = ["settings, from BRIDGE_* environment variables (or secret files):"]
+    indent = " " * 6
+    for variable, default, meaning in reference():
+        shown = "required" if default is None else f"default: {default or 'unset'}"
+        lines.append(f"  {variable}  ({shown})")
+        plain = meaning.replace("`", "")
+        lines += textwrap.wrap(plain, 88, initial_indent=indent, subsequent_indent=indent)
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from bridge.kafka_io import LIBRDKAFKA_LOGGER, new_client
 from bridge.logs import configure_logging
-from bridge.settings import KafkaSettings, load
+from bridge.settings import KafkaSettings, load, warn_unknown
 
 __all__ = ["HELP", "TopicSpec", "configure", "ensure_topics", "run", "specs_for"]
 
@@ -98,6 +98,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load(KafkaSettings)
     configure_logging(settings.log_level, settings.log_format)
+    warn_unknown()
     specs = specs_for(settings, partitions=args.partitions, replication=args.replication_factor)
     try:
         created = ensure_topics(settings.librdkafka_common(), specs)

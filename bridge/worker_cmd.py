@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bridge.logs import configure_logging
-from bridge.settings import Settings, load
+from bridge.settings import Settings, help_text, load, warn_unknown
 
 __all__ = ["HELP", "configure", "run"]
 
@@ -18,7 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="check the setup and exit instead of running (same as `talon-bridge doctor`)",
     )
-    parser.epilog = "All settings come from BRIDGE_* environment variables; see README."
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = help_text()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
         return doctor.run(argparse.Namespace(json=False, timeout=10.0, worker_url=None))
     settings = load(Settings)
     configure_logging(settings.log_level, settings.log_format)
+    warn_unknown()
     from bridge.worker import run_worker  # deferred: heavy imports only when running
 
     return run_worker(settings)

@@ -14,7 +14,14 @@ from confluent_kafka import KafkaException, Producer
 
 from bridge.cli import main
 from bridge.errors import ConfigError
-from bridge.settings import KafkaSettings, Settings, load
+from bridge.settings import (
+    KafkaSettings,
+    Settings,
+    load,
+    reference,
+    unknown_variables,
+    warn_unknown,
+)
 
 BASE = {
     "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
@@ -232,3 +239,101 @@ def test_secret_config_must_be_a_json_object(env: pytest.MonkeyPatch, value: str
     with pytest.raises(ConfigError) as info:
         load(Settings)
     assert info.value.setting == "BRIDGE_KAFKA_SECRET_CONFIG"
+
+
+def test_every_problem_is_named_at_once(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.delenv("BRIDGE_TALON_API_KEY")
+    env.setenv("BRIDGE_MAX_IN_FLIGHT", "lots")
+    env.setenv("BRIDGE_KAFKA_CONFIG", "not json")
+    env.setenv("BRIDGE_ON_POISON", "ignore")
+    with pytest.raises(ConfigError) as info:
+        load(Settings)
+    assert [name for name, _ in info.value.problems] == [
+        "BRIDGE_KAFKA_CONFIG",
+        "BRIDGE_TALON_API_KEY",
+        "BRIDGE_MAX_IN_FLIGHT",
+        "BRIDGE_ON_POISON",
+    ]
+    assert info.value.problems[0][1] == "is not valid JSON"
+    assert info.value.problems[1][1] == "is required but not set"
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    for name, why in info.value.problems:
+        assert f"{name}: {why}" in err
+
+
+def test_a_misspelt_variable_is_named_with_the_closest_setting(
+    env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.setenv("BRIDGE_MAX_INFLIGHT", "3")
+    env.setenv("BRIDGE_ZZZ", "1")
+    env.setenv("NOT_BRIDGE_X", "1")
+    assert unknown_variables(__import__("os").environ) == [
+        (
+            "BRIDGE_MAX_INFLIGHT",
+            "is not a setting of talon-bridge and is ignored; did you mean BRIDGE_MAX_IN_FLIGHT?",
+        ),
+        ("BRIDGE_ZZZ", "is not a setting of talon-bridge and is ignored"),
+    ]
+    with caplog.at_level(logging.WARNING, logger="bridge.settings"):
+        warn_unknown()
+    assert [r.getMessage() for r in caplog.records] == [
+        "BRIDGE_MAX_INFLIGHT is not a setting of talon-bridge and is ignored; "
+        "did you mean BRIDGE_MAX_IN_FLIGHT?",
+        "BRIDGE_ZZZ is not a setting of talon-bridge and is ignored",
+    ]
+    # The secrets directory is read by `load` itself, not a field, and is no typo.
+    env.setenv("BRIDGE_SECRETS_DIR", "/nonexistent")
+    assert "BRIDGE_SECRETS_DIR" not in dict(unknown_variables(__import__("os").environ))
+
+
+def test_a_misspelt_required_variable_is_named_in_the_error(env: pytest.MonkeyPatch) -> None:
+    env.delenv("BRIDGE_TALON_API_KEY")
+    env.setenv("BRIDGE_TALON_APIKEY", "secret-key-123")
+    with pytest.raises(ConfigError) as info:
+        load(Settings)
+    assert info.value.problems == [
+        ("BRIDGE_TALON_API_KEY", "is required but not set"),
+        (
+            "BRIDGE_TALON_APIKEY",
+            "is not a setting of talon-bridge and is ignored; did you mean BRIDGE_TALON_API_KEY?",
+        ),
+    ]
+    assert "secret-key-123" not in str(info.value)
+
+
+def test_every_setting_has_a_meaning() -> None:
+    assert all(field.description for field in Settings.model_fields.values())
+
+
+def test_run_help_lists_every_setting_with_its_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["run", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    for variable, default, _ in reference():
+        shown = "required" if default is None else f"default: {default or 'unset'}"
+        assert f"  {variable}  ({shown})\n" in out
+    assert "      API calls running at once, across sessions\n" in out
+
+
+def test_readme_settings_table_is_the_model() -> None:
+    """README's table, row by row, is `reference()`: names, defaults and meanings."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| `BRIDGE_")
+    ]
+    expected = [
+        [f"`{name}`", "(required)" if d is None else f"`{d}`" if d else "", meaning]
+        for name, d, meaning in reference()
+    ]
+    table = "\n".join(f"| {' | '.join(row)} |" for row in expected)
+    assert rows == expected, f"README's settings table should read:\n{table}"
