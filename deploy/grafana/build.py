@@ -36,11 +36,15 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import heatmap as hm
 from grafana_foundation_sdk.models import prometheus as pm
 
-__all__ = ["DASHBOARDS", "RUNBOOK", "render", "write"]
+__all__ = ["DASHBOARDS", "RUNBOOK", "RUNBOOK_VAR", "render", "write"]
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT_DIRS = (ROOT / "deploy" / "grafana", ROOT / "deploy" / "helm" / "talon-bridge" / "dashboards")
 RUNBOOK = "docs/operations.md"
+# The Runbook link is the hidden constant `runbook_url`: a path in this repository, which
+# Grafana cannot open by itself. Set it to where the runbook is browsable when importing the
+# dashboards; the chart does (`dashboards.runbookBaseUrl`).
+RUNBOOK_VAR = "runbook_url"
 TAGS = ["talon-bridge", "kafka", "talon-one"]
 
 DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -242,6 +246,7 @@ def variables(*extra: db.QueryVariable) -> list[object]:
         query_var("namespace", "Namespace", "label_values(bridge_build_info, namespace)"),
         query_var("pod", "Pod", 'label_values(bridge_build_info{namespace=~"$namespace"}, pod)'),
         *extra,
+        db.ConstantVariable(RUNBOOK_VAR).label("Runbook").value(RUNBOOK),
     ]
 
 
@@ -261,7 +266,7 @@ def base(uid: str, title: str, description: str) -> db.Dashboard:
             .type(dm.DashboardLinkType.LINK)
             .icon("doc")
             .tooltip("What each alert means and what to do")
-            .url(RUNBOOK)
+            .url(f"${{{RUNBOOK_VAR}}}")
             .target_blank(True)
         )
         .link(

@@ -763,3 +763,36 @@ def test_registry_and_secret_config_come_from_secrets(render: Render) -> None:
     assert volumes["registry-ca"]["secret"]["secretName"] == "sr-ca"
     mounts = {m["name"]: m["mountPath"] for m in container(deployment)["volumeMounts"]}
     assert ca == f"{mounts['registry-ca']}/ca.crt"
+
+
+def test_dashboards_runbook_link_points_where_the_runbook_is(render: Render) -> None:
+    def runbooks(values: dict[str, Any]) -> list[str]:
+        docs = render({"dashboards": {"enabled": True}, **values})
+        boards = [
+            json.loads(text)
+            for doc in docs
+            if doc["kind"] == "ConfigMap" and "-dashboard-" in doc["metadata"]["name"]
+            for text in doc["data"].values()
+        ]
+        assert boards
+        for board in boards:
+            assert {link.get("url") for link in board["links"]} >= {"${runbook_url}"}
+        variables = [v for b in boards for v in b["templating"]["list"]]
+        return [v["query"] for v in variables if v["name"] == "runbook_url"]
+
+    assert set(runbooks({})) == {"docs/operations.md"}
+    base = "https://git.example.com/retail/talon-bridge/blob/v1.4.0"
+    url = f"{base}/docs/operations.md"
+    assert set(runbooks({"prometheusRule": {"runbookBaseUrl": base}})) == {url}
+    other = "https://docs.example.com/talon-bridge"
+    both = {"prometheusRule": {"runbookBaseUrl": base}, "dashboards": {"enabled": True}}
+    both["dashboards"]["runbookBaseUrl"] = other + "/"
+    assert set(runbooks(both)) == {f"{other}/docs/operations.md"}
+
+
+def test_operations_doc_states_the_charts_scrape_interval() -> None:
+    interval = yaml.safe_load((CHART / "values.yaml").read_text())["serviceMonitor"]["interval"]
+    seconds = int(str(interval).removesuffix("s"))
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    stated = re.findall(r"every (\d+) s by default: `serviceMonitor.interval`", operations)
+    assert stated == [str(seconds)]

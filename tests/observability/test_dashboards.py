@@ -73,7 +73,11 @@ def test_identity_and_links(boards: dict[str, dict[str, Any]]) -> None:
     for name, board in boards.items():
         assert board["title"].startswith("talon-bridge / "), name
         assert "talon-bridge" in board["tags"], name
-        assert any(link.get("url") == "docs/operations.md" for link in board["links"]), name
+        # The runbook link is a hidden constant, set where the runbook is browsable.
+        assert any(link.get("url") == "${runbook_url}" for link in board["links"]), name
+        runbook = {v["name"]: v for v in board["templating"]["list"]}["runbook_url"]
+        assert runbook["type"] == "constant" and runbook["hide"] == 2, name
+        assert runbook["query"] == "docs/operations.md", name
 
 
 def test_template_variables(boards: dict[str, dict[str, Any]]) -> None:
@@ -84,7 +88,7 @@ def test_template_variables(boards: dict[str, dict[str, Any]]) -> None:
         for var in ("namespace", "pod"):
             assert variables[var]["type"] == "query", (name, var)
             assert variables[var]["includeAll"] and variables[var]["allValue"] == ".*"
-        assert set(variables) - {"datasource"} <= set(GRAFANA_VARIABLES), name
+        assert set(variables) - {"datasource", "runbook_url"} <= set(GRAFANA_VARIABLES), name
     overview = boards["talon-bridge-overview.json"]["templating"]["list"]
     assert "topic" in {v["name"] for v in overview}
 
