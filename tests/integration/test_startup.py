@@ -22,7 +22,10 @@ BASE = {
 def _run(env: dict[str, str]) -> tuple[int, str]:
     worker = WorkerProcess({**BASE, **env}).start(wait_ready=False)
     assert worker.proc is not None
-    return worker.proc.wait(timeout=90), worker.log_text()
+    try:
+        return worker.proc.wait(timeout=90), worker.log_text()
+    finally:
+        worker.kill()  # only if it is still running: it was to exit by itself
 
 
 def _lines(log: str) -> list[dict[str, object]]:

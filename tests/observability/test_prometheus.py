@@ -83,9 +83,22 @@ def test_every_dashboard_variable_has_values(observed_run: ObservedRun) -> None:
 def test_every_alert_expression_returns_series(observed_run: ObservedRun) -> None:
     """Each rule without its thresholds (`x > 5` becomes `x > bool 5`) matches real series."""
     prom = observed_run.require_prometheus()
-    queries = [(rule["alert"], without_thresholds(rule["expr"])) for rule in _rules()]
+    queries = [
+        (rule["alert"], without_thresholds(rule["expr"]))
+        for rule in _rules()
+        if "absent(" not in rule["expr"]  # absence rules: see the next test
+    ]
     problems = _empty_or_failing(prom, queries)
     assert not problems, "alert expressions without data:\n" + "\n".join(problems)
+
+
+def test_absence_rule_knows_the_worker_and_stays_quiet(observed_run: ObservedRun) -> None:
+    """While a worker reports, the rule for "none reports" holds its deployment and is empty."""
+    prom = observed_run.require_prometheus()
+    rule = next(r for r in _rules() if r["alert"] == "BridgeWorkersAbsent")
+    seen = prom.query("group by (namespace, job) (max_over_time(bridge_build_info[1d]))")
+    assert [s["metric"]["job"] for s in seen] == [prom.job]
+    assert prom.query(str(rule["expr"])) == []
 
 
 def test_rules_load_and_evaluate_without_errors(observed_run: ObservedRun) -> None:
