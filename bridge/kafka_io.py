@@ -132,6 +132,19 @@ def producer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
     return conf
 
 
+def _unreadable(found: Any) -> str | None:
+    """Why a topic's metadata (None: not listed) says it cannot be read, or None.
+
+    Other errors (a leader being elected) pass: they are transient.
+    """
+    code = found.error.code() if found is not None and found.error else None
+    if found is None or code == KafkaError.UNKNOWN_TOPIC_OR_PART:
+        return _NOT_FOUND
+    if code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        return "the worker may not describe it"
+    return None
+
+
 @dataclass(slots=True)
 class InputRecord:
     """A consumed record, detached from librdkafka's Message."""
@@ -333,11 +346,8 @@ class ConsumerThread(threading.Thread):
         try:
             for topic in self._topics:
                 found = self._consumer.list_topics(topic, timeout=5).topics.get(topic)
-                code = found.error.code() if found is not None and found.error else None
-                if found is None or code == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    why[topic] = _NOT_FOUND
-                elif code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-                    why[topic] = "the worker may not describe it"
+                if (problem := _unreadable(found)) is not None:
+                    why[topic] = problem
         except KafkaException as exc:  # the cluster did not answer: keep what we knew
             client_errors.warning("cannot check the input topics: %s", exc)
             return
@@ -554,9 +564,9 @@ class Cluster:
             raise KafkaUnreachableError(str(conf["bootstrap.servers"]), reason) from None
         self._admin.poll(0)
 
-    def has_topic(self, topic: str) -> bool:
-        found = self._metadata.topics.get(topic)
-        return found is not None and found.error is None
+    def topic_problem(self, topic: str) -> str | None:
+        """Why the worker cannot use `topic` as the cluster describes it, or None."""
+        return _unreadable(self._metadata.topics.get(topic))
 
     def topic_config(self, topic: str, name: str) -> str | None:
         """One configuration value of a topic; None when the worker may not describe it."""

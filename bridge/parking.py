@@ -184,10 +184,11 @@ class _Unreadable(Exception):
 
 def parking_topic_problem(cluster: Cluster, topic: str) -> str | None:
     """Why `topic` cannot hold the parked set, or None when it can (or cannot be told)."""
-    if not cluster.has_topic(topic):
+    problem = cluster.topic_problem(topic)
+    if problem is not None:
         return (
-            f"topic {topic!r} does not exist; create it compacted (`talon-bridge topics "
-            "create`), or set BRIDGE_ON_POISON=skip"
+            f"topic {topic!r}: {problem}; create it compacted (`talon-bridge topics create`) "
+            "and let the worker read and write it, or set BRIDGE_ON_POISON=skip"
         )
     policy = cluster.topic_config(topic, "cleanup.policy")
     if policy is not None and "compact" not in policy.split(","):

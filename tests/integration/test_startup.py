@@ -62,8 +62,9 @@ def test_a_missing_parking_topic_is_a_configuration_error(kafka_bootstrap: str) 
     assert code == 2, log
     assert "Traceback" not in log and "cannot reach" not in log
     assert (
-        f"talon-bridge: configuration error: BRIDGE_PARKING_TOPIC: topic '{missing}' does not "
-        "exist; create it compacted (`talon-bridge topics create`), or set BRIDGE_ON_POISON=skip"
+        f"talon-bridge: configuration error: BRIDGE_PARKING_TOPIC: topic '{missing}': it does "
+        "not exist; create it compacted (`talon-bridge topics create`) and let the worker read "
+        "and write it, or set BRIDGE_ON_POISON=skip"
     ) in log
 
 
