@@ -49,9 +49,10 @@ from bridge.errors import (
     ApiTimeoutError,
     DecodeError,
     FatalApiError,
+    KafkaUnreachableError,
 )
-from bridge.kafka_io import LIBRDKAFKA_LOGGER, new_client
-from bridge.settings import ENV_PREFIX, Settings, load
+from bridge.kafka_io import LIBRDKAFKA_LOGGER, Cluster, new_client
+from bridge.settings import ENV_PREFIX, Settings, load, warn_unknown
 
 __all__ = ["HELP", "Check", "Status", "configure", "diagnose", "run"]
 
@@ -124,23 +125,15 @@ def diagnose(
 
 
 def _kafka_checks(settings: Settings, timeout: float) -> list[Check]:
-    # Why a connection failed (authentication, TLS) only reaches the error callback.
-    client_errors: list[KafkaError] = []
-    conf = {
-        **settings.librdkafka_common(),
-        "logger": LIBRDKAFKA_LOGGER,
-        "error_cb": client_errors.append,
-    }
-    admin = new_client(AdminClient, conf)
     try:
-        try:
-            metadata = admin.list_topics(timeout=timeout)
-        except KafkaException as exc:
-            admin.poll(0)  # serves the queued error callbacks
-            return [
-                _unreachable(settings, timeout, exc, client_errors),
-                Check("kafka", "topics, ACLs, group", "skipped", "not checked: no broker"),
-            ]
+        cluster = Cluster(settings.librdkafka_common(), timeout)
+    except KafkaUnreachableError as exc:
+        return [
+            _unreachable(settings, timeout, exc),
+            Check("kafka", "topics, ACLs, group", "skipped", "not checked: no broker"),
+        ]
+    admin, metadata = cluster.admin, cluster.metadata
+    try:
         rows = [
             Check(
                 "kafka",
@@ -176,29 +169,22 @@ def _kafka_checks(settings: Settings, timeout: float) -> list[Check]:
         admin.poll(0)  # hands librdkafka's queued lines to the logger
 
 
-def _unreachable(
-    settings: Settings, timeout: float, exc: KafkaException, errors: list[KafkaError]
-) -> Check:
+def _unreachable(settings: Settings, timeout: float, exc: KafkaUnreachableError) -> Check:
     subject = settings.kafka_bootstrap_servers
-    auth = [e for e in errors if e.code() == KafkaError._AUTHENTICATION]  # noqa: SLF001
-    if auth:
+    if exc.credentials_refused:
         return Check(
             "kafka",
             subject,
             "fail",
-            f"the brokers refused the credentials: {auth[-1].str()}",
+            f"the brokers refused the credentials: {exc.reason}",
             f"check {ENV_PREFIX}KAFKA_SASL_USERNAME, {ENV_PREFIX}KAFKA_SASL_PASSWORD and "
             f"sasl.mechanism in {ENV_PREFIX}KAFKA_CONFIG",
         )
-    why = next(
-        (e.str() for e in reversed(errors) if e.code() != KafkaError._ALL_BROKERS_DOWN),  # noqa: SLF001
-        _kafka_text(exc),
-    )
     return Check(
         "kafka",
         subject,
         "fail",
-        f"no broker answered within {timeout:g}s: {why}",
+        f"no broker answered within {timeout:g}s: {exc.reason}",
         f"check {ENV_PREFIX}KAFKA_BOOTSTRAP_SERVERS, the network path and the "
         f"security settings in {ENV_PREFIX}KAFKA_CONFIG",
     )
@@ -640,6 +626,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load(Settings)
     configure_logging(settings.log_level, settings.log_format)
+    warn_unknown()
     rows = diagnose(settings, timeout=args.timeout, worker_url=args.worker_url)
     failed = any(r.status == "fail" for r in rows)
     if args.json:

@@ -154,9 +154,17 @@ class KafkaFatalError(BridgeError):
 
 
 class KafkaUnreachableError(BridgeError):
-    """No broker answered in time; `servers` is the bootstrap list, `reason` librdkafka's."""
+    """No broker answered in time; `servers` is the bootstrap list, `reason` librdkafka's.
 
-    def __init__(self, servers: str, reason: str) -> None:
-        super().__init__(f"cannot reach the Kafka brokers at {servers}: {reason}")
+    `credentials_refused`: a broker answered but refused the client's authentication.
+    """
+
+    def __init__(self, servers: str, reason: str, *, credentials_refused: bool = False) -> None:
+        super().__init__(
+            f"the Kafka brokers at {servers} refused the credentials: {reason}"
+            if credentials_refused
+            else f"cannot reach the Kafka brokers at {servers}: {reason}"
+        )
         self.servers = servers
         self.reason = reason
+        self.credentials_refused = credentials_refused

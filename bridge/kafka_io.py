@@ -56,6 +56,7 @@ client_errors = logging.getLogger(f"{__name__}.errors")
 _PARTITION_EOF = KafkaError._PARTITION_EOF  # noqa: SLF001
 _NO_OFFSET = KafkaError._NO_OFFSET  # noqa: SLF001
 _ALL_BROKERS_DOWN = KafkaError._ALL_BROKERS_DOWN  # noqa: SLF001
+_AUTHENTICATION = KafkaError._AUTHENTICATION  # noqa: SLF001
 _TOPIC_RECHECK_S = 10.0
 _NOT_FOUND = "it does not exist"
 # How librdkafka reports a subscribed topic, or one of its partitions, gone from the cluster.
@@ -143,6 +144,16 @@ def _unreadable(found: Any) -> str | None:
     if code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
         return "the worker may not describe it"
     return None
+
+
+def _unreachable(servers: str, exc: KafkaException, errors: list[KafkaError]) -> Exception:
+    refused = [e for e in errors if e.code() == _AUTHENTICATION]
+    if refused:
+        return KafkaUnreachableError(servers, refused[-1].str(), credentials_refused=True)
+    reasons = [e.str() for e in errors if e.code() != _ALL_BROKERS_DOWN]
+    error = exc.args[0]
+    fallback = error.str() if isinstance(error, KafkaError) else str(exc)
+    return KafkaUnreachableError(servers, reasons[0] if reasons else fallback)
 
 
 @dataclass(slots=True)
@@ -545,34 +556,35 @@ REACH_TIMEOUT_S = 10.0
 
 
 class Cluster:
-    """The cluster as seen at start: raises `KafkaUnreachableError` when no broker answers."""
+    """The cluster's metadata, asked once through an admin client (`admin`, `metadata`).
+
+    Raises `KafkaUnreachableError` when no broker answers within `timeout`.
+    """
 
     def __init__(self, conf: dict[str, Any], timeout: float = REACH_TIMEOUT_S) -> None:
         self._timeout = timeout
-        self._errors: list[KafkaError] = []
-        self._admin = new_client(
-            AdminClient, {**conf, "logger": LIBRDKAFKA_LOGGER, "error_cb": self._errors.append}
+        # Why a connection failed (refused, unresolvable, authentication) only reaches the
+        # error callback; the metadata error itself says "Broker transport failure".
+        errors: list[KafkaError] = []
+        self.admin = new_client(
+            AdminClient, {**conf, "logger": LIBRDKAFKA_LOGGER, "error_cb": errors.append}
         )
         try:
-            self._metadata = self._admin.list_topics(timeout=timeout)
+            self.metadata = self.admin.list_topics(timeout=timeout)
         except KafkaException as exc:
-            self._admin.poll(0)  # serves the error callback and hands queued lines to the logger
-            # The first connection error says why ("Connection refused", "Failed to resolve");
-            # the metadata error itself only says "Broker transport failure".
-            reasons = [e.str() for e in self._errors if e.code() != _ALL_BROKERS_DOWN]
-            reason = reasons[0] if reasons else exc.args[0].str()
-            raise KafkaUnreachableError(str(conf["bootstrap.servers"]), reason) from None
-        self._admin.poll(0)
+            self.admin.poll(0)  # serves the error callback and hands queued lines to the logger
+            raise _unreachable(str(conf["bootstrap.servers"]), exc, errors) from None
+        self.admin.poll(0)
 
     def topic_problem(self, topic: str) -> str | None:
         """Why the worker cannot use `topic` as the cluster describes it, or None."""
-        return _unreadable(self._metadata.topics.get(topic))
+        return _unreadable(self.metadata.topics.get(topic))
 
     def topic_config(self, topic: str, name: str) -> str | None:
         """One configuration value of a topic; None when the worker may not describe it."""
         resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
         try:
-            future = self._admin.describe_configs([resource], request_timeout=self._timeout)
+            future = self.admin.describe_configs([resource], request_timeout=self._timeout)
             entries = future[resource].result(self._timeout)
         except KafkaException as exc:
             client_errors.warning("cannot describe topic %s: %s", topic, exc.args[0].str())

@@ -191,11 +191,12 @@ def parking_topic_problem(cluster: Cluster, topic: str) -> str | None:
             "and let the worker read and write it, or set BRIDGE_ON_POISON=skip"
         )
     policy = cluster.topic_config(topic, "cleanup.policy")
-    if policy is not None and "compact" not in policy.split(","):
-        # Under plain deletion a parked session would be released when its record expires.
+    if policy is not None and policy != "compact":
+        # With deletion (`delete`, or `compact,delete`) retention drops parked sessions, and a
+        # restarted worker would release them silently. `talon-bridge doctor` says the same.
         return (
-            f"topic {topic!r} has cleanup.policy={policy}; the parked set needs "
-            "cleanup.policy=compact"
+            f"topic {topic!r} has cleanup.policy={policy}: must be compact, or parked "
+            "sessions are lost to retention"
         )
     return None
 

@@ -250,10 +250,11 @@ def run(args: argparse.Namespace) -> int:
 def _send(topic: str | None, commands: Iterator[Command]) -> tuple[int, str]:
     from bridge.logs import configure_logging
     from bridge.produce import produce_commands
-    from bridge.settings import KafkaSettings, load
+    from bridge.settings import KafkaSettings, load, warn_unknown
 
     settings = load(KafkaSettings)
     configure_logging(settings.log_level, settings.log_format)
+    warn_unknown()
     codec = Codec.from_settings(settings)
     target = topic or settings.input_topics[0]
     try:

@@ -79,6 +79,6 @@ def test_an_uncompacted_parking_topic_is_refused(
     assert code == 2, log
     assert "Traceback" not in log
     assert (
-        f"BRIDGE_PARKING_TOPIC: topic '{plain}' has cleanup.policy=delete; the parked set "
-        "needs cleanup.policy=compact"
+        f"BRIDGE_PARKING_TOPIC: topic '{plain}' has cleanup.policy=delete: must be compact, "
+        "or parked sessions are lost to retention"
     ) in log
