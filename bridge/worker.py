@@ -980,11 +980,8 @@ class Worker:
             if problem is not None:
                 raise ConfigError("BRIDGE_PARKING_TOPIC", problem)
 
-    async def run(self) -> int:
-        loop = asyncio.get_running_loop()
-        # Named from the loop itself, not the setting: what it reports is what actually runs.
-        loop_name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
-        self.metrics.running_on(loop_name)
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> HealthServer | None:
+        """Say what starts, serve the probes, check the cluster; None if it cannot be reached."""
         settings = self.settings
         log.info(
             "worker starting",
@@ -1013,10 +1010,21 @@ class Worker:
             # Expected while the cluster or the network is down: one line, no traceback.
             log.error("%s", exc, extra={"brokers": exc.servers})
             await health.stop()
-            return 1
+            return None
         except ConfigError:
             await health.stop()
             raise
+        return health
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        # Named from the loop itself, not the setting: what it reports is what actually runs.
+        loop_name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+        self.metrics.running_on(loop_name)
+        settings = self.settings
+        health = await self._open(loop)
+        if health is None:
+            return 1
         extra: dict[str, Any] = {}
         if settings.exactly_once:
             extra = {
