@@ -13,7 +13,7 @@ from bridge import __version__
 from bridge.harness import WorkerProcess
 
 BASE = {
-    "BRIDGE_TALON_BASE_URL": "http://127.0.0.1:9",
+    "BRIDGE_TALON_BASE_URL": "https://127.0.0.1:9",
     "BRIDGE_TALON_API_KEY": "startup-key-5a1",
     "BRIDGE_INPUT_TOPICS": "startup-in",
 }
