@@ -240,6 +240,23 @@ class Metrics:
             "and calls are probed with backoff instead of counting against retry budgets.",
             registry=r,
         )
+        self.api_gate_closed = Gauge(
+            "bridge_api_gate_closed",
+            "1 while the API gate holds every call, by reason: outage, auth or throttled "
+            "(429s go on although the send rate was lowered).",
+            ["reason"],
+            registry=r,
+        )
+        self.api_retry_after = Gauge(
+            "bridge_api_retry_after_seconds",
+            "Seconds left until the latest Retry-After Talon.One named (0 when none is in force).",
+            registry=r,
+        )
+        self.api_pacing_limit = Gauge(
+            "bridge_api_pacing_limit_per_second",
+            "Calls per second the pacer allows, learnt from 429s (0 while it does not limit).",
+            registry=r,
+        )
         self.ready = Gauge("bridge_ready", "1 when the worker is ready to take work.", registry=r)
         self.build = Info("bridge_build", "Build information.", registry=r)
         self.running_on("")  # known once the worker runs on its loop

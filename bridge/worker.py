@@ -39,7 +39,8 @@ from bridge.dlq import (
     header,
 )
 from bridge.engine.offsets import OffsetTracker, Slot
-from bridge.engine.retry import RetryPolicy
+from bridge.engine.pacing import Pacer
+from bridge.engine.retry import RETRY_AFTER_MARGIN, RetryPolicy
 from bridge.engine.sequencer import Sequenced, Sequencer
 from bridge.errors import (
     ApiError,
@@ -51,6 +52,7 @@ from bridge.errors import (
     KafkaFatalError,
     KafkaUnreachableError,
     PermanentApiError,
+    RateLimitedError,
     RetryableApiError,
 )
 from bridge.handlers import Applied, Handlers
@@ -89,9 +91,11 @@ delivery_errors = logging.getLogger(f"{__name__}.delivery")
 
 
 # Consecutive retryable failures, over at least this many sessions, that mean "the API is
-# down" rather than "these records are failing": one failing session never trips it.
+# down" rather than "these records are failing": one failing session never trips it. The same
+# streak of 429s, all to calls the pacer had already slowed, closes the gate as "throttled".
 OUTAGE_STREAK = 12
 OUTAGE_SESSIONS = 3
+GATE_REASONS = ("outage", "auth", "throttled")
 
 
 class State(IntEnum):
@@ -104,6 +108,11 @@ class State(IntEnum):
 
 
 _ACTIVE = (State.RUNNING, State.PRODUCING)
+_GATE_MESSAGES = {
+    "auth": "Talon.One rejected the API key; pausing intake and probing",
+    "outage": "Talon.One looks down; pausing intake and probing",
+    "throttled": "Talon.One keeps rate-limiting; pausing intake until its Retry-After",
+}
 
 
 class Work:
@@ -217,8 +226,13 @@ class Worker:
         self._api_ok.set()
         self._gate_closures = 0
         self._gate_reason: str | None = None
+        self._gate_timer: asyncio.TimerHandle | None = None
         self._streak = 0
         self._streak_keys: set[bytes | None] = set()
+        self._throttled = 0
+        self._throttled_keys: set[bytes | None] = set()
+        self.pacer = Pacer()
+        self._pace_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._exit_code = 0
         self._fatal: str | None = None
@@ -244,11 +258,22 @@ class Worker:
         self.metrics.parked_oldest_age.set_function(self.parking.oldest_age)
         self.metrics.parked_waiting.set_function(self.parking.waiting)
         self.metrics.ready.set_function(lambda: 1.0 if self.ready() else 0.0)
+        for reason in GATE_REASONS:
+            self.metrics.api_gate_closed.labels(reason).set_function(
+                partial(self._gate_closed_for, reason)
+            )
+        self.metrics.api_retry_after.set_function(
+            lambda: self.pacer.retry_after_in_force(time.monotonic())
+        )
+        self.metrics.api_pacing_limit.set_function(lambda: self.pacer.limit or 0.0)
         for topic in self.settings.input_topics:
             self.metrics.input_topic_missing.labels(topic).set_function(
                 partial(self._topic_missing, topic)
             )
             self.metrics.input_log_resets_for(topic)  # exported as 0 from the start
+
+    def _gate_closed_for(self, reason: str) -> float:
+        return 1.0 if self._gate_reason == reason and not self._api_ok.is_set() else 0.0
 
     def _paused_partitions(self) -> int:
         consumer = self._consumer
@@ -479,7 +504,17 @@ class Worker:
                 continue
             if not self._api_ok.is_set():
                 await self._api_ok.wait()
+            if self.pacer.limit is not None:
+                await self._pace()
             await self._call(work, cmd)
+
+    async def _pace(self) -> None:
+        # One caller at a time takes the next slot, in the order they came: the rate then
+        # applies at once, also to the calls released together when the gate reopens.
+        async with self._pace_lock:
+            wait = self.pacer.reserve(time.monotonic())
+            if wait > 0:
+                await asyncio.sleep(wait)
 
     async def _decode_later(self, work: Work) -> Command | None:
         """Decode a record whose writer schema was not cached on arrival, fetching it from
@@ -517,11 +552,12 @@ class Worker:
         self._transition(work, State.RUNNING)
         work.attempts += 1
         self._in_flight += 1
+        sent_at = time.monotonic()
         try:
             applied = await self.handlers.apply(cmd)
         except ApiError as exc:
             self._in_flight -= 1
-            self._failed(work, exc)
+            self._failed(work, exc, sent_at)
             return
         except InvalidCommandError as exc:
             self._in_flight -= 1
@@ -536,21 +572,35 @@ class Worker:
             self._dead_letter(work, DeadLetter("api", type(exc).__name__, "internal", str(exc)))
             return
         self._in_flight -= 1
-        if self._streak:
-            self._streak = 0
+        self.pacer.on_accepted(time.monotonic(), sent_at)
+        if self._streak or self._throttled:
+            self._streak = self._throttled = 0
             self._streak_keys.clear()
+            self._throttled_keys.clear()
         if self._gate_closures:
             self._api_recovered()
         self._publish(work, cmd, applied)
 
-    def _failed(self, work: Work, exc: ApiError) -> None:
+    def _failed(self, work: Work, exc: ApiError, sent_at: float) -> None:
         now = time.monotonic()
         if work.first_failure is None:
             work.first_failure = now
         if isinstance(exc, FatalApiError):
             self._hold(work, "auth", exc)
             return
-        if isinstance(exc, RetryableApiError) and not isinstance(exc, ConflictError):
+        if isinstance(exc, RateLimitedError):
+            # "Slow down", never an outage: the pacer lowers the rate; only 429s to calls it
+            # had already slowed count towards closing the gate.
+            if self.pacer.on_throttled(now, sent_at, exc.retry_after):
+                self._throttled += 1
+                self._throttled_keys.add(work.rec.key)
+            if self._gate_reason == "throttled" or (
+                self._throttled >= OUTAGE_STREAK and len(self._throttled_keys) >= OUTAGE_SESSIONS
+            ):
+                self._hold(work, "throttled", exc)
+                return
+        elif isinstance(exc, RetryableApiError) and not isinstance(exc, ConflictError):
+            self.pacer.on_retry_after(now, exc.retry_after)
             self._streak += 1
             self._streak_keys.add(work.rec.key)
             outage = self._streak >= OUTAGE_STREAK and len(self._streak_keys) >= OUTAGE_SESSIONS
@@ -619,8 +669,10 @@ class Worker:
         """Close the API gate: no record is to blame, so none spends its retry budget.
 
         `auth`: the key is wrong or lacks permission (401/403); `outage`: calls fail across
-        many sessions. Intake pauses, every call waits at the gate, and the gate reopens with
-        growing backoff to probe, so a rotated key or a recovered API resumes by itself.
+        many sessions; `throttled`: 429s go on although the pacer slowed down. Intake pauses,
+        every call waits at the gate, and the gate reopens with growing backoff to probe,
+        never before the latest Retry-After, so a rotated key or a recovered API resumes by
+        itself. The held call itself waits for the gate too.
         """
         work.attempts -= 1
         work.first_failure = None
@@ -628,20 +680,38 @@ class Worker:
             self._api_ok.clear()
             self._gate_reason = reason
             self._gate_closures += 1
-            delay = min(self.retry.max_delay, 0.5 * 2 ** min(self._gate_closures - 1, 10))
-            asyncio.get_running_loop().call_later(delay, self._api_ok.set)
+            backoff = min(self.retry.max_delay, 0.5 * 2 ** min(self._gate_closures - 1, 10))
+            if reason == "throttled" and self.pacer.not_before > time.monotonic():
+                backoff = 0.0  # Retry-After says when; the pacer meters the reopening
+            self._schedule_reopen(time.monotonic() + backoff)
             if reason == "auth":
                 self.metrics.api_healthy.set(0)
-            else:
+            elif reason == "outage":
                 self.metrics.api_outage.set(1)
             if self._gate_closures == 1:
                 log.error(
-                    "Talon.One rejected the API key; pausing intake and probing"
-                    if reason == "auth"
-                    else "Talon.One looks down; pausing intake and probing",
+                    _GATE_MESSAGES[reason],
                     extra={"status": exc.status, "error_class": exc.error_class},
                 )
         self._backoff(work, 0)
+
+    def _schedule_reopen(self, probe_at: float) -> None:
+        """Reopen at `probe_at`, or at the latest Retry-After if that is later (an answer
+        still arriving may push it further: checked again when the time comes)."""
+        if self._gate_timer is not None:
+            self._gate_timer.cancel()
+        at = max(probe_at, self.pacer.not_before + RETRY_AFTER_MARGIN)
+        loop = asyncio.get_running_loop()
+        self._gate_timer = loop.call_at(
+            loop.time() + max(0.0, at - time.monotonic()), self._reopen, probe_at
+        )
+
+    def _reopen(self, probe_at: float) -> None:
+        self._gate_timer = None
+        if self.pacer.not_before + RETRY_AFTER_MARGIN > time.monotonic():
+            self._schedule_reopen(probe_at)
+            return
+        self._api_ok.set()
 
     def _api_recovered(self) -> None:
         log.info("Talon.One answers again; resuming", extra={"after": self._gate_reason})

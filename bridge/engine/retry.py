@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RETRY_AFTER_MARGIN", "RetryPolicy"]
+
+# Seconds added to every Retry-After wait.
+RETRY_AFTER_MARGIN = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,11 +29,13 @@ class RetryPolicy:
     ) -> float:
         """Seconds to wait after the `attempt`-th failed call (1-based)."""
         cap = min(self.max_delay, self.base_delay * (2.0 ** (attempt - 1)))
-        jittered = (rng or random).random() * cap
+        draw = (rng or random).random()
         if retry_after is not None:
-            # The server's hint is a floor; jitter on top spreads the herd.
-            return min(max(retry_after, jittered), max(self.max_delay, retry_after))
-        return jittered
+            # The server's hint is a floor, with a margin for timers that fire a little early
+            # (uvloop's clock is cached per loop iteration); jitter on top spreads the herd.
+            spread = draw * min(cap, 0.1 * retry_after)
+            return retry_after + RETRY_AFTER_MARGIN + spread
+        return draw * cap
 
     def exhausted(self, attempts: int, elapsed: float, *, conflict: bool = False) -> bool:
         if elapsed >= self.max_elapsed:

@@ -113,6 +113,7 @@ _MISMATCH: Final = _dump(
 )
 _FAULT_BODIES: Final = {
     "429": (429, _dump({"message": "Too many requests", "StatusCode": 429})),
+    "rate_limit": (429, _dump({"message": "Too many requests", "StatusCode": 429})),
     "500": (500, _dump({"message": "Internal server error", "StatusCode": 500})),
     "fail_session": (500, _dump({"message": "Internal server error", "StatusCode": 500})),
     "502": (502, _dump({"message": "Bad gateway", "StatusCode": 502})),
@@ -158,6 +159,37 @@ def _resolve(method: str, path: str) -> _Route | int:
     return 404
 
 
+class RetryWatch:
+    """When each request answered 429 or 503 may come back (its Retry-After), to count the
+    ones that come back early. A request is known by the bridge's event id, else by its
+    Idempotency-Key; requests with neither are not followed."""
+
+    _LIMIT: Final = 100_000
+
+    def __init__(self) -> None:
+        self._due: dict[str, float] = {}
+
+    @staticmethod
+    def _identity(headers: Any) -> str | None:
+        found = headers.get(EVENT_ID_HEADER) or headers.get(IDEMPOTENCY_HEADER)
+        return str(found) if found else None
+
+    def expect(self, headers: Any, due: float) -> None:
+        key = self._identity(headers)
+        if key is None:
+            return
+        if len(self._due) >= self._LIMIT:
+            self._due.pop(next(iter(self._due)))  # the oldest: a request never retried
+        self._due[key] = due
+
+    def check(self, headers: Any) -> float | None:
+        """The Retry-After deadline of this request's last rejection, if it had one."""
+        if not self._due:
+            return None
+        key = self._identity(headers)
+        return None if key is None else self._due.pop(key, None)
+
+
 class Simulator:
     """One simulated Talon.One Application: state, rules, faults and the request pipeline."""
 
@@ -183,6 +215,7 @@ class Simulator:
         # Awaited while a request holds its session or profile: lets a caller freeze a
         # request mid-flight and observe what concurrent requests get.
         self.hold: HoldHook | None = None
+        self._retries = RetryWatch()
         self._stopping: asyncio.Event | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -199,6 +232,7 @@ class Simulator:
     def reset(self) -> None:
         """Forget all state and counters; faults and the RNG go back to the start-up ones."""
         self.state.reset()
+        self._retries = RetryWatch()
         self.faults.configure(self._initial_faults)
         self.faults.reseed(self._initial_seed)
 
@@ -233,6 +267,9 @@ class Simulator:
         arrival = self.state.next_arrival()
         if request.headers.get("Authorization") != self._auth:
             return self._reply(401, _UNAUTHORIZED)
+        retry = self._retries.check(request.headers)
+        if retry is not None and retry > time.monotonic():
+            counters.early_retries += 1
         fault = self.faults.decide(route.session_id)
         if fault is not None and fault != "lost_response":
             counters.faults[fault] += 1
@@ -403,7 +440,9 @@ class Simulator:
         status, body = _FAULT_BODIES[fault]
         headers = None
         if status in (429, 503):
-            headers = {"Retry-After": str(self.faults.config.retry_after_s)}
+            retry_after = self.faults.retry_after_s(fault)
+            headers = {"Retry-After": str(retry_after)}
+            self._retries.expect(request.headers, time.monotonic() + retry_after)
         return self._reply(status, body, headers)
 
     async def _hang(self, request: web.Request) -> None:

@@ -67,6 +67,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     for status in ("429", "500", "502", "503"):
         flt.add_argument(f"--rate-{status}", type=float, default=0.0, metavar="P")
     flt.add_argument("--retry-after-s", type=int, default=1, help="Retry-After of 429 and 503")
+    flt.add_argument(
+        "--rate-limit-rps",
+        type=float,
+        default=0.0,
+        help="the Application's request limit (token bucket), answered with 429 past it",
+    )
+    flt.add_argument("--rate-limit-burst", type=int, default=20, help="requests the bucket saves")
     flt.add_argument("--rate-hang", type=float, default=0.0, metavar="P")
     flt.add_argument(
         "--hang-s", type=float, default=30.0, help="how long a hang lasts; 0 means forever"
@@ -103,6 +110,8 @@ def fault_config(args: argparse.Namespace) -> FaultConfig:
     values: dict[str, Any] = {
         "rate_429": args.rate_429,
         "retry_after_s": args.retry_after_s,
+        "rate_limit_rps": args.rate_limit_rps,
+        "rate_limit_burst": args.rate_limit_burst,
         "rate_500": args.rate_500,
         "rate_502": args.rate_502,
         "rate_503": args.rate_503,

@@ -5,16 +5,19 @@ whether the request fails and how long the simulated processing takes. Every ran
 comes from RNGs seeded at start-up, so the same seed and the same request order give the
 same faults. 409s are never injected: they only come from real parallel requests.
 
-Decision order: ``auth_failure`` (401) → ``outage`` (503) → ``fail_sessions`` (500) → one
-uniform draw against the cumulative rates of 429, 500, 502, 503, hang, reset and
-lost_response. ``lost_response`` is the one fault that *does* apply the request: the
-answer is then held back for ``hang_s`` so the client times out on a request that took effect.
+Decision order: ``auth_failure`` (401) → ``outage`` (503) → ``rate_limit`` (429 past the
+Application's token bucket) → ``fail_sessions`` (500) → one uniform draw against the
+cumulative rates of 429, 500, 502, 503, hang, reset and lost_response. ``lost_response`` is
+the one fault that *does* apply the request: the answer is then held back for ``hang_s`` so
+the client times out on a request that took effect.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -24,12 +27,19 @@ __all__ = [
     "FaultConfig",
     "FaultConfigError",
     "FaultInjector",
+    "TokenBucket",
 ]
 
 # Faults drawn at random, in the order their rates are stacked.
 RANDOM_FAULTS: tuple[str, ...] = ("429", "500", "502", "503", "hang", "reset", "lost_response")
 # Every fault kind counted in the simulator's statistics.
-FAULT_KINDS: tuple[str, ...] = (*RANDOM_FAULTS, "outage", "fail_session", "auth_failure")
+FAULT_KINDS: tuple[str, ...] = (
+    *RANDOM_FAULTS,
+    "outage",
+    "fail_session",
+    "auth_failure",
+    "rate_limit",
+)
 
 _RATE_FIELDS = {f"rate_{k}": k for k in RANDOM_FAULTS}
 _DISTRIBUTIONS = ("uniform", "lognormal")
@@ -60,6 +70,10 @@ class FaultConfig:
     latency_tail_ms: float = 0.0
     outage: bool = False
     auth_failure: bool = False
+    # The Application's request limit: a token bucket of `rate_limit_rps` (0: no limit)
+    # holding up to `rate_limit_burst` requests.
+    rate_limit_rps: float = 0.0
+    rate_limit_burst: int = 20
     fail_sessions: list[str] = field(default_factory=list)
     reject_attributes: list[str] = field(default_factory=list)
     reject_attribute_prefixes: list[str] = field(default_factory=lambda: ["x-undefined"])
@@ -91,6 +105,14 @@ class FaultConfig:
 
 
 def _check(name: str, value: Any) -> Any:  # noqa: C901 - one flat branch per setting type
+    if name == "rate_limit_rps":
+        if not _is_number(value) or float(value) < 0:
+            raise FaultConfigError("rate_limit_rps must be a non-negative number (0: no limit)")
+        return float(value)
+    if name == "rate_limit_burst":
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise FaultConfigError("rate_limit_burst must be a positive integer (requests)")
+        return value
     if name.startswith("rate_") or name == "latency_tail_rate":
         if not _is_number(value) or not 0.0 <= float(value) <= 1.0:
             raise FaultConfigError(f"{name} must be a number between 0 and 1")
@@ -126,11 +148,37 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+class TokenBucket:
+    """A request limit as APIs enforce it: `rate` tokens a second, at most `burst` saved."""
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at = now
+
+    def take(self, now: float) -> float | None:
+        """Take a token: None when one was free, else the seconds until one will be."""
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return None
+        return (1 - self._tokens) / self.rate
+
+
 class FaultInjector:
     """Seeded decisions about faults and latency for each request."""
 
-    def __init__(self, config: FaultConfig | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        config: FaultConfig | None = None,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._seed = seed
+        self._clock = clock
+        self._bucket: TokenBucket | None = None
         self.configure(config or FaultConfig())
         self.reseed(seed)
 
@@ -158,6 +206,15 @@ class FaultInjector:
         self._reject_prefixes = tuple(config.reject_attribute_prefixes)
         self._has_latency = config.latency_ms > 0 or config.latency_tail_rate > 0
         self._has_attribute_rules = bool(self._reject or self._reject_prefixes)
+        bucket = self._bucket
+        if config.rate_limit_rps <= 0:
+            self._bucket = None
+        elif bucket is None:
+            bucket = TokenBucket(config.rate_limit_rps, config.rate_limit_burst, self._clock())
+            self._bucket = bucket
+        else:  # a changed limit keeps the tokens saved so far
+            bucket.rate, bucket.burst = config.rate_limit_rps, config.rate_limit_burst
+        self._limit_wait = 0.0
 
     def reseed(self, seed: int | None) -> None:
         """Restart both RNG streams, so a run can be reproduced from its seed."""
@@ -173,6 +230,11 @@ class FaultInjector:
             return "auth_failure"
         if cfg.outage:
             return "outage"
+        if self._bucket is not None:
+            wait = self._bucket.take(self._clock())
+            if wait is not None:
+                self._limit_wait = wait
+                return "rate_limit"
         if session_id is not None and session_id in self._fail_sessions:
             return "fail_session"
         if not self._cumulative:
@@ -182,6 +244,13 @@ class FaultInjector:
             if draw < bound:
                 return kind
         return None
+
+    def retry_after_s(self, fault: str) -> int:
+        """The Retry-After of a 429 or 503 just decided: for the rate limit, the time until
+        the bucket has a token, in whole seconds as the header carries them (at least 1)."""
+        if fault == "rate_limit":
+            return max(1, math.ceil(self._limit_wait))
+        return self._config.retry_after_s
 
     def latency_s(self) -> float:
         """Simulated processing time of one request, in seconds."""

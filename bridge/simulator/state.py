@@ -314,6 +314,7 @@ class Counters:
         self.event_ids: Counter[str] = Counter()
         self.repeated_event_ids: dict[str, int] = {}
         self.max_concurrency = 0
+        self.early_retries = 0  # requests back before the Retry-After of their 429 or 503
 
     def record_event_id(self, event_id: str | None) -> None:
         if event_id is None:
@@ -348,6 +349,7 @@ class Counters:
             "applied_event_ids_repeated": len(self.repeated_event_ids),
             "repeated_event_ids": dict(list(self.repeated_event_ids.items())[:100]),
             "max_concurrency_per_key": self.max_concurrency,
+            "early_retries": self.early_retries,
         }
 
 

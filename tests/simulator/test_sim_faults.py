@@ -245,3 +245,46 @@ async def test_reset_clears_state_counters_and_faults(sim: Harness) -> None:
     # The key is forgotten too: the same request is applied afresh.
     again = await sim.update("s", {"profileId": "p"}, headers={"Idempotency-Key": "k"})
     assert "Idempotent-Replayed" not in again.headers
+
+
+def test_token_bucket_spends_its_burst_then_refills_at_the_rate() -> None:
+    clock = [0.0]
+    inj = FaultInjector(FaultConfig(rate_limit_rps=10, rate_limit_burst=3), clock=lambda: clock[0])
+    assert decisions(inj, 4) == [None, None, None, "rate_limit"]
+    assert inj.retry_after_s("rate_limit") == 1  # 0.1 s, in whole seconds
+    clock[0] = 0.1
+    assert decisions(inj, 2) == [None, "rate_limit"]
+    clock[0] = 10.0
+    assert decisions(inj, 4) == [None, None, None, "rate_limit"]
+    inj.configure(FaultConfig(rate_limit_rps=0.5, rate_limit_burst=3))
+    assert inj.decide("s") == "rate_limit"
+    assert inj.retry_after_s("rate_limit") == 2
+    inj.configure(FaultConfig())
+    assert decisions(inj, 10) == [None] * 10
+
+
+async def test_rate_limit_answers_429_and_counts_early_retries(sim: Harness) -> None:
+    await sim.admin("PATCH", "/_sim/faults", {"rate_limit_rps": 0.01, "rate_limit_burst": 1})
+    first = {"X-Talon-Bridge-Event-Id": "e1"}
+    assert (await sim.update("s", {"profileId": "p"}, headers=first)).status == 200
+    reply = await sim.update("s", {"profileId": "p"}, headers={"X-Talon-Bridge-Event-Id": "e2"})
+    assert reply.status == 429
+    assert reply.json == {"message": "Too many requests", "StatusCode": 429}
+    assert int(reply.headers["Retry-After"]) >= 1
+    # Back at once: before its Retry-After.
+    again = await sim.update("s", {"profileId": "p"}, headers={"X-Talon-Bridge-Event-Id": "e2"})
+    assert again.status == 429
+    other = await sim.update("s", {"profileId": "p"}, headers={"X-Talon-Bridge-Event-Id": "e3"})
+    assert other.status == 429
+    stats = await sim.stats()
+    assert stats["early_retries"] == 1
+    assert stats["faults_injected"]["rate_limit"] == 3
+    assert stats["applied"] == 1
+
+
+def test_rate_limit_settings_are_checked() -> None:
+    with pytest.raises(FaultConfigError, match="rate_limit_rps"):
+        FaultConfig.from_json({"rate_limit_rps": -1})
+    assert FaultConfig.from_json({"rate_limit_rps": 240}).rate_limit_rps == 240
+    with pytest.raises(FaultConfigError, match="rate_limit_burst"):
+        FaultConfig.from_json({"rate_limit_burst": 0})

@@ -1,0 +1,211 @@
+"""Send pacing: how fast calls may go out, adapted to what the API accepts (pure, no I/O).
+
+One `Pacer` holds every limit on the send rate, so each source of a limit plugs into the same
+place instead of adding a second throttle:
+
+* the **adaptive rate**, learnt from 429s. Answers are judged in epochs (at least
+  `min_answers` answers, and `cooldown` seconds or `max_answers` answers), counting only
+  calls sent after the previous decision. An epoch whose share of 429s is above what the
+  API rejects anyway cuts the rate by `decrease` (multiplicative decrease; the first cut
+  starts from what the API accepted). An epoch below it grows the rate by a constant step
+  per second while sends wait for it (additive increase), the step doubling every two
+  cooldowns without a cut, so a rate cut too deep comes back quickly.
+* A cut that does not lower the share of 429s shows that they do not follow the send rate
+  (e.g. a share of random 429s): the cut is undone, and that share becomes the **noise
+  floor** tolerated from then on. The floor fades, so a real limit met later is found.
+* a fixed **ceiling** (`set_ceiling`), e.g. a member's share of a group-wide budget; the
+  adaptive rate never grows above it.
+* the **Retry-After floor**: the latest deadline any answer named, measured from when that
+  answer arrived. The worker's API gate does not reopen before it.
+
+Time is passed in (`now`, seconds on a monotonic clock), so every rule is unit-tested
+without a clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+__all__ = ["Pacer"]
+
+
+def _spread(share: float, answers: int) -> float:
+    """Three standard deviations of a share of 429s measured over `answers` answers."""
+    return 3 * math.sqrt(share * (1 - share) / answers)
+
+
+class Pacer:
+    """Send-rate limit and Retry-After floor; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        ceiling: float | None = None,
+        decrease: float = 0.9,
+        growth: float = 0.1,
+        cooldown: float = 1.0,
+        min_answers: int = 10,
+        max_answers: int = 200,
+        tolerance: float = 0.02,
+        min_rate: float = 1.0,
+        burst: float = 0.01,
+    ) -> None:
+        if not 0 < decrease < 1:
+            raise ValueError("decrease must be between 0 and 1")
+        self._ceiling = ceiling
+        self._decrease = decrease
+        self._growth = growth
+        self._cooldown = cooldown
+        self._min_answers = min_answers
+        self._max_answers = max_answers
+        self._tolerance = tolerance
+        self._min_rate = min_rate
+        # Seconds of sends that may go out back to back: a short burst costs the API's own
+        # bucket little and spares a timer per call.
+        self._burst = burst
+        self._rate: float | None = None
+        self._step = 0.0  # rate added per second while the limit binds
+        self._grown_at = self._cut_at = 0.0
+        self._waited_at = -math.inf
+        self._tat = -math.inf  # when the next send is due at the current limit
+        self._accepted: deque[float] = deque()  # answers accepted in the last second
+        self._started: float | None = None
+        self._not_before = -math.inf
+        # The current epoch: answers to calls sent since it began.
+        self._epoch_start = -math.inf
+        self._answers = 0
+        self._rejected = 0
+        # The last cut, until the epoch after it shows whether it helped.
+        self._trial: tuple[float | None, float] | None = None  # (rate before, share of 429s)
+        self._noise = 0.0  # share of 429s that does not follow the send rate
+
+    # --- limits ---------------------------------------------------------------------------
+
+    @property
+    def limit(self) -> float | None:
+        """Calls per second allowed now, or None while nothing limits the rate."""
+        rate, ceiling = self._rate, self._ceiling
+        if rate is None:
+            return ceiling
+        return rate if ceiling is None else min(rate, ceiling)
+
+    @property
+    def noise(self) -> float:
+        """The share of 429s found not to follow the send rate."""
+        return self._noise
+
+    def set_ceiling(self, ceiling: float | None) -> None:
+        """A fixed upper bound on the rate (None removes it)."""
+        self._ceiling = ceiling
+        if ceiling is not None and self._rate is not None and self._rate > ceiling:
+            self._rate = ceiling
+
+    def reserve(self, now: float) -> float:
+        """Take the next send slot; returns how many seconds to wait before sending."""
+        if self._started is None:
+            self._started = now
+            self._epoch_start = now
+        limit = self.limit
+        if limit is None:
+            return 0.0
+        due = max(self._tat, now - self._burst)
+        self._tat = due + 1.0 / limit
+        if due > now - self._burst:
+            self._waited_at = now  # sends queue for the limit: demand is at least the limit
+        return max(0.0, due - now)
+
+    # --- answers --------------------------------------------------------------------------
+
+    def on_accepted(self, now: float, sent_at: float) -> None:
+        """A call sent at `sent_at` was answered without a rate-limit rejection."""
+        accepted = self._accepted
+        accepted.append(now)
+        while accepted[0] <= now - 1.0:
+            accepted.popleft()
+        self._grow(now)
+        self._count(now, sent_at, rejected=False)
+
+    def on_throttled(self, now: float, sent_at: float, retry_after: float | None) -> bool:
+        """A 429 arrived for a call sent at `sent_at`.
+
+        Returns True when the call was sent in the current epoch, i.e. after the pacer last
+        decided: a rejection of what it already slowed down, not an echo of an older burst.
+        """
+        self.on_retry_after(now, retry_after)
+        return self._count(now, sent_at, rejected=True)
+
+    def on_retry_after(self, now: float, retry_after: float | None) -> None:
+        """An answer (429 or 503) asked to wait `retry_after` seconds from `now`."""
+        if retry_after is not None:
+            self._not_before = max(self._not_before, now + retry_after)
+
+    @property
+    def not_before(self) -> float:
+        """The latest Retry-After deadline seen (-inf when none was)."""
+        return self._not_before
+
+    def retry_after_in_force(self, now: float) -> float:
+        """Seconds until the latest Retry-After deadline, 0 once it has passed."""
+        return max(0.0, self._not_before - now)
+
+    # --- the control loop -----------------------------------------------------------------
+
+    def _grow(self, now: float) -> None:
+        rate = self._rate
+        elapsed = now - self._grown_at
+        self._grown_at = now
+        if rate is None or self._trial is not None:
+            return
+        # Only while sends wait for the limit: a rate nobody uses proves nothing.
+        if now - self._waited_at <= self._cooldown:
+            # The step doubles every two cooldowns without a cut: a rate cut too deep (or a
+            # limit that was raised) comes back in seconds, not minutes.
+            doublings = min(10.0, (now - self._cut_at) // (2 * self._cooldown))
+            grown = rate + self._step * 2**doublings * elapsed
+            ceiling = self._ceiling
+            self._rate = grown if ceiling is None else min(grown, ceiling)
+
+    def _count(self, now: float, sent_at: float, *, rejected: bool) -> bool:
+        if sent_at < self._epoch_start:
+            return False
+        self._answers += 1
+        self._rejected += rejected
+        answers = self._answers
+        if answers >= self._max_answers or (
+            answers >= self._min_answers and now - self._epoch_start >= self._cooldown
+        ):
+            self._decide(now, self._rejected / answers, answers)
+        return True
+
+    def _decide(self, now: float, share: float, answers: int) -> None:
+        noise = self._noise
+        # Three standard deviations of the noise share over this many answers.
+        allowed = noise + self._tolerance + _spread(noise, answers)
+        trial = self._trial
+        self._trial = None
+        if trial is not None and share > allowed and share >= trial[1] - _spread(trial[1], answers):
+            # The cut did not lower the share of 429s: they do not follow the rate.
+            self._rate = trial[0]
+            self._noise = max(noise, share)
+        elif share > allowed:
+            self._cut(now, share)
+        else:
+            self._noise = noise * 0.9  # fades, so a real limit met later is found
+        self._epoch_start = now
+        self._answers = self._rejected = 0
+
+    def _cut(self, now: float, share: float) -> None:
+        before = self._rate
+        # Below what the API accepted over the last second: under a limit that is below
+        # the limit itself, so the next epoch shows whether the 429s follow the rate.
+        start = self._started if self._started is not None else now
+        window = min(1.0, max(now - start, 0.05))
+        accepted = len(self._accepted) / window
+        current = self.limit
+        base = accepted if current is None else min(current, accepted)
+        rate = max(self._min_rate, base * self._decrease)
+        self._rate = rate
+        self._step = rate * self._growth
+        self._grown_at = self._cut_at = now
+        self._trial = (before, share)

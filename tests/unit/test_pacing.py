@@ -1,0 +1,156 @@
+"""The pacer's rules, driven by a model of an API with a token-bucket limit (no clock)."""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass
+
+import pytest
+
+from bridge.engine.pacing import Pacer
+from bridge.simulator.faults import TokenBucket
+
+
+@dataclass
+class Run:
+    applied: int
+    rejected: int
+    seconds: float
+    pacer: Pacer
+
+    @property
+    def per_second(self) -> float:
+        return self.applied / self.seconds
+
+
+def drive(
+    pacer: Pacer,
+    *,
+    limit: float | None,
+    burst: int = 20,
+    random_429: float = 0.0,
+    seconds: float = 60.0,
+    latency: float = 0.02,
+    concurrency: int = 64,
+    start: float = 0.0,
+) -> Run:
+    """A bridge with `concurrency` callers against an API limited to `limit` calls/s.
+
+    Callers take send slots one at a time, as the worker's pacing lock makes them do; each
+    answer arrives `latency` seconds after its call.
+    """
+    rng = random.Random(7)
+    bucket = TokenBucket(limit, burst, start) if limit is not None else None
+    idle = concurrency
+    events: list[tuple[float, int, str, float, bool]] = [(start, 0, "send", 0.0, False)]
+    seq = 1
+    applied = rejected = 0
+    waiting = False
+    end = start + seconds
+    while events:
+        now, _, kind, sent_at, ok = heapq.heappop(events)
+        if now > end:
+            break
+        if kind == "answer":
+            if ok:
+                pacer.on_accepted(now, sent_at)
+            else:
+                pacer.on_throttled(now, sent_at, 1.0)
+            idle += 1
+            if waiting:
+                waiting = False
+                heapq.heappush(events, (now, seq, "send", 0.0, False))
+                seq += 1
+            continue
+        if idle == 0:
+            waiting = True
+            continue
+        send = now + pacer.reserve(now)
+        idle -= 1
+        ok = rng.random() >= random_429 and (bucket is None or bucket.take(send) is None)
+        applied += ok
+        rejected += not ok
+        heapq.heappush(events, (send + latency, seq, "answer", send, ok))
+        heapq.heappush(events, (send, seq + 1, "send", 0.0, False))
+        seq += 2
+    return Run(applied, rejected, seconds, pacer)
+
+
+@pytest.mark.parametrize("limit", [150.0, 240.0, 1200.0, 2000.0])
+def test_uses_a_rate_limit_fully_and_wastes_few_calls(limit: float) -> None:
+    run = drive(Pacer(), limit=limit)
+    assert run.per_second >= 0.9 * limit
+    assert run.rejected / run.applied <= 0.15
+
+
+def test_without_a_limit_nothing_is_paced() -> None:
+    run = drive(Pacer(), limit=None, seconds=10)
+    assert run.rejected == 0
+    assert run.pacer.limit is None
+    assert run.per_second == pytest.approx(64 / 0.02, rel=0.01)
+
+
+def test_first_429_starts_from_what_the_api_accepted() -> None:
+    pacer = Pacer(max_answers=50)
+    for i in range(40):
+        pacer.reserve(i / 1000)
+        pacer.on_accepted(i / 1000 + 0.02, i / 1000)
+    for i in range(10):
+        pacer.on_throttled(0.06 + i / 1000, 0.05, 1.0)
+    # 40 accepted within 0.07 s: about 570/s, cut by 10%
+    assert pacer.limit == pytest.approx(0.9 * 40 / 0.069, rel=0.02)
+
+
+def test_grows_back_when_the_limit_is_raised() -> None:
+    pacer = Pacer()
+    drive(pacer, limit=200, seconds=30)
+    assert pacer.limit is not None and pacer.limit < 260
+    run = drive(pacer, limit=1000, seconds=30, start=30)
+    assert run.per_second >= 750  # the ramp up included
+
+
+def test_random_429s_that_do_not_follow_the_rate_are_tolerated() -> None:
+    run = drive(Pacer(), limit=None, random_429=0.05, seconds=30)
+    assert run.pacer.noise > 0
+    # Well above what cutting on every epoch would leave (a few calls a second).
+    assert run.per_second >= 0.5 * 0.95 * 64 / 0.02
+
+
+def test_a_ceiling_caps_the_rate_and_the_adaptive_rate_stays_below() -> None:
+    pacer = Pacer(ceiling=100)
+    run = drive(pacer, limit=None, seconds=10)
+    assert run.per_second == pytest.approx(100, rel=0.05)
+    pacer.set_ceiling(50)
+    assert pacer.limit == 50
+    run = drive(pacer, limit=40, seconds=30, start=10)
+    assert 36 <= run.per_second <= 41
+    assert pacer.limit is not None and pacer.limit <= 50
+
+
+def test_reserve_spaces_sends_at_the_limit() -> None:
+    pacer = Pacer(ceiling=10, burst=0)
+    waits = [pacer.reserve(0.0) for _ in range(3)]
+    assert waits == pytest.approx([0.0, 0.1, 0.2])
+
+
+def test_a_429_to_a_call_sent_before_the_last_decision_is_an_echo() -> None:
+    pacer = Pacer(min_answers=1, max_answers=1)
+    pacer.reserve(0.0)
+    assert pacer.on_throttled(1.0, 0.0, None)  # decides: cuts
+    assert not pacer.on_throttled(1.01, 0.5, None)  # sent before that decision
+    assert pacer.on_throttled(1.5, 1.2, None)
+
+
+def test_retry_after_deadline_is_the_latest_seen_from_each_answer() -> None:
+    pacer = Pacer()
+    assert pacer.retry_after_in_force(0.0) == 0.0
+    pacer.on_retry_after(10.0, 5.0)
+    pacer.on_retry_after(11.0, 1.0)  # earlier deadline: the later one stands
+    assert pacer.not_before == 15.0
+    pacer.on_throttled(12.0, 11.9, 10.0)
+    assert pacer.not_before == 22.0
+    assert pacer.retry_after_in_force(20.0) == 2.0
+    assert pacer.retry_after_in_force(30.0) == 0.0
+    pacer.on_retry_after(31.0, None)
+    assert pacer.not_before == 22.0
