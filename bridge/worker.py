@@ -504,7 +504,9 @@ class Worker:
                 continue
             if not self._api_ok.is_set():
                 await self._api_ok.wait()
-            if self.pacer.limit is not None:
+            if self.pacer.limit is None:
+                self.pacer.reserve(time.monotonic())  # never waits; counts the send
+            else:
                 await self._pace()
             await self._call(work, cmd)
 

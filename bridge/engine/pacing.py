@@ -8,8 +8,8 @@ place instead of adding a second throttle:
   calls sent after the previous decision. An epoch whose share of 429s is above what the
   API rejects anyway cuts the rate by `decrease` (multiplicative decrease; the first cut
   starts from what the API accepted). An epoch below it grows the rate by a constant step
-  per second while sends wait for it (additive increase), the step doubling every two
-  cooldowns without a cut, so a rate cut too deep comes back quickly.
+  per second while sends wait for it (additive increase), the step doubling every
+  cooldown without a cut, so a rate cut too deep comes back quickly.
 * A cut that does not lower the share of 429s shows that they do not follow the send rate
   (e.g. a share of random 429s): the cut is undone, and that share becomes the **noise
   floor** tolerated from then on. The floor fades, so a real limit met later is found.
@@ -46,7 +46,7 @@ class Pacer:
         growth: float = 0.1,
         cooldown: float = 1.0,
         min_answers: int = 10,
-        max_answers: int = 200,
+        max_answers: int = 100,
         tolerance: float = 0.02,
         min_rate: float = 1.0,
         burst: float = 0.01,
@@ -76,6 +76,11 @@ class Pacer:
         self._epoch_start = -math.inf
         self._answers = 0
         self._rejected = 0
+        # Sends of the epoch, and the time spent sending them: gaps longer than a few send
+        # intervals are idle time (nothing to send), not a slow rate.
+        self._sent = 0
+        self._busy = 0.0
+        self._last_send = -math.inf
         # The last cut, until the epoch after it shows whether it helped.
         self._trial: tuple[float | None, float] | None = None  # (rate before, share of 429s)
         self._noise = 0.0  # share of 429s that does not follow the send rate
@@ -107,6 +112,11 @@ class Pacer:
             self._started = now
             self._epoch_start = now
         limit = self.limit
+        idle = max(0.05, 2.0 / limit) if limit is not None else 0.05
+        self._sent += 1
+        if self._last_send > -math.inf:
+            self._busy += min(max(0.0, now - self._last_send), idle)
+        self._last_send = now
         if limit is None:
             return 0.0
         due = max(self._tat, now - self._burst)
@@ -157,11 +167,14 @@ class Pacer:
         self._grown_at = now
         if rate is None or self._trial is not None:
             return
+        # Not while this epoch's 429s already show the limit: that would only overshoot it.
+        if self._rejected > (self._noise + self._tolerance) * self._answers:
+            return
         # Only while sends wait for the limit: a rate nobody uses proves nothing.
         if now - self._waited_at <= self._cooldown:
-            # The step doubles every two cooldowns without a cut: a rate cut too deep (or a
-            # limit that was raised) comes back in seconds, not minutes.
-            doublings = min(10.0, (now - self._cut_at) // (2 * self._cooldown))
+            # The step doubles every cooldown without a cut: a rate cut too deep (or a limit
+            # that was raised) comes back in seconds, not minutes.
+            doublings = min(10.0, (now - self._cut_at) // self._cooldown)
             grown = rate + self._step * 2**doublings * elapsed
             ceiling = self._ceiling
             self._rate = grown if ceiling is None else min(grown, ceiling)
@@ -184,28 +197,33 @@ class Pacer:
         allowed = noise + self._tolerance + _spread(noise, answers)
         trial = self._trial
         self._trial = None
-        if trial is not None and share > allowed and share >= trial[1] - _spread(trial[1], answers):
+        if trial is not None and share > self._tolerance and share >= 0.75 * trial[1]:
             # The cut did not lower the share of 429s: they do not follow the rate.
             self._rate = trial[0]
             self._noise = max(noise, share)
         elif share > allowed:
             self._cut(now, share)
         else:
-            self._noise = noise * 0.9  # fades, so a real limit met later is found
+            self._noise = noise * 0.97  # fades, so a real limit met later is found
         self._epoch_start = now
         self._answers = self._rejected = 0
+        self._sent, self._busy = 0, 0.0
 
     def _cut(self, now: float, share: float) -> None:
         before = self._rate
-        # Below what the API accepted over the last second: under a limit that is below
-        # the limit itself, so the next epoch shows whether the 429s follow the rate.
-        start = self._started if self._started is not None else now
-        window = min(1.0, max(now - start, 0.05))
-        accepted = len(self._accepted) / window
+        # Below what the API accepted while the epoch's calls went out (their send rate
+        # less the share rejected): under a limit, below the limit itself, so the next epoch
+        # shows whether the 429s follow the rate.
         current = self.limit
-        base = accepted if current is None else min(current, accepted)
+        if self._busy > 0 and self._sent > 1:
+            accepted = self._sent / self._busy * (1 - share)
+            base = accepted if current is None else min(current, accepted)
+        else:  # sent all at once: what was accepted lately
+            base = current if current is not None else float(len(self._accepted))
         rate = max(self._min_rate, base * self._decrease)
         self._rate = rate
         self._step = rate * self._growth
         self._grown_at = self._cut_at = now
-        self._trial = (before, share)
+        # The first cut starts from an estimate that the API's own burst inflates: only a
+        # cut of a rate already in force tests whether the 429s follow the rate.
+        self._trial = (before, share) if before is not None else None

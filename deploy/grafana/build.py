@@ -897,11 +897,48 @@ def talon_api() -> db.Dashboard:
         ),
     ]
 
+    rate_limit = [
+        ts(
+            "429s by operation",
+            "Calls Talon.One answered 429 (rate limited), per operation. A few while the pacer "
+            "finds the limit are expected; a steady stream means it is not keeping up.",
+            "reqps",
+            q(
+                f'sum by (operation) (rate({count}{{{op}, outcome="429"}}[{RI}]))',
+                "{{operation}}",
+            ),
+            width=8,
+        ),
+        ts(
+            "Pacing limit",
+            "Per worker: calls per second the pacer allows, learnt from 429s (0: not limiting), "
+            "beside the calls actually sent.",
+            "reqps",
+            q(f"max by (pod) (bridge_api_pacing_limit_per_second{{{S}}})", "{{pod}} limit"),
+            q(f"sum by (pod) (rate({count}{{{S}}}[{RI}]))", "{{pod}} sent"),
+            width=8,
+        ),
+        ts(
+            "API gate and Retry-After",
+            "Per worker and reason (outage, auth, throttled): 1 while the gate holds every "
+            "call; and the seconds left of the latest Retry-After, before which it does not "
+            "reopen.",
+            "short",
+            q(
+                f"max by (pod, reason) (bridge_api_gate_closed{{{S}}})",
+                "{{pod}} gate {{reason}}",
+            ),
+            q(f"max by (pod) (bridge_api_retry_after_seconds{{{S}}})", "{{pod}} Retry-After s"),
+            width=8,
+        ),
+    ]
+
     return finish(
         board,
         [
             ("Summary", summary),
             ("Traffic and outcomes", traffic),
+            ("Rate limit", rate_limit),
             ("Latency", latency),
             ("Errors, retries and authentication", retries),
         ],
