@@ -6,13 +6,16 @@ place instead of adding a second throttle:
 * the **adaptive rate**, learnt from 429s. Answers are judged in epochs (at least
   `min_answers` answers, and `cooldown` seconds or `max_answers` answers), counting only
   calls sent after the previous decision. An epoch whose share of 429s is above what the
-  API rejects anyway cuts the rate by `decrease` (multiplicative decrease; the first cut
-  starts from what the API accepted). An epoch below it grows the rate by a constant step
-  per second while sends wait for it (additive increase), the step doubling every
-  cooldown without a cut, so a rate cut too deep comes back quickly.
-* A cut that does not lower the share of 429s shows that they do not follow the send rate
-  (e.g. a share of random 429s): the cut is undone, and that share becomes the **noise
-  floor** tolerated from then on. The floor fades, so a real limit met later is found.
+  API rejects anyway cuts the rate by `decrease` (multiplicative decrease). The first cut
+  starts from what the API accepted while the calls went out (their send rate, idle time
+  left out, less the share rejected), as does a cut far above the limit (at most halving).
+  An epoch below it grows the rate by a constant step per second while sends wait for it
+  (additive increase) back to where the 429s began, and beyond that with a step doubling
+  every cooldown, so a raised limit (or a first cut too deep) is found in seconds.
+* A cut that leaves the share of 429s nearer to what it was than to what a limit on the
+  rate would leave shows that they do not follow the send rate (e.g. random 429s): the
+  cut is undone, and that share becomes the **noise floor** tolerated from then on. The
+  floor fades, so a real limit met later is found.
 * a fixed **ceiling** (`set_ceiling`), e.g. a member's share of a group-wide budget; the
   adaptive rate never grows above it.
 * the **Retry-After floor**: the latest deadline any answer named, measured from when that
@@ -35,6 +38,10 @@ def _spread(share: float, answers: int) -> float:
     return 3 * math.sqrt(share * (1 - share) / answers)
 
 
+# A share of 429s that says the rate is far above the limit.
+_FAR = 0.3
+
+
 class Pacer:
     """Send-rate limit and Retry-After floor; see the module docstring."""
 
@@ -47,7 +54,7 @@ class Pacer:
         cooldown: float = 1.0,
         min_answers: int = 10,
         max_answers: int = 100,
-        tolerance: float = 0.02,
+        tolerance: float = 0.05,
         min_rate: float = 1.0,
         burst: float = 0.01,
     ) -> None:
@@ -66,7 +73,8 @@ class Pacer:
         self._burst = burst
         self._rate: float | None = None
         self._step = 0.0  # rate added per second while the limit binds
-        self._grown_at = self._cut_at = 0.0
+        self._peak = 0.0  # the rate at which the last cut found 429s
+        self._grown_at = self._above_peak_at = 0.0
         self._waited_at = -math.inf
         self._tat = -math.inf  # when the next send is due at the current limit
         self._accepted: deque[float] = deque()  # answers accepted in the last second
@@ -82,7 +90,9 @@ class Pacer:
         self._busy = 0.0
         self._last_send = -math.inf
         # The last cut, until the epoch after it shows whether it helped.
-        self._trial: tuple[float | None, float] | None = None  # (rate before, share of 429s)
+        # (rate before, its share of 429s, the share expected after the cut if the 429s
+        # follow the rate)
+        self._trial: tuple[float, float, float] | None = None
         self._noise = 0.0  # share of 429s that does not follow the send rate
 
     # --- limits ---------------------------------------------------------------------------
@@ -172,10 +182,14 @@ class Pacer:
             return
         # Only while sends wait for the limit: a rate nobody uses proves nothing.
         if now - self._waited_at <= self._cooldown:
-            # The step doubles every cooldown without a cut: a rate cut too deep (or a limit
-            # that was raised) comes back in seconds, not minutes.
-            doublings = min(10.0, (now - self._cut_at) // self._cooldown)
+            # Back to where the 429s began at a constant step; past it the step doubles every
+            # cooldown, so a limit that was raised is found in seconds, not minutes.
+            if rate < self._peak:
+                self._above_peak_at = now
+            doublings = min(10.0, (now - self._above_peak_at) // self._cooldown)
             grown = rate + self._step * 2**doublings * elapsed
+            # Never far above what is used: a limit twice the calls accepted lately is none.
+            grown = min(grown, max(rate, 2.0 * len(self._accepted) + self._min_rate))
             ceiling = self._ceiling
             self._rate = grown if ceiling is None else min(grown, ceiling)
 
@@ -197,9 +211,10 @@ class Pacer:
         allowed = noise + self._tolerance + _spread(noise, answers)
         trial = self._trial
         self._trial = None
-        if trial is not None and share > self._tolerance and share >= 0.75 * trial[1]:
-            # The cut did not lower the share of 429s: they do not follow the rate.
-            self._rate = trial[0]
+        if trial is not None and share > self._tolerance and share >= (trial[1] + trial[2]) / 2:
+            # The share of 429s stayed nearer to what it was than to what a limit on the
+            # rate would have left: they do not follow the rate. Undo the cut.
+            self._rate = self._peak = trial[0]
             self._noise = max(noise, share)
         elif share > allowed:
             self._cut(now, share)
@@ -211,19 +226,30 @@ class Pacer:
 
     def _cut(self, now: float, share: float) -> None:
         before = self._rate
-        # Below what the API accepted while the epoch's calls went out (their send rate
-        # less the share rejected): under a limit, below the limit itself, so the next epoch
-        # shows whether the 429s follow the rate.
         current = self.limit
+        # What the API accepted while the epoch's calls went out: their send rate less the
+        # share rejected. The first cut starts from it; later ones only when far above the
+        # limit (a small share of 429s says little about how far), and at most halving.
+        accepted: float | None = None
         if self._busy > 0 and self._sent > 1:
             accepted = self._sent / self._busy * (1 - share)
-            base = accepted if current is None else min(current, accepted)
-        else:  # sent all at once: what was accepted lately
-            base = current if current is not None else float(len(self._accepted))
+        if current is None:
+            base = accepted if accepted is not None else float(len(self._accepted))
+        elif accepted is not None and share > _FAR:
+            base = min(current, max(accepted, current / 2))
+        else:
+            base = current
         rate = max(self._min_rate, base * self._decrease)
+        # Growth is linear back to where 429s began, then probing; the first estimate is
+        # too rough to stop at, so after the first cut growth probes at once.
+        self._peak = base if current is not None else 0.0
         self._rate = rate
         self._step = rate * self._growth
-        self._grown_at = self._cut_at = now
+        self._grown_at = self._above_peak_at = now
         # The first cut starts from an estimate that the API's own burst inflates: only a
         # cut of a rate already in force tests whether the 429s follow the rate.
-        self._trial = (before, share) if before is not None else None
+        self._trial = None
+        if before is not None:
+            # Under a limit the API accepts the same rate, so the share drops to this.
+            expected = max(0.0, 1 - (1 - share) * before / rate)
+            self._trial = (before, share, expected)
