@@ -13,9 +13,9 @@ place instead of adding a second throttle:
   (additive increase) back to where the 429s began, and beyond that with a step doubling
   every cooldown, so a raised limit (or a first cut too deep) is found in seconds.
 * A cut that leaves the share of 429s nearer to what it was than to what a limit on the
-  rate would leave shows that they do not follow the send rate (e.g. random 429s): the
-  cut is undone, and that share becomes the **noise floor** tolerated from then on. The
-  floor fades, so a real limit met later is found.
+  rate would leave shows that they do not follow the send rate (e.g. random 429s, tested
+  only below a share of `_FAR`): the cut is undone, and that share becomes the **noise
+  floor** tolerated from then on. The floor fades, so a real limit met later is found.
 * a fixed **ceiling** (`set_ceiling`), e.g. a member's share of a group-wide budget; the
   adaptive rate never grows above it.
 * the **Retry-After floor**: the latest deadline any answer named, measured from when that
@@ -186,7 +186,7 @@ class Pacer:
             # cooldown, so a limit that was raised is found in seconds, not minutes.
             if rate < self._peak:
                 self._above_peak_at = now
-            doublings = min(10.0, (now - self._above_peak_at) // self._cooldown)
+            doublings = min(4.0, (now - self._above_peak_at) // self._cooldown)
             grown = rate + self._step * 2**doublings * elapsed
             # Never far above what is used: a limit twice the calls accepted lately is none.
             grown = min(grown, max(rate, 2.0 * len(self._accepted) + self._min_rate))
@@ -211,8 +211,13 @@ class Pacer:
         allowed = noise + self._tolerance + _spread(noise, answers)
         trial = self._trial
         self._trial = None
-        if trial is not None and share > self._tolerance and share >= (trial[1] + trial[2]) / 2:
-            # The share of 429s stayed nearer to what it was than to what a limit on the
+        if (
+            trial is not None
+            and trial[1] < _FAR  # far above a limit the share moves too much to tell
+            and share >= trial[1] - _spread(trial[1], answers)
+            and share > trial[2] + 2 * _spread(trial[2], answers) + self._tolerance
+        ):
+            # The share of 429s did not drop, and stayed clearly above what a limit on the
             # rate would have left: they do not follow the rate. Undo the cut.
             self._rate = self._peak = trial[0]
             self._noise = max(noise, share)
