@@ -1,8 +1,10 @@
 """The bridge at Talon.One's rate limit: how much of the limit it applies, and at what cost.
 
 Runs the bridge on a backlog against the simulator limited to a token bucket (`--burst`
-requests saved, refilled at a fraction of `--max-rate`, the bridge's own max rate on this
-machine, see docs/benchmarks.md), once per fraction. Prints, per limit: commands applied per
+requests saved, refilled at a fraction of `--max-rate`, the bridge's own max rate), once per
+fraction. With `--max-rate 0` (the default) that max rate is measured first, in the same
+run, on the same kind of backlog without a limit: on a shared machine it moves with the
+load. Prints, per limit: commands applied per
 second (from the first applied to the last), their share of the limit, 429s per applied
 command, requests back before their Retry-After, dead letters, and whether every session's
 commands were applied in order.
@@ -55,12 +57,11 @@ def _in_order(commands: list[Command], sim: SimulatorProcess) -> bool:
 
 
 def _run(
-    bootstrap: str, sim: SimulatorProcess, limit: float, args: argparse.Namespace
+    bootstrap: str, sim: SimulatorProcess, limit: float, args: argparse.Namespace, total: int
 ) -> dict[str, float | bool]:
     conf = {"bootstrap.servers": bootstrap}
     run = uuid.uuid4().hex[:6]
     topics = create_bridge_topics(conf, f"rl-{run}", 12)
-    total = int(limit * args.seconds)
     cmds = list(generate(LoadSpec(sessions=max(1, total // 6), total=total, run_id=run)))
     produce_commands(conf, topics["in"], iter(cmds), encode=Codec().encode_command)
     sim.reset()
@@ -84,7 +85,7 @@ def _run(
     applied = stats["applied"]
     return {
         "applied_per_s": applied / seconds,
-        "share": applied / seconds / limit,
+        "share": applied / seconds / limit if limit else 1.0,
         "rejected_per_applied": stats["faults_injected"]["rate_limit"] / applied,
         "early_retries": stats["early_retries"],
         "dead_letters": dead,
@@ -96,19 +97,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--max-rate", type=float, default=2400.0, help="the bridge's max rate")
+    parser.add_argument(
+        "--max-rate", type=float, default=0.0, help="the bridge's max rate (0: measure it)"
+    )
     parser.add_argument("--fractions", default="0.1,0.5", help="limits, as shares of max rate")
     parser.add_argument("--burst", type=int, default=20, help="requests the bucket saves")
     parser.add_argument("--seconds", type=float, default=30.0, help="backlog, in seconds of limit")
     parser.add_argument("--latency-ms", type=float, default=5.0)
+    parser.add_argument(
+        "--max-rate-commands", type=int, default=20_000, help="backlog of the max-rate run"
+    )
     parser.add_argument("--bridge-src", default=None, help="run the worker from this checkout")
     parser.add_argument("--bootstrap", default=None)
     args = parser.parse_args()
     rows = []
     with _broker(args.bootstrap) as bootstrap, SimulatorProcess(api_key=API_KEY) as sim:
+        max_rate = args.max_rate
+        if not max_rate:
+            unlimited = _run(bootstrap, sim, 0.0, args, args.max_rate_commands)
+            max_rate = float(unlimited["applied_per_s"])
+            print(f"max rate without a limit: {max_rate:,.0f} commands/s")
         for fraction in (float(f) for f in args.fractions.split(",")):
-            limit = fraction * args.max_rate
-            rows.append((fraction, limit, _run(bootstrap, sim, limit, args)))
+            limit = fraction * max_rate
+            total = int(limit * args.seconds)
+            rows.append((fraction, limit, _run(bootstrap, sim, limit, args, total)))
     print(
         "| limit | applied/s | share of the limit | rejected per applied | early retries "
         "| dead letters | order kept |"
