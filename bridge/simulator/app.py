@@ -338,6 +338,8 @@ class Simulator:
                     with_status=route.operation == "event",
                 )
             found = state.idempotency.begin(key, f"{request.method} {request.raw_path} {digest}")
+            if found.outcome != "new":
+                state.counters.keys_reused += 1
             if found.outcome == "replay":
                 state.counters.duplicates_suppressed += 1
                 return self._reply(found.status, found.body, {REPLAYED_HEADER: "true"})

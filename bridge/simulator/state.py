@@ -305,6 +305,9 @@ class Counters:
         self.dry = 0
         self.duplicates_suppressed = 0
         self.idempotency_mismatches = 0
+        # Requests carrying an Idempotency-Key already seen (replayed, in flight or
+        # mismatched): calls the client sent again.
+        self.keys_reused = 0
         self.conflicts: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
         self.faults: Counter[str] = Counter()
@@ -335,6 +338,7 @@ class Counters:
                 k: self.conflicts[k] for k in ("session", "profile", "idempotency")
             },
             "duplicates_suppressed": self.duplicates_suppressed,
+            "idempotency_keys_reused": self.keys_reused,
             "idempotency_mismatches_422": self.idempotency_mismatches,
             "faults_injected": {k: self.faults[k] for k in fault_kinds},
             "by_operation": {

@@ -26,6 +26,7 @@ async def test_same_key_replays_without_applying_twice(sim: Harness) -> None:
     assert (await sim.get("s")).json["customerSession"]["updateCount"] == 1
     stats = await sim.stats()
     assert stats["duplicates_suppressed"] == 1
+    assert stats["idempotency_keys_reused"] == 1
     assert stats["applied"] == 1
     assert stats["applied_event_ids_repeated"] == 0
 
@@ -39,7 +40,9 @@ async def test_key_reused_with_another_body_is_422(sim: Harness) -> None:
     # Same body on another session is another request too.
     assert (await sim.update("t", {"profileId": "p"}, headers=headers)).status == 422
     assert len(await sim.journal("s")) == 1
-    assert (await sim.stats())["idempotency_mismatches_422"] == 2
+    stats = await sim.stats()
+    assert stats["idempotency_mismatches_422"] == 2
+    assert stats["idempotency_keys_reused"] == 2
 
 
 async def test_key_in_flight_is_409(sim: Harness) -> None:
@@ -59,7 +62,9 @@ async def test_key_in_flight_is_409(sim: Harness) -> None:
     assert dup.json["errors"] == []
     release.set()
     assert (await first).status == 200
-    assert (await sim.stats())["conflicts_by_kind"]["idempotency"] == 1
+    stats = await sim.stats()
+    assert stats["conflicts_by_kind"]["idempotency"] == 1
+    assert stats["idempotency_keys_reused"] == 1
 
 
 async def test_errors_are_not_stored_under_the_key(sim: Harness) -> None:
@@ -70,6 +75,7 @@ async def test_errors_are_not_stored_under_the_key(sim: Harness) -> None:
     good = await sim.update("s", {"profileId": "p"}, headers=headers)
     assert good.status == 200
     assert "Idempotent-Replayed" not in good.headers
+    assert (await sim.stats())["idempotency_keys_reused"] == 0
 
 
 async def test_keys_work_for_events_and_returns(sim: Harness) -> None:
