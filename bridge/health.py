@@ -1,8 +1,8 @@
 """The worker's HTTP endpoints on `BRIDGE_METRICS_PORT`: /metrics, /healthz, /readyz.
 
 /healthz is liveness: the process and its consumer loop are alive (never tied to the
-Talon.One API, so an API outage does not restart pods). /readyz is readiness: assigned work
-can flow, and the API key is accepted.
+Talon.One API, so an API outage does not restart pods). /readyz is readiness: the worker has
+joined its consumer group and holds its partitions, work can flow, and the API key is accepted.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -59,6 +59,21 @@ _ALL_BROKERS_DOWN = KafkaError._ALL_BROKERS_DOWN  # noqa: SLF001
 _AUTHENTICATION = KafkaError._AUTHENTICATION  # noqa: SLF001
 _TOPIC_RECHECK_S = 10.0
 _NOT_FOUND = "it does not exist"
+# A commit refused because the group is changing under it: the member is still in the group,
+# and the same commit succeeds once librdkafka holds the new generation (or member epoch).
+# Until the member has revoked a partition, no other member is given it.
+_GROUP_CHANGING = frozenset(
+    {
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.STALE_MEMBER_EPOCH,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TIMED_OUT,  # noqa: SLF001
+    }
+)
 # How librdkafka reports a subscribed topic, or one of its partitions, gone from the cluster.
 _UNKNOWN_TOPIC_CODES = frozenset(
     {
@@ -120,10 +135,19 @@ def new_client(factory: Callable[[dict[str, Any]], C], conf: dict[str, Any]) -> 
         raise
 
 
+# With the `consumer` group protocol (KIP-848) the broker assigns partitions and sets the
+# session timeout; librdkafka refuses these client-side properties.
+_CLASSIC_ONLY = ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms")
+
+
 def consumer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
     conf = {**_CONSUMER_DEFAULTS, **settings.librdkafka_common(), **extra}
     conf["group.id"] = settings.group_id
+    conf["group.protocol"] = settings.group_protocol
     conf.update(_CONSUMER_ENFORCED)
+    if settings.group_protocol == "consumer":
+        for name in _CLASSIC_ONLY:
+            conf.pop(name, None)
     return conf
 
 
@@ -199,7 +223,18 @@ class PartitionListener(Protocol):
 
     def on_assigned(self, partitions: list[TP]) -> None: ...
 
-    async def drain(self, partitions: list[TP], timeout: float) -> dict[TP, int]: ...
+    async def drain(self, partitions: list[TP], timeout: float) -> dict[TP, int]:
+        """Finish what the partitions hold; their positions (they stay tracked)."""
+        ...
+
+    async def commit_transaction(self, group_metadata: Any) -> KafkaError | None:
+        """Exactly-once: commit held outputs with their offsets; the error if it aborted."""
+        ...
+
+    def release(self, partitions: list[TP], reprocessed: int) -> None:
+        """The partitions have left this worker; `reprocessed` finished records of theirs
+        are not covered by the group's committed offsets."""
+        ...
 
     def on_lost(self, partitions: list[TP]) -> None: ...
 
@@ -234,13 +269,16 @@ class ConsumerThread(threading.Thread):
         drain_timeout: float,
         commit_interval: float,
         batch_size: int = 500,
+        transactional: bool = False,
+        admin_conf: dict[str, Any] | None = None,
         on_stats: Callable[[str], None] | None = None,
-        on_commit_failed: Callable[[], None] | None = None,
+        on_commit_failed: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(name="kafka-consumer", daemon=True)
         if on_stats is not None:
             conf = {**conf, "stats_cb": on_stats}
-        conf = {**conf, "error_cb": self._on_error}
+        conf = {**conf, "error_cb": self._on_error, "on_commit": self._on_commit}
+        self._group = str(conf["group.id"])
         self._consumer = new_client(Consumer, conf)
         self._topics = list(topics)
         self._listener = listener
@@ -250,7 +288,9 @@ class ConsumerThread(threading.Thread):
         self._drain_timeout = drain_timeout
         self._commit_interval = commit_interval
         self._batch_size = batch_size
-        self._on_commit_failed = on_commit_failed or (lambda: None)
+        self._transactional = transactional
+        self._admin_conf = admin_conf
+        self._on_commit_failed = on_commit_failed or (lambda cause: None)
         # Subscribed topics the cluster does not have: nothing is read from them, silently,
         # until they are created, so the worker reports them and is not ready meanwhile.
         self.missing_topics: frozenset[str] = frozenset()
@@ -260,11 +300,17 @@ class ConsumerThread(threading.Thread):
         # Deleted while assigned: paused until the topic is back, then read from its start.
         self._gone: set[str] = set()
         self._commits: queue.SimpleQueue[dict[TP, int]] = queue.SimpleQueue()
+        self._refused: dict[TP, int] = {}  # refused while the group changed; sent again
         self._halt = threading.Event()
         self._paused = False
         self._handed = 0  # records handed to the loop, ever
         self.assignment: set[TP] = set()
         self._group_metadata: Any = None
+        # Set once the member has joined and holds its share: it has partitions, or the
+        # group is stable without any for it. Until then a rollout must not stop another.
+        self.settled = threading.Event()
+        self._next_settle_check = math.inf
+        self._admin: Any = None  # asks whether the group is stable; only until settled
         self.finished = threading.Event()
 
     # --- called from the event loop ------------------------------------------------------
@@ -305,12 +351,15 @@ class ConsumerThread(threading.Thread):
                 now = time.monotonic()
                 if now >= self._next_topic_check:
                     self._check_topics()
+                if now >= self._next_settle_check:
+                    self._check_settled()
                 if now - last_commit >= self._commit_interval:
                     self._group_metadata = consumer.consumer_group_metadata()
                     self._commit_pending(sync=False)
                     last_commit = now
-            # Shutdown: drain everything we own, commit synchronously, leave the group.
-            self._revoke_and_commit(sorted(self.assignment))
+            # Shutdown: close() revokes everything through the rebalance callback (drained
+            # and committed there, while this member still belongs to the group), then
+            # leaves the group, so the next owners start where this one finished.
             consumer.close()
         except Exception as exc:  # a crash here must not go unseen
             log.exception("consumer thread failed")
@@ -392,6 +441,7 @@ class ConsumerThread(threading.Thread):
         if not tps:
             return
         self._gone.add(topic)
+        self._forget_refused(tps)
         self._consumer.pause([TopicPartition(t, p) for t, p in tps])
         self._loop.call_soon_threadsafe(self._listener.on_log_gone, tps)
 
@@ -426,7 +476,8 @@ class ConsumerThread(threading.Thread):
         self._paused = paused
 
     def _commit_pending(self, *, sync: bool, exclude: set[TP] | None = None) -> None:
-        merged: dict[TP, int] = {}
+        # Refused positions first: any the loop computed since are newer.
+        merged, self._refused = self._refused, {}
         while True:
             try:
                 merged.update(self._commits.get_nowait())
@@ -440,16 +491,61 @@ class ConsumerThread(threading.Thread):
         ]
         if not offsets:
             return
+        if not sync:
+            # The outcome arrives in _on_commit.
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+            return
+        err = self._commit_sync(offsets)
+        if err is not None and err.code() in _GROUP_CHANGING:
+            self._retry_later(offsets)
+
+    def _commit_sync(self, offsets: list[TopicPartition]) -> KafkaError | None:
+        """One synchronous commit; the error (counted and logged) if Kafka refused it."""
         try:
-            if sync:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
-            else:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
+            result = self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            if exc.args and exc.args[0].code() == _NO_OFFSET:
+            err: KafkaError = exc.args[0]
+        else:
+            failed = [tp.error for tp in result or () if tp.error is not None]
+            if not failed:
+                return None
+            err = failed[0]
+        if err.code() == _NO_OFFSET:
+            return None
+        self._commit_failed(err)
+        return err
+
+    def _commit_failed(self, err: KafkaError) -> None:
+        log.warning("offset commit failed: %s", err, extra={"cause": err.name()})
+        self._on_commit_failed(err.name())
+
+    def _retry_later(self, offsets: list[TopicPartition]) -> None:
+        """Keep refused positions for the next commit, once the group has settled.
+
+        A position is only ever one this member finished, so committing it late never
+        skips unfinished work; it is dropped when its partition leaves or its log is gone."""
+        for tp in offsets:
+            self._refused.setdefault((tp.topic, tp.partition), tp.offset)
+
+    def _forget_refused(self, tps: Iterable[TP]) -> None:
+        for tp in tps:
+            self._refused.pop(tp, None)
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        # Asynchronous commits only (librdkafka reports synchronous ones to the caller).
+        if err is None:
+            failed = [tp for tp in partitions if tp.error is not None]
+            if not failed:
                 return
-            log.warning("offset commit failed: %s", exc)
-            self._on_commit_failed()
+            err = failed[0].error
+            partitions = failed
+        if err is None or err.code() == _NO_OFFSET:
+            return
+        self._commit_failed(err)
+        if err.code() in _GROUP_CHANGING:
+            self._retry_later(
+                [tp for tp in partitions if (tp.topic, tp.partition) in self.assignment]
+            )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
@@ -458,7 +554,42 @@ class ConsumerThread(threading.Thread):
         self._loop.call_soon_threadsafe(self._listener.on_assigned, tps)
         if self._paused and partitions:
             consumer.pause(partitions)
+        if tps:
+            self._settle()
+        elif not self.settled.is_set():
+            self._next_settle_check = 0.0  # nothing for us yet: is the group done?
         log.info("partitions assigned", extra={"partitions": [f"{t}[{p}]" for t, p in tps]})
+
+    def _check_settled(self) -> None:
+        """Joined with no partitions: settled once the group is stable with this member in
+        it (more members than partitions). Asked every second until then."""
+        self._next_settle_check = time.monotonic() + 1.0
+        if self.settled.is_set() or self._admin_conf is None:
+            self._settle()
+            return
+        from confluent_kafka import ConsumerGroupState
+        from confluent_kafka.admin import AdminClient
+
+        if self._admin is None:
+            self._admin = new_client(AdminClient, {**self._admin_conf, "logger": LIBRDKAFKA_LOGGER})
+        try:
+            futures = self._admin.describe_consumer_groups([self._group])
+            found = futures[self._group].result(timeout=5)
+        except KafkaException as exc:
+            client_errors.warning("cannot describe the consumer group: %s", exc)
+            return
+        finally:
+            self._admin.poll(0)  # hands its log lines over
+        me = self._consumer.memberid()
+        if found.state == ConsumerGroupState.STABLE and any(
+            m.member_id == me for m in found.members
+        ):
+            self._settle()
+
+    def _settle(self) -> None:
+        self.settled.set()
+        self._next_settle_check = math.inf
+        self._admin = None
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
@@ -467,8 +598,14 @@ class ConsumerThread(threading.Thread):
         log.info("partitions revoked", extra={"partitions": [f"{t}[{p}]" for t, p in tps]})
 
     def _revoke_and_commit(self, tps: list[TP]) -> None:
+        """Hand revoked partitions over: finish their work, then commit it before returning.
+
+        Called from the revoke callback, so no other member is given these partitions
+        until it returns. A commit the group refuses while it changes is tried again until
+        the drain's time is up: librdkafka takes up the new generation meanwhile."""
         if not tps:
             return
+        started = time.monotonic()
         # Positions computed before the drain may be stale for these partitions; commit the rest.
         self._commit_pending(sync=True, exclude=set(tps))
         future = asyncio.run_coroutine_threadsafe(
@@ -479,18 +616,65 @@ class ConsumerThread(threading.Thread):
         except Exception:
             log.exception("drain on revoke failed; committing nothing for revoked partitions")
             positions = {}
-        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
-        if offsets:
-            try:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
-            except KafkaException as exc:
-                log.warning("offset commit on revoke failed: %s", exc)
-                self._on_commit_failed()
+        deadline = started + self._drain_timeout
+        if self._transactional:
+            err = self._with_retries(self._commit_transaction, deadline)
+        else:
+            offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+            err = self._with_retries(lambda: self._commit_sync(offsets), deadline)
+        reprocessed = self._uncommitted(positions) if err is not None else 0
+        if err is not None:
+            log.warning(
+                "could not commit revoked partitions; their next owner redoes finished records",
+                extra={"cause": err.name(), "records": reprocessed},
+            )
+        self._loop.call_soon_threadsafe(self._listener.release, tps, reprocessed)
         self.assignment.difference_update(tps)
+        self._forget_refused(tps)
+
+    def _with_retries(
+        self, attempt: Callable[[], KafkaError | None], deadline: float
+    ) -> KafkaError | None:
+        delay = 0.1
+        while True:
+            err = attempt()
+            if err is None or err.code() not in _GROUP_CHANGING:
+                return err
+            if time.monotonic() + delay > deadline:
+                return err
+            time.sleep(delay)  # the group settles meanwhile; nothing else runs here
+            delay = min(1.0, delay * 2)
+
+    def _commit_transaction(self) -> KafkaError | None:
+        metadata = self._consumer.consumer_group_metadata()
+        self._group_metadata = metadata
+        future = asyncio.run_coroutine_threadsafe(
+            self._listener.commit_transaction(metadata), self._loop
+        )
+        try:
+            result: KafkaError | None = future.result(self._drain_timeout + 10)
+        except Exception:
+            log.exception("transaction on revoke failed")
+            return KafkaError(KafkaError._FAIL)  # noqa: SLF001
+        return result
+
+    def _uncommitted(self, positions: dict[TP, int]) -> int:
+        """Finished records the group's committed offsets leave out: the next owner reads
+        them again. Asked only after a handover commit failed."""
+        parts = [TopicPartition(t, p) for t, p in positions]
+        try:
+            committed = self._consumer.committed(parts, timeout=5) if parts else []
+        except KafkaException as exc:
+            client_errors.warning("cannot read the committed offsets: %s", exc)
+            return 0
+        return sum(
+            max(0, positions[(tp.topic, tp.partition)] - max(tp.offset, 0)) for tp in committed
+        )
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.assignment.difference_update(tps)
+        self._forget_refused(tps)
         self._loop.call_soon_threadsafe(self._listener.on_lost, tps)
         log.warning("partitions lost", extra={"partitions": [f"{t}[{p}]" for t, p in tps]})
 

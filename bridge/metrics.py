@@ -55,6 +55,9 @@ DLQ_REASONS = (
     "missing-key", "key-mismatch", "invalid", "trailing-bytes", "incompatible-schema",
 )  # fmt: skip
 DELIVERY_KINDS = ("effects", "dlq", "parking")
+# Kafka errors a commit or a transaction meets when the group changes under it, exported from
+# 0; other causes appear when they first happen.
+GROUP_CHANGE_CAUSES = ("ILLEGAL_GENERATION", "STALE_MEMBER_EPOCH", "UNKNOWN_MEMBER_ID")
 
 # `_created` series double the series count and no dashboard or alert uses them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -166,7 +169,20 @@ class Metrics:
         self.commits = Counter("bridge_offset_commits", "Offset commits issued.", registry=r)
         self.commit_failures = Counter(
             "bridge_offset_commit_failures",
-            "Offset commits Kafka refused (the next commit carries the positions again).",
+            "Offset commits Kafka refused, by Kafka error (the positions are sent again).",
+            ["cause"],
+            registry=r,
+        )
+        self.transactions_aborted = Counter(
+            "bridge_transactions_aborted",
+            "Exactly-once transactions aborted, by Kafka error (their outputs are sent again).",
+            ["cause"],
+            registry=r,
+        )
+        self.records_reprocessed = Counter(
+            "bridge_records_reprocessed",
+            "Records this worker finished whose offsets the group had not committed when "
+            "their partition left it: the next owner processes them again.",
             registry=r,
         )
         self.rebalances = Counter(
@@ -275,6 +291,9 @@ class Metrics:
             self.dead_lettered.labels(reason)
         for kind in DELIVERY_KINDS:
             self.delivery_failures.labels(kind)
+        for cause in GROUP_CHANGE_CAUSES:
+            self.commit_failures.labels(cause)
+            self.transactions_aborted.labels(cause)
         ProcessCollector(registry=r)
         self.consumed_for = Children(self.consumed)
         self.input_log_resets_for = Children(self.input_log_resets)

@@ -82,6 +82,12 @@ class KafkaSettings(BaseSettings):
         description="compacted topic of parked sessions (`park` mode checks it at start)",
     )
     group_id: str = Field(default="talon-bridge", min_length=1, description="consumer group")
+    # KIP-848's protocol lets a revoking member commit while others join or leave.
+    group_protocol: Literal["classic", "consumer"] = Field(
+        default="classic",
+        description="consumer-group protocol: `classic`, or `consumer` (KIP-848, Kafka 4.0+ "
+        "brokers), whose handover commits go through even while other members join or leave",
+    )
     # Decoded by `_json_object` so a malformed value is reported with every other problem.
     kafka_config: Annotated[dict[str, str | int | float | bool], NoDecode] = Field(
         default_factory=dict,

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from bridge.errors import KafkaFatalError
 
@@ -42,8 +42,16 @@ class TransactionalOutput:
     per commit interval. Owned by the event loop; the blocking transaction calls run in a
     worker thread while the loop keeps calling Talon.One."""
 
-    def __init__(self, producer: Producer, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        timeout: float = 30.0,
+        on_abort: Callable[[str], None] | None = None,
+    ) -> None:
         self._producer = producer
+        self._on_abort = on_abort or (lambda cause: None)
+        # Why the last commit aborted; None after one that went through.
+        self.aborted: KafkaError | None = None
         self._timeout = timeout
         self._held: dict[TP, list[HeldOutput]] = {}
         # Outputs of records whose log was deleted or restarted: no offset can cover them.
@@ -76,8 +84,10 @@ class TransactionalOutput:
         self._orphans.append(output)
 
     async def commit(self, positions: dict[TP, int], group_metadata: Any) -> bool:
-        """Send what `positions` cover and commit it with them; False if nothing was due."""
+        """Send what `positions` cover and commit it with them; False if nothing was due,
+        or if the transaction aborted (then `aborted` says why)."""
         async with self._lock:
+            self.aborted = None
             due: list[tuple[TP, HeldOutput]] = []
             for tp, outputs in self._held.items():
                 pos = positions.get(tp)
@@ -103,8 +113,10 @@ class TransactionalOutput:
                 # Abortable or timed out: abort, keep everything held, try again next time.
                 log.warning(
                     "transaction aborted; its outputs will be sent again",
-                    extra={"error": str(err)},
+                    extra={"error": str(err), "cause": err.name()},
                 )
+                self.aborted = err
+                self._on_abort(err.name())
                 await loop.run_in_executor(None, self._abort_sync)
                 return False
             del self._orphans[: len(orphans)]

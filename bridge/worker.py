@@ -412,23 +412,30 @@ class Worker:
                 )
         finally:
             self._draining -= revoking
+        self.metrics.drain_duration.observe(time.monotonic() - started)
         positions: dict[TP, int] = {}
         for tp in partitions:
             pos = self.offsets.position(tp)
             if pos is not None:
                 positions[tp] = pos
+        return positions
+
+    async def commit_transaction(self, group_metadata: Any) -> KafkaError | None:
+        """Exactly-once handover: outputs and offsets go together in one transaction."""
+        await self._commit_transaction(group_metadata)
+        return self._txn.aborted if self._txn is not None else None
+
+    def release(self, partitions: list[TP], reprocessed: int) -> None:
+        """Revoked partitions are handed over (committed, or given up on)."""
         if self._txn is not None:
-            # Outputs and offsets go together in one transaction; the consumer commits nothing.
-            await self._commit_transaction()
             self._txn.forget(partitions)
-            positions = {}
         for tp in partitions:
             self.offsets.forget(tp)
             self.assigned.discard(tp)
+        if reprocessed:
+            self.metrics.records_reprocessed.inc(reprocessed)
         self.metrics.rebalances.labels("revoke").inc()
-        self.metrics.drain_duration.observe(time.monotonic() - started)
         self.metrics.assigned.set(len(self.assigned))
-        return positions
 
     async def _wait_drained(self, done: Callable[[], bool], deadline: float) -> bool:
         while not done():
@@ -1004,8 +1011,16 @@ class Worker:
             and not self._stop.is_set()
             and consumer is not None
             and consumer.is_alive()
+            and consumer.settled.is_set()
             and not consumer.missing_topics
         )
+
+    def _count_commit_failure(self, cause: str) -> None:
+        # From the consumer thread: a counter increment is thread-safe.
+        self.metrics.commit_failures.labels(cause).inc()
+
+    def _count_abort(self, cause: str) -> None:
+        self.metrics.transactions_aborted.labels(cause).inc()
 
     def _topic_missing(self, topic: str) -> float:
         consumer = self._consumer
@@ -1023,14 +1038,15 @@ class Worker:
         log.info("stopping: draining in-flight commands")
         self._stop.set()
 
-    async def _commit_transaction(self) -> None:
+    async def _commit_transaction(self, group_metadata: Any = None) -> None:
         if self._txn is None or self._consumer is None:
             return
         positions = {
             tp: pos for tp in self.assigned if (pos := self.offsets.position(tp)) is not None
         }
+        metadata = group_metadata or self._consumer.group_metadata()
         try:
-            if await self._txn.commit(positions, self._consumer.group_metadata()):
+            if await self._txn.commit(positions, metadata):
                 self.metrics.commits.inc()
         except KafkaFatalError as exc:
             self.on_fatal(str(exc))
@@ -1110,7 +1126,7 @@ class Worker:
         self._producer = new_client(Producer, producer_config(settings, **extra))
         self._poller = ProducerPoller(self._producer, loop, self._on_delivered)
         if settings.exactly_once:
-            self._txn = TransactionalOutput(self._producer)
+            self._txn = TransactionalOutput(self._producer, on_abort=self._count_abort)
             await self._txn.start()
         self._consumer = ConsumerThread(
             consumer_config(settings),
@@ -1120,8 +1136,10 @@ class Worker:
             max_buffered=settings.max_buffered_records,
             drain_timeout=settings.drain_timeout,
             commit_interval=settings.commit_interval,
+            transactional=self._txn is not None,
+            admin_conf=settings.librdkafka_common(),
             on_stats=LagReporter(self.metrics),
-            on_commit_failed=self.metrics.commit_failures.inc,
+            on_commit_failed=self._count_commit_failure,
         )
         self._poller.start()
         reader: ParkingReader | None = None

@@ -33,3 +33,19 @@ def test_librdkafka_lines_reach_the_python_logger(caplog: pytest.LogCaptureFixtu
     assert line.levelno >= logging.WARNING
     assert "127.0.0.1:1" in line.getMessage()
     producer.flush(0)
+
+
+def test_the_consumer_protocol_leaves_assignment_and_session_to_the_broker() -> None:
+    classic = consumer_config(_settings())
+    assert classic["group.protocol"] == "classic"
+    assert classic["partition.assignment.strategy"] == "cooperative-sticky"
+    kip848 = consumer_config(
+        KafkaSettings(
+            kafka_bootstrap_servers="127.0.0.1:1",
+            group_id="g",
+            group_protocol="consumer",
+            kafka_config={"session.timeout.ms": 10_000},
+        )
+    )
+    assert kip848["group.protocol"] == "consumer"
+    assert not {"partition.assignment.strategy", "session.timeout.ms"} & set(kip848)
