@@ -564,6 +564,25 @@ def overview() -> db.Dashboard:
             q(f"sum by (pod) (rate(bridge_offset_commits_total{{{S}}}[{RI}]))", "{{pod}}"),
         ),
         ts(
+            "Commits refused and records processed again",
+            "Offset commits and exactly-once transactions Kafka refused, by error (usually "
+            "the group changing; they are retried); and finished records a partition's next "
+            "owner processes again because their offsets were not committed (alert: any).",
+            "short",
+            q(
+                f"sum by (cause) (increase(bridge_offset_commit_failures_total{{{S}}}[{RI}]))",
+                "commit refused {{cause}}",
+            ),
+            q(
+                f"sum by (cause) (increase(bridge_transactions_aborted_total{{{S}}}[{RI}]))",
+                "transaction aborted {{cause}}",
+            ),
+            q(
+                f"sum by (pod) (increase(bridge_records_reprocessed_total{{{S}}}[{RI}]))",
+                "processed again {{pod}}",
+            ),
+        ),
+        ts(
             "Revoke drain duration",
             "Time to finish in-flight calls of revoked partitions (bounded by "
             "BRIDGE_DRAIN_TIMEOUT).",

@@ -284,6 +284,7 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
   "BRIDGE_DLQ_TOPIC" $v.kafka.topics.dlq
   "BRIDGE_PARKING_TOPIC" $v.kafka.topics.parking
   "BRIDGE_GROUP_ID" $v.kafka.groupId
+  "BRIDGE_GROUP_PROTOCOL" $v.kafka.groupProtocol
   "BRIDGE_KAFKA_CONFIG" (include "talon-bridge.kafkaConfig" .)
   "BRIDGE_ENCODING" $v.kafka.encoding
   "BRIDGE_TALON_CONNECT_TIMEOUT" (toString $v.talon.connectTimeout)
