@@ -2,8 +2,7 @@
 
 A graceful change must redo nothing: no effects record published twice, no call sent to
 Talon.One again, offsets committed to the end of the input and each session's order kept,
-in both output modes. The workers use the `consumer` group protocol (KIP-848): with `classic`,
-a member draining while another joins or leaves cannot commit (docs/architecture.md).
+in both output modes, with the default (`classic`) group protocol.
 """
 
 from __future__ import annotations
@@ -57,7 +56,7 @@ class Redone:
 
 def _bridge(make: Callable[..., Bridge], exactly_once: bool) -> Bridge:
     # Few calls at once, so each member holds work in flight when the group changes.
-    env = {"BRIDGE_MAX_IN_FLIGHT": "16", "BRIDGE_GROUP_PROTOCOL": "consumer"}
+    env = {"BRIDGE_MAX_IN_FLIGHT": "16"}
     if exactly_once:
         env["BRIDGE_EXACTLY_ONCE"] = "true"
     return make(partitions=12, **env)
