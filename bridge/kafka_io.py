@@ -14,7 +14,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -300,7 +300,6 @@ class ConsumerThread(threading.Thread):
         # Deleted while assigned: paused until the topic is back, then read from its start.
         self._gone: set[str] = set()
         self._commits: queue.SimpleQueue[dict[TP, int]] = queue.SimpleQueue()
-        self._refused: dict[TP, int] = {}  # refused while the group changed; sent again
         self._halt = threading.Event()
         self._paused = False
         self._handed = 0  # records handed to the loop, ever
@@ -441,7 +440,6 @@ class ConsumerThread(threading.Thread):
         if not tps:
             return
         self._gone.add(topic)
-        self._forget_refused(tps)
         self._consumer.pause([TopicPartition(t, p) for t, p in tps])
         self._loop.call_soon_threadsafe(self._listener.on_log_gone, tps)
 
@@ -476,8 +474,7 @@ class ConsumerThread(threading.Thread):
         self._paused = paused
 
     def _commit_pending(self, *, sync: bool, exclude: set[TP] | None = None) -> None:
-        # Refused positions first: any the loop computed since are newer.
-        merged, self._refused = self._refused, {}
+        merged: dict[TP, int] = {}
         while True:
             try:
                 merged.update(self._commits.get_nowait())
@@ -495,9 +492,7 @@ class ConsumerThread(threading.Thread):
             # The outcome arrives in _on_commit.
             self._consumer.commit(offsets=offsets, asynchronous=True)
             return
-        err = self._commit_sync(offsets)
-        if err is not None and err.code() in _GROUP_CHANGING:
-            self._retry_later(offsets)
+        self._commit_sync(offsets)
 
     def _commit_sync(self, offsets: list[TopicPartition]) -> KafkaError | None:
         """One synchronous commit; the error (counted and logged) if Kafka refused it."""
@@ -519,33 +514,14 @@ class ConsumerThread(threading.Thread):
         log.warning("offset commit failed: %s", err, extra={"cause": err.name()})
         self._on_commit_failed(err.name())
 
-    def _retry_later(self, offsets: list[TopicPartition]) -> None:
-        """Keep refused positions for the next commit, once the group has settled.
-
-        A position is only ever one this member finished, so committing it late never
-        skips unfinished work; it is dropped when its partition leaves or its log is gone."""
-        for tp in offsets:
-            self._refused.setdefault((tp.topic, tp.partition), tp.offset)
-
-    def _forget_refused(self, tps: Iterable[TP]) -> None:
-        for tp in tps:
-            self._refused.pop(tp, None)
-
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        # Asynchronous commits only (librdkafka reports synchronous ones to the caller).
+        # Asynchronous commits only (librdkafka reports synchronous ones to the caller). A
+        # refused periodic commit is not sent again: it may be older than one made since, and
+        # a partition's handover commits its position in any case.
         if err is None:
-            failed = [tp for tp in partitions if tp.error is not None]
-            if not failed:
-                return
-            err = failed[0].error
-            partitions = failed
-        if err is None or err.code() == _NO_OFFSET:
-            return
-        self._commit_failed(err)
-        if err.code() in _GROUP_CHANGING:
-            self._retry_later(
-                [tp for tp in partitions if (tp.topic, tp.partition) in self.assignment]
-            )
+            err = next((tp.error for tp in partitions if tp.error is not None), None)
+        if err is not None and err.code() != _NO_OFFSET:
+            self._commit_failed(err)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
@@ -630,7 +606,6 @@ class ConsumerThread(threading.Thread):
             )
         self._loop.call_soon_threadsafe(self._listener.release, tps, reprocessed)
         self.assignment.difference_update(tps)
-        self._forget_refused(tps)
 
     def _with_retries(
         self, attempt: Callable[[], KafkaError | None], deadline: float
@@ -674,7 +649,6 @@ class ConsumerThread(threading.Thread):
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.assignment.difference_update(tps)
-        self._forget_refused(tps)
         self._loop.call_soon_threadsafe(self._listener.on_lost, tps)
         log.warning("partitions lost", extra={"partitions": [f"{t}[{p}]" for t, p in tps]})
 

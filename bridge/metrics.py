@@ -169,7 +169,7 @@ class Metrics:
         self.commits = Counter("bridge_offset_commits", "Offset commits issued.", registry=r)
         self.commit_failures = Counter(
             "bridge_offset_commit_failures",
-            "Offset commits Kafka refused, by Kafka error (the positions are sent again).",
+            "Offset commits Kafka refused, by Kafka error (a later commit carries the positions).",
             ["cause"],
             registry=r,
         )
