@@ -24,7 +24,7 @@ venv: $(UV) ## create or refresh .venv from uv.lock
 	$(UV) sync --locked --quiet
 
 kafka-jars: venv ## resolve the Kafka broker jars from Maven Central into the cache
-	$(BIN)/python -m bridge.localkafka fetch >/dev/null
+	$(BIN)/python -m bridge.tools.localkafka fetch >/dev/null
 
 demo: venv kafka-jars ## set up and run the demo: local broker, simulator, bridge, load
 	$(BIN)/talon-bridge demo
@@ -43,10 +43,10 @@ unit: venv ## the tests that need no broker
 	$(BIN)/pytest -m "not kafka"
 
 kafka-up: venv ## start a detached local broker on KAFKA_PORT (idempotent)
-	$(BIN)/python -m bridge.localkafka up --port $(KAFKA_PORT)
+	$(BIN)/python -m bridge.tools.localkafka up --port $(KAFKA_PORT)
 
 kafka-down: venv ## stop the detached local broker (idempotent)
-	$(BIN)/python -m bridge.localkafka down --port $(KAFKA_PORT)
+	$(BIN)/python -m bridge.tools.localkafka down --port $(KAFKA_PORT)
 
 clean: ## remove the virtualenv and caches inside the checkout
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -8,7 +8,7 @@ the tables and the chart from a saved ``--json`` file).
 For every cell of the matrix (simulated API latency x sessions, on N partitions), the three
 systems run one after the other against the same simulator, on identical data:
 
-- **talon-bridge**: one ``talon-bridge run`` process (`bridge.harness.WorkerProcess`), with
+- **talon-bridge**: one ``talon-bridge run`` process (`bridge.tools.harness.WorkerProcess`), with
   ``BRIDGE_MAX_IN_FLIGHT`` = ``--in-flight``;
 - **parallel-consumer**: the Java harness in ``benchmarks/peers/parallel-consumer``
   (``ProcessingOrder.KEY``, ``maxConcurrency`` = ``--in-flight``, otherwise Parallel
@@ -20,7 +20,7 @@ systems run one after the other against the same simulator, on identical data:
   from the moment every worker owns partitions; 1 process is the talon-bridge row.
 
 Each system gets fresh topics (input, output, DLQ, parking), a ``sim.reset()`` first, and the
-same generated commands (`bridge.produce.generate`, produced as a backlog before it starts).
+same generated commands (`bridge.tools.produce.generate`, produced as a backlog before it starts).
 Every latency setting gets a fresh simulator process (``--latency-jitter-ms 2``).
 
 How each figure is measured, identically for every system:
@@ -80,7 +80,7 @@ from confluent_kafka.admin import AdminClient
 
 from benchmarks.e2e import API_KEY, bridge_env, broker, fresh_topics, make_commands, start_naive
 from benchmarks.procstat import cpu_seconds, peak_rss_mb
-from bridge.codec import Codec
+from bridge.avro.codec import Codec
 from bridge.commands import (
     AdditionalCost,
     CartItem,
@@ -90,11 +90,11 @@ from bridge.commands import (
     TrackEvent,
     UpdateCustomerSession,
 )
-from bridge.handlers import Handlers
-from bridge.harness import WorkerProcess, read_topic, wait_for
-from bridge.produce import LoadSpec, generate, produce_commands
 from bridge.simulator.process import SimulatorProcess
 from bridge.talon.client import TalonClient
+from bridge.tools.harness import WorkerProcess, read_topic, wait_for
+from bridge.tools.produce import LoadSpec, generate, produce_commands
+from bridge.worker.handlers import Handlers
 
 PC_DIR = Path(__file__).resolve().parent / "peers" / "parallel-consumer"
 PC_RUN = PC_DIR / "run.sh"

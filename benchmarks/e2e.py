@@ -55,19 +55,19 @@ import orjson
 import uvloop
 
 from benchmarks.procstat import cpu_seconds, peak_rss_mb
-from bridge.codec import Codec
+from bridge.avro.codec import Codec
 from bridge.commands import Command, ReturnCartItems, TrackEvent, UpdateCustomerSession
-from bridge.handlers import event_request, return_request, session_request
-from bridge.harness import (
+from bridge.simulator.process import SimulatorProcess
+from bridge.talon.client import idempotency_key_for
+from bridge.tools.harness import (
     WorkerProcess,
     create_bridge_topics,
     read_topic,
     wait_for,
     worker_env,
 )
-from bridge.produce import LoadSpec, generate, produce_commands
-from bridge.simulator.process import SimulatorProcess
-from bridge.talon.client import idempotency_key_for
+from bridge.tools.produce import LoadSpec, generate, produce_commands
+from bridge.worker.handlers import event_request, return_request, session_request
 
 API_KEY = "bench-key"
 
@@ -100,7 +100,7 @@ def broker(bootstrap: str | None) -> Iterator[str]:
     if bootstrap:
         yield bootstrap
         return
-    from bridge.localkafka import LocalKafka
+    from bridge.tools.localkafka import LocalKafka
 
     with LocalKafka(heap="1g", quick_jit=False) as broker:
         yield broker.bootstrap

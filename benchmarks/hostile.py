@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.procstat import peak_rss_mb
-from bridge.codec import Codec
+from bridge.avro.codec import Codec
 from bridge.commands import (
     AdditionalCost,
     CartItem,
@@ -33,7 +33,7 @@ from bridge.commands import (
     UpdateCustomerSession,
 )
 from bridge.errors import BridgeError
-from bridge.handlers import event_request, return_request, session_request
+from bridge.worker.handlers import event_request, return_request, session_request
 
 MAX_BYTES = 1_000_000
 TOPIC = "talon.commands"

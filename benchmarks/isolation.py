@@ -15,10 +15,10 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from bridge.codec import Codec
-from bridge.harness import WorkerProcess, create_bridge_topics, wait_for, worker_env
-from bridge.produce import LoadSpec, generate, produce_commands
+from bridge.avro.codec import Codec
 from bridge.simulator.process import SimulatorProcess
+from bridge.tools.harness import WorkerProcess, create_bridge_topics, wait_for, worker_env
+from bridge.tools.produce import LoadSpec, generate, produce_commands
 
 API_KEY = "bench-key"
 
@@ -28,7 +28,7 @@ def _broker(bootstrap: str | None) -> Iterator[str]:
     if bootstrap:
         yield bootstrap
         return
-    from bridge.localkafka import LocalKafka
+    from bridge.tools.localkafka import LocalKafka
 
     with LocalKafka(heap="1g") as broker:
         yield broker.bootstrap

@@ -15,11 +15,11 @@ import time
 import httpx
 from confluent_kafka import Consumer, Producer
 
-from bridge.codec import Codec
+from bridge.avro.codec import Codec
 from bridge.commands import EffectsEmitted, ReturnCartItems, TrackEvent, UpdateCustomerSession
-from bridge.handlers import event_request, return_request, session_request
 from bridge.settings import Settings, load
 from bridge.talon.client import idempotency_key_for
+from bridge.worker.handlers import event_request, return_request, session_request
 
 
 def main() -> None:

@@ -21,15 +21,15 @@ EXIT_CONFIG = 2
 
 # name -> (module implementing it, one-line help); modules are imported only when chosen.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("bridge.worker_cmd", "run the bridge worker"),
-    "simulator": ("bridge.simulator.cmd", "run the Talon.One simulator"),
-    "produce": ("bridge.produce", "produce realistic session lifecycles"),
-    "send": ("bridge.send", "produce commands written as JSON lines"),
-    "replay": ("bridge.replay", "re-send dead letters in per-session order"),
-    "demo": ("bridge.demo", "run broker, simulator and bridge on sample load"),
-    "schemas": ("bridge.schemas", "list, show, export or register the Avro schemas"),
-    "topics": ("bridge.topics", "create the bridge's topics"),
-    "doctor": ("bridge.doctor", "check brokers, topics, ACLs, registry and Talon.One access"),
+    "run": ("bridge.worker.cli", "run the bridge worker"),
+    "simulator": ("bridge.simulator.cli", "run the Talon.One simulator"),
+    "produce": ("bridge.tools.produce", "produce realistic session lifecycles"),
+    "send": ("bridge.tools.send", "produce commands written as JSON lines"),
+    "replay": ("bridge.replay.cli", "re-send dead letters in per-session order"),
+    "demo": ("bridge.tools.demo", "run broker, simulator and bridge on sample load"),
+    "schemas": ("bridge.avro.schemas", "list, show, export or register the Avro schemas"),
+    "topics": ("bridge.kafka.topics", "create the bridge's topics"),
+    "doctor": ("bridge.tools.doctor", "check brokers, topics, ACLs, registry and Talon.One access"),
 }
 
 

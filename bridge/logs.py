@@ -57,7 +57,7 @@ class _TextFormatter(logging.Formatter):
 
 
 # Loggers whose lines repeat for as long as a broker or topic is down; RepeatFilter thins them.
-REPETITIVE_LOGGERS = ("librdkafka", "bridge.kafka_io.errors", "bridge.worker.delivery")
+REPETITIVE_LOGGERS = ("librdkafka", "bridge.kafka.clients.errors", "bridge.worker.root.delivery")
 
 
 class RepeatFilter(logging.Filter):

@@ -2,7 +2,7 @@
 
 Order: `KAFKA_BOOTSTRAP_SERVERS` if set; else a testcontainers Kafka container when a Docker
 engine answers; else a single-node KRaft broker run from Maven Central jars
-(`bridge.localkafka`). With `CI` set, a kafka-marked test can never be skipped: a missing
+(`bridge.tools.localkafka`). With `CI` set, a kafka-marked test can never be skipped: a missing
 broker fails the run.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bridge.localkafka import LocalKafka
+from bridge.tools.localkafka import LocalKafka
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 _skipped_kafka: list[str] = []

@@ -25,8 +25,8 @@ def _dump(path: str, rows: Any) -> None:
 
 
 def _probe_worker(path: str) -> None:
-    import bridge.kafka_io as kafka_io
-    import bridge.worker as worker
+    import bridge.kafka.clients as kafka_io
+    import bridge.worker.root as worker
 
     received: dict[tuple[int, int], tuple[int, float]] = {}
     rows: dict[tuple[int, int], list[Any]] = {}

@@ -28,8 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any
 
-from bridge.ports import free_port
-from bridge.simulator.cmd import READY_PREFIX
+from bridge.simulator.cli import READY_PREFIX
+from bridge.tools.ports import free_port
 
 __all__ = ["HttpResult", "SimulatorProcess", "SimulatorStartError"]
 

@@ -196,7 +196,7 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def _start_prometheus(stack: ExitStack, target: str) -> str:
-    from bridge.localkafka import free_port
+    from bridge.tools.localkafka import free_port
 
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tb-prometheus-")))
     port = free_port()
@@ -244,12 +244,12 @@ def scenario(out: Path) -> None:
     """Run the staged load and faults, then plot them."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from bridge.codec import Codec
+    from bridge.avro.codec import Codec
     from bridge.commands import Command, UpdateCustomerSession
-    from bridge.harness import WorkerProcess
-    from bridge.localkafka import LocalKafka
-    from bridge.produce import LoadSpec, generate, produce_commands
     from bridge.simulator.process import SimulatorProcess
+    from bridge.tools.harness import WorkerProcess
+    from bridge.tools.localkafka import LocalKafka
+    from bridge.tools.produce import LoadSpec, generate, produce_commands
 
     run = f"plot{int(time.time())}"
     with ExitStack() as stack:

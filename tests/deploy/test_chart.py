@@ -277,7 +277,7 @@ def test_worker_resources_and_spread_by_default(render: Render) -> None:
 
 
 def _health_routes() -> set[str]:
-    source = (ROOT / "bridge" / "health.py").read_text()
+    source = (ROOT / "bridge" / "worker" / "health.py").read_text()
     return set(re.findall(r'add_get\("(/[a-z]+)"', source))
 
 

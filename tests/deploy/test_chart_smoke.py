@@ -45,12 +45,12 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from idp import Idp
 from pki import Pki, issue
 
-from bridge.codec import Codec
-from bridge.harness import read_topic, wait_for
-from bridge.localkafka import LocalKafka, OidcListener, SecureListener
-from bridge.ports import free_port
-from bridge.produce import LoadSpec, generate, produce_commands
+from bridge.avro.codec import Codec
 from bridge.simulator.process import SimulatorProcess
+from bridge.tools.harness import read_topic, wait_for
+from bridge.tools.localkafka import LocalKafka, OidcListener, SecureListener
+from bridge.tools.ports import free_port
+from bridge.tools.produce import LoadSpec, generate, produce_commands
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from bridge.codec import Codec
+from bridge.avro.codec import Codec
 from bridge.commands import Command
-from bridge.harness import worker_env
-from bridge.produce import produce_commands
 from bridge.simulator.process import SimulatorProcess
+from bridge.tools.harness import worker_env
+from bridge.tools.produce import produce_commands
 
 API_KEY = "it-api-key-5f1e"
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
-from bridge.codec import Codec
+from bridge.avro.codec import Codec
 from bridge.commands import CartItem, Command, TrackEvent, UpdateCustomerSession
 from bridge.dlq import DeadLetter, coordinates, dead_letter_headers
 

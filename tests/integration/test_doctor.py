@@ -10,9 +10,9 @@ import pytest
 
 from bridge.cli import main
 from bridge.commands import Command, TrackEvent
-from bridge.harness import WorkerProcess
-from bridge.ports import free_port
 from bridge.simulator.process import SimulatorProcess
+from bridge.tools.harness import WorkerProcess
+from bridge.tools.ports import free_port
 from tests.integration.conftest import Bridge
 
 pytestmark = pytest.mark.kafka

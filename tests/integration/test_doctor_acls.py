@@ -19,9 +19,9 @@ from confluent_kafka.admin._acl import AclBinding, AclOperation, AclPermissionTy
 from confluent_kafka.admin._resource import ResourcePatternType, ResourceType
 
 from bridge.cli import main
-from bridge.localkafka import LocalKafka
-from bridge.ports import free_port
 from bridge.simulator.process import SimulatorProcess
+from bridge.tools.localkafka import LocalKafka
+from bridge.tools.ports import free_port
 from tests.conftest import IN_CI
 from tests.integration.conftest import API_KEY
 

@@ -14,12 +14,12 @@ import orjson
 import pytest
 
 from bridge import dlq
-from bridge.codec import Codec
+from bridge.avro.codec import Codec
+from bridge.avro.schemas import get_schema
 from bridge.commands import AdditionalCost, Command, UpdateCustomerSession
-from bridge.harness import WorkerProcess, end_offsets, read_topic, wait_committed, wait_for
-from bridge.produce import LoadSpec, generate
-from bridge.schemas import get_schema
 from bridge.simulator.process import SimulatorProcess
+from bridge.tools.harness import WorkerProcess, end_offsets, read_topic, wait_committed, wait_for
+from bridge.tools.produce import LoadSpec, generate
 
 from .conftest import Bridge
 from .oracle import assert_applied_in_order
@@ -60,7 +60,7 @@ def test_poison_parks_the_session_in_order_and_survives_restart(
     healthy = [c for c in commands if c.session_id != victim]
 
     with WorkerProcess(bridge.env) as worker:
-        bridge.produce(commands)
+        bridge.tools.produce(commands)
         wait_for(
             lambda: worker.metric_sum("bridge_commands_processed_total") >= len(commands),
             60,
@@ -117,7 +117,7 @@ def test_poison_parks_the_session_in_order_and_survives_restart(
     late = msgspec.structs.replace(victim_cmds[0], event_id="poison:late:1")
     with WorkerProcess(bridge.env) as worker:
         assert worker.metric_sum("bridge_parked_sessions") == 1
-        bridge.produce([late])
+        bridge.tools.produce([late])
         wait_for(
             lambda: (
                 worker.metric_sum(
@@ -153,7 +153,7 @@ def test_undecodable_records_go_to_the_dlq_with_a_reason(
     with WorkerProcess(bridge.env) as worker:
         bridge.produce_raw([(k, v) for k, v, _ in bad])
         # Skip the command whose copy was made undecodable above only by bytes, not content.
-        bridge.produce(good)
+        bridge.tools.produce(good)
         total = len(bad) + len(good)
         wait_for(
             lambda: worker.metric_sum("bridge_commands_processed_total") >= total,
@@ -234,7 +234,7 @@ def test_a_schema_registry_that_never_answers_holds_only_its_record(
         with WorkerProcess(bridge.env) as worker:
             bridge.produce_raw([(b"registry-held", framed)])
             assert registry.accepted.wait(60), "the worker asks the registry"
-            bridge.produce(good)
+            bridge.tools.produce(good)
             wait_for(
                 lambda: worker.metric_sum(processed) >= len(good),
                 60,

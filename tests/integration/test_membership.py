@@ -14,17 +14,17 @@ from dataclasses import dataclass
 
 import pytest
 
-from bridge.codec import Codec
+from bridge.avro.codec import Codec
 from bridge.commands import Command
-from bridge.harness import (
+from bridge.simulator.process import SimulatorProcess
+from bridge.tools.harness import (
     WorkerProcess,
     committed_offsets,
     end_offsets,
     read_topic,
     wait_for,
 )
-from bridge.produce import LoadSpec, generate
-from bridge.simulator.process import SimulatorProcess
+from bridge.tools.produce import LoadSpec, generate
 
 from .conftest import Bridge
 from .oracle import assert_applied_in_order
@@ -122,11 +122,11 @@ def test_rolling_updates_redo_nothing(
     members: deque[WorkerProcess] = deque()
     try:
         members.extend(WorkerProcess(bridge.env).start() for _ in range(2))
-        bridge.produce(chunks[0])
+        bridge.tools.produce(chunks[0])
         for cycle, chunk in enumerate(chunks[1:]):
             # A Deployment with maxSurge 1: a new pod, and once it is ready the oldest goes.
             members.append(WorkerProcess(bridge.env).start())
-            bridge.produce(chunk)
+            bridge.tools.produce(chunk)
             time.sleep(ROLLOUT_DELAYS[cycle % len(ROLLOUT_DELAYS)])  # the rollout's pace
             assert members.popleft().stop() == 0
         redone = _finish(bridge, simulator, commands, members, exactly_once)

@@ -20,15 +20,15 @@ import pytest
 from confluent_kafka import Producer
 
 from bridge import dlq
+from bridge.avro.codec import Codec
 from bridge.cli import main
-from bridge.codec import Codec
 from bridge.commands import Command, ReturnCartItems, ReturnedCartItem, UpdateCustomerSession
-from bridge.harness import WorkerProcess, committed_offsets, end_offsets, read_topic, wait_for
-from bridge.parking import ParkedSession, encode_parked
-from bridge.produce import LoadSpec, generate
-from bridge.replay import CONFIRM_OVER
+from bridge.replay.cli import CONFIRM_OVER
 from bridge.simulator.process import SimulatorProcess
 from bridge.talon.client import idempotency_key_for
+from bridge.tools.harness import WorkerProcess, committed_offsets, end_offsets, read_topic, wait_for
+from bridge.tools.produce import LoadSpec, generate
+from bridge.worker.parking import ParkedSession, encode_parked
 
 from .conftest import Bridge
 from .replay_support import (
@@ -134,7 +134,7 @@ def test_replay_sends_a_parked_session_back_in_order_and_releases_it(
     codec = Codec()
 
     with WorkerProcess(bridge.env) as worker:
-        bridge.produce([mine[0], *others[:20], *mine[1:], *others[20:]])
+        bridge.tools.produce([mine[0], *others[:20], *mine[1:], *others[20:]])
         total = len(mine) + len(others)
         wait_for(
             lambda: worker.metric_sum("bridge_commands_processed_total") >= total,

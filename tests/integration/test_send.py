@@ -10,11 +10,11 @@ import msgspec
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
+from bridge.avro.codec import Codec
+from bridge.avro.schemas import get_schema
 from bridge.cli import main
-from bridge.codec import Codec
-from bridge.harness import read_topic
-from bridge.schemas import get_schema
-from bridge.send import parse_command
+from bridge.tools.harness import read_topic
+from bridge.tools.send import parse_command
 from tests.unit.test_send import doc_examples
 
 pytestmark = pytest.mark.kafka

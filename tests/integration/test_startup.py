@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from bridge import __version__
-from bridge.harness import WorkerProcess
+from bridge.tools.harness import WorkerProcess
 
 BASE = {
     "BRIDGE_TALON_BASE_URL": "https://127.0.0.1:9",
@@ -46,7 +46,7 @@ def test_unreachable_brokers_are_named_without_a_traceback() -> None:
     assert start["brokers"] == servers
     assert start["group"] == "talon-bridge"
     assert start["topics"] == ["startup-in"]
-    errors = [line["msg"] for line in lines if line["logger"] == "bridge.worker"]
+    errors = [line["msg"] for line in lines if line["logger"] == "bridge.worker.root"]
     assert errors[-1] == (
         f"cannot reach the Kafka brokers at {servers}: {servers}/bootstrap: "
         f"Connect to ipv4#{servers} failed: Connection refused (after 0ms in state CONNECT)"

@@ -28,11 +28,11 @@ from obskit import (
     wait_until,
 )
 
-from bridge.codec import Codec
+from bridge.avro.codec import Codec
 from bridge.commands import CartItem, Command, UpdateCustomerSession
-from bridge.harness import WorkerProcess
-from bridge.produce import LoadSpec, generate, produce_commands
 from bridge.simulator.process import SimulatorProcess
+from bridge.tools.harness import WorkerProcess
+from bridge.tools.produce import LoadSpec, generate, produce_commands
 
 
 def _install_prometheus() -> str | None:

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from bridge.harness import WorkerProcess
-from bridge.ports import free_port
 from bridge.simulator.process import SimulatorProcess
+from bridge.tools.harness import WorkerProcess
+from bridge.tools.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yaml"

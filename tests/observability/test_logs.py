@@ -16,11 +16,11 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from obskit import wait_until
 
-from bridge.codec import Codec
+from bridge.avro.codec import Codec
 from bridge.commands import CartItem, Command, TrackEvent, UpdateCustomerSession
-from bridge.harness import WorkerProcess
-from bridge.produce import produce_commands
 from bridge.simulator.process import SimulatorProcess
+from bridge.tools.harness import WorkerProcess
+from bridge.tools.produce import produce_commands
 
 pytestmark = pytest.mark.kafka
 

@@ -9,7 +9,7 @@ from talon_one import models as t1
 
 from bridge.cli import build_parser
 from bridge.errors import ConfigError
-from bridge.simulator.cmd import fault_config
+from bridge.simulator.cli import fault_config
 from bridge.simulator.process import SimulatorProcess
 
 

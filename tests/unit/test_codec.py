@@ -16,8 +16,9 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, Schema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge import command_reader, effects_writer
-from bridge.codec import (
+from bridge.avro import reader as command_reader
+from bridge.avro import writer as effects_writer
+from bridge.avro.codec import (
     Codec,
     EncodeError,
     RegistryError,
@@ -27,6 +28,7 @@ from bridge.codec import (
     _effects_to_avro,
     _strip_logical_types,
 )
+from bridge.avro.schemas import SchemaSet, bundled_schemas, get_schema, make_schema
 from bridge.commands import (
     AdditionalCost,
     CartItem,
@@ -42,7 +44,6 @@ from bridge.commands import (
     UpdateCustomerSession,
 )
 from bridge.errors import ConfigError, DecodeError
-from bridge.schemas import SchemaSet, bundled_schemas, get_schema, make_schema
 from bridge.settings import KafkaSettings
 
 DATA = Path(__file__).parent / "data"

@@ -10,13 +10,13 @@ from confluent_kafka.admin._acl import AclOperation
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from pydantic import SecretStr
 
-from bridge import doctor
+from bridge.avro.codec import Codec
 from bridge.cli import main
-from bridge.codec import Codec
 from bridge.commands import Command, TrackEvent
-from bridge.doctor import Check, _registry_checks, acl_check, render
-from bridge.ports import free_port
 from bridge.settings import Settings
+from bridge.tools import doctor
+from bridge.tools.doctor import Check, _registry_checks, acl_check, render
+from bridge.tools.ports import free_port
 
 READ, WRITE, DESCRIBE = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE
 _COMMAND = Command("e1", "s1", 0, TrackEvent(type="viewed", profile_id="p1"))

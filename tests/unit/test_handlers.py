@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, StringConstraints, ValidationError
 
-from bridge import handlers
 from bridge.commands import (
     AdditionalCost,
     CartItem,
@@ -24,9 +23,10 @@ from bridge.commands import (
     UpdateCustomerSession,
 )
 from bridge.errors import InvalidCommandError
-from bridge.handlers import event_request, return_request, session_request
 from bridge.talon import models
 from bridge.talon.bodies import Prepared, prepare
+from bridge.worker import handlers
+from bridge.worker.handlers import event_request, return_request, session_request
 
 SECRET_SKU = "sku-4111111111111111"
 

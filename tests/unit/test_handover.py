@@ -8,7 +8,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from bridge.kafka_io import TP, ConsumerThread, InputRecord
+from bridge.kafka.clients import TP, ConsumerThread, InputRecord
 
 PART = ("orders", 0)
 

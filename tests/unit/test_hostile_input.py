@@ -15,8 +15,9 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge import command_reader
-from bridge.codec import Codec, _has_empty_items
+from bridge.avro import reader as command_reader
+from bridge.avro.codec import Codec, _has_empty_items
+from bridge.avro.schemas import get_schema
 from bridge.commands import (
     AdditionalCost,
     CartItem,
@@ -27,11 +28,10 @@ from bridge.commands import (
     UpdateCustomerSession,
 )
 from bridge.errors import DecodeError
-from bridge.kafka_io import InputRecord
-from bridge.replay_kafka import DlqReader
-from bridge.schemas import get_schema
+from bridge.kafka.clients import InputRecord
+from bridge.replay.kafka import DlqReader
 from bridge.settings import Settings
-from bridge.worker import Worker
+from bridge.worker.root import Worker
 
 HEADER = 10  # single-object framing: C3 01 and the fingerprint
 FAST = Codec()  # the hand-written reader, and fastavro for what it refuses
@@ -118,8 +118,8 @@ def test_unexpected_failures_of_the_codec_become_decode_errors(
     def explode(*_: Any) -> Any:
         raise OverflowError("Python int too large to convert to C ssize_t")
 
-    monkeypatch.setattr("bridge.codec._command_from_avro", explode)
-    monkeypatch.setattr("bridge.codec._effects_from_avro", explode)
+    monkeypatch.setattr("bridge.avro.codec._command_from_avro", explode)
+    monkeypatch.setattr("bridge.avro.codec._effects_from_avro", explode)
     codec = Codec()
     codec._read_command = None
     data = codec.encode_command(Command("e", "s", 1, TrackEvent("t", "p")), "commands")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from bridge.lag import LagReporter
+from bridge.kafka.lag import LagReporter
 from bridge.metrics import Metrics
 
 

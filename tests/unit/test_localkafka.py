@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bridge.localkafka import LocalKafka
+from bridge.tools.localkafka import LocalKafka
 
 
 def test_quick_jit_by_default_full_jit_on_request(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from bridge.parking import ParkedSession, ParkingLot, encode_parked
+from bridge.worker.parking import ParkedSession, ParkingLot, encode_parked
 
 SRC = "talon.commands/1/41"
 

@@ -6,7 +6,7 @@ import itertools
 from collections import defaultdict
 
 from bridge.commands import ReturnCartItems, UpdateCustomerSession
-from bridge.produce import LoadSpec, generate
+from bridge.tools.produce import LoadSpec, generate
 
 _ALLOWED = {
     None: {"open", "closed"},

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from bridge.codec import Codec, RegistryError
+from bridge.avro.codec import Codec, RegistryError
+from bridge.avro.registry import client_config
 from bridge.errors import ConfigError, DecodeError
-from bridge.registry import client_config
 from bridge.settings import KafkaSettings, load
 
 # A Confluent-framed record naming schema id 7, which no codec has cached.

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import build_parser, main
-from bridge.replay import EXIT_USAGE, build_selection, default_group
-from bridge.replay_select import OffsetRange, SelectionError
+from bridge.replay.cli import EXIT_USAGE, build_selection, default_group
+from bridge.replay.plan import OffsetRange, SelectionError
 
 FLAGS = [
     "--from",

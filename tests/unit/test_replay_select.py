@@ -9,7 +9,7 @@ import pytest
 
 from bridge import dlq
 from bridge.dlq import DeadLetter, coordinates, dead_letter_headers, header
-from bridge.replay_select import (
+from bridge.replay.plan import (
     SKIP_BRIDGE_TOPIC,
     SKIP_DUPLICATE,
     SKIP_MAX_REPLAYS,

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from bridge.cli import main
-from bridge.schemas import (
+from bridge.avro.schemas import (
     AvroSchema,
     bundled_schemas,
     fingerprint,
@@ -20,6 +19,7 @@ from bridge.schemas import (
     make_schema,
     schema_dir,
 )
+from bridge.cli import main
 
 DATA = Path(__file__).parent / "data"
 NAMES = ["Command", "EffectsEmitted"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import fastavro
 import pytest
 
+from bridge.avro.schemas import get_schema, load_schemas
 from bridge.cli import main
 from bridge.commands import (
     AdditionalCost,
@@ -20,8 +21,7 @@ from bridge.commands import (
     TrackEvent,
     UpdateCustomerSession,
 )
-from bridge.schemas import get_schema, load_schemas
-from bridge.send import InvalidLine, parse_command
+from bridge.tools.send import InvalidLine, parse_command
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "producers.md"
@@ -209,7 +209,7 @@ def test_export_previous_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     (bundle / "Command.avsc").write_text(json.dumps(command))
     older = {**command, "fields": [f for f in command["fields"] if f["name"] != "dry"]}
     (bundle / "previous" / "Command.v1.avsc").write_text(json.dumps(older))
-    monkeypatch.setattr("bridge.schemas.bundled_schemas", lambda: load_schemas(bundle))
+    monkeypatch.setattr("bridge.avro.schemas.bundled_schemas", lambda: load_schemas(bundle))
     out = tmp_path / "out"
     assert main(["schemas", "export", "--previous", str(out)]) == 0
     written = json.loads((out / "previous" / "Command.v1.avsc").read_text(encoding="utf-8"))

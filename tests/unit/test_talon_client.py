@@ -38,7 +38,6 @@ from bridge.errors import (
     RetryableApiError,
     ServerError,
 )
-from bridge.ports import free_port
 from bridge.talon import (
     EVENT_ID_HEADER,
     AiohttpTransport,
@@ -69,6 +68,7 @@ from bridge.talon.transport import (
     buffered_response,
     decoded_content,
 )
+from bridge.tools.ports import free_port
 
 API_KEY = "s3cr3t-api-key-0123456789"
 BASE = "https://acme.europe-west1.talon.one"

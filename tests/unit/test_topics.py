@@ -7,9 +7,9 @@ import logging
 import pytest
 from confluent_kafka import KafkaException
 
-from bridge.ports import free_port
+from bridge.kafka.topics import ensure_topics, specs_for
 from bridge.settings import KafkaSettings
-from bridge.topics import ensure_topics, specs_for
+from bridge.tools.ports import free_port
 
 
 def test_librdkafka_lines_reach_the_python_logger(caplog: pytest.LogCaptureFixture) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from bridge.transactions import HeldOutput, TransactionalOutput
+from bridge.worker.output import HeldOutput, TransactionalOutput
 
 TP = ("orders", 0)
 

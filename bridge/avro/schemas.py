@@ -159,7 +159,7 @@ def make_schema(definition: Mapping[str, Any] | str, name: str | None = None) ->
 
 def schema_dir() -> Path:
     """Folder of the bundled `.avsc` files: the checkout's, else the installed wheel's."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # bridge/, where the wheel puts _schemas
     checkout = package.parent
     if (checkout / "pyproject.toml").is_file() and (checkout / "schemas" / "avro").is_dir():
         return checkout / "schemas" / "avro"
@@ -297,7 +297,7 @@ def _register(schemas: SchemaSet, url: str | None) -> int:
     # Imported here: the registry client pulls in an HTTP stack the other actions do not need.
     from confluent_kafka.schema_registry import Schema
 
-    from bridge.registry import new_client, subject_name
+    from bridge.avro.registry import new_client, subject_name
 
     settings = _registry_settings()
     url = url or settings.schema_registry_url

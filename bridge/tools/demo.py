@@ -39,7 +39,7 @@ def _broker() -> Iterator[str]:
     if given:
         yield given
         return
-    from bridge.localkafka import LocalKafka
+    from bridge.tools.localkafka import LocalKafka
 
     _say("starting a local Apache Kafka broker (KRaft)")
     with LocalKafka() as broker:
@@ -57,10 +57,10 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.codec import Codec
-    from bridge.harness import WorkerProcess, create_bridge_topics, read_topic, worker_env
-    from bridge.produce import LoadSpec, generate, produce_commands
+    from bridge.avro.codec import Codec
     from bridge.simulator.process import SimulatorProcess
+    from bridge.tools.harness import WorkerProcess, create_bridge_topics, read_topic, worker_env
+    from bridge.tools.produce import LoadSpec, generate, produce_commands
 
     run_id = f"demo-{uuid.uuid4().hex[:6]}"
     with _broker() as bootstrap:
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _follow(worker: Any, total: int, timeout: float) -> None:
-    from bridge.harness import wait_for
+    from bridge.tools.harness import wait_for
 
     def done() -> float:
         return float(worker.metric_sum("bridge_commands_processed_total"))

@@ -9,7 +9,7 @@ Extra listeners sit next to the plaintext one that tests and readiness use: `Sec
 (SASL_SSL: SCRAM users created when the storage is formatted, PEM key and trust stores) and
 `OidcListener` (SASL/OAUTHBEARER tokens validated against an identity provider's JWKS).
 
-`python -m bridge.localkafka up|down|status|fetch` (and `make kafka-up` / `make kafka-down`)
+`python -m bridge.tools.localkafka up|down|status|fetch` (and `make kafka-up` / `make kafka-down`)
 manage a detached broker on `KAFKA_PORT` (default 9092); `up` and `down` are idempotent.
 """
 
@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from bridge.ports import free_port
+from bridge.tools.ports import free_port
 
 __all__ = [
     "KAFKA_VERSION",
@@ -431,7 +431,7 @@ def down(port: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bridge.localkafka")
+    parser = argparse.ArgumentParser(prog="python -m bridge.tools.localkafka")
     parser.add_argument("action", choices=["up", "down", "status", "fetch"])
     parser.add_argument("--port", type=int, default=int(os.environ.get("KAFKA_PORT", "9092")))
     parser.add_argument(

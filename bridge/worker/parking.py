@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from bridge.kafka_io import LIBRDKAFKA_LOGGER, Cluster, new_client
+from bridge.kafka.clients import LIBRDKAFKA_LOGGER, Cluster, new_client
 
 __all__ = ["ParkedSession", "ParkingLot", "ParkingReader", "encode_parked", "parking_topic_problem"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from bridge.ports import free_port
+from bridge.tools.ports import free_port
 
 __all__ = [
     "WorkerProcess",
@@ -47,7 +47,7 @@ def create_bridge_topics(
     `input_config` holds topic settings for the input topic. Returns the names by role:
     ``in``, ``out``, ``dlq``, ``park``.
     """
-    from bridge.topics import TopicSpec, ensure_topics
+    from bridge.kafka.topics import TopicSpec, ensure_topics
 
     names = {role: f"{prefix}.{role}" for role in ("in", "out", "dlq", "park")}
     ensure_topics(

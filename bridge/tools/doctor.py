@@ -42,7 +42,7 @@ from confluent_kafka.admin._acl import AclOperation
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 
-from bridge.codec import Codec, RegistryError
+from bridge.avro.codec import Codec, RegistryError
 from bridge.errors import (
     ApiConnectionError,
     ApiError,
@@ -51,7 +51,7 @@ from bridge.errors import (
     FatalApiError,
     KafkaUnreachableError,
 )
-from bridge.kafka_io import LIBRDKAFKA_LOGGER, Cluster, new_client
+from bridge.kafka.clients import LIBRDKAFKA_LOGGER, Cluster, new_client
 from bridge.settings import ENV_PREFIX, Settings, load, warn_unknown
 
 __all__ = ["HELP", "Check", "Status", "configure", "diagnose", "run"]
@@ -499,7 +499,7 @@ def _kafka_text(exc: KafkaException) -> str:
 
 
 def _registry_checks(settings: Settings) -> list[Check]:
-    from bridge.schemas import COMMAND, EFFECTS_EMITTED
+    from bridge.avro.schemas import COMMAND, EFFECTS_EMITTED
 
     if not settings.schema_registry_url:
         detail = "not checked: single-object encoding needs no registry"

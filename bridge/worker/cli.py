@@ -24,12 +24,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.check:
-        from bridge import doctor
+        from bridge.tools import doctor
 
         return doctor.run(argparse.Namespace(json=False, timeout=10.0, worker_url=None))
     settings = load(Settings)
     configure_logging(settings.log_level, settings.log_format)
     warn_unknown()
-    from bridge.worker import run_worker  # deferred: heavy imports only when running
+    from bridge.worker.root import run_worker  # deferred: heavy imports only when running
 
     return run_worker(settings)

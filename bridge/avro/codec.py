@@ -13,7 +13,7 @@ Two framings are understood on every decode, whatever the configured encoding:
 Bytes from an older writer are resolved against the bundled schema (the reader), so fields
 added since then get their defaults. Records are encoded in the configured format; for
 Confluent the bundled schema is registered (or looked up) under the subject the subject name
-strategy gives (``<topic>-value`` by default; see `bridge.registry`).
+strategy gives (``<topic>-value`` by default; see `bridge.avro.registry`).
 
 Every way a value can fail to decode raises `bridge.errors.DecodeError` with one of these
 reasons, and a message that never quotes the record's content:
@@ -46,7 +46,18 @@ import orjson
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 
-from bridge import command_reader, effects_writer
+from bridge.avro import reader as command_reader
+from bridge.avro import writer as effects_writer
+from bridge.avro.registry import new_client, subject_name
+from bridge.avro.schemas import (
+    COMMAND,
+    EFFECTS_EMITTED,
+    NAMESPACE,
+    AvroSchema,
+    SchemaSet,
+    bundled_schemas,
+    make_schema,
+)
 from bridge.commands import (
     AdditionalCost,
     CartItem,
@@ -62,16 +73,6 @@ from bridge.commands import (
     UpdateCustomerSession,
 )
 from bridge.errors import BridgeError, ConfigError, DecodeError
-from bridge.registry import new_client, subject_name
-from bridge.schemas import (
-    COMMAND,
-    EFFECTS_EMITTED,
-    NAMESPACE,
-    AvroSchema,
-    SchemaSet,
-    bundled_schemas,
-    make_schema,
-)
 from bridge.settings import ENV_PREFIX, Encoding, KafkaSettings, SubjectStrategy
 
 if TYPE_CHECKING:

@@ -25,10 +25,10 @@ from typing import IO, Any
 import orjson
 from fastavro import schemaless_writer
 
-from bridge.codec import Codec
+from bridge.avro.codec import Codec
+from bridge.avro.schemas import COMMAND, get_schema
 from bridge.commands import Command
 from bridge.errors import BridgeError
-from bridge.schemas import COMMAND, get_schema
 
 __all__ = ["HELP", "InvalidLine", "configure", "parse_command", "run"]
 
@@ -249,8 +249,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _send(topic: str | None, commands: Iterator[Command]) -> tuple[int, str]:
     from bridge.logs import configure_logging
-    from bridge.produce import produce_commands
     from bridge.settings import KafkaSettings, load, warn_unknown
+    from bridge.tools.produce import produce_commands
 
     settings = load(KafkaSettings)
     configure_logging(settings.log_level, settings.log_format)

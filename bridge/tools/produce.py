@@ -169,7 +169,7 @@ def produce_commands(
     """Produce `commands` keyed by session ID; returns how many were acknowledged."""
     from confluent_kafka import Producer
 
-    from bridge.kafka_io import LIBRDKAFKA_LOGGER, new_client
+    from bridge.kafka.clients import LIBRDKAFKA_LOGGER, new_client
 
     producer = new_client(
         Producer,
@@ -241,7 +241,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.codec import Codec
+    from bridge.avro.codec import Codec
     from bridge.logs import configure_logging
     from bridge.settings import KafkaSettings, load, warn_unknown
 

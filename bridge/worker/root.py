@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from confluent_kafka import KafkaError, Producer
 
 from bridge import __version__
-from bridge.codec import Codec, RegistryError
+from bridge.avro.codec import Codec, RegistryError
 from bridge.commands import Command, EffectsEmitted
 from bridge.dlq import (
     H_REPLAY_OF,
@@ -55,9 +55,7 @@ from bridge.errors import (
     RateLimitedError,
     RetryableApiError,
 )
-from bridge.handlers import Applied, Handlers
-from bridge.health import HealthServer
-from bridge.kafka_io import (
+from bridge.kafka.clients import (
     TP,
     Cluster,
     ConsumerThread,
@@ -68,19 +66,21 @@ from bridge.kafka_io import (
     new_client,
     producer_config,
 )
-from bridge.lag import LagReporter
+from bridge.kafka.lag import LagReporter
 from bridge.logs import where
 from bridge.metrics import Metrics
-from bridge.parking import (
+from bridge.settings import Settings
+from bridge.talon.client import TalonClient
+from bridge.worker.handlers import Applied, Handlers
+from bridge.worker.health import HealthServer
+from bridge.worker.output import HeldOutput, TransactionalOutput
+from bridge.worker.parking import (
     ParkedSession,
     ParkingLot,
     ParkingReader,
     encode_parked,
     parking_topic_problem,
 )
-from bridge.settings import Settings
-from bridge.talon.client import TalonClient
-from bridge.transactions import HeldOutput, TransactionalOutput
 
 __all__ = ["Worker", "run_worker"]
 

@@ -25,11 +25,11 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from bridge.codec import Codec
+from bridge.avro.codec import Codec
 from bridge.errors import BridgeError
-from bridge.kafka_io import LIBRDKAFKA_LOGGER, producer_config
+from bridge.kafka.clients import LIBRDKAFKA_LOGGER, producer_config
 from bridge.logs import where
-from bridge.replay_select import (
+from bridge.replay.plan import (
     CommitTracker,
     DeadLetterRecord,
     Planned,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from bridge.replay_select import (
+from bridge.replay.plan import (
     COMMAND_TYPES,
     SAFE_SKIPS,
     Plan,
@@ -37,7 +37,7 @@ from bridge.replay_select import (
 )
 
 if TYPE_CHECKING:
-    from bridge.replay_kafka import DlqReader, Snapshot
+    from bridge.replay.kafka import DlqReader, Snapshot
     from bridge.settings import KafkaSettings
 
 __all__ = [
@@ -264,9 +264,9 @@ def _usage(message: object) -> int:
 def run(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
-    from bridge.codec import Codec
+    from bridge.avro.codec import Codec
     from bridge.logs import configure_logging
-    from bridge.replay_kafka import DlqReader, ReadError
+    from bridge.replay.kafka import DlqReader, ReadError
     from bridge.settings import KafkaSettings, load, warn_unknown
 
     try:
@@ -304,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
 def _replay(
     args: argparse.Namespace, settings: KafkaSettings, selection: Selection, reader: DlqReader
 ) -> int:
-    from bridge.replay_kafka import Stopper
+    from bridge.replay.kafka import Stopper
 
     with Stopper().installed() as stopper:  # Ctrl-C while reading: stop, nothing sent
         snap, the_plan = _prepare(args, settings, selection, reader, stopper.stop)
@@ -347,7 +347,7 @@ def _prepare(
     stop: threading.Event,
 ) -> tuple[Snapshot, Plan]:
     """Check the topics, read the snapshot, decide."""
-    from bridge.replay_select import plan
+    from bridge.replay.plan import plan
 
     protected = _protected_topics(settings, reader.topic, from_arg=args.source is not None)
     if args.target in protected and not args.force:
@@ -404,8 +404,8 @@ def _execute(
     header: dict[str, Any],
 ) -> int:
     """Send (or discard), commit, report."""
-    from bridge.replay_kafka import Sender, Stopper
-    from bridge.replay_select import CommitTracker
+    from bridge.replay.kafka import Sender, Stopper
+    from bridge.replay.plan import CommitTracker
 
     replay_id = str(uuid.uuid4())
     log.info(

@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from bridge.kafka_io import LIBRDKAFKA_LOGGER, new_client
+from bridge.kafka.clients import LIBRDKAFKA_LOGGER, new_client
 from bridge.logs import configure_logging
 from bridge.settings import KafkaSettings, load, warn_unknown
 

@@ -1,0 +1,1 @@
+"""Avro schemas and the codecs of commands and effects."""

@@ -1,0 +1,1 @@
+"""`talon-bridge replay`: dead letters back to their topics."""

@@ -1,0 +1,1 @@
+"""Commands and helpers around the worker: demo, load, checks, a local broker."""

@@ -1,0 +1,1 @@
+"""The running worker: composition root, pipeline, output and parking."""
