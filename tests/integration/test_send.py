@@ -15,7 +15,7 @@ from bridge.avro.schemas import get_schema
 from bridge.cli import main
 from bridge.tools.harness import read_topic
 from bridge.tools.send import parse_command
-from tests.unit.test_send import doc_examples
+from tests.unit.tools.test_send import doc_examples
 
 pytestmark = pytest.mark.kafka
 

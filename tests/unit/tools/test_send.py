@@ -23,7 +23,7 @@ from bridge.commands import (
 )
 from bridge.tools.send import InvalidLine, parse_command
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "producers.md"
 
 
