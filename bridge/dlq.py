@@ -68,7 +68,7 @@ H_PARKED_BEHIND = "__talon.bridge.parked.behind"
 H_PARKED_POSITION = "__talon.bridge.parked.position"
 H_PARKED_TOKEN = "__talon.bridge.parked.token"  # noqa: S105 (a header name)
 # Replay headers survive a later dead-lettering, so replay counts keep adding up.
-REPLAY_PREFIX = "__talon.bridge.replay.cli."
+REPLAY_PREFIX = "__talon.bridge.replay."
 H_REPLAY_OF = REPLAY_PREFIX + "of"  # topic/partition/offset the record was first consumed at
 H_REPLAY_ID = REPLAY_PREFIX + "id"
 H_REPLAY_COUNT = REPLAY_PREFIX + "count"

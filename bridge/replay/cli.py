@@ -1,7 +1,7 @@
 """`talon-bridge replay`: send dead letters back, in each session's original order, safely.
 
 Thin on purpose: parse the arguments into a `Selection`, load the `BRIDGE_*` settings, read
-a fixed snapshot of the dead-letter topic (`replay_kafka`), decide (`replay_select.plan`),
+a fixed snapshot of the dead-letter topic (`replay.kafka`), decide (`replay.plan.plan`),
 send or list, and report. docs/replay.md is the reference for the rules and the design.
 """
 

@@ -60,7 +60,7 @@ def test_poison_parks_the_session_in_order_and_survives_restart(
     healthy = [c for c in commands if c.session_id != victim]
 
     with WorkerProcess(bridge.env) as worker:
-        bridge.tools.produce(commands)
+        bridge.produce(commands)
         wait_for(
             lambda: worker.metric_sum("bridge_commands_processed_total") >= len(commands),
             60,
@@ -117,7 +117,7 @@ def test_poison_parks_the_session_in_order_and_survives_restart(
     late = msgspec.structs.replace(victim_cmds[0], event_id="poison:late:1")
     with WorkerProcess(bridge.env) as worker:
         assert worker.metric_sum("bridge_parked_sessions") == 1
-        bridge.tools.produce([late])
+        bridge.produce([late])
         wait_for(
             lambda: (
                 worker.metric_sum(
@@ -153,7 +153,7 @@ def test_undecodable_records_go_to_the_dlq_with_a_reason(
     with WorkerProcess(bridge.env) as worker:
         bridge.produce_raw([(k, v) for k, v, _ in bad])
         # Skip the command whose copy was made undecodable above only by bytes, not content.
-        bridge.tools.produce(good)
+        bridge.produce(good)
         total = len(bad) + len(good)
         wait_for(
             lambda: worker.metric_sum("bridge_commands_processed_total") >= total,
@@ -234,7 +234,7 @@ def test_a_schema_registry_that_never_answers_holds_only_its_record(
         with WorkerProcess(bridge.env) as worker:
             bridge.produce_raw([(b"registry-held", framed)])
             assert registry.accepted.wait(60), "the worker asks the registry"
-            bridge.tools.produce(good)
+            bridge.produce(good)
             wait_for(
                 lambda: worker.metric_sum(processed) >= len(good),
                 60,

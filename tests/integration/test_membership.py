@@ -122,11 +122,11 @@ def test_rolling_updates_redo_nothing(
     members: deque[WorkerProcess] = deque()
     try:
         members.extend(WorkerProcess(bridge.env).start() for _ in range(2))
-        bridge.tools.produce(chunks[0])
+        bridge.produce(chunks[0])
         for cycle, chunk in enumerate(chunks[1:]):
             # A Deployment with maxSurge 1: a new pod, and once it is ready the oldest goes.
             members.append(WorkerProcess(bridge.env).start())
-            bridge.tools.produce(chunk)
+            bridge.produce(chunk)
             time.sleep(ROLLOUT_DELAYS[cycle % len(ROLLOUT_DELAYS)])  # the rollout's pace
             assert members.popleft().stop() == 0
         redone = _finish(bridge, simulator, commands, members, exactly_once)

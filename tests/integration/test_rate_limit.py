@@ -30,7 +30,7 @@ def test_paces_to_a_rate_limit_without_early_retries(
     commands = list(generate(LoadSpec(sessions=sessions, max_cart_updates=6, run_id="limit")))
     simulator.set_faults(rate_limit_rps=limit, rate_limit_burst=20)
     with WorkerProcess(bridge.env) as worker:
-        bridge.tools.produce(commands)
+        bridge.produce(commands)
         started = time.monotonic()
         wait_for(lambda: worker.metric_sum(PROCESSED) >= len(commands), 180, "all processed")
         seconds = time.monotonic() - started
@@ -58,7 +58,7 @@ def test_maintenance_window_of_503_honours_retry_after(
     )
     commands = list(generate(LoadSpec(sessions=300, max_cart_updates=4, run_id="maint")))
     with WorkerProcess(bridge.env) as worker:
-        bridge.tools.produce(commands)
+        bridge.produce(commands)
         wait_for(lambda: worker.metric_sum(PROCESSED) > len(commands) / 5, 60, "progress")
         simulator.set_faults(outage=True, retry_after_s=10)
         wait_for(

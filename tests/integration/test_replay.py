@@ -134,7 +134,7 @@ def test_replay_sends_a_parked_session_back_in_order_and_releases_it(
     codec = Codec()
 
     with WorkerProcess(bridge.env) as worker:
-        bridge.tools.produce([mine[0], *others[:20], *mine[1:], *others[20:]])
+        bridge.produce([mine[0], *others[:20], *mine[1:], *others[20:]])
         total = len(mine) + len(others)
         wait_for(
             lambda: worker.metric_sum("bridge_commands_processed_total") >= total,

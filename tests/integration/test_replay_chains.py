@@ -43,7 +43,7 @@ def test_forged_replay_headers_do_not_release_a_parked_session(
     mine[1] = poisoned(mine[1])
 
     with WorkerProcess(bridge.env) as worker:
-        bridge.tools.produce(mine)
+        bridge.produce(mine)
         wait_for(lambda: worker.metric_sum(PROCESSED) >= 3, 60, "the session parked")
         letters = read_topic(bridge.conf, bridge.dlq, expected=2, timeout=30)
         poison, follower = (headers_of(m) for m in letters)
@@ -132,7 +132,7 @@ def test_replay_under_live_traffic_keeps_every_session_in_order(
         def one_round() -> None:
             """One live command per session, then wait until the worker has taken them."""
             before = worker.metric_sum(PROCESSED)
-            bridge.tools.produce([next_command(s) for s in sessions])
+            bridge.produce([next_command(s) for s in sessions])
             wait_for(lambda: worker.metric_sum(PROCESSED) >= before + len(sessions), 60, "a round")
 
         for _ in range(4):
@@ -206,14 +206,14 @@ def test_a_chain_record_that_fails_again_keeps_its_place(
     late = command("fails-twice:late", session)
 
     with WorkerProcess(bridge.env) as worker:
-        bridge.tools.produce(mine)
+        bridge.produce(mine)
         wait_for(lambda: worker.metric_sum(PROCESSED) >= 4, 60, "the session parked")
         # The poison's cause is fixed, but the next command now fails too.
         simulator.set_faults(reject_attribute_prefixes=["x-later"])
         first = run_replay(bridge.env, "--session", session)
         assert first.returncode == 0, first.stderr
         wait_for(lambda: worker.metric_sum(PROCESSED) >= 7, 60, "the first run handled")
-        bridge.tools.produce([late])
+        bridge.produce([late])
         wait_for(lambda: worker.metric_sum(PROCESSED) >= 8, 60, "the late command parked")
         assert worker.metric_sum("bridge_parked_sessions") == 1
         assert _keys(simulator, session) == _expected(mine[:2])

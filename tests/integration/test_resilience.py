@@ -55,7 +55,7 @@ def test_transient_faults_apply_everything_in_order(
         hang_s=3.0,
     )
     with WorkerProcess(bridge.env) as worker:
-        bridge.tools.produce(commands)
+        bridge.produce(commands)
         wait_for(lambda: _processed(worker) >= len(commands), 240, "all commands processed")
         assert worker.metric_sum("bridge_dead_letters_total") == 0
         assert worker.metric_sum("bridge_commands_retried_total") > 0
@@ -74,7 +74,7 @@ def test_outage_pauses_and_recovers_without_dead_letters(
     commands = list(generate(LoadSpec(sessions=600, max_cart_updates=6, run_id="outage")))
     simulator.set_faults(latency_ms=10)
     with WorkerProcess(bridge.env) as worker:
-        bridge.tools.produce(commands)
+        bridge.produce(commands)
         wait_for(lambda: _processed(worker) > len(commands) / 5, 60, "progress before outage")
         simulator.set_faults(outage=True)
         wait_for(lambda: worker.metric_sum("bridge_api_outage") == 1, 30, "outage detected")
@@ -103,7 +103,7 @@ def test_one_failing_session_is_dead_lettered_others_flow(
     victim = commands[0].session_id
     simulator.set_faults(fail_sessions=[victim])
     with WorkerProcess(bridge.env) as worker:
-        bridge.tools.produce(commands)
+        bridge.produce(commands)
         wait_for(lambda: _processed(worker) >= len(commands), 120, "all commands processed")
         assert worker.metric_sum("bridge_api_outage") == 0
     others = [c for c in commands if c.session_id != victim]
@@ -123,10 +123,10 @@ def test_auth_failure_pauses_without_commits_then_recovers(
     commands = list(generate(LoadSpec(sessions=400, run_id="auth")))
     simulator.set_faults(latency_ms=5)
     with WorkerProcess(bridge.env) as worker:
-        bridge.tools.produce(commands[: len(commands) // 2])
+        bridge.produce(commands[: len(commands) // 2])
         wait_for(lambda: _processed(worker) >= len(commands) // 2, 60, "first half processed")
         simulator.set_faults(auth_failure=True)
-        bridge.tools.produce(commands[len(commands) // 2 :])
+        bridge.produce(commands[len(commands) // 2 :])
         wait_for(lambda: not worker.ready(), 30, "the worker to report not ready")
         assert worker.metric_sum("bridge_api_auth_ok") == 0
 
@@ -164,7 +164,7 @@ def test_kill_9_mid_stream_loses_nothing(
     commands = list(generate(LoadSpec(sessions=1500, max_cart_updates=6, run_id=f"kill{keys}")))
     simulator.set_faults(latency_ms=15, latency_jitter_ms=5)
     worker = WorkerProcess(bridge.env).start()
-    bridge.tools.produce(commands)
+    bridge.produce(commands)
     wait_for(lambda: _processed(worker) > len(commands) / 3, 60, "progress before the kill")
     worker.kill()
     with WorkerProcess(bridge.env):
@@ -222,7 +222,7 @@ def test_broker_restart_mid_stream(simulator: SimulatorProcess) -> None:
         commands = list(generate(LoadSpec(sessions=800, run_id="restart")))
         simulator.set_faults(latency_ms=20)
         with WorkerProcess(bridge.env) as worker:
-            bridge.tools.produce(commands)
+            bridge.produce(commands)
             wait_for(lambda: _processed(worker) > len(commands) / 4, 60, "progress")
             broker.kill()
             broker.start()
@@ -249,7 +249,7 @@ def test_exactly_once_output_survives_kill_9(
     commands = list(generate(LoadSpec(sessions=800, max_cart_updates=6, run_id="eos")))
     simulator.set_faults(latency_ms=15, latency_jitter_ms=5)
     worker = WorkerProcess(bridge.env).start()
-    bridge.tools.produce(commands)
+    bridge.produce(commands)
     wait_for(lambda: _processed(worker) > len(commands) / 3, 60, "progress before the kill")
     worker.kill()
     with WorkerProcess(bridge.env):

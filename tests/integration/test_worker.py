@@ -89,7 +89,7 @@ def test_20k_commands_2k_sessions_in_order(
     )
     assert len(commands) == 20_000
     with WorkerProcess(bridge.env) as worker:
-        bridge.tools.produce(commands)
+        bridge.produce(commands)
         wait_for(
             lambda: worker.metric_sum("bridge_commands_processed_total") >= len(commands),
             180,
@@ -116,7 +116,7 @@ def test_second_worker_joins_then_first_leaves(
     first = WorkerProcess(bridge.env).start()
     second = WorkerProcess(bridge.env)
     try:
-        bridge.tools.produce(commands[:half])
+        bridge.produce(commands[:half])
         wait_for(
             lambda: first.metric_sum(PROCESSED) > half / 5, 60, "the first worker to make progress"
         )
@@ -126,7 +126,7 @@ def test_second_worker_joins_then_first_leaves(
             60,
             "the second worker to take partitions",
         )
-        bridge.tools.produce(commands[half:])
+        bridge.produce(commands[half:])
         wait_for(lambda: second.metric_sum(PROCESSED) > 0, 60, "the second worker to work")
         assert first.stop() == 0  # leaves gracefully mid-stream
         wait_for(lambda: simulator.stats()["applied"] >= len(commands), 120, "all commands applied")
@@ -156,7 +156,7 @@ def test_sigterm_under_load_then_restart(
     # The first worker runs on asyncio's own loop, the restart on the default, uvloop.
     worker = WorkerProcess({**bridge.env, "BRIDGE_EVENT_LOOP": "asyncio"}).start()
     assert _event_loop(worker) == "asyncio"
-    bridge.tools.produce(commands)
+    bridge.produce(commands)
     wait_for(lambda: worker.metric_sum(PROCESSED) > len(commands) / 10, 60, "progress under load")
     started = time.monotonic()
     worker.signal(signal.SIGTERM)
@@ -191,7 +191,7 @@ def test_backpressure_bounds_what_is_held_in_memory(
     )
     commands = list(generate(LoadSpec(sessions=1200, max_cart_updates=8, run_id="bp")))
     assert len(commands) > 5 * limit
-    bridge.tools.produce(commands)  # a backlog far larger than the limit, before the worker starts
+    bridge.produce(commands)  # a backlog far larger than the limit, before the worker starts
     simulator.set_faults(latency_ms=20)
     held: list[float] = []
     paused: list[float] = []
@@ -231,7 +231,7 @@ def test_effects_kafka_refuses_are_sent_again_and_nothing_is_committed_past_them
     commands = list(generate(LoadSpec(sessions=40, total=400, run_id="refused")))
     failures = 'bridge_producer_delivery_failures_total{kind="effects"}'
     with WorkerProcess(bridge.env) as worker:
-        bridge.tools.produce(commands)
+        bridge.produce(commands)
         wait_for(
             lambda: worker.metrics().get(failures, 0) >= 2 * len(commands),
             60,
@@ -299,7 +299,7 @@ def test_an_input_topic_deleted_and_created_again_is_read_from_its_start(
         missing = f'bridge_input_topic_missing{{topic="{other}"}}'
         wait_for(lambda: worker.metrics().get(missing) == 1, 90, "the deleted topic reported")
         assert not worker.ready()
-        bridge.tools.produce(staying)
+        bridge.produce(staying)
         wait_for(lambda: worker.metric_sum(PROCESSED) >= len(old) + len(staying), 120, "staying")
         _create_topic(kafka_admin, other)
         produce_commands(bridge.conf, other, iter(new), encode=Codec().encode_command)
@@ -346,7 +346,7 @@ def test_a_missing_input_topic_is_reported_until_it_exists(
         wait_for(lambda: worker.metrics().get(missing) == 1, 60, "the missing topic reported")
         assert not worker.ready(), "a worker missing an input topic must not be ready"
         # The topic that exists still flows.
-        bridge.tools.produce(first)
+        bridge.produce(first)
         wait_for(lambda: worker.metric_sum(PROCESSED) >= len(first), 120, "the first topic")
         assert not worker.ready()
         kafka_admin.create_topics([NewTopic(later, 2, 1)])[later].result(timeout=30)
