@@ -31,6 +31,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource  # not re-exported for typing
 
 from bridge.errors import ConfigError, KafkaUnreachableError
+from bridge.kafka.codes import PARTITION_EOF
 from bridge.settings import KafkaSettings
 
 __all__ = [
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 client_errors = logging.getLogger(f"{__name__}.errors")
 
 # librdkafka's local error codes carry a leading underscore in the Python binding.
-_PARTITION_EOF = KafkaError._PARTITION_EOF  # noqa: SLF001
 _NO_OFFSET = KafkaError._NO_OFFSET  # noqa: SLF001
 _ALL_BROKERS_DOWN = KafkaError._ALL_BROKERS_DOWN  # noqa: SLF001
 _AUTHENTICATION = KafkaError._AUTHENTICATION  # noqa: SLF001
@@ -371,7 +371,7 @@ class ConsumerThread(threading.Thread):
         for msg in msgs:
             err = msg.error()
             if err is not None:
-                if err.code() == _PARTITION_EOF:
+                if err.code() == PARTITION_EOF:
                     continue
                 if err.fatal():
                     self._loop.call_soon_threadsafe(self._listener.on_fatal, str(err))

@@ -28,6 +28,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from bridge.avro.codec import Codec
 from bridge.errors import BridgeError
 from bridge.kafka.clients import LIBRDKAFKA_LOGGER, producer_config
+from bridge.kafka.codes import PARTITION_EOF
+from bridge.kafka.producer import produce
 from bridge.logs import where
 from bridge.replay.plan import (
     CommitTracker,
@@ -44,7 +46,6 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-_PARTITION_EOF = KafkaError._PARTITION_EOF  # noqa: SLF001
 _UNKNOWN_TOPIC = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)  # noqa: SLF001
 _METADATA_TIMEOUT = 15.0
 # A read that gets nothing for this long while records are still due has lost the broker.
@@ -227,7 +228,7 @@ class DlqReader:
                     offset = msg.offset() or 0
                     err = msg.error()
                     if err is not None:
-                        if err.code() == _PARTITION_EOF:
+                        if err.code() == PARTITION_EOF:
                             if p in due:
                                 # read_committed stops before an open transaction.
                                 end[p] = min(until[p], offset)
@@ -405,9 +406,6 @@ class Sender:
         r = it.record
         if it.target is None:
             raise ValueError("a record to replay has no target topic")
-        kwargs: dict[str, Any] = {}
-        if it.target_partition is not None:
-            kwargs["partition"] = it.target_partition
         pos = r.position
         headers: list[tuple[str, str | bytes | None]] = [*replay_headers(r, replay_id=replay_id)]
 
@@ -426,19 +424,15 @@ class Sender:
                     extra={"where": where(r.topic, *pos), "target": it.target, "error": str(err)},
                 )
 
-        while True:
-            try:
-                self._producer.produce(
-                    it.target,
-                    value=r.value,
-                    key=r.key,
-                    headers=headers,
-                    on_delivery=delivered,
-                    **kwargs,
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+        produce(
+            self._producer,
+            it.target,
+            value=r.value,
+            key=r.key,
+            headers=headers,
+            partition=it.target_partition,
+            on_delivery=delivered,
+        )
 
     # --- discard ---------------------------------------------------------------------------
 
@@ -455,12 +449,7 @@ class Sender:
                 self.result.released += 1
 
         for key in releases:
-            while True:
-                try:
-                    self._producer.produce(parking, key=key, value=None, on_delivery=delivered)
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)
+            produce(self._producer, parking, key=key, value=None, on_delivery=delivered)
         self._drain()
         if failures or self.result.released < len(releases):
             self.result.error = f"parking tombstones not delivered: {failures[:1] or 'timeout'}"

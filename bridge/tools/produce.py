@@ -170,6 +170,7 @@ def produce_commands(
     from confluent_kafka import Producer
 
     from bridge.kafka.clients import LIBRDKAFKA_LOGGER, new_client
+    from bridge.kafka.producer import produce
 
     producer = new_client(
         Producer,
@@ -202,14 +203,9 @@ def produce_commands(
     try:
         for cmd in commands:
             value = encode(cmd, topic)
-            while True:
-                try:
-                    producer.produce(
-                        topic, value=value, key=cmd.session_id.encode(), on_delivery=on_delivery
-                    )
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            produce(
+                producer, topic, value=value, key=cmd.session_id.encode(), on_delivery=on_delivery
+            )
             sent += 1
             if sent % 1000 == 0:
                 producer.poll(0)

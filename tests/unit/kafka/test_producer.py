@@ -1,0 +1,64 @@
+"""The blocking produce: a full local queue is waited out, never dropped or reordered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.kafka.producer import produce
+
+
+class FullThenFree:
+    """A producer whose queue is full for the first `full` attempts."""
+
+    def __init__(self, full: int) -> None:
+        self.full = full
+        self.produced: list[tuple[str, dict[str, Any]]] = []
+        self.polls: list[float] = []
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        if self.full > 0:
+            self.full -= 1
+            raise BufferError("Local: Queue full")
+        self.produced.append((topic, kwargs))
+
+    def poll(self, timeout: float) -> int:
+        self.polls.append(timeout)
+        return 0
+
+
+def test_a_full_queue_is_polled_until_the_record_is_taken() -> None:
+    producer = FullThenFree(full=3)
+    produce(producer, "t", value=b"v", key=b"k", poll_timeout=0.01)
+    assert producer.produced == [("t", {"value": b"v", "key": b"k"})]
+    assert producer.polls == [0.01, 0.01, 0.01]
+
+
+def test_a_free_queue_takes_the_record_without_polling() -> None:
+    producer = FullThenFree(full=0)
+    produce(producer, "t", value=None, key=b"k")
+    assert producer.produced == [("t", {"value": None, "key": b"k"})]
+    assert producer.polls == []
+
+
+def test_optional_arguments_are_passed_only_when_given() -> None:
+    producer = FullThenFree(full=1)
+
+    def report(err: object, msg: object) -> None:
+        pass
+
+    headers = [("h", b"1")]
+    produce(
+        producer,
+        "t",
+        value=b"v",
+        headers=headers,
+        partition=2,
+        on_delivery=report,
+    )
+    assert producer.produced == [
+        (
+            "t",
+            {"value": b"v", "key": None, "headers": headers, "partition": 2, "on_delivery": report},
+        )
+    ]
+    assert producer.polls == [0.05]
