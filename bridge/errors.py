@@ -6,7 +6,8 @@ exactly once, at the adapter that talks to them::
     BridgeError
      +-- ConfigError                  bad settings; the CLI exits 2 naming each variable
      +-- DecodeError                  bytes that are not a command we can read (dead-letter)
- +-- InvalidCommandError          a decoded command Talon.One would reject (dead-letter)
+     +-- InvalidCommandError          a decoded command Talon.One would reject (dead-letter)
+     +-- SelectionError               a replay filter, option or topic that cannot be used; exit 2
      +-- ApiError                     anything the Talon.One client raises
      |    +-- RetryableApiError       409, 429, 5xx, timeouts, connection errors
      |    |    +-- ConflictError      409: the session or profile is busy
@@ -40,6 +41,7 @@ __all__ = [
     "PermanentApiError",
     "RateLimitedError",
     "RetryableApiError",
+    "SelectionError",
     "ServerError",
 ]
 
@@ -79,6 +81,11 @@ class InvalidCommandError(BridgeError):
         super().__init__(message)
         self.message = message
         self.pointer = pointer
+
+
+class SelectionError(BridgeError, ValueError):
+    """A replay selection that cannot be used: a filter or option value that cannot be
+    understood, or a topic that is missing or refused; the CLI exits 2 with it."""
 
 
 class ApiError(BridgeError):

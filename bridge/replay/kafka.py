@@ -26,18 +26,14 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from bridge.avro.codec import Codec
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, SelectionError
 from bridge.kafka.clients import LIBRDKAFKA_LOGGER, producer_config
 from bridge.kafka.codes import PARTITION_EOF
 from bridge.kafka.producer import produce
 from bridge.logs import where
-from bridge.replay.plan import (
-    CommitTracker,
-    DeadLetterRecord,
-    Planned,
-    SelectionError,
-    replay_headers,
-)
+from bridge.replay.plan import Planned
+from bridge.replay.progress import CommitTracker
+from bridge.replay.records import DeadLetterRecord, replay_headers
 from bridge.settings import KafkaSettings
 
 __all__ = ["DlqReader", "ReadError", "SendResult", "Sender", "Snapshot", "Stopper"]

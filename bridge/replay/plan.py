@@ -1,10 +1,10 @@
-"""What `talon-bridge replay` sends, in which order, and with which headers. No I/O.
+"""What `talon-bridge replay` does with each selected dead letter, and in which order. No I/O.
 
 A replay reads the dead-letter topic (DLQ) up to a fixed stop point, turns each record into a
 `DeadLetterRecord`, and `plan` decides per record: replay, discard, skip (with a reason), or
 done (handled by an earlier run of the same selection). The rules:
 
-* Filters (`Selection`) are combined with AND; a filter given several values matches any.
+* The filters (`Selection`, `replay.selection`) decide what is selected.
 * A parked record (reason ``parked``) follows its poison, the dead letter whose source
   coordinates it names in ``__talon.bridge.parked.behind``: selecting the poison selects its
   parked records too, whatever the filters say, and they are sent right after it. A parked
@@ -13,45 +13,20 @@ done (handled by an earlier run of the same selection). The rules:
 * Within a session, records keep their DLQ order (the worker writes a session's dead letters,
   in order, to one DLQ partition), with each poison ahead of its parked records, and these in
   chain order (``__talon.bridge.parked.position``), one copy per place.
-* `replay_headers` strips the error headers and adds the replay headers; the key, value and
-  the record's own headers are kept.
+
+The headers a record is re-sent with are `replay.records.replay_headers`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
 
-import orjson
-
-from bridge.dlq import (
-    H_ERROR_CLASS,
-    H_EXCEPTION_CLASS,
-    H_HTTP_STATUS,
-    H_ORIGINAL_OFFSET,
-    H_ORIGINAL_PARTITION,
-    H_ORIGINAL_TOPIC,
-    H_PARKED_BEHIND,
-    H_PARKED_POSITION,
-    H_PARKED_TOKEN,
-    H_REASON,
-    H_REPLAY_COUNT,
-    H_REPLAY_DLQ,
-    H_REPLAY_ID,
-    H_REPLAY_OF,
-    H_REPLAY_POSITION,
-    H_REPLAY_TOKEN,
-    coordinates,
-    header,
-)
+from bridge.replay.records import DeadLetterRecord
+from bridge.replay.selection import Selection
 
 __all__ = [
-    "COMMAND_TYPES",
-    "PARKED",
     "SAFE_SKIPS",
     "SKIP_BRIDGE_TOPIC",
     "SKIP_DUPLICATE",
@@ -61,25 +36,11 @@ __all__ = [
     "SKIP_POISON_SKIPPED",
     "SKIP_UNKNOWN_TARGET",
     "Action",
-    "CommitTracker",
-    "DeadLetterRecord",
-    "OffsetRange",
     "Plan",
     "Planned",
     "Policy",
-    "Selection",
-    "SelectionError",
-    "parse_header_filter",
-    "parse_instant",
-    "parse_offsets",
-    "parse_status",
     "plan",
-    "replay_headers",
-    "selection_digest",
 ]
-
-COMMAND_TYPES = ("track_event", "update_customer_session", "return_cart_items", "unknown")
-PARKED = "parked"
 
 SKIP_NO_ORIGINAL_TOPIC = "no-original-topic"
 SKIP_UNKNOWN_TARGET = "unknown-target-topic"
@@ -91,284 +52,8 @@ SKIP_BRIDGE_TOPIC = "bridge-topic"
 # Skips that leave nothing undone: a second dead letter of the same source record.
 SAFE_SKIPS = frozenset({SKIP_DUPLICATE})
 
-_ERROR_PREFIXES = ("__connect.errors.", "__talon.bridge.")
 
 Action = Literal["replay", "discard", "skip", "done"]
-
-
-class SelectionError(ValueError):
-    """A filter or option value that cannot be understood; the CLI exits 2 with it."""
-
-
-# --- parsing filter arguments ------------------------------------------------------------
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_instant(text: str, now_ms: int) -> int:
-    """Milliseconds since the epoch for ISO-8601 `text`, or `now_ms` minus a duration.
-
-    Durations are a number and a unit (s, m, h, d, w), possibly several: ``90m``, ``2h``,
-    ``1d12h``. An ISO-8601 time without a zone is taken as UTC.
-    """
-    value = text.strip()
-    if value and _DURATION_PART.sub("", value) == "":
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
-        return now_ms - int(seconds * 1000)
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise SelectionError(
-            f"{text!r} is neither an ISO-8601 time (2026-01-31T08:00:00Z) "
-            "nor a duration ago (30m, 2h, 7d)"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1000)
-
-
-@dataclass(frozen=True, slots=True)
-class OffsetRange:
-    """DLQ partition `partition`, offsets `first` to `last` inclusive (None: open)."""
-
-    partition: int
-    first: int = 0
-    last: int | None = None
-
-    def contains(self, partition: int, offset: int) -> bool:
-        return (
-            partition == self.partition
-            and offset >= self.first
-            and (self.last is None or offset <= self.last)
-        )
-
-    def __str__(self) -> str:
-        return f"{self.partition}:{self.first}-{'' if self.last is None else self.last}"
-
-
-_OFFSETS = re.compile(r"(\d+)(?::(\d*)-(\d*))?")
-
-
-def parse_offsets(text: str) -> OffsetRange:
-    """``P`` (the whole partition), ``P:FROM-TO`` (inclusive), ``P:FROM-`` or ``P:-TO``."""
-    m = _OFFSETS.fullmatch(text.strip())
-    if m is None:
-        raise SelectionError(
-            f"--offsets {text!r}: expected PARTITION[:FROM-TO], e.g. 0:100-250, 3:500- or 2"
-        )
-    partition, first, last = m.group(1), m.group(2), m.group(3)
-    rng = OffsetRange(int(partition), int(first) if first else 0, int(last) if last else None)
-    if rng.last is not None and rng.last < rng.first:
-        raise SelectionError(f"--offsets {text!r}: the range ends before it starts")
-    return rng
-
-
-def parse_header_filter(text: str) -> tuple[str, str]:
-    """``name=value``: the record's last header `name` must equal `value`."""
-    name, sep, value = text.partition("=")
-    if not sep or not name.strip():
-        raise SelectionError(f"--header {text!r}: expected NAME=VALUE")
-    return name.strip(), value
-
-
-_STATUS = re.compile(r"[1-5](?:\d\d|xx)")
-
-
-def parse_status(text: str) -> str:
-    """An HTTP status (``400``) or a status class (``4xx``)."""
-    value = text.strip().lower()
-    if not _STATUS.fullmatch(value):
-        raise SelectionError(f"--status {text!r}: expected a status such as 400 or a class: 4xx")
-    return value
-
-
-# --- records -----------------------------------------------------------------------------
-
-
-def _int(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value.strip())
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterRecord:
-    """One DLQ record with its headers read. Build it with `DeadLetterRecord.build`."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
-    command_type: str
-    event_id: str | None
-    reason: str | None
-    error_class: str | None
-    exception_class: str | None
-    status: int | None
-    original_topic: str | None
-    original_partition: int | None
-    original: str | None  # topic/partition/offset it was consumed at before dead-lettering
-    parked_behind: str | None
-    replay_count: int
-    chain_position: int | None = None  # place in its session's parking chain (0: the poison)
-    chain_token: str | None = None
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        topic: str,
-        partition: int,
-        offset: int,
-        timestamp_ms: int,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Iterable[tuple[str, bytes | None]] | None,
-        command_type: str = "unknown",
-        event_id: str | None = None,
-    ) -> DeadLetterRecord:
-        hs = tuple((k, v if v is not None else b"") for k, v in headers or ())
-        o_topic = header(hs, H_ORIGINAL_TOPIC) or None
-        o_partition = _int(header(hs, H_ORIGINAL_PARTITION))
-        o_offset = _int(header(hs, H_ORIGINAL_OFFSET))
-        original = (
-            coordinates(o_topic, o_partition, o_offset)
-            if o_topic is not None and o_partition is not None and o_offset is not None
-            else None
-        )
-        return cls(
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            timestamp_ms=timestamp_ms,
-            key=key,
-            value=value,
-            headers=hs,
-            command_type=command_type,
-            event_id=event_id,
-            reason=header(hs, H_REASON),
-            error_class=header(hs, H_ERROR_CLASS),
-            exception_class=header(hs, H_EXCEPTION_CLASS),
-            status=_int(header(hs, H_HTTP_STATUS)),
-            original_topic=o_topic,
-            original_partition=o_partition,
-            original=original,
-            parked_behind=header(hs, H_PARKED_BEHIND),
-            replay_count=max(0, _int(header(hs, H_REPLAY_COUNT)) or 0),
-            chain_position=_int(header(hs, H_PARKED_POSITION)),
-            chain_token=header(hs, H_PARKED_TOKEN),
-        )
-
-    @property
-    def session(self) -> str | None:
-        """The Kafka key, the customer-session ID."""
-        return self.key.decode(errors="replace") if self.key is not None else None
-
-    @property
-    def dlq(self) -> str:
-        """This record's own `topic/partition/offset`."""
-        return coordinates(self.topic, self.partition, self.offset)
-
-    @property
-    def position(self) -> tuple[int, int]:
-        return (self.partition, self.offset)
-
-    @property
-    def is_parked(self) -> bool:
-        """Diverted behind its session's poison rather than failed by itself."""
-        return self.reason == PARKED or self.parked_behind is not None
-
-
-# --- selection -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """The filters; empty ones match everything."""
-
-    since_ms: int | None = None
-    until_ms: int | None = None
-    sessions: frozenset[str] = frozenset()
-    error_classes: frozenset[str] = frozenset()
-    reasons: frozenset[str] = frozenset()
-    statuses: frozenset[str] = frozenset()
-    command_types: frozenset[str] = frozenset()
-    headers: tuple[tuple[str, str], ...] = ()
-    offsets: tuple[OffsetRange, ...] = ()
-
-    def __post_init__(self) -> None:
-        if (
-            self.since_ms is not None
-            and self.until_ms is not None
-            and self.since_ms > self.until_ms
-        ):
-            raise SelectionError("--since is later than --until")
-        unknown = self.command_types - set(COMMAND_TYPES)
-        if unknown:
-            raise SelectionError(
-                f"--command-type {sorted(unknown)[0]!r}: expected one of {', '.join(COMMAND_TYPES)}"
-            )
-
-    def matches(self, r: DeadLetterRecord) -> bool:
-        if self.since_ms is not None and r.timestamp_ms < self.since_ms:
-            return False
-        if self.until_ms is not None and r.timestamp_ms > self.until_ms:
-            return False
-        if self.sessions and r.session not in self.sessions:
-            return False
-        if self.error_classes:
-            classes = {c.lower() for c in (r.error_class, r.exception_class) if c}
-            if not classes & {c.lower() for c in self.error_classes}:
-                return False
-        if self.reasons and (r.reason or "").lower() not in {x.lower() for x in self.reasons}:
-            return False
-        if self.statuses and not any(_status_matches(s, r.status) for s in self.statuses):
-            return False
-        if self.command_types and r.command_type not in self.command_types:
-            return False
-        if any(header(r.headers, k) != v for k, v in self.headers):
-            return False
-        return not self.offsets or any(o.contains(r.partition, r.offset) for o in self.offsets)
-
-    def read_ranges(self) -> dict[int, tuple[int, int | None]] | None:
-        """Per partition, the DLQ offsets worth reading (first, last inclusive); None: all."""
-        if not self.offsets:
-            return None
-        out: dict[int, tuple[int, int | None]] = {}
-        for o in self.offsets:
-            if o.partition not in out:
-                out[o.partition] = (o.first, o.last)
-                continue
-            first, last = out[o.partition]
-            out[o.partition] = (
-                min(first, o.first),
-                None if last is None or o.last is None else max(last, o.last),
-            )
-        return out
-
-
-def _status_matches(pattern: str, status: int | None) -> bool:
-    if status is None:
-        return False
-    if pattern.endswith("xx"):
-        return status // 100 == int(pattern[0])
-    return status == int(pattern)
-
-
-def selection_digest(arguments: Mapping[str, Any]) -> str:
-    """A stable short hash of the arguments that decide what a run selects and does."""
-    canonical = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(canonical).hexdigest()[:12]
-
-
-# --- planning ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,61 +256,3 @@ def _releases(
         if verdict is not None and verdict.action == "discard":
             out.append(key)
     return tuple(out)
-
-
-def replay_headers(
-    r: DeadLetterRecord, *, replay_id: str, count: int | None = None
-) -> list[tuple[str, bytes]]:
-    """The headers of the re-sent record: the record's own, minus error headers, plus replay ones.
-
-    ``replay.of`` names where the record was consumed before it was dead-lettered (the
-    worker releases a parked session when its poison comes back with it); ``replay.dlq``
-    names the dead letter it came from, so every re-sent record can be traced and counted.
-    """
-    kept = [(k, v) for k, v in r.headers if not k.startswith(_ERROR_PREFIXES)]
-    of = r.original or header(r.headers, H_REPLAY_OF)
-    out = [*kept]
-    if of:
-        out.append((H_REPLAY_OF, of.encode()))
-    if r.chain_position is not None and r.chain_token:
-        out.append((H_REPLAY_POSITION, str(r.chain_position).encode()))
-        out.append((H_REPLAY_TOKEN, r.chain_token.encode()))
-    out += [
-        (H_REPLAY_ID, replay_id.encode()),
-        (H_REPLAY_COUNT, str(r.replay_count + 1 if count is None else count).encode()),
-        (H_REPLAY_DLQ, r.dlq.encode()),
-    ]
-    return out
-
-
-# --- progress ------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class CommitTracker:
-    """Per DLQ partition, the position up to which everything is handled.
-
-    Every offset below `end` counts as handled unless it is held; the committable position
-    is the lowest held offset, or `end`. A record is held from the moment it is planned to be
-    sent until its send is acknowledged; a failed or unsent record stays held, so a rerun
-    starts at it.
-    """
-
-    start: dict[int, int]
-    end: dict[int, int]
-    held: dict[int, set[int]] = field(default_factory=dict)
-
-    def hold(self, partition: int, offset: int) -> None:
-        self.held.setdefault(partition, set()).add(offset)
-
-    def release(self, partition: int, offset: int) -> None:
-        self.held.get(partition, set()).discard(offset)
-
-    def positions(self) -> dict[int, int]:
-        """Commit positions, never below where this selection started."""
-        out: dict[int, int] = {}
-        for p, end in self.end.items():
-            held = self.held.get(p)
-            pos = min(held) if held else end
-            out[p] = max(pos, self.start.get(p, 0))
-        return out

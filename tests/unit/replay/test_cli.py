@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import build_parser, main
+from bridge.errors import SelectionError
 from bridge.replay.cli import EXIT_USAGE, build_selection, default_group
-from bridge.replay.plan import OffsetRange, SelectionError
+from bridge.replay.selection import OffsetRange
 
 FLAGS = [
     "--from",

@@ -9,6 +9,7 @@ import pytest
 
 from bridge import dlq
 from bridge.dlq import DeadLetter, coordinates, dead_letter_headers, header
+from bridge.errors import SelectionError
 from bridge.replay.plan import (
     SKIP_BRIDGE_TOPIC,
     SKIP_DUPLICATE,
@@ -17,19 +18,19 @@ from bridge.replay.plan import (
     SKIP_PARKED_WITHOUT_POISON,
     SKIP_POISON_SKIPPED,
     SKIP_UNKNOWN_TARGET,
-    CommitTracker,
-    DeadLetterRecord,
-    OffsetRange,
     Plan,
     Policy,
+    plan,
+)
+from bridge.replay.progress import CommitTracker
+from bridge.replay.records import DeadLetterRecord, replay_headers
+from bridge.replay.selection import (
+    OffsetRange,
     Selection,
-    SelectionError,
     parse_header_filter,
     parse_instant,
     parse_offsets,
     parse_status,
-    plan,
-    replay_headers,
     selection_digest,
 )
 
