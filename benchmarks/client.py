@@ -11,9 +11,8 @@ process, so the CPU figures are the client's own. Clients:
 * ``ours-aiohttp``: ``ours`` on `AiohttpTransport` (``http_engine="aiohttp"``).
 * ``raw``: a plain aiohttp session sending the same pre-serialised bytes and headers and
   reading the response bytes (no JSON work): the ceiling to compare against.
-* ``transport``: `AiohttpTransport` fed `httpx.Request` objects built the way `TalonClient`
-  builds them, with the same bytes (no models): the httpx request/response layer alone.
-* ``asyncclient``: `httpx.AsyncClient` over `AiohttpTransport`: adds httpx's client middleware.
+* ``transport``: `AiohttpTransport.exchange` fed the requests `TalonClient` builds, with the
+  same bytes (no models): the transport alone.
 * ``httpx``: `httpx.AsyncClient` with its default transport, for reference.
 
 By default a minimal stand-in server is started per latency (see `benchmarks._common`); use
@@ -42,8 +41,9 @@ from benchmarks._common import cart_update, start_server
 from bridge import __version__
 from bridge.talon import AiohttpTransport, IntegrationStateV2, IntegrationSummary, TalonClient
 from bridge.talon.client import HttpEngine
+from bridge.talon.transports import Request, Timeouts
 
-CLIENTS: Final = ("ours", "ours-full", "ours-aiohttp", "raw", "transport", "asyncclient", "httpx")
+CLIENTS: Final = ("ours", "ours-full", "ours-aiohttp", "raw", "transport", "httpx")
 _SESSION_PATH: Final = "/v2/customer_sessions/"
 _ROW: Final = "{:>8} {:>13} {:>9} {:>10} {:>7} {:>9} {:>6}"
 
@@ -137,35 +137,17 @@ async def _measure(name: str, url: str, key: str, args: argparse.Namespace) -> R
             transport = await stack.enter_async_context(
                 AiohttpTransport(max_connections=args.concurrency)
             )
-            base_headers = httpx.Headers({"Host": httpx.URL(url).netloc.decode(), **headers})
-            httpx_urls = [httpx.URL(u) for u in urls]
-            timeout = {"timeout": httpx.Timeout(5.0).as_dict()}
+            requests = [Request("PUT", u, list(headers.items()), content, Timeouts()) for u in urls]
 
             async def call(worker: int) -> bool:
-                request = httpx.Request(
-                    "PUT",
-                    httpx_urls[worker],
-                    headers=base_headers,
-                    stream=httpx.ByteStream(content),
-                    extensions=timeout,
-                )
-                request.headers["Content-Length"] = str(len(content))
-                request.read()
-                response = await transport.handle_async_request(request)
-                return response.status_code == 200 and bool(response.content)
+                answer = await transport.exchange(requests[worker])
+                return answer.status == 200 and bool(answer.content)
 
         else:
             limits = httpx.Limits(
                 max_connections=args.concurrency, max_keepalive_connections=args.concurrency
             )
-            transport_or_none = (
-                AiohttpTransport(max_connections=args.concurrency)
-                if name == "asyncclient"
-                else None
-            )
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(limits=limits, timeout=30.0, transport=transport_or_none)
-            )
+            http = await stack.enter_async_context(httpx.AsyncClient(limits=limits, timeout=30.0))
 
             async def call(worker: int) -> bool:
                 response = await http.put(urls[worker], headers=headers, content=content)

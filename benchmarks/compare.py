@@ -73,7 +73,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -92,6 +91,7 @@ from bridge.commands import (
 )
 from bridge.simulator.process import SimulatorProcess
 from bridge.talon.client import TalonClient
+from bridge.talon.transports import Answer, MockTransport, Request, answer
 from bridge.tools.harness import WorkerProcess, read_topic, wait_for
 from bridge.tools.produce import LoadSpec, generate, produce_commands
 from bridge.worker.handlers import Handlers
@@ -499,21 +499,19 @@ def _bridge_requests(commands: Sequence[Command]) -> list[dict[str, Any]]:
     """What the bridge's own TalonClient sends for each command, captured by a mock transport."""
     seen: list[dict[str, Any]] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Answer:
         seen.append(
             {
                 "method": request.method,
-                "path": request.url.raw_path.decode(),
-                "headers": dict(request.headers),
-                "body": orjson.loads(request.content),
+                "path": request.url.removeprefix("http://sim.invalid"),
+                "headers": {name.lower(): value for name, value in request.headers},
+                "body": orjson.loads(request.body),
             }
         )
-        return httpx.Response(
-            200, json={"effects": [], "createdCoupons": [], "createdReferrals": []}
-        )
+        return answer(200, json={"effects": [], "createdCoupons": [], "createdReferrals": []})
 
     async def apply_all() -> None:
-        client = TalonClient("http://sim.invalid", API_KEY, transport=httpx.MockTransport(handler))
+        client = TalonClient("http://sim.invalid", API_KEY, transport=MockTransport(handler))
         async with client:
             handlers = Handlers(client)
             for cmd in commands:

@@ -46,7 +46,7 @@ from bridge.talon.summary import (
     SummaryEffect,
     SummaryReferral,
 )
-from bridge.talon.transport import AiohttpTransport
+from bridge.talon.transports import AiohttpTransport, MockTransport, ReqwestTransport
 
 __all__ = [
     "EVENT_ID_HEADER",
@@ -65,6 +65,7 @@ __all__ = [
     "IntegrationRequest",
     "IntegrationStateV2",
     "IntegrationSummary",
+    "MockTransport",
     "ModelReturn",
     "NewCustomerSessionV2",
     "NewReturn",
@@ -72,6 +73,7 @@ __all__ = [
     "Operation",
     "Outcome",
     "Referral",
+    "ReqwestTransport",
     "ReturnIntegrationRequest",
     "ReturnedCartItem",
     "SessionCartItem",

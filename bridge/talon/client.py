@@ -18,14 +18,12 @@ httpx timeout (connect/read/pool)     ApiTimeoutError        ``timeout``
 any other httpx transport error       ApiConnectionError     ``connection``
 ====================================  =====================  ===============
 
-Requests are built as `httpx.Request` and handed straight to an `httpx.AsyncBaseTransport`,
-so any httpx transport can be plugged in, e.g. `httpx.MockTransport` in tests.
-httpx.AsyncClient is deliberately not used: its per-request machinery (URL merging, header and
-cookie handling, event hooks, redirect loop) costs more CPU than the whole HTTP exchange at the
-request rates the bridge runs at, and none of it is needed for three fixed endpoints. With our
-own transports (`ReqwestTransport`, the default, and `AiohttpTransport`), the same request goes
-through their `exchange` as plain values instead: same bytes on the wire, same httpx
-exceptions, without building an `httpx.Request` and `httpx.Response` per call.
+Requests go to a `Transport` (`bridge.talon.transports`) as plain values and come back as a
+fully read `Answer`: `ReqwestTransport` by default, `AiohttpTransport`, or `MockTransport` in
+tests, all through the same code here. httpx.AsyncClient is deliberately not used: its
+per-request machinery (URL merging, header and cookie handling, event hooks, redirect loop)
+costs more CPU than the whole HTTP exchange at the request rates the bridge runs at, and none
+of it is needed for three fixed endpoints.
 
 The API key is only ever placed in the Authorization header. It is never part of an exception
 message, a repr or a log line; should Talon.One echo it in an error body, it is masked there too.
@@ -36,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -81,8 +79,15 @@ from bridge.talon.models import (
     ReturnIntegrationRequest,
     TrackEventV2Response,
 )
-from bridge.talon.reqwest import ReqwestTransport
-from bridge.talon.transport import AiohttpTransport, Answer, ExchangeTransport, decoded_content
+from bridge.talon.transports import (
+    AiohttpTransport,
+    Answer,
+    Request,
+    ReqwestTransport,
+    Timeouts,
+    Transport,
+    decoded_content,
+)
 
 __all__ = [
     "EVENT_ID_HEADER",
@@ -101,10 +106,6 @@ Operation: TypeAlias = Literal["track_event", "update_customer_session", "return
 Outcome: TypeAlias = Literal["2xx", "409", "429", "4xx", "5xx", "auth", "timeout", "connection"]
 Observer: TypeAlias = Callable[[str, str, float], None]
 HttpEngine: TypeAlias = Literal["reqwest", "aiohttp"]
-_Exchange: TypeAlias = Callable[
-    [str, str, Sequence[tuple[str, str]], bytes, dict[str, float | None] | None],
-    Awaitable[Answer],
-]
 
 T = TypeVar("T")
 _M = TypeVar("_M", bound=BaseModel | msgspec.Struct)
@@ -176,15 +177,15 @@ class TalonClient:
         read_timeout: Seconds the server may stay silent while answering.
         pool_timeout: Seconds to wait for a free pooled connection.
         call_timeout: Seconds a whole exchange may take, from sending the request to the
-            last byte of the answer (None: no deadline beyond the others). Honoured by
-            both engines; other transports may ignore it.
+            last byte of the answer (None: no deadline beyond the others).
         max_connections: Size of the connection pool of the default transport (ignored
             when `transport` is given).
         http_engine: The default transport: ``reqwest`` (`ReqwestTransport`, the HTTP
             exchange runs outside the GIL) or ``aiohttp`` (`AiohttpTransport`); ignored when
             `transport` is given.
         idempotency_keys: Send the ``Idempotency-Key`` header when a call passes a key.
-        transport: Transport to send requests with; defaults to an `AiohttpTransport`.
+        transport: Transport to send requests with, e.g. a `MockTransport`; by default one
+            chosen by `http_engine`.
         observer: Called as ``observer(operation, outcome, seconds)`` once per request that
             ends in an answer or an httpx transport error (see the module docstring for
             outcomes). It runs inline on the event loop and must not raise.
@@ -206,7 +207,7 @@ class TalonClient:
         max_connections: int = 256,
         http_engine: HttpEngine = "reqwest",
         idempotency_keys: bool = True,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | None = None,
         observer: Observer | None = None,
     ) -> None:
         base = httpx.URL(base_url.rstrip("/"))
@@ -222,53 +223,21 @@ class TalonClient:
         self._secret = api_key
         self._idempotency_keys = idempotency_keys
         self._observer = observer
-        self._transport = transport or _ENGINES[http_engine](
-            max_connections=max_connections,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            pool_timeout=pool_timeout,
-            call_timeout=call_timeout,
+        self._transport = transport or _ENGINES[http_engine](max_connections=max_connections)
+        self._timeouts = Timeouts(
+            connect=connect_timeout, read=read_timeout, pool=pool_timeout, total=call_timeout
         )
-        self._extensions: dict[str, Any] = {
-            "timeout": {
-                "connect": connect_timeout,
-                "read": read_timeout,
-                "write": read_timeout,
-                "pool": pool_timeout,
-                "total": call_timeout,
-            }
-        }
-        # Every request carries these. Host and Content-Length are set here because requests
-        # are built around an explicit byte stream, for which httpx adds no headers itself.
-        self._headers = httpx.Headers(
-            [
-                (b"Host", base.netloc),
-                (b"Authorization", b"ApiKey-v1 " + api_key.encode("ascii")),
-                (b"Accept", b"application/json"),
-                (b"Content-Type", b"application/json"),
-                # Responses are small JSON documents; compressing them costs more CPU on
-                # both ends than it saves in transfer time.
-                (b"Accept-Encoding", b"identity"),
-                (b"User-Agent", f"talon-bridge/{__version__}".encode("ascii")),
-            ]
-        )
-        self._url = _url_factory(base)
+        # Every request carries these; the transport adds Host and Content-Length.
+        self._headers = [
+            ("Authorization", f"ApiKey-v1 {api_key}"),
+            ("Accept", "application/json"),
+            ("Content-Type", "application/json"),
+            # Responses are small JSON documents; compressing them costs more CPU on both
+            # ends than it saves in transfer time.
+            ("Accept-Encoding", "identity"),
+            ("User-Agent", f"talon-bridge/{__version__}"),
+        ]
         self._text = str(base).rstrip("/")
-        self._timeout = self._extensions["timeout"]
-        # With our own transports, requests skip the httpx object model (about a fifth of
-        # the client's CPU per call); any other transport gets `httpx.Request` objects.
-        self._exchange: _Exchange | None = None
-        self._direct_headers: list[tuple[str, str]] = []
-        if (
-            isinstance(self._transport, ExchangeTransport)
-            and type(self._transport).handle_async_request is ExchangeTransport.handle_async_request
-        ):
-            self._exchange = self._transport.exchange
-            self._direct_headers = [
-                (name.decode("ascii"), value.decode("ascii"))
-                for name, value in self._headers.raw
-                if name.lower() != b"host"
-            ]
 
     def __repr__(self) -> str:
         return f"TalonClient(base_url={str(self._base_url)!r})"
@@ -467,30 +436,6 @@ class TalonClient:
 
     # ------------------------------------------------------------ exchange
 
-    def _request(
-        self,
-        method: str,
-        url: httpx.URL,
-        content: bytes,
-        idempotency_key: str | None,
-        event_id: str | None = None,
-    ) -> httpx.Request:
-        request = httpx.Request(
-            method,
-            url,
-            headers=self._headers,
-            stream=httpx.ByteStream(content),
-            extensions=self._extensions,
-        )
-        headers = request.headers
-        headers["Content-Length"] = str(len(content))
-        if idempotency_key is not None:
-            headers["Idempotency-Key"] = _checked_key(idempotency_key)
-        if event_id is not None:
-            headers[EVENT_ID_HEADER] = _header_safe(event_id)
-        request.read()  # so that every transport, and tests, can use `request.content`
-        return request
-
     async def _call(
         self,
         operation: Operation,
@@ -504,48 +449,33 @@ class TalonClient:
     ) -> ApiResult[_M]:
         if not self._idempotency_keys:
             idempotency_key = None
-        headers: Mapping[str, str]
-        if self._exchange is not None:
-            extra = self._direct_headers.copy()
-            if idempotency_key is not None:
-                extra.append(("Idempotency-Key", _checked_key(idempotency_key)))
-            if event_id is not None:
-                extra.append((EVENT_ID_HEADER, _header_safe(event_id)))
-            url = f"{self._text}{path}?{query}"
-            started = time.perf_counter()
-            try:
-                answer = await self._exchange(method, url, extra, content, self._timeout)
-            except httpx.RequestError as exc:
-                self._fail(operation, time.perf_counter() - started, exc)
-            status, reason, headers = answer.status, answer.reason, answer.headers
+        headers = self._headers.copy()
+        if idempotency_key is not None:
+            headers.append(("Idempotency-Key", _checked_key(idempotency_key)))
+        if event_id is not None:
+            headers.append((EVENT_ID_HEADER, _header_safe(event_id)))
+        request = Request(method, f"{self._text}{path}?{query}", headers, content, self._timeouts)
+        started = time.perf_counter()
+        try:
+            answer = await self._transport.exchange(request)
             body = decoded_content(answer)
-        else:
-            request = self._request(
-                method, self._url(path, query), content, idempotency_key, event_id
-            )
-            started = time.perf_counter()
-            try:
-                response = await self._transport.handle_async_request(request)
-                try:
-                    body = response.content
-                except httpx.ResponseNotRead:
-                    body = await response.aread()
-            except httpx.RequestError as exc:
-                self._fail(operation, time.perf_counter() - started, exc)
-            status, reason, headers = response.status_code, response.reason_phrase, response.headers
+        except httpx.RequestError as exc:
+            self._fail(operation, time.perf_counter() - started, exc)
         duration = time.perf_counter() - started
+        status = answer.status
         if not 200 <= status < 300:
-            self._fail(operation, duration, _Reply(status, reason, headers), body)
+            self._fail(operation, duration, answer, body)
         try:
             value = _parse(model, body if status != 204 else b"")
         except (ValidationError, msgspec.DecodeError) as exc:
             invalid = _Invalid(model.__name__, exc)
-            self._fail(operation, duration, _Reply(status, reason, headers), body, invalid)
+            self._fail(operation, duration, answer, body, invalid)
         if self._observer is not None:
             self._observer(operation, "2xx", duration)
         # Only a request that carried a key can be answered from the idempotency store.
         replayed = (
-            idempotency_key is not None and headers.get("idempotent-replayed", "").lower() == "true"
+            idempotency_key is not None
+            and answer.headers.get("idempotent-replayed", "").lower() == "true"
         )
         return ApiResult(value=value, status=status, replayed=replayed, duration=duration)
 
@@ -553,7 +483,7 @@ class TalonClient:
         self,
         operation: Operation,
         duration: float,
-        failure: _Reply | httpx.RequestError,
+        failure: Answer | httpx.RequestError,
         body: bytes = b"",
         invalid: _Invalid | None = None,
     ) -> NoReturn:
@@ -567,14 +497,14 @@ class TalonClient:
     def _translate(
         self,
         operation: Operation,
-        failure: _Reply | httpx.RequestError,
+        failure: Answer | httpx.RequestError,
         body: bytes,
         invalid: _Invalid | None,
     ) -> tuple[ApiError, Outcome]:
         """The one mapping from a failed call to the error raised and the observer outcome.
 
-        `failure` is the httpx error, or the answer: a non-2xx one, or a 2xx one whose body
-        did not validate (`invalid` says how).
+        `failure` is the transport's httpx error, or the answer: a non-2xx one, or a 2xx one
+        whose body did not validate (`invalid` says how).
         """
         if isinstance(failure, httpx.TimeoutException):
             text = f"{operation}: no answer in time ({type(failure).__name__}: {failure})"
@@ -611,15 +541,6 @@ _ENGINES: Final[dict[HttpEngine, type[AiohttpTransport | ReqwestTransport]]] = {
     "reqwest": ReqwestTransport,
     "aiohttp": AiohttpTransport,
 }
-
-
-class _Reply(NamedTuple):
-    """A non-2xx answer, or a 2xx one whose body did not validate."""
-
-    status: int
-    reason: str
-    headers: Mapping[str, str]
-    """Case-insensitive."""
 
 
 class _Invalid(NamedTuple):
@@ -684,58 +605,6 @@ def _header_safe(value: str) -> str:
     return quote(value, safe="")
 
 
-def _url_factory(base: httpx.URL) -> Callable[[str, str], httpx.URL]:
-    """A function building ``base + path + ?query`` URLs for paths and queries we generate.
-
-    Parsing a URL string costs httpx about 20 µs, more than all of the client's other
-    per-request bookkeeping together. Our paths and queries are already percent-encoded and
-    need no normalisation, so the fast builder assembles the parsed form from the base URL's.
-    That relies on an httpx internal, so it is checked against httpx's own parser here and
-    the parser is used instead whenever the two disagree.
-    """
-    prefix = base.raw_path.decode("ascii").rstrip("/")
-    text = str(base).rstrip("/")
-
-    def parsed(path: str, query: str) -> httpx.URL:
-        return httpx.URL(f"{text}{path}?{query}")
-
-    try:
-        reference = base._uri_reference  # noqa: SLF001
-        make = type(reference)
-        scheme, userinfo, host, port = (
-            reference.scheme,
-            reference.userinfo,
-            reference.host,
-            reference.port,
-        )
-
-        def assembled(path: str, query: str) -> httpx.URL:
-            url = httpx.URL.__new__(httpx.URL)
-            url._uri_reference = make(  # noqa: SLF001
-                scheme, userinfo, host, port, prefix + path, query, None
-            )
-            return url
-
-        for path, query in _URL_SAMPLES:
-            fast, slow = assembled(path, query), parsed(path, query)
-            if _url_parts(fast) != _url_parts(slow):
-                return parsed
-    except Exception:  # any change in httpx internals: use the public parser
-        return parsed
-    return assembled
-
-
-def _url_parts(url: httpx.URL) -> tuple[object, ...]:
-    return (str(url), url.scheme, url.netloc, url.raw_path, url.path, url.query, url.port)
-
-
-_URL_SAMPLES: Final = (
-    (_session_path("sess 1/ä?#%"), _DRY_QUERY[True]),
-    (_session_path("order-1001") + "/returns", _DRY_QUERY[False]),
-    ("/v2/events", _EVENT_QUERY[False]),
-)
-
-
 def _parse_error_body(body: bytes, secret: str) -> ErrorResponse | ErrorResponseWithStatus | None:
     """The error body as ErrorResponse(WithStatus), or None when it is not one; every
     string in it, keys included, has `secret` masked."""
@@ -776,7 +645,7 @@ def _masked(value: Any, secret: str) -> Any:
 
 def _describe(
     operation: Operation,
-    response: _Reply,
+    response: Answer,
     parsed: ErrorResponse | ErrorResponseWithStatus | None,
 ) -> str:
     text = f"{operation}: HTTP {response.status}"

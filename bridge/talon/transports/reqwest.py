@@ -1,4 +1,4 @@
-"""An httpx transport that sends requests through pyreqwest (Rust reqwest and hyper).
+"""The pyreqwest transport (Rust reqwest and hyper), the client's default.
 
 Owns the default connection pool of the Talon.One client. The HTTP exchange itself (pooling,
 writing the request, parsing the answer, timeouts) runs on pyreqwest's own Rust runtime, outside
@@ -6,16 +6,15 @@ the GIL. Only building the request and receiving the finished answer cost Python
 a third of the CPU per request of the aiohttp transport (see docs/benchmarks.md). That matters
 because the worker's event loop is the bridge's bottleneck.
 
-Errors leave as the httpx exceptions httpx's own transport raises. Timeouts are httpx's
-``{"connect", "read", "pool"}`` and our ``total`` (reqwest's request timeout, which runs until
-the body is read): reqwest sets them per client, so one pooled client is kept
-per distinct timeout dict (in practice one: `TalonClient` passes the same dict every time).
+Errors leave as the httpx exceptions httpx's own transport raises. Timeouts are the request's
+`Timeouts`, ``total`` being reqwest's request timeout, which runs until the body is read:
+reqwest sets them per client, so one pooled client is kept per distinct `Timeouts` (in
+practice one: `TalonClient` sends the same with every request).
 """
 
 from __future__ import annotations
 
 import http
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Final, Unpack
 
@@ -23,9 +22,11 @@ import httpx
 from pyreqwest import exceptions as rq
 from pyreqwest.client import Client, ClientBuilder
 
-from bridge.talon.transport import (
+from bridge.talon.transports.base import (
     Answer,
-    ExchangeTransport,
+    PooledTransport,
+    Request,
+    Timeouts,
     TransportOptions,
     without_urls,
 )
@@ -50,7 +51,6 @@ _ERRORS: Final[tuple[tuple[type[rq.PyreqwestError], type[httpx.RequestError]], .
 )
 # Causes reqwest gives when the connection itself could not be made.
 _CONNECTING: Final = ("(Connect)", "tcp connect", "dns error")
-_HTTP_VERSIONS: Final = {"HTTP/1.0": b"HTTP/1.0", "HTTP/1.1": b"HTTP/1.1", "HTTP/2.0": b"HTTP/2"}
 
 
 def _reason(status: int) -> str:
@@ -63,35 +63,33 @@ def _reason(status: int) -> str:
 _REASONS: Final = {status: _reason(status) for status in range(100, 600)}
 
 
-class ReqwestTransport(ExchangeTransport):
-    """`httpx.AsyncBaseTransport` backed by a pooled pyreqwest client.
+class ReqwestTransport(PooledTransport):
+    """A `Transport` backed by pooled pyreqwest clients.
 
     Clients are created on first use, inside the running event loop, and closed by
     `aclose()`. Connections are kept alive and reused; at most `max_connections` are open at
     once and further requests wait for a free one, up to the pool timeout.
 
     Args:
-        options: Pool size, keep-alive and default timeouts, as for `ExchangeTransport`.
+        options: Pool size and keep-alive, as for `PooledTransport`.
     """
 
     def __init__(self, **options: Unpack[TransportOptions]) -> None:
         super().__init__(**options)
-        self._clients: dict[int, tuple[dict[str, float | None], Client]] = {}
+        self._clients: dict[Timeouts, Client] = {}
         self._closed = False
 
     async def aclose(self) -> None:
         """Close all pooled connections. The transport cannot be used afterwards."""
         self._closed = True
         clients, self._clients = self._clients, {}
-        for _, client in clients.values():
+        for client in clients.values():
             await client.close()
 
-    def _client(self, spec: dict[str, float | None] | None) -> Client:
-        spec = spec or self._defaults
-        # Looked up by identity, keeping a reference so that the id cannot be reused.
-        found = self._clients.get(id(spec))
-        if found is not None and found[0] is spec:
-            return found[1]
+    def _client(self, spec: Timeouts) -> Client:
+        found = self._clients.get(spec)
+        if found is not None:
+            return found
         if self._closed:
             raise RuntimeError("the transport has been closed")
         if len(self._clients) >= _MAX_CLIENTS:
@@ -108,43 +106,35 @@ class ReqwestTransport(ExchangeTransport):
             .deflate(False)
             .http1_only()
         )
-        connect, read, pool = spec.get("connect"), spec.get("read"), spec.get("pool")
+        connect, read, pool = spec.connect, spec.read, spec.pool
         if connect is not None:
             builder = builder.connect_timeout(timedelta(seconds=connect))
         if read is not None:
             builder = builder.read_timeout(timedelta(seconds=read))
         if pool is not None:
             builder = builder.pool_timeout(timedelta(seconds=pool))
-        total = spec.get("total")
+        total = spec.total
         if total is not None:
             builder = builder.timeout(timedelta(seconds=total))
         client = builder.build()
-        self._clients[id(spec)] = (spec, client)
+        self._clients[spec] = client
         return client
 
-    async def exchange(
-        self,
-        method: str,
-        url: str,
-        headers: Sequence[tuple[str, str]],
-        body: bytes,
-        timeout: dict[str, float | None] | None = None,
-    ) -> Answer:
-        """Send one request given as plain values; the answer comes back fully read.
+    async def exchange(self, request: Request) -> Answer:
+        """Send one request; the answer comes back fully read.
 
-        Same contract as `AiohttpTransport.exchange`: `url` is sent as given (already
-        percent-encoded), Host and Content-Length are derived, errors are httpx's.
+        Same errors as `AiohttpTransport.exchange`.
         """
-        client = self._client(timeout)
+        client = self._client(request.timeouts)
         try:
-            builder = client.request(method, url)
-            for name, value in headers:
+            builder = client.request(request.method, request.url)
+            for name, value in request.headers:
                 lowered = name.lower()
                 if lowered in _DERIVED:
                     continue
                 builder = builder.header(name, value, is_sensitive=lowered in _SENSITIVE)
-            if body:
-                builder = builder.body_bytes(body)
+            if request.body:
+                builder = builder.body_bytes(request.body)
             response = await builder.build().send()
             content = bytes(await response.bytes())
         except rq.PyreqwestError as exc:
@@ -153,13 +143,7 @@ class ReqwestTransport(ExchangeTransport):
             # Header values must be visible ASCII (no control characters: header injection).
             raise httpx.LocalProtocolError(str(exc)) from None
         status = response.status
-        return Answer(
-            status,
-            _REASONS.get(status, ""),
-            _HTTP_VERSIONS.get(response.version, b"HTTP/1.1"),
-            response.headers,
-            content,
-        )
+        return Answer(status, _REASONS.get(status, ""), response.headers, content)
 
 
 def _translate(exc: rq.PyreqwestError) -> httpx.RequestError:

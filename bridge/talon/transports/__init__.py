@@ -1,0 +1,32 @@
+"""The transports `TalonClient` sends its requests through, and the protocol they share."""
+
+from __future__ import annotations
+
+from bridge.talon.transports.aiohttp import AiohttpTransport
+from bridge.talon.transports.base import (
+    Answer,
+    PooledTransport,
+    Request,
+    Timeouts,
+    Transport,
+    TransportOptions,
+    decoded_content,
+    without_urls,
+)
+from bridge.talon.transports.mock import MockTransport, answer
+from bridge.talon.transports.reqwest import ReqwestTransport
+
+__all__ = [
+    "AiohttpTransport",
+    "Answer",
+    "MockTransport",
+    "PooledTransport",
+    "Request",
+    "ReqwestTransport",
+    "Timeouts",
+    "Transport",
+    "TransportOptions",
+    "answer",
+    "decoded_content",
+    "without_urls",
+]

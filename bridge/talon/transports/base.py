@@ -1,0 +1,155 @@
+"""The exchange protocol between `TalonClient` and the HTTP engines underneath it.
+
+A transport takes one `Request` as plain values and returns one fully read `Answer`. It owns
+connection pooling and the timeouts, and it is the one place where its HTTP library's errors
+become httpx exceptions (``httpx.TimeoutException`` subclasses for anything that ran out of
+time, other ``httpx.TransportError`` subclasses for the rest); `TalonClient` turns those into
+`bridge.errors` exceptions. httpx is used for its exception tree and its content decoders
+only: no `httpx.Request` or `httpx.Response` is built per call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, NamedTuple, Protocol, Self, TypedDict, runtime_checkable
+
+import httpx
+
+__all__ = [
+    "Answer",
+    "PooledTransport",
+    "Request",
+    "Timeouts",
+    "Transport",
+    "TransportOptions",
+    "decoded_content",
+    "without_urls",
+]
+
+_IDENTITY: Final = frozenset({"", "identity"})
+_URL: Final = re.compile(r"\w+://[^\s')\]]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds allowed for each part of an exchange; None means no limit.
+
+    Attributes:
+        connect: DNS plus the connection handshake.
+        read: How long the server may stay silent while answering.
+        pool: Waiting for a free pooled connection.
+        total: The whole exchange, from sending the request to the last byte of the answer,
+            which a server dripping its answer under the read timeout cannot stretch.
+    """
+
+    connect: float | None = 5.0
+    read: float | None = 5.0
+    pool: float | None = 5.0
+    total: float | None = None
+
+
+class Request(NamedTuple):
+    """One request, as `TalonClient` hands it to a transport."""
+
+    method: str
+    url: str
+    """Absolute and already percent-encoded; sent exactly as given."""
+    headers: Sequence[tuple[str, str]]
+    """Host and Content-Length are derived by the transport and not listed here."""
+    body: bytes
+    timeouts: Timeouts
+
+
+class Answer(NamedTuple):
+    """A fully read answer."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    """Case-insensitive."""
+    content: bytes
+    """The body as received, content coding included (see `decoded_content`)."""
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """What `TalonClient` sends its requests through."""
+
+    async def exchange(self, request: Request) -> Answer:
+        """Send `request` and return its answer.
+
+        Raises:
+            httpx.TimeoutException: A subclass naming which timeout ran out.
+            httpx.TransportError: Any other failure to get a complete answer.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release the transport's connections; it cannot be used afterwards."""
+        ...
+
+
+class TransportOptions(TypedDict, total=False):
+    """The options every `PooledTransport` takes; its docstring says what they mean."""
+
+    max_connections: int
+    keepalive_expiry: float
+
+
+class PooledTransport:
+    """The common part of the transports that keep a pool of real connections.
+
+    Args:
+        max_connections: Size of the connection pool.
+        keepalive_expiry: Seconds an idle connection stays open for reuse.
+    """
+
+    def __init__(self, *, max_connections: int = 256, keepalive_expiry: float = 15.0) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self._max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_connections={self._max_connections})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+
+def decoded_content(answer: Answer) -> bytes:
+    """The answer's body with any Content-Encoding undone, as httpx would undo it.
+
+    Raises:
+        httpx.DecodingError: The body does not match its declared coding.
+    """
+    coding = answer.headers.get("Content-Encoding")
+    if coding is None or coding.strip().lower() in _IDENTITY:
+        return answer.content
+    # Building a response from bytes makes httpx read it through its decoders.
+    return httpx.Response(
+        answer.status, headers={"Content-Encoding": coding}, content=answer.content
+    ).content
+
+
+def without_urls(text: str) -> str:
+    """`text` with every URL replaced by ``<url>``.
+
+    Transport errors can name the request URL, whose path carries the session id: customer
+    data that must not reach error texts and logs.
+    """
+    return _URL.sub("<url>", text)
