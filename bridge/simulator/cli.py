@@ -20,8 +20,9 @@ from bridge.errors import ConfigError
 from bridge.simulator import collector
 from bridge.simulator.app import Simulator, build_app
 from bridge.simulator.faults import FaultConfig, FaultConfigError
+from bridge.simulator.idempotency import IDEMPOTENCY_MAX_KEYS
+from bridge.simulator.journal import JOURNAL_LIMIT
 from bridge.simulator.rules import RuleConfig
-from bridge.simulator.state import IDEMPOTENCY_MAX_KEYS, JOURNAL_LIMIT
 
 __all__ = ["HELP", "READY_PREFIX", "configure", "fault_config", "run"]
 

@@ -6,7 +6,7 @@ import asyncio
 
 from simkit import Harness
 
-from bridge.simulator.state import IdempotencyStore
+from bridge.simulator.idempotency import IdempotencyStore
 
 
 async def test_same_key_replays_without_applying_twice(sim: Harness) -> None:

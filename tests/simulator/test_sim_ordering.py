@@ -10,7 +10,7 @@ import orjson
 from simkit import Harness, sha
 
 from bridge.simulator.faults import FaultConfig
-from bridge.simulator.state import Journal, JournalEntry, RequestMeta
+from bridge.simulator.journal import Journal, JournalEntry, RequestMeta
 
 SESSION_409 = {
     "message": "Too many requests are updating this session at the same time",
