@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from bridge.types import DeadLetterStage, Headers
+
 __all__ = [
     "H_ATTEMPTS",
     "H_BRIDGE_VERSION",
@@ -98,9 +100,9 @@ def header(headers: Iterable[tuple[str, bytes | str | None]] | None, name: str) 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """Why a record could never succeed. `stage` is where it failed: decode, api, produce."""
+    """Why a record could never succeed. `stage` is where it failed."""
 
-    stage: str
+    stage: DeadLetterStage
     error_class: str
     reason: str
     message: str
@@ -128,7 +130,7 @@ def dead_letter_headers(
     timestamp_ms: int,
     group: str,
     version: str,
-) -> list[tuple[str, bytes]]:
+) -> Headers:
     """The original headers (minus stale error headers of an earlier dead-lettering) plus ours."""
     kept = [
         (k, v)

@@ -6,7 +6,7 @@ client library appends it), and only bounded labels: never a session, profile or
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar, get_args
 
 from prometheus_client import (
     CollectorRegistry,
@@ -19,6 +19,15 @@ from prometheus_client import (
 )
 
 from bridge import __version__
+from bridge.types import (
+    ApiErrorOutcome,
+    CommandOutcome,
+    CommandType,
+    DeadLetterReason,
+    DeliveryKind,
+    RecordCommandType,
+    RetryClass,
+)
 
 __all__ = ["COMMAND_TYPES", "DLQ_REASONS", "Children", "Metrics"]
 
@@ -45,16 +54,14 @@ class Children(Generic[_T]):
         return child
 
 
-COMMAND_TYPES = ("track_event", "update_customer_session", "return_cart_items", "unknown")
-OPERATIONS = ("track_event", "update_customer_session", "return_cart_items")
-RETRY_CLASSES = ("conflict", "rate_limited", "server", "timeout", "connection")
-API_ERROR_CLASSES = ("409", "429", "4xx", "5xx", "auth", "timeout", "connection")
-DLQ_REASONS = (
-    "permanent", "retries-exhausted", "validation", "parked", "internal",
-    "empty", "truncated", "unknown-magic", "unknown-fingerprint", "unknown-schema-id",
-    "missing-key", "key-mismatch", "invalid", "trailing-bytes", "incompatible-schema",
-)  # fmt: skip
-DELIVERY_KINDS = ("effects", "dlq", "parking")
+# Label value sets, from the vocabularies in bridge.types.
+COMMAND_TYPES: Final = get_args(RecordCommandType)
+OPERATIONS: Final = get_args(CommandType)
+COMMAND_OUTCOMES: Final = get_args(CommandOutcome)
+RETRY_CLASSES: Final = get_args(RetryClass)
+API_ERROR_CLASSES: Final = get_args(ApiErrorOutcome)
+DLQ_REASONS: Final = get_args(DeadLetterReason)
+DELIVERY_KINDS: Final = get_args(DeliveryKind)
 # Kafka errors a commit or a transaction meets when the group changes under it, exported from
 # 0; other causes appear when they first happen.
 GROUP_CHANGE_CAUSES = ("ILLEGAL_GENERATION", "STALE_MEMBER_EPOCH", "UNKNOWN_MEMBER_ID")
@@ -279,7 +286,7 @@ class Metrics:
         self.api_healthy.set(1)
         # Known label sets start at 0, so rate() and increase() see their first events.
         for ct in COMMAND_TYPES:
-            for outcome in ("applied", "dead_lettered", "parked"):
+            for outcome in COMMAND_OUTCOMES:
                 self.processed.labels(ct, outcome)
             if ct != "unknown":
                 for rc in RETRY_CLASSES:
