@@ -28,6 +28,7 @@ from aiohttp import web
 from bridge.simulator import collector
 from bridge.simulator.counters import RetryWatch
 from bridge.simulator.faults import FAULT_KINDS, FaultConfig, FaultConfigError, FaultInjector
+from bridge.simulator.gate import KeyKind
 from bridge.simulator.idempotency import IDEMPOTENCY_MAX_KEYS, MAX_IDEMPOTENCY_KEY
 from bridge.simulator.journal import JOURNAL_LIMIT, RequestMeta
 from bridge.simulator.routing import Route, query_flags, resolve
@@ -250,6 +251,7 @@ class Simulator:
         state = self.state
         body = self._parse(raw, route.operation)
         rejects = self.faults.rejects_attribute
+        gate: KeyKind
         if route.operation == "update":
             cs, content = validate_update(body, rejects)
             gate, gate_key = "session", route.session_id

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Literal, TypeAlias
 
 from bridge.simulator.counters import Counters
 
-__all__ = ["BusyGate"]
+__all__ = ["BusyGate", "KeyKind"]
+
+# What a request holds while it runs, and what the journal files its entry under.
+KeyKind: TypeAlias = Literal["session", "profile"]
 
 
 class BusyGate:
@@ -14,10 +18,10 @@ class BusyGate:
 
     def __init__(self, counters: Counters) -> None:
         self._counters = counters
-        self._busy: set[tuple[str, str]] = set()
-        self._inside: Counter[tuple[str, str]] = Counter()
+        self._busy: set[tuple[KeyKind, str]] = set()
+        self._inside: Counter[tuple[KeyKind, str]] = Counter()
 
-    def try_acquire(self, kind: str, key: str) -> bool:
+    def try_acquire(self, kind: KeyKind, key: str) -> bool:
         """Take the busy flag of a session or profile; False if a request already holds it."""
         token = (kind, key)
         counters = self._counters
@@ -30,7 +34,7 @@ class BusyGate:
         counters.max_concurrency = max(counters.max_concurrency, self._inside[token])
         return True
 
-    def release(self, kind: str, key: str) -> None:
+    def release(self, kind: KeyKind, key: str) -> None:
         token = (kind, key)
         self._busy.discard(token)
         left = self._inside[token] - 1

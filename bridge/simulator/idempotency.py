@@ -6,7 +6,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 __all__ = [
     "IDEMPOTENCY_MAX_KEYS",
@@ -26,7 +26,7 @@ IDEMPOTENCY_MAX_KEYS: Final = 200_000
 class Lookup:
     """Outcome of `IdempotencyStore.begin`: ``new``, ``replay``, ``in_flight`` or ``mismatch``."""
 
-    outcome: str
+    outcome: Literal["new", "replay", "in_flight", "mismatch"]
     status: int = 0
     body: bytes = b""
 

@@ -6,6 +6,9 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Final
 
+from bridge.simulator.gate import KeyKind
+from bridge.simulator.routing import Mutation
+
 __all__ = ["JOURNAL_LIMIT", "Journal", "JournalEntry", "RequestMeta"]
 
 # Memory bound for long benchmark runs (roughly 0.5 KB per entry).
@@ -28,7 +31,7 @@ class JournalEntry:
     """One applied request, in the order it was applied to its session or profile."""
 
     seq: int
-    operation: str
+    operation: Mutation
     meta: RequestMeta
     applied_ns: int
     time: str
@@ -71,19 +74,19 @@ class Journal:
 
     def __init__(self, limit: int = JOURNAL_LIMIT) -> None:
         self.limit = limit
-        self._books: dict[str, dict[str, deque[JournalEntry]]] = {"session": {}, "profile": {}}
-        self._seq: Counter[tuple[str, str]] = Counter()
-        self._order: deque[tuple[str, str]] = deque()
+        self._books: dict[KeyKind, dict[str, deque[JournalEntry]]] = {"session": {}, "profile": {}}
+        self._seq: Counter[tuple[KeyKind, str]] = Counter()
+        self._order: deque[tuple[KeyKind, str]] = deque()
         self.dropped = 0
 
     def __len__(self) -> int:
         return len(self._order)
 
-    def next_seq(self, kind: str, key: str) -> int:
+    def next_seq(self, kind: KeyKind, key: str) -> int:
         self._seq[(kind, key)] += 1
         return self._seq[(kind, key)]
 
-    def append(self, kind: str, key: str, entry: JournalEntry) -> None:
+    def append(self, kind: KeyKind, key: str, entry: JournalEntry) -> None:
         self._books[kind].setdefault(key, deque()).append(entry)
         self._order.append((kind, key))
         while len(self._order) > self.limit:
@@ -95,7 +98,7 @@ class Journal:
                 del book[old_key]
             self.dropped += 1
 
-    def entries(self, kind: str, key: str) -> list[dict[str, Any]]:
+    def entries(self, kind: KeyKind, key: str) -> list[dict[str, Any]]:
         return [e.to_json() for e in self._books[kind].get(key, ())]
 
     def dump(self) -> dict[str, Any]:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal, TypeAlias
 from urllib.parse import unquote
 
 from bridge.simulator.validation import api_error, invalid
 
-__all__ = ["Route", "query_flags", "resolve"]
+__all__ = ["Mutation", "Operation", "Route", "query_flags", "resolve"]
+
+# The three Integration API calls that change state, and the read.
+Mutation: TypeAlias = Literal["update", "return", "event"]
+Operation: TypeAlias = Literal[Mutation, "get"]
 
 _BOOL: Final = {
     # Go's strconv.ParseBool, which Talon.One's query parsing follows.
@@ -22,7 +26,7 @@ class Route:
 
     __slots__ = ("operation", "session_id")
 
-    def __init__(self, operation: str, session_id: str | None) -> None:
+    def __init__(self, operation: Operation, session_id: str | None) -> None:
         self.operation = operation
         self.session_id = session_id
 
@@ -44,7 +48,7 @@ def resolve(method: str, path: str) -> Route | int:
     return 404
 
 
-def query_flags(query: Mapping[str, str], operation: str) -> tuple[bool, bool]:
+def query_flags(query: Mapping[str, str], operation: Operation) -> tuple[bool, bool]:
     """Parse ``dry`` (all endpoints) and ``silent`` (events); 400 on bad values."""
     raw_dry = query.get("dry")
     dry = _BOOL.get(raw_dry) if raw_dry is not None else False

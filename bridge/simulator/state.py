@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.simulator.counters import Counters
-from bridge.simulator.gate import BusyGate
+from bridge.simulator.gate import BusyGate, KeyKind
 from bridge.simulator.idempotency import IDEMPOTENCY_MAX_KEYS, IdempotencyStore
 from bridge.simulator.journal import JOURNAL_LIMIT, Journal, JournalEntry, RequestMeta
 from bridge.simulator.profiles import Profile
@@ -29,6 +29,7 @@ from bridge.simulator.returns import (
     return_record,
     take_units,
 )
+from bridge.simulator.routing import Mutation
 from bridge.simulator.rules import Effect, RuleEngine
 from bridge.simulator.sessions import (
     APPLICATION_ID,
@@ -90,10 +91,10 @@ class SimState:
 
     def _record(
         self,
-        kind: str,
+        kind: KeyKind,
         key: str,
         meta: RequestMeta,
-        operation: str,
+        operation: Mutation,
         now: str,
         effects: list[Effect],
         **fields: Any,
