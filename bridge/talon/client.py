@@ -1,22 +1,8 @@
 """The async Talon.One Integration API client of the bridge.
 
 Owns the three calls the bridge makes (updateCustomerSessionV2, trackEventV2,
-returnCartItems), how their requests are addressed and authenticated, and the single place
-where HTTP outcomes become `bridge.errors` exceptions:
-
-====================================  =====================  ===============
-answer                                raises                 observer outcome
-====================================  =====================  ===============
-2xx with a body matching the model    (returns ApiResult)    ``2xx``
-2xx with a body that does not match   PermanentApiError      ``2xx``
-409                                   ConflictError          ``409``
-429 (Retry-After honoured)            RateLimitedError       ``429``
-5xx (Retry-After honoured on 503)     ServerError            ``5xx``
-401, 403                              FatalApiError          ``auth``
-any other status (400, 404, 422...)   PermanentApiError      ``4xx``
-httpx timeout (connect/read/pool)     ApiTimeoutError        ``timeout``
-any other httpx transport error       ApiConnectionError     ``connection``
-====================================  =====================  ===============
+returnCartItems) and how their requests are addressed and authenticated; what their answers
+become, results or `bridge.errors` exceptions, is `bridge.talon.answers`.
 
 Requests go to a `Transport` (`bridge.talon.transports`) as plain values and come back as a
 fully read `Answer`: `ReqwestTransport` by default, `AiohttpTransport`, or `MockTransport` in
@@ -26,53 +12,43 @@ costs more CPU than the whole HTTP exchange at the request rates the bridge runs
 of it is needed for three fixed endpoints.
 
 The API key is only ever placed in the Authorization header. It is never part of an exception
-message, a repr or a log line; should Talon.One echo it in an error body, it is masked there too.
+message, a repr or a log line.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import (
-    Any,
-    Final,
-    Generic,
-    Literal,
-    NamedTuple,
-    NoReturn,
-    TypeAlias,
-    TypeVar,
-    cast,
-    overload,
-)
-from urllib.parse import quote
+from typing import Any, Final, Generic, Literal, NoReturn, TypeAlias, TypeVar, overload
 
 import httpx
 import msgspec
-import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from bridge import __version__
-from bridge.errors import (
-    ApiConnectionError,
-    ApiError,
-    ApiTimeoutError,
-    ConflictError,
-    FatalApiError,
-    PermanentApiError,
-    RateLimitedError,
-    ServerError,
+from bridge.talon.addressing import (
+    DRY_QUERY,
+    EVENT_ID_HEADER,
+    EVENT_QUERY,
+    IDEMPOTENCY_NAMESPACE,
+    checked_key,
+    header_safe,
+    idempotency_key_for,
+    session_path,
+)
+from bridge.talon.answers import (
+    INVALID_BODY,
+    Invalid,
+    Operation,
+    Outcome,
+    parse,
+    parse_retry_after,
+    translate,
 )
 from bridge.talon.bodies import Prepared
 from bridge.talon.models import (
-    ErrorResponse,
-    ErrorResponseWithStatus,
     IntegrationEventV2Request,
     IntegrationRequest,
     IntegrationStateV2,
@@ -102,27 +78,11 @@ __all__ = [
     "parse_retry_after",
 ]
 
-Operation: TypeAlias = Literal["track_event", "update_customer_session", "return_cart_items"]
-Outcome: TypeAlias = Literal["2xx", "409", "429", "4xx", "5xx", "auth", "timeout", "connection"]
 Observer: TypeAlias = Callable[[str, str, float], None]
 HttpEngine: TypeAlias = Literal["reqwest", "aiohttp"]
 
 T = TypeVar("T")
 _M = TypeVar("_M", bound=BaseModel | msgspec.Struct)
-
-IDEMPOTENCY_NAMESPACE: Final = uuid.UUID("4fe16fa4-14bf-59d9-80fe-a7b09cd5af8c")
-"""uuid5(NAMESPACE_URL, "urn:talon-bridge:idempotency-key"). Changing it changes every key."""
-
-_NAMESPACE_BYTES: Final = IDEMPOTENCY_NAMESPACE.bytes
-_CLEAR_VERSION_VARIANT: Final = ~((0xF000 << 64) | (0xC000 << 48))
-_VERSION_5_VARIANT: Final = (0x5000 << 64) | (0x8000 << 48)
-_MAX_IDEMPOTENCY_KEY: Final = 255
-_SESSIONS_PATH: Final = "/v2/customer_sessions/"
-# What a 204 stands for: the call succeeded and there is nothing to report.
-_NO_CONTENT: Final[dict[str, Any]] = {"effects": [], "createdCoupons": [], "createdReferrals": []}
-_REDACTED: Final = "***"
-# Carries the command's eventId, so a request can be traced back to its Kafka record.
-EVENT_ID_HEADER: Final = "X-Talon-Bridge-Event-Id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,25 +102,6 @@ class ApiResult(Generic[T]):
     status: int
     replayed: bool
     duration: float
-
-
-def idempotency_key_for(event_id: str) -> str:
-    """The Idempotency-Key for the command with this event id.
-
-    The key is the UUIDv5 of `event_id` in `IDEMPOTENCY_NAMESPACE`: deterministic, so every
-    retry and every Kafka redelivery of a command carries the same key, and shaped like the
-    UUID keys Talon.One expects (36 characters, well under its 255 limit).
-
-    Raises:
-        ValueError: `event_id` is empty; such keys would collide across commands.
-    """
-    if not event_id:
-        raise ValueError("event_id must not be empty")
-    # uuid.uuid5, spelled out: building a UUID object costs more than the hash itself.
-    digest = hashlib.sha1(_NAMESPACE_BYTES + event_id.encode(), usedforsecurity=False).digest()
-    value = int.from_bytes(digest[:16], "big") & _CLEAR_VERSION_VARIANT | _VERSION_5_VARIANT
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class TalonClient:
@@ -310,8 +251,8 @@ class TalonClient:
         return await self._call(
             "update_customer_session",
             "PUT",
-            _session_path(session_id),
-            _DRY_QUERY[dry],
+            session_path(session_id),
+            DRY_QUERY[dry],
             body.to_json(),
             model,
             idempotency_key,
@@ -368,7 +309,7 @@ class TalonClient:
             "track_event",
             "POST",
             "/v2/events",
-            _EVENT_QUERY[dry],
+            EVENT_QUERY[dry],
             body.to_json(),
             model,
             idempotency_key,
@@ -426,8 +367,8 @@ class TalonClient:
         return await self._call(
             "return_cart_items",
             "POST",
-            _session_path(session_id) + "/returns",
-            _DRY_QUERY[dry],
+            session_path(session_id) + "/returns",
+            DRY_QUERY[dry],
             body.to_json(),
             model,
             idempotency_key,
@@ -451,9 +392,9 @@ class TalonClient:
             idempotency_key = None
         headers = self._headers.copy()
         if idempotency_key is not None:
-            headers.append(("Idempotency-Key", _checked_key(idempotency_key)))
+            headers.append(("Idempotency-Key", checked_key(idempotency_key)))
         if event_id is not None:
-            headers.append((EVENT_ID_HEADER, _header_safe(event_id)))
+            headers.append((EVENT_ID_HEADER, header_safe(event_id)))
         request = Request(method, f"{self._text}{path}?{query}", headers, content, self._timeouts)
         started = time.perf_counter()
         try:
@@ -466,9 +407,9 @@ class TalonClient:
         if not 200 <= status < 300:
             self._fail(operation, duration, answer, body)
         try:
-            value = _parse(model, body if status != 204 else b"")
-        except (ValidationError, msgspec.DecodeError) as exc:
-            invalid = _Invalid(model.__name__, exc)
+            value = parse(model, body if status != 204 else b"")
+        except INVALID_BODY as exc:
+            invalid = Invalid(model.__name__, exc)
             self._fail(operation, duration, answer, body, invalid)
         if self._observer is not None:
             self._observer(operation, "2xx", duration)
@@ -485,54 +426,14 @@ class TalonClient:
         duration: float,
         failure: Answer | httpx.RequestError,
         body: bytes = b"",
-        invalid: _Invalid | None = None,
+        invalid: Invalid | None = None,
     ) -> NoReturn:
         """Report the failed call to the observer and raise its `ApiError`."""
-        error, outcome = self._translate(operation, failure, body, invalid)
+        error, outcome = translate(operation, failure, self._secret, body, invalid)
         if self._observer is not None:
             self._observer(operation, outcome, duration)
         cause = failure if isinstance(failure, httpx.RequestError) else invalid and invalid.error
         raise error from cause
-
-    def _translate(
-        self,
-        operation: Operation,
-        failure: Answer | httpx.RequestError,
-        body: bytes,
-        invalid: _Invalid | None,
-    ) -> tuple[ApiError, Outcome]:
-        """The one mapping from a failed call to the error raised and the observer outcome.
-
-        `failure` is the transport's httpx error, or the answer: a non-2xx one, or a 2xx one
-        whose body did not validate (`invalid` says how).
-        """
-        if isinstance(failure, httpx.TimeoutException):
-            text = f"{operation}: no answer in time ({type(failure).__name__}: {failure})"
-            return ApiTimeoutError(self._redact(text)), "timeout"
-        if isinstance(failure, httpx.RequestError):
-            text = f"{operation}: request failed ({type(failure).__name__}: {failure})"
-            return ApiConnectionError(self._redact(text)), "connection"
-        status = failure.status
-        if invalid is not None:
-            # Talon.One has applied the request at this point. Retrying could apply it twice
-            # (events and returns are not idempotent without a key), and a body that does not
-            # match the model will not match on a retry either: dead-letter the command so it
-            # can be replayed once the model is fixed.
-            text = f"{operation}: HTTP {status} answer is not a valid {_not_valid(invalid)}"
-            return PermanentApiError(self._redact(text), status=status), "2xx"
-        secret = self._secret.encode("ascii")
-        if secret in body:
-            body = body.replace(secret, _REDACTED.encode())
-        parsed = _parse_error_body(body, self._secret)
-        text = self._redact(_describe(operation, failure, parsed))
-        error_class, outcome = _classify(status)
-        retry_after = None
-        if status == 429 or status == 503:
-            retry_after = parse_retry_after(failure.headers.get("retry-after"))
-        return error_class(text, status=status, body=parsed, retry_after=retry_after), outcome
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._secret, _REDACTED) if self._secret in text else text
 
 
 # ---------------------------------------------------------------- helpers
@@ -541,158 +442,3 @@ _ENGINES: Final[dict[HttpEngine, type[AiohttpTransport | ReqwestTransport]]] = {
     "reqwest": ReqwestTransport,
     "aiohttp": AiohttpTransport,
 }
-
-
-class _Invalid(NamedTuple):
-    """A 2xx answer whose body did not match the model it was read as."""
-
-    model: str
-    error: ValidationError | msgspec.DecodeError
-
-
-_DRY_QUERY: Final = {False: "dry=false", True: "dry=true"}
-_EVENT_QUERY: Final = {False: "silent=no&dry=false", True: "silent=no&dry=true"}
-
-
-_DECODERS: Final[dict[type[msgspec.Struct], msgspec.json.Decoder[Any]]] = {}
-
-
-def _parse(model: type[_M], body: bytes) -> _M:
-    """`body` read as `model`; no body stands for `_NO_CONTENT`."""
-    if issubclass(model, msgspec.Struct):
-        decoder = _DECODERS.get(model)
-        if decoder is None:
-            decoder = _DECODERS.setdefault(model, msgspec.json.Decoder(model, strict=False))
-        if not body:
-            return msgspec.convert(_NO_CONTENT, model, strict=False)
-        return cast(_M, decoder.decode(body))
-    if not body:
-        return model.model_validate(_NO_CONTENT)
-    return model.model_validate_json(body)
-
-
-def _not_valid(invalid: _Invalid) -> str:
-    """The model an answer did not match, and the first place where it did not."""
-    exc = invalid.error
-    if isinstance(exc, ValidationError):
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        return f"{invalid.model} ({exc.error_count()} problem(s); {where}: {first['msg']})"
-    # msgspec names the place as a JSON path: "Expected `int`, got `str` - at `$.effects[0]`".
-    return f"{invalid.model} ({exc})"
-
-
-def _session_path(session_id: str) -> str:
-    if not session_id:
-        raise PermanentApiError("customer session id must not be empty")
-    encoded = quote(session_id, safe="")
-    if encoded in (".", ".."):
-        # A bare dot segment would be resolved away by URL normalisation.
-        encoded = encoded.replace(".", "%2E")
-    return _SESSIONS_PATH + encoded
-
-
-def _checked_key(key: str) -> str:
-    if not key or len(key) > _MAX_IDEMPOTENCY_KEY or not key.isascii() or not key.isprintable():
-        raise ValueError("idempotency_key must be 1-255 printable ASCII characters")
-    return key
-
-
-def _header_safe(value: str) -> str:
-    """`value` itself when it can travel in a header, else its percent-encoded form."""
-    if value.isascii() and value.isprintable():
-        return value
-    return quote(value, safe="")
-
-
-def _parse_error_body(body: bytes, secret: str) -> ErrorResponse | ErrorResponseWithStatus | None:
-    """The error body as ErrorResponse(WithStatus), or None when it is not one; every
-    string in it, keys included, has `secret` masked."""
-    try:
-        data = _masked(orjson.loads(body), secret)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    model: type[ErrorResponse | ErrorResponseWithStatus]
-    if "StatusCode" in data or "message" not in data:
-        model = ErrorResponseWithStatus
-    else:
-        model = ErrorResponse
-    try:
-        return model.model_validate(data)
-    except ValidationError:
-        pass
-    # Keep the message and status even when `errors` has another shape (409 bodies allow any).
-    try:
-        return ErrorResponseWithStatus.model_validate(
-            {key: data[key] for key in ("message", "StatusCode") if key in data}
-        )
-    except ValidationError:
-        return None
-
-
-def _masked(value: Any, secret: str) -> Any:
-    # After decoding: a JSON escape (`\u0073` for "s") hides the key from a search of the bytes.
-    if isinstance(value, str):
-        return value.replace(secret, _REDACTED) if secret in value else value
-    if isinstance(value, list):
-        return [_masked(v, secret) for v in value]
-    if isinstance(value, dict):
-        return {_masked(k, secret): _masked(v, secret) for k, v in value.items()}
-    return value
-
-
-def _describe(
-    operation: Operation,
-    response: Answer,
-    parsed: ErrorResponse | ErrorResponseWithStatus | None,
-) -> str:
-    text = f"{operation}: HTTP {response.status}"
-    if parsed is None or not parsed.message:
-        return f"{text} {response.reason}".rstrip()
-    text = f"{text}: {parsed.message}"
-    if parsed.errors:
-        first = parsed.errors[0]
-        where = first.source.pointer or first.source.parameter or first.source.line
-        detail = first.details or first.title
-        text = f"{text} ({where}: {detail})" if where else f"{text} ({detail})"
-    return text
-
-
-def _classify(status: int) -> tuple[type[ApiError], Outcome]:
-    """The error class and observer outcome of a non-2xx status."""
-    if status == 409:
-        return ConflictError, "409"
-    if status == 429:
-        return RateLimitedError, "429"
-    if status >= 500:
-        return ServerError, "5xx"
-    if status in (401, 403):
-        return FatalApiError, "auth"
-    # 400, 404, 422, any other 4xx, and redirects (a misconfigured base URL): the same
-    # request can never succeed.
-    return PermanentApiError, "4xx"
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date.
-
-    Returns None when the header is missing or unreadable; a date in the past gives 0.
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return seconds if seconds >= 0 and seconds != float("inf") else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # HTTP-dates are always GMT
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
