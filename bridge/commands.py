@@ -12,6 +12,8 @@ from typing import ClassVar, Literal, TypeAlias
 
 import msgspec
 
+from bridge.types import CommandType
+
 __all__ = [
     "AdditionalCost",
     "CartItem",
@@ -31,8 +33,8 @@ __all__ = [
 ]
 
 JsonValue: TypeAlias = bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"] | None
-SessionState = Literal["open", "closed", "partially_returned", "cancelled"]
-CommandType = Literal["track_event", "update_customer_session", "return_cart_items"]
+# A customer session's state, as Talon.One names it and the Avro contracts carry it.
+SessionState: TypeAlias = Literal["open", "closed", "partially_returned", "cancelled"]
 
 
 class _Value(msgspec.Struct, frozen=True, gc=False):
@@ -54,6 +56,9 @@ class TrackEvent(_Value, frozen=True):
 
 
 class CartItem(_Value, frozen=True):
+    """A cart line as the command carries it (Avro record ``CartItem``). Talon.One's own cart
+    line, with the API's constraints, is the request model `bridge.talon.models.CartItem`."""
+
     sku: str
     quantity: int
     price: float | None = None
@@ -63,6 +68,8 @@ class CartItem(_Value, frozen=True):
 
 
 class AdditionalCost(_Value, frozen=True):
+    """Avro record ``AdditionalCost``; its wire form is `bridge.talon.models.AdditionalCost`."""
+
     price: float
 
 
@@ -84,6 +91,9 @@ class UpdateCustomerSession(_Value, frozen=True):
 
 
 class ReturnedCartItem(_Value, frozen=True):
+    """Avro record ``ReturnedCartItem``; its wire form, which refuses an empty `sku`, is
+    `bridge.talon.models.ReturnedCartItem`."""
+
     position: int | None = None
     quantity: int | None = None
     sku: str | None = None

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Final, Literal, NamedTuple, TypeAlias, TypeVar, cast
+from typing import Any, Final, NamedTuple, TypeAlias, TypeVar, cast
 
 import httpx
 import msgspec
@@ -43,6 +43,7 @@ from bridge.errors import (
 )
 from bridge.talon.models import ErrorResponse, ErrorResponseWithStatus
 from bridge.talon.transports import Answer
+from bridge.types import ApiOutcome, CommandType
 
 __all__ = [
     "INVALID_BODY",
@@ -54,8 +55,9 @@ __all__ = [
     "translate",
 ]
 
-Operation: TypeAlias = Literal["track_event", "update_customer_session", "return_cart_items"]
-Outcome: TypeAlias = Literal["2xx", "409", "429", "4xx", "5xx", "auth", "timeout", "connection"]
+# A call is named after the command type it applies; the observer gets one outcome per call.
+Operation: TypeAlias = CommandType
+Outcome: TypeAlias = ApiOutcome
 
 _M = TypeVar("_M", bound=BaseModel | msgspec.Struct)
 

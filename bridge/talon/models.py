@@ -19,10 +19,12 @@ are kept as plain JSON objects instead of being modelled.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
+
+from bridge.commands import SessionState
 
 __all__ = [
     "APIError",
@@ -48,7 +50,6 @@ __all__ = [
     "TrackEventV2Response",
 ]
 
-SessionState: TypeAlias = Literal["open", "closed", "partially_returned", "cancelled"]
 JsonObject: TypeAlias = dict[str, Any]
 
 _Code = Annotated[str, StringConstraints(max_length=100)]
