@@ -19,6 +19,7 @@ exactly once, at the adapter that talks to them::
      |    +-- FatalApiError           401, 403: stop taking work until the key is fixed
      +-- KafkaFatalError              librdkafka reported a fatal error
      +-- KafkaUnreachableError        no broker answered at start
+     +-- KafkaRequestError            a read-only question to the cluster failed (doctor)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "FatalApiError",
     "InvalidCommandError",
     "KafkaFatalError",
+    "KafkaRequestError",
     "KafkaUnreachableError",
     "PermanentApiError",
     "RateLimitedError",
@@ -175,3 +177,19 @@ class KafkaUnreachableError(BridgeError):
         self.servers = servers
         self.reason = reason
         self.credentials_refused = credentials_refused
+
+
+class KafkaRequestError(BridgeError):
+    """A question to the cluster (describe, list offsets, watermarks) failed.
+
+    `reason` is librdkafka's text; `unauthorized`: the principal may not ask it;
+    `unknown_topic`: the topic does not exist.
+    """
+
+    def __init__(
+        self, reason: str, *, unauthorized: bool = False, unknown_topic: bool = False
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.unauthorized = unauthorized
+        self.unknown_topic = unknown_topic

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from types import SimpleNamespace
 
 import pytest
-from confluent_kafka.admin._acl import AclOperation
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from pydantic import SecretStr
 
 from bridge.avro.codec import Codec
 from bridge.cli import main
 from bridge.commands import Command, TrackEvent
+from bridge.kafka.admin import AclOperation, TopicInfo
 from bridge.settings import Settings
-from bridge.tools import doctor
-from bridge.tools.doctor import Check, _registry_checks, acl_check, render
+from bridge.tools import doctor, doctor_kafka
+from bridge.tools.doctor_kafka import acl_check
+from bridge.tools.doctor_report import Check, render
+from bridge.tools.doctor_services import registry_checks
 from bridge.tools.ports import free_port
 
 READ, WRITE, DESCRIBE = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE
@@ -88,7 +89,7 @@ def test_registered_id_looks_up_without_registering() -> None:
 
 
 def test_unregistered_subjects_are_warnings() -> None:
-    rows = _registry_checks(_settings("mock://doctor-empty"))
+    rows = registry_checks(_settings("mock://doctor-empty"))
     assert [(r.subject, r.status) for r in rows] == [
         ("cmds-value", "warn"),
         ("fx-value", "warn"),
@@ -98,7 +99,7 @@ def test_unregistered_subjects_are_warnings() -> None:
 
 def test_unreachable_registry_fails_once() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    rows = _registry_checks(_settings(url))
+    rows = registry_checks(_settings(url))
     assert [(r.subject, r.status) for r in rows] == [("cmds-value", "fail")]
     assert "BRIDGE_SCHEMA_REGISTRY_URL" in rows[0].fix
 
@@ -115,11 +116,8 @@ def test_run_check_is_the_doctor(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen and seen[0].json is False and seen[0].worker_url is None
 
 
-def _described(partitions: int = 3) -> SimpleNamespace:
-    return SimpleNamespace(
-        partitions=[SimpleNamespace(id=i, replicas=[1, 2, 3]) for i in range(partitions)],
-        authorized_operations=None,
-    )
+def _described(partitions: int = 3) -> TopicInfo:
+    return TopicInfo(partitions=tuple(range(partitions)), replication=3, authorized=None)
 
 
 @pytest.mark.parametrize(
@@ -135,8 +133,8 @@ def _described(partitions: int = 3) -> SimpleNamespace:
     ],
 )
 def test_topic_cleanup_policy_verdicts(role: str, policy: str, status: str, detail: str) -> None:
-    topic = doctor._Topic(role, "t", ())
-    row = doctor._topic_row(topic, _described(), None, {"cleanup.policy": policy})
+    topic = doctor_kafka._Topic(role, "t", ())
+    row = doctor_kafka._topic_row(topic, _described(), {"cleanup.policy": policy})
     assert row.status == status
     assert detail in row.detail
     if status == "fail":
@@ -144,8 +142,8 @@ def test_topic_cleanup_policy_verdicts(role: str, policy: str, status: str, deta
 
 
 def test_unreadable_config_is_a_warning_that_says_why() -> None:
-    row = doctor._topic_row(
-        doctor._Topic("parking", "t", ()), _described(1), None, "Broker: Authorization failed"
+    row = doctor_kafka._topic_row(
+        doctor_kafka._Topic("parking", "t", ()), _described(1), "Broker: Authorization failed"
     )
     assert row.status == "warn"
     assert "cleanup.policy not verified (Broker: Authorization failed)" in row.detail
@@ -156,7 +154,7 @@ def test_subjects_follow_the_subject_name_strategy() -> None:
     settings = _settings("mock://doctor-record").model_copy(
         update={"schema_registry_subject_strategy": "record"}
     )
-    rows = _registry_checks(settings)
+    rows = registry_checks(settings)
     assert [r.subject for r in rows] == [
         "one.talon.bridge.Command",
         "one.talon.bridge.EffectsEmitted",
