@@ -1,7 +1,9 @@
 """The `talon-bridge` command line: parse, load settings, call one function.
 
-Each subcommand lives in its own module exposing `HELP`, `configure(parser)` and
-`run(args) -> int`; this module only wires them up and maps typed outcomes to exit codes.
+Each subcommand lives in a module of its own that holds its command line and exposes `HELP`,
+`configure(parser)` and `run(args) -> int`: `bridge/tools/<name>.py`, or the `cli.py` of the
+package it runs (worker, simulator, replay). The library code a command uses stays in its
+package. This module only wires them up and maps typed outcomes to exit codes.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "send": ("bridge.tools.send", "produce commands written as JSON lines"),
     "replay": ("bridge.replay.cli", "re-send dead letters in per-session order"),
     "demo": ("bridge.tools.demo", "run broker, simulator and bridge on sample load"),
-    "schemas": ("bridge.avro.schemas", "list, show, export or register the Avro schemas"),
-    "topics": ("bridge.kafka.topics", "create the bridge's topics"),
+    "schemas": ("bridge.tools.schemas", "list, show, export or register the Avro schemas"),
+    "topics": ("bridge.tools.topics", "create the bridge's topics"),
     "doctor": ("bridge.tools.doctor", "check brokers, topics, ACLs, registry and Talon.One access"),
 }
 

@@ -2,13 +2,11 @@
 
 Input, output and dead-letter topics are ordinary delete-retention topics; the parking topic is
 compacted (one record per parked session, a tombstone on release). `talon-bridge topics
-create` creates any that are missing, e.g. from a Helm pre-install Job.
+create` (`bridge.tools.topics`) creates any that are missing, e.g. from a Helm pre-install Job.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,12 +15,9 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from bridge.kafka.clients import LIBRDKAFKA_LOGGER, new_client
-from bridge.logs import configure_logging
-from bridge.settings import KafkaSettings, load, warn_unknown
+from bridge.settings import KafkaSettings
 
-__all__ = ["HELP", "TopicSpec", "configure", "ensure_topics", "run", "specs_for"]
-
-HELP = "create the input, output, dead-letter and parking topics if missing"
+__all__ = ["TopicSpec", "ensure_topics", "specs_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,24 +82,3 @@ def _create_missing(admin: AdminClient, specs: list[TopicSpec], timeout: float) 
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
     return created
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["create"])
-    parser.add_argument("--partitions", type=int, default=12)
-    parser.add_argument("--replication-factor", type=int, default=-1)
-
-
-def run(args: argparse.Namespace) -> int:
-    settings = load(KafkaSettings)
-    configure_logging(settings.log_level, settings.log_format)
-    warn_unknown()
-    specs = specs_for(settings, partitions=args.partitions, replication=args.replication_factor)
-    try:
-        created = ensure_topics(settings.librdkafka_common(), specs)
-    except KafkaException as exc:
-        print(f"talon-bridge topics: error: {exc.args[0].str()}", file=sys.stderr)
-        return 1
-    for spec in specs:
-        print(f"{spec.name}: {'created' if spec.name in created else 'exists'}")
-    return 0

@@ -1,9 +1,8 @@
-"""Bundled Avro schemas: documented, evolvable, fingerprinted; and the `schemas` subcommand."""
+"""Bundled Avro schemas: documented, evolvable, fingerprinted."""
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ from bridge.avro.schemas import (
     make_schema,
     schema_dir,
 )
-from bridge.cli import main
 
 DATA = Path(__file__).parent / "data"
 NAMES = ["Command", "EffectsEmitted"]
@@ -44,15 +42,6 @@ def all_fields(definition: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]
     for node in named_types(definition):
         for field in node.get("fields", []):
             yield f"{node['name']}.{field['name']}", field
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    for key in list(os.environ):
-        if key.startswith("BRIDGE_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("BRIDGE_SECRETS_DIR", str(tmp_path / "no-secrets"))
-    return monkeypatch
 
 
 # --- the schema files -------------------------------------------------------------------------
@@ -199,107 +188,6 @@ def test_a_previous_version_must_belong_to_a_current_schema(tmp_path: Path) -> N
 def test_make_schema_rejects_non_records(text: str) -> None:
     with pytest.raises(ValueError):
         make_schema(text)
-
-
-# --- the `schemas` subcommand -----------------------------------------------------------------
-
-
-def test_list(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["schemas", "list"]) == 0
-    out = capsys.readouterr().out
-    for name in NAMES:
-        schema = get_schema(name)
-        assert f"0x{schema.fingerprint:016x}" in out
-        assert f"c301{schema.fingerprint_bytes.hex()}" in out
-        assert schema.full_name in out
-
-
-def test_show(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["schemas", "show", "Command"]) == 0
-    assert json.loads(capsys.readouterr().out) == get_schema("Command").definition
-    assert main(["schemas", "show", "--canonical", "one.talon.bridge.EffectsEmitted"]) == 0
-    assert capsys.readouterr().out.strip() == get_schema("EffectsEmitted").canonical_form
-
-
-def test_show_unknown_name(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["schemas", "show", "Nope"]) == 1
-    assert "Nope" in capsys.readouterr().err
-
-
-def test_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    target = tmp_path / "out"
-    assert main(["schemas", "export", str(target)]) == 0
-    exported = load_schemas(target)
-    for name in NAMES:
-        assert exported.current[name].definition == get_schema(name).definition
-        assert exported.current[name].fingerprint == get_schema(name).fingerprint
-    assert str(target / "Command.avsc") in capsys.readouterr().out
-
-
-def test_register_under_topic_subjects(
-    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    env.setenv("BRIDGE_SCHEMA_REGISTRY_URL", "mock://schemas-cli")
-    env.setenv("BRIDGE_INPUT_TOPICS", "orders.commands,events.commands")
-    env.setenv("BRIDGE_OUTPUT_TOPIC", "talon.effects")
-    assert main(["schemas", "register"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    subjects = {line.split()[0]: line.split()[1] for line in lines}
-    assert subjects == {
-        "orders.commands-value": "one.talon.bridge.Command",
-        "events.commands-value": "one.talon.bridge.Command",
-        "talon.effects-value": "one.talon.bridge.EffectsEmitted",
-    }
-    assert all("id=" in line for line in lines)
-
-
-@pytest.mark.parametrize(
-    ("strategy", "subjects"),
-    [
-        (
-            "record",
-            {
-                "one.talon.bridge.Command": "one.talon.bridge.Command",
-                "one.talon.bridge.EffectsEmitted": "one.talon.bridge.EffectsEmitted",
-            },
-        ),
-        (
-            "topic-record",
-            {
-                "orders.commands-one.talon.bridge.Command": "one.talon.bridge.Command",
-                "events.commands-one.talon.bridge.Command": "one.talon.bridge.Command",
-                "talon.effects-one.talon.bridge.EffectsEmitted": "one.talon.bridge.EffectsEmitted",
-            },
-        ),
-    ],
-)
-def test_register_follows_the_subject_name_strategy(
-    env: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    strategy: str,
-    subjects: dict[str, str],
-) -> None:
-    env.setenv("BRIDGE_SCHEMA_REGISTRY_URL", f"mock://schemas-{strategy}")
-    env.setenv("BRIDGE_SCHEMA_REGISTRY_SUBJECT_STRATEGY", strategy)
-    env.setenv("BRIDGE_INPUT_TOPICS", "orders.commands,events.commands")
-    env.setenv("BRIDGE_OUTPUT_TOPIC", "talon.effects")
-    assert main(["schemas", "register"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert {line.split()[0]: line.split()[1] for line in lines} == subjects
-
-
-def test_register_url_option_wins(
-    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["schemas", "register", "--url", "mock://option"]) == 0
-    assert "talon.commands-value" in capsys.readouterr().out
-
-
-def test_register_needs_a_registry(
-    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["schemas", "register"]) == 2
-    assert "BRIDGE_SCHEMA_REGISTRY_URL" in capsys.readouterr().err
 
 
 def test_avro_schema_json_is_compact_or_pretty() -> None:

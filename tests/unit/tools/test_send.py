@@ -209,7 +209,7 @@ def test_export_previous_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     (bundle / "Command.avsc").write_text(json.dumps(command))
     older = {**command, "fields": [f for f in command["fields"] if f["name"] != "dry"]}
     (bundle / "previous" / "Command.v1.avsc").write_text(json.dumps(older))
-    monkeypatch.setattr("bridge.avro.schemas.bundled_schemas", lambda: load_schemas(bundle))
+    monkeypatch.setattr("bridge.tools.schemas.bundled_schemas", lambda: load_schemas(bundle))
     out = tmp_path / "out"
     assert main(["schemas", "export", "--previous", str(out)]) == 0
     written = json.loads((out / "previous" / "Command.v1.avsc").read_text(encoding="utf-8"))
