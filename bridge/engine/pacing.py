@@ -12,6 +12,10 @@ place instead of adding a second throttle:
   An epoch below it grows the rate by a constant step per second while sends wait for it
   (additive increase) back to where the 429s began, and beyond that with a step doubling
   every cooldown, so a raised limit (or a first cut too deep) is found in seconds.
+* **Start-up.** Before any limit is known, a burst far above one (a share of 429s above
+  `_FAR`) is cut after `min_answers` answers instead of a cooldown later. What a burst was
+  accepted at only bounds the limit from below, so from that cut the rate doubles each
+  cooldown until 429s show again; that cut starts from what the API accepted, like the first.
 * A cut that leaves the share of 429s nearer to what it was than to what a limit on the
   rate would leave shows that they do not follow the send rate (e.g. random 429s, tested
   only below a share of `_FAR`): the cut is undone, and that share becomes the **noise
@@ -94,6 +98,7 @@ class Pacer:
         # follow the rate)
         self._trial: tuple[float, float, float] | None = None
         self._noise = 0.0  # share of 429s that does not follow the send rate
+        self._ramping = False
 
     # --- limits ---------------------------------------------------------------------------
 
@@ -186,8 +191,11 @@ class Pacer:
             # cooldown, so a limit that was raised is found in seconds, not minutes.
             if rate < self._peak:
                 self._above_peak_at = now
-            doublings = min(4.0, (now - self._above_peak_at) // self._cooldown)
-            grown = rate + self._step * 2**doublings * elapsed
+            if self._ramping:
+                grown = rate * 2 ** (elapsed / self._cooldown)
+            else:
+                doublings = min(4.0, (now - self._above_peak_at) // self._cooldown)
+                grown = rate + self._step * 2**doublings * elapsed
             # Never far above what is used: a limit twice the calls accepted lately is none.
             grown = min(grown, max(rate, 2.0 * len(self._accepted) + self._min_rate))
             ceiling = self._ceiling
@@ -200,7 +208,12 @@ class Pacer:
         self._rejected += rejected
         answers = self._answers
         if answers >= self._max_answers or (
-            answers >= self._min_answers and now - self._epoch_start >= self._cooldown
+            answers >= self._min_answers
+            and (
+                now - self._epoch_start >= self._cooldown
+                # Before any limit, a burst far above one is cut at once, not a second later.
+                or (self._rate is None and self._rejected > _FAR * answers)
+            )
         ):
             self._decide(now, self._rejected / answers, answers)
         return True
@@ -238,23 +251,26 @@ class Pacer:
         accepted: float | None = None
         if self._busy > 0 and self._sent > 1:
             accepted = self._sent / self._busy * (1 - share)
-        if current is None:
+        first = current is None or self._ramping
+        if current is None or first:
             base = accepted if accepted is not None else float(len(self._accepted))
         elif accepted is not None and share > _FAR:
             base = min(current, max(accepted, current / 2))
         else:
             base = current
         rate = max(self._min_rate, base * self._decrease)
-        # Growth is linear back to where 429s began, then probing; the first estimate is
-        # too rough to stop at, so after the first cut growth probes at once.
-        self._peak = base if current is not None else 0.0
+        # Growth is linear back to where 429s began, then probing.
+        self._peak = 0.0 if first else base
         self._rate = rate
         self._step = rate * self._growth
         self._grown_at = self._above_peak_at = now
         # The first cut starts from an estimate that the API's own burst inflates: only a
         # cut of a rate already in force tests whether the 429s follow the rate.
         self._trial = None
-        if before is not None:
+        # A cut from a burst (nothing limited the rate yet) only bounds the limit from below:
+        # the rate doubles from there each cooldown until 429s show again.
+        self._ramping = current is None
+        if not first and before is not None:
             # Under a limit the API accepts the same rate, so the share drops to this.
             expected = max(0.0, 1 - (1 - share) * before / rate)
             self._trial = (before, share, expected)

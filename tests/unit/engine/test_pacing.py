@@ -93,14 +93,34 @@ def test_without_a_limit_nothing_is_paced() -> None:
 
 def test_first_429_starts_below_what_the_api_accepted_while_sending() -> None:
     pacer = Pacer(max_answers=100)
-    for i in range(100):  # 1,000 calls a second, 40% of them rejected
+    for i in range(10):  # 1,000 calls a second, 40% of them rejected
         sent = 5 + i / 1000
         pacer.reserve(sent)
         if i % 5 < 2:
             pacer.on_throttled(sent + 0.02, sent, 1.0)
         else:
             pacer.on_accepted(sent + 0.02, sent)
-    assert pacer.limit == pytest.approx(0.9 * 1000 * 0.6, rel=0.02)
+    # Far above a limit, the first cut comes after `min_answers` answers, not a second later:
+    # 10 sends in 9 ms, 60% of them accepted.
+    assert pacer.limit == pytest.approx(0.9 * 10 / 0.009 * 0.6, rel=0.02)
+
+
+def test_after_a_burst_is_cut_the_rate_doubles_until_429s_show_again() -> None:
+    pacer = Pacer()
+    for i in range(10):  # a start-up burst: every call at once, most rejected
+        pacer.reserve(0.0)
+        if i < 3:
+            pacer.on_accepted(0.005, 0.0)
+        else:
+            pacer.on_throttled(0.005, 0.0, 1.0)
+    cut = pacer.limit
+    assert cut is not None
+    now = 0.005
+    while now < 5.0:  # every call accepted, sends waiting for the limit
+        now += 1.0 / (pacer.limit or 1.0)
+        pacer.reserve(now)
+        pacer.on_accepted(now + 0.005, now)
+    assert pacer.limit is not None and pacer.limit >= 8 * cut
 
 
 def test_idle_time_does_not_count_as_a_slow_rate() -> None:
