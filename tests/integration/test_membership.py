@@ -1,4 +1,4 @@
-"""Membership changes under load on the real broker: rolling updates.
+"""Membership changes under load on the real broker: rolling updates and scaling.
 
 A graceful change must redo nothing: no effects record published twice, no call sent to
 Talon.One again, offsets committed to the end of the input and each session's order kept,
@@ -129,6 +129,35 @@ def test_rolling_updates_redo_nothing(
             bridge.produce(chunk)
             time.sleep(ROLLOUT_DELAYS[cycle % len(ROLLOUT_DELAYS)])  # the rollout's pace
             assert members.popleft().stop() == 0
+        redone = _finish(bridge, simulator, commands, members, exactly_once)
+    finally:
+        for member in members:
+            member.kill()
+    _assert_nothing_redone(redone)
+
+
+@MODES
+def test_scaling_out_and_back_in_redoes_nothing(
+    bridge_factory: Callable[..., Bridge], simulator: SimulatorProcess, exactly_once: bool
+) -> None:
+    bridge = _bridge(bridge_factory, exactly_once)
+    commands = _load(600, "scale")
+    chunks = _chunks(commands, 7)
+    simulator.set_faults(latency_ms=20)
+    members: deque[WorkerProcess] = deque()
+    try:
+        members.append(WorkerProcess(bridge.env).start())
+        bridge.produce(chunks[0])
+        # Out to four members one at a time, as an autoscaler adds replicas under load...
+        for chunk in chunks[1:4]:
+            members.append(WorkerProcess(bridge.env).start())
+            bridge.produce(chunk)
+            time.sleep(0.5)
+        # ...and back in to one, the newest leaving first, as a scale-in removes them.
+        for chunk in chunks[4:]:
+            bridge.produce(chunk)
+            time.sleep(0.5)
+            assert members.pop().stop() == 0
         redone = _finish(bridge, simulator, commands, members, exactly_once)
     finally:
         for member in members:
