@@ -9,6 +9,9 @@ UV         := $(TOOLS)/bin/uv
 VENV       := .venv
 BIN        := $(VENV)/bin
 KAFKA_PORT ?= 9092
+# pytest-xdist workers for `make test`, each with its own broker: most integration tests wait on
+# rebalances and API latency rather than use a core.
+TEST_WORKERS ?= 2
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help venv demo test lint typecheck unit kafka-up kafka-down kafka-jars bench clean
@@ -37,7 +40,7 @@ typecheck: venv ## mypy --strict on the package
 	$(BIN)/mypy --strict bridge
 
 test: venv kafka-jars lint typecheck ## set up and run every check and the whole test suite
-	$(BIN)/pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 unit: venv ## the tests that need no broker
 	$(BIN)/pytest -m "not kafka"

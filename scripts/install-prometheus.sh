@@ -11,6 +11,12 @@ set -euo pipefail
 
 log() { echo "install-prometheus: $*" >&2; }
 
+# One install at a time: parallel test workers may all find prometheus missing.
+LOCK_DIR="${TALON_BRIDGE_CACHE:-$HOME/.cache/talon-bridge}"
+mkdir -p "$LOCK_DIR"
+exec 9>"$LOCK_DIR/install-prometheus.lock"
+flock 9
+
 if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
     prometheus --version 2>&1 | head -n 1
     exit 0

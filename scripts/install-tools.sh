@@ -19,7 +19,10 @@ README_GENERATOR_VERSION="2.7.2"  # @bitnami/readme-generator-for-helm, from npm
 CACHE="${TALON_BRIDGE_CACHE:-$HOME/.cache/talon-bridge}"
 BIN="${TALON_BRIDGE_TOOLS_BIN:-$CACHE/bin}"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
-mkdir -p "$BIN"
+mkdir -p "$BIN" "$CACHE"
+# One install at a time: parallel test workers may all find a tool missing.
+exec 9>"$CACHE/install-tools.lock"
+flock 9
 
 log() { echo "install-tools: $*" >&2; }
 
