@@ -38,20 +38,20 @@ from bridge.dlq import (
     dead_letter_headers,
     header,
 )
+from bridge.engine.gate import GATE_REASONS, ApiGate, GateReason
 from bridge.engine.offsets import OffsetTracker, Slot
+from bridge.engine.outcome import Hold, Retry, decide
 from bridge.engine.pacing import Pacer
-from bridge.engine.retry import RETRY_AFTER_MARGIN, RetryPolicy
+from bridge.engine.retry import RetryPolicy
 from bridge.engine.sequencer import Sequenced, Sequencer
 from bridge.errors import (
     ApiError,
     ConfigError,
     ConflictError,
     DecodeError,
-    FatalApiError,
     InvalidCommandError,
     KafkaFatalError,
     KafkaUnreachableError,
-    PermanentApiError,
     RateLimitedError,
     RetryableApiError,
 )
@@ -90,14 +90,6 @@ log = logging.getLogger(__name__)
 delivery_errors = logging.getLogger(f"{__name__}.delivery")
 
 
-# Consecutive retryable failures, over at least this many sessions, that mean "the API is
-# down" rather than "these records are failing": one failing session never trips it. The same
-# streak of 429s, all to calls the pacer had already slowed, closes the gate as "throttled".
-OUTAGE_STREAK = 12
-OUTAGE_SESSIONS = 3
-GATE_REASONS = ("outage", "auth", "throttled")
-
-
 class State(IntEnum):
     QUEUED = 0  # waiting for its keys or a free slot
     RUNNING = 1  # API call under way
@@ -108,7 +100,7 @@ class State(IntEnum):
 
 
 _ACTIVE = (State.RUNNING, State.PRODUCING)
-_GATE_MESSAGES = {
+_GATE_MESSAGES: dict[GateReason, str] = {
     "auth": "Talon.One rejected the API key; pausing intake and probing",
     "outage": "Talon.One looks down; pausing intake and probing",
     "throttled": "Talon.One keeps rate-limiting; pausing intake until its Retry-After",
@@ -222,15 +214,10 @@ class Worker:
         # which keeps latency low and leaves little to redo after a crash or a revoke.
         self._ready: asyncio.PriorityQueue[tuple[int, Sequenced[Work]]] = asyncio.PriorityQueue()
         self._arrivals = 0
-        self._api_ok = asyncio.Event()
+        self.gate = ApiGate(max_backoff=settings.retry_max_delay)
+        self._api_ok = asyncio.Event()  # mirrors `gate.is_open`, for calls to wait on
         self._api_ok.set()
-        self._gate_closures = 0
-        self._gate_reason: str | None = None
         self._gate_timer: asyncio.TimerHandle | None = None
-        self._streak = 0
-        self._streak_keys: set[bytes | None] = set()
-        self._throttled = 0
-        self._throttled_keys: set[bytes | None] = set()
         self.pacer = Pacer()
         self._pace_lock = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -272,8 +259,8 @@ class Worker:
             )
             self.metrics.input_log_resets_for(topic)  # exported as 0 from the start
 
-    def _gate_closed_for(self, reason: str) -> float:
-        return 1.0 if self._gate_reason == reason and not self._api_ok.is_set() else 0.0
+    def _gate_closed_for(self, reason: GateReason) -> float:
+        return 1.0 if self.gate.closed_for(reason) else 0.0
 
     def _paused_partitions(self) -> int:
         consumer = self._consumer
@@ -582,50 +569,40 @@ class Worker:
             return
         self._in_flight -= 1
         self.pacer.on_accepted(time.monotonic(), sent_at)
-        if self._streak or self._throttled:
-            self._streak = self._throttled = 0
-            self._streak_keys.clear()
-            self._throttled_keys.clear()
-        if self._gate_closures:
-            self._api_recovered()
+        recovered = self.gate.succeeded()
+        if recovered is not None:
+            self._api_recovered(recovered)
         self._publish(work, cmd, applied)
 
     def _failed(self, work: Work, exc: ApiError, sent_at: float) -> None:
         now = time.monotonic()
         if work.first_failure is None:
             work.first_failure = now
-        if isinstance(exc, FatalApiError):
-            self._hold(work, "auth", exc)
-            return
+        hold: GateReason | None = None
         if isinstance(exc, RateLimitedError):
             # "Slow down", never an outage: the pacer lowers the rate; only 429s to calls it
             # had already slowed count towards closing the gate.
-            if self.pacer.on_throttled(now, sent_at, exc.retry_after):
-                self._throttled += 1
-                self._throttled_keys.add(work.rec.key)
-            if self._gate_reason == "throttled" or (
-                self._throttled >= OUTAGE_STREAK and len(self._throttled_keys) >= OUTAGE_SESSIONS
-            ):
-                self._hold(work, "throttled", exc)
-                return
+            slowed = self.pacer.on_throttled(now, sent_at, exc.retry_after)
+            if self.gate.throttled(work.rec.key, slowed=slowed):
+                hold = "throttled"
         elif isinstance(exc, RetryableApiError) and not isinstance(exc, ConflictError):
             self.pacer.on_retry_after(now, exc.retry_after)
-            self._streak += 1
-            self._streak_keys.add(work.rec.key)
-            outage = self._streak >= OUTAGE_STREAK and len(self._streak_keys) >= OUTAGE_SESSIONS
-            if outage or self._gate_reason == "outage":
-                self._hold(work, "outage", exc)
-                return
-        if isinstance(exc, RetryableApiError):
-            elapsed = now - work.first_failure
-            conflict = isinstance(exc, ConflictError)
-            if not self.retry.exhausted(work.attempts, elapsed, conflict=conflict):
-                self.metrics.retried.labels(work.command_type, exc.error_class).inc()
-                self._backoff(work, self.retry.delay(work.attempts, exc.retry_after))
-                return
-            reason = "retries-exhausted"
-        else:
-            reason = "permanent"
+            if self.gate.failed(work.rec.key):
+                hold = "outage"
+        outcome = decide(
+            exc,
+            attempts=work.attempts,
+            elapsed=now - work.first_failure,
+            policy=self.retry,
+            hold=hold,
+        )
+        if isinstance(outcome, Hold):
+            self._hold(work, outcome.reason, exc)
+            return
+        if isinstance(outcome, Retry):
+            self.metrics.retried.labels(work.command_type, exc.error_class).inc()
+            self._backoff(work, outcome.delay)
+            return
         body = None
         if exc.body is not None:
             body = (
@@ -642,7 +619,7 @@ class Worker:
             DeadLetter(
                 "api",
                 type(exc).__name__,
-                reason if not isinstance(exc, PermanentApiError) else "permanent",
+                outcome.reason,
                 exc.message,
                 http_status=exc.status,
                 body=body,
@@ -674,30 +651,21 @@ class Worker:
             work.state = State.QUEUED
             self._ready.put_nowait((work.seq, work.entry))
 
-    def _hold(self, work: Work, reason: str, exc: ApiError) -> None:
-        """Close the API gate: no record is to blame, so none spends its retry budget.
-
-        `auth`: the key is wrong or lacks permission (401/403); `outage`: calls fail across
-        many sessions; `throttled`: 429s go on although the pacer slowed down. Intake pauses,
-        every call waits at the gate, and the gate reopens with growing backoff to probe,
-        never before the latest Retry-After, so a rotated key or a recovered API resumes by
-        itself. The held call itself waits for the gate too.
-        """
+    def _hold(self, work: Work, reason: GateReason, exc: ApiError) -> None:
+        """Close the API gate (see `bridge.engine.gate`): no record is to blame, so none
+        spends its retry budget. Intake pauses and every call waits at the gate, the held call
+        too, until it reopens to probe; a rotated key or a recovered API resumes by itself."""
         work.attempts -= 1
         work.first_failure = None
-        if self._api_ok.is_set():
+        probe_at = self.gate.close(reason, time.monotonic(), self.pacer.not_before)
+        if probe_at is not None:
             self._api_ok.clear()
-            self._gate_reason = reason
-            self._gate_closures += 1
-            backoff = min(self.retry.max_delay, 0.5 * 2 ** min(self._gate_closures - 1, 10))
-            if reason == "throttled" and self.pacer.not_before > time.monotonic():
-                backoff = 0.0  # Retry-After says when; the pacer meters the reopening
-            self._schedule_reopen(time.monotonic() + backoff)
+            self._schedule_reopen(probe_at)
             if reason == "auth":
                 self.metrics.api_healthy.set(0)
             elif reason == "outage":
                 self.metrics.api_outage.set(1)
-            if self._gate_closures == 1:
+            if self.gate.closures == 1:
                 log.error(
                     _GATE_MESSAGES[reason],
                     extra={"status": exc.status, "error_class": exc.error_class},
@@ -709,7 +677,7 @@ class Worker:
         still arriving may push it further: checked again when the time comes)."""
         if self._gate_timer is not None:
             self._gate_timer.cancel()
-        at = max(probe_at, self.pacer.not_before + RETRY_AFTER_MARGIN)
+        at = self.gate.reopen_at(probe_at, self.pacer.not_before)
         loop = asyncio.get_running_loop()
         self._gate_timer = loop.call_at(
             loop.time() + max(0.0, at - time.monotonic()), self._reopen, probe_at
@@ -717,15 +685,13 @@ class Worker:
 
     def _reopen(self, probe_at: float) -> None:
         self._gate_timer = None
-        if self.pacer.not_before + RETRY_AFTER_MARGIN > time.monotonic():
+        if not self.gate.reopen(time.monotonic(), self.pacer.not_before):
             self._schedule_reopen(probe_at)
             return
         self._api_ok.set()
 
-    def _api_recovered(self) -> None:
-        log.info("Talon.One answers again; resuming", extra={"after": self._gate_reason})
-        self._gate_closures = 0
-        self._gate_reason = None
+    def _api_recovered(self, after: GateReason) -> None:
+        log.info("Talon.One answers again; resuming", extra={"after": after})
         self.metrics.api_healthy.set(1)
         self.metrics.api_outage.set(0)
 
@@ -1007,7 +973,7 @@ class Worker:
         consumer = self._consumer
         return (
             self._fatal is None
-            and self._gate_reason != "auth"
+            and not self.gate.auth_rejected
             and not self._stop.is_set()
             and consumer is not None
             and consumer.is_alive()
