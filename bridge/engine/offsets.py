@@ -30,6 +30,29 @@ class Slot:
         self.done = False
         self.owner = owner
 
+    @property
+    def tracked(self) -> bool:
+        """Its partition is still tracked here (not revoked, lost or gone)."""
+        return self.owner.active
+
+    @property
+    def log_gone(self) -> bool:
+        """Its partition was forgotten because the log was deleted or restarted."""
+        return self.owner.log_gone
+
+    def begin(self) -> None:
+        """A call or an acknowledgement is outstanding for this record (a drain waits)."""
+        self.owner.in_progress += 1
+
+    def end(self) -> bool:
+        """What `begin` announced is over; True when its partition has nothing in progress."""
+        self.owner.in_progress -= 1
+        return self.owner.in_progress == 0
+
+    def complete(self) -> None:
+        """The record is finished: the partition's position may move past it."""
+        self.owner.complete(self)
+
 
 @dataclass(slots=True)
 class PartitionOffsets:

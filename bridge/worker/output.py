@@ -1,8 +1,12 @@
-"""Exactly-once output: effects (and dead letters) committed with their source offsets.
+"""Where a record's outputs go: produced at once (at least once), or held for a transaction.
 
-In this mode a finished record's output is held, not sent. Every commit interval the outputs
-of the records inside each partition's contiguous finished prefix are produced, in offset
-order, inside one Kafka transaction together with those partitions' positions
+**At least once** (the default): each output is produced at once; a record is finished when
+every output it sent is acknowledged. A failed delivery is sent again, so the record's offset
+stays uncommitted until it goes through.
+
+**Exactly once**: a finished record's output is held, not sent. Every commit interval the
+outputs of the records inside each partition's contiguous finished prefix are produced, in
+offset order, inside one Kafka transaction together with those partitions' positions
 (`send_offsets_to_transaction`). A read_committed consumer therefore sees a record's effects
 if and only if its source offset is committed: a crash or a rebalance can make the bridge call
 Talon.One again (the Idempotency-Key makes that harmless), never publish twice.
@@ -17,16 +21,143 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from bridge.kafka.delivery import (
+    Delivered,
+    DeliveryError,
+    OutputHeaders,
+    Sender,
+    TransactionError,
+    Transactions,
+)
+from bridge.metrics import Metrics
+from bridge.settings import Settings
+from bridge.types import TP
+from bridge.worker.work import State, Work
 
-from bridge.errors import KafkaFatalError
-
-__all__ = ["HeldOutput", "TransactionalOutput"]
+__all__ = ["AtLeastOnce", "ExactlyOnce", "HeldOutput", "TransactionalOutput"]
 
 log = logging.getLogger(__name__)
+# Every held record fails alike while a topic or the cluster is unavailable; thinned by
+# RepeatFilter to one line per topic and error each 30 s. The name predates this module.
+delivery_errors = logging.getLogger("bridge.worker.root.delivery")
 
-TP = tuple[str, int]
-Headers = list[tuple[str, str | bytes | None]] | None
+Complete = Callable[[Work], None]
+
+
+class AtLeastOnce:
+    """Produces each output at once; completes a record once all of them are acknowledged."""
+
+    def __init__(
+        self,
+        sender: Sender,
+        settings: Settings,
+        metrics: Metrics,
+        complete: Complete,
+        on_fatal: Callable[[str], None],
+    ) -> None:
+        self._sender = sender
+        self._complete = complete
+        self._on_fatal = on_fatal
+        self._metrics = metrics
+        self._kinds = {settings.dlq_topic: "dlq", settings.parking_topic: "parking"}
+
+    def send(
+        self,
+        work: Work,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: OutputHeaders | None = None,
+    ) -> None:
+        work.pending += 1
+        self._sender.send(topic, key, value, headers, (work, topic, key, value, headers))
+
+    def finish(self, work: Work) -> None:
+        # What it did produce (a parking record) may still await its acknowledgement.
+        if work.pending == 0:
+            self._complete(work)
+
+    def forget(self, partitions: Iterable[TP]) -> None:
+        pass  # nothing held: what was sent stays sent
+
+    def orphan(self, tp: TP) -> None:
+        pass
+
+    def delivered(self, batch: list[Delivered]) -> None:
+        for token, err in batch:
+            work = token[0]
+            if err is not None:
+                self._failed(token, err)
+                continue
+            work.pending -= 1
+            # A parking record written before the API call is acknowledged first; the record
+            # finishes with the call's own outputs.
+            if work.pending == 0 and work.state is State.PRODUCING:
+                self._complete(work)
+
+    def _failed(self, token: tuple[Any, ...], err: DeliveryError) -> None:
+        work, topic, key, value, headers = token
+        work.pending -= 1  # sent again below
+        self._metrics.delivery_failures.labels(self._kinds.get(topic, "effects")).inc()
+        delivery_errors.error(
+            "producer could not deliver to %s: %s; sending again",
+            topic,
+            err.reason,
+            extra={**work.log_extra(), "topic": topic, "error": err.detail},
+        )
+        if err.fatal:
+            self._on_fatal(f"producer: {err.detail}")
+            return
+        # The offset stays uncommitted until a send succeeds, so nothing is lost either way.
+        asyncio.get_running_loop().call_later(1.0, self.send, work, topic, key, value, headers)
+
+
+class ExactlyOnce:
+    """Holds a record's outputs; the record is finished once they are handed to the next
+    transaction, which commits them with its offset."""
+
+    def __init__(self, txn: TransactionalOutput, complete: Complete) -> None:
+        self.txn = txn
+        self._complete = complete
+
+    def send(
+        self,
+        work: Work,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: OutputHeaders | None = None,
+    ) -> None:
+        if work.held is None:
+            work.held = HeldOutput(work.rec.offset)
+        if work.state is State.PRODUCING:
+            # Once every output of this step is collected, the record counts as finished:
+            # its outputs are committed in the same transaction as its offset. (A parking
+            # record written before the API call waits for the call's own outputs.)
+            asyncio.get_running_loop().call_soon(self._hand_over, work)
+        work.held.records.append((topic, key, value, headers))
+
+    def finish(self, work: Work) -> None:
+        if work.held is not None:
+            asyncio.get_running_loop().call_soon(self._hand_over, work)
+        elif work.pending == 0:
+            self._complete(work)
+
+    def forget(self, partitions: Iterable[TP]) -> None:
+        self.txn.forget(partitions)
+
+    def orphan(self, tp: TP) -> None:
+        self.txn.orphan(tp)
+
+    def _hand_over(self, work: Work) -> None:
+        if work.held is None:
+            return
+        if work.slot.tracked:
+            self.txn.hold(work.tp, work.held)
+        elif work.slot.log_gone:
+            self.txn.hold_orphan(work.held)
+        work.held = None
+        self._complete(work)
 
 
 @dataclass(slots=True)
@@ -34,7 +165,9 @@ class HeldOutput:
     """The records one source record produces, waiting for its transaction."""
 
     offset: int
-    records: list[tuple[str, bytes | None, bytes | None, Headers]] = field(default_factory=list)
+    records: list[tuple[str, bytes | None, bytes | None, OutputHeaders | None]] = field(
+        default_factory=list
+    )
 
 
 class TransactionalOutput:
@@ -44,15 +177,13 @@ class TransactionalOutput:
 
     def __init__(
         self,
-        producer: Producer,
-        timeout: float = 30.0,
+        transactions: Transactions,
         on_abort: Callable[[str], None] | None = None,
     ) -> None:
-        self._producer = producer
+        self._kafka = transactions
         self._on_abort = on_abort or (lambda cause: None)
         # Why the last commit aborted; None after one that went through.
-        self.aborted: KafkaError | None = None
-        self._timeout = timeout
+        self.aborted: TransactionError | None = None
         self._held: dict[TP, list[HeldOutput]] = {}
         # Outputs of records whose log was deleted or restarted: no offset can cover them.
         self._orphans: list[HeldOutput] = []
@@ -60,9 +191,7 @@ class TransactionalOutput:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._producer.init_transactions, self._timeout)
-        self._producer.begin_transaction()
+        await asyncio.get_running_loop().run_in_executor(None, self._kafka.start)
 
     def hold(self, tp: TP, output: HeldOutput) -> None:
         self._held.setdefault(tp, []).append(output)
@@ -85,7 +214,7 @@ class TransactionalOutput:
 
     async def commit(self, positions: dict[TP, int], group_metadata: Any) -> bool:
         """Send what `positions` cover and commit it with them; False if nothing was due,
-        or if the transaction aborted (then `aborted` says why)."""
+        or if the transaction aborted (then `aborted` says why). Raises `KafkaFatalError`."""
         async with self._lock:
             self.aborted = None
             due: list[tuple[TP, HeldOutput]] = []
@@ -101,15 +230,10 @@ class TransactionalOutput:
             due.sort(key=lambda item: (item[0], item[1].offset))
             for output in [*orphans, *(o for _, o in due)]:
                 for topic, key, value, headers in output.records:
-                    self._send(topic, key, value, headers)
-            offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+                    self._kafka.send(topic, key, value, headers)
             loop = asyncio.get_running_loop()
-            try:
-                await loop.run_in_executor(None, self._commit_sync, offsets, group_metadata)
-            except KafkaException as exc:
-                err = exc.args[0]
-                if err.fatal():
-                    raise KafkaFatalError(f"transaction: {err}") from exc
+            err = await loop.run_in_executor(None, self._kafka.commit, positions, group_metadata)
+            if err is not None:
                 # Abortable or timed out: abort, keep everything held, try again next time.
                 log.warning(
                     "transaction aborted; its outputs will be sent again",
@@ -117,7 +241,7 @@ class TransactionalOutput:
                 )
                 self.aborted = err
                 self._on_abort(err.name())
-                await loop.run_in_executor(None, self._abort_sync)
+                await loop.run_in_executor(None, self._kafka.abort)
                 return False
             del self._orphans[: len(orphans)]
             sent = {id(o) for _, o in due}
@@ -129,23 +253,3 @@ class TransactionalOutput:
                     del self._held[tp]
             self._committed.update(positions)
             return True
-
-    def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
-        while True:
-            try:
-                self._producer.produce(topic, value=value, key=key, headers=headers)
-                return
-            except BufferError:
-                self._producer.poll(0.01)
-
-    def _commit_sync(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
-        if offsets:
-            self._producer.send_offsets_to_transaction(offsets, group_metadata, self._timeout)
-        self._producer.commit_transaction(self._timeout)
-        self._producer.begin_transaction()
-
-    def _abort_sync(self) -> None:
-        try:
-            self._producer.abort_transaction(self._timeout)
-        finally:
-            self._producer.begin_transaction()

@@ -20,28 +20,31 @@ record is back, or by a tombstone that `replay --discard` writes.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import hmac
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from bridge.kafka.clients import LIBRDKAFKA_LOGGER, Cluster, new_client
+from bridge.dlq import (
+    H_REPLAY_OF,
+    H_REPLAY_POSITION,
+    H_REPLAY_TOKEN,
+    DeadLetter,
+    coordinates,
+    header,
+)
+from bridge.kafka.clients import InputRecord
 
-__all__ = ["ParkedSession", "ParkingLot", "ParkingReader", "encode_parked", "parking_topic_problem"]
+__all__ = ["Chains", "ParkedSession", "ParkingLot", "Write", "encode_parked"]
 
 log = logging.getLogger(__name__)
-
-_PARTITION_EOF = KafkaError._PARTITION_EOF  # noqa: SLF001
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,104 +181,132 @@ class ParkingLot:
         return max(0.0, (now or time.time()) - oldest / 1000)
 
 
-class _Unreadable(Exception):
-    """The parking topic cannot be read; said in one line, without a traceback."""
+# Writes one parking record (None: a tombstone) for the record being handled; it is
+# acknowledged before that record's offset can be committed.
+Write = Callable[[bytes, bytes | None], None]
 
 
-def parking_topic_problem(cluster: Cluster, topic: str) -> str | None:
-    """Why `topic` cannot hold the parked set, or None when it can (or cannot be told)."""
-    problem = cluster.topic_problem(topic)
-    if problem is not None:
-        return (
-            f"topic {topic!r}: {problem}; create it compacted (`talon-bridge topics create`) "
-            "and let the worker read and write it, or set BRIDGE_ON_POISON=skip"
-        )
-    policy = cluster.topic_config(topic, "cleanup.policy")
-    if policy is not None and policy != "compact":
-        # With deletion (`delete`, or `compact,delete`) retention drops parked sessions, and a
-        # restarted worker would release them silently. `talon-bridge doctor` says the same.
-        return (
-            f"topic {topic!r} has cleanup.policy={policy}: must be compact, or parked "
-            "sessions are lost to retention"
-        )
-    return None
+class Chains:
+    """Which records of a parked session run, and where the others go in its chain.
 
-
-class ParkingReader(threading.Thread):
-    """Reads the whole parking topic from the beginning and keeps following it."""
+    Headers alone prove nothing (any producer can write them): a record runs only with the
+    token of its chain position, which only the dead-letter and parking topics hold.
+    """
 
     def __init__(
         self,
-        conf: dict[str, Any],
-        topic: str,
-        loop: asyncio.AbstractEventLoop,
-        apply: Callable[[list[tuple[bytes, bytes | None]]], None],
+        lot: ParkingLot,
+        log: logging.Logger,
+        on_proof_rejected: Callable[[], None] = lambda: None,
     ) -> None:
-        super().__init__(name="parking-reader", daemon=True)
-        self._consumer = new_client(
-            Consumer,
-            {
-                **conf,
-                "group.id": f"talon-bridge-parking-{id(self)}",  # never commits; assign() only
-                "logger": LIBRDKAFKA_LOGGER,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                # EOF events tell when the end is reached even if compaction removed the
-                # records just below the high watermark.
-                "enable.partition.eof": True,
-            },
+        self.lot = lot
+        self._log = log
+        self._on_proof_rejected = on_proof_rejected
+
+    def admit(
+        self,
+        rec: InputRecord,
+        key: bytes,
+        parked: ParkedSession,
+        write: Write,
+        extra: dict[str, Any],
+    ) -> DeadLetter | None:
+        """None if the record may run (its chain's next record, replayed, or one that ran
+        already); otherwise the dead letter that diverts it, its chain already updated."""
+        if parked.secret is None:  # parked by an earlier version: its replayed poison releases
+            if header(rec.headers, H_REPLAY_OF) != parked.poison:
+                return self.divert(rec, key, parked, write)
+            self._unpark(key, write, extra)
+            return None
+        position = self.position(rec, parked)
+        if position is None:
+            if header(rec.headers, H_REPLAY_OF) is not None:
+                self._on_proof_rejected()
+            return self.divert(rec, key, parked, write)
+        if position > parked.next:
+            return self.divert(rec, key, parked, write, position)  # out of turn: keeps its place
+        if position < parked.next:
+            return None  # it ran before (a redelivery, an overlapping replay): idempotent
+        if parked.next + 1 == parked.size:
+            self._unpark(key, write, extra)
+            return None
+        advanced = parked.advanced()
+        self.lot.put(key, advanced)
+        write(key, encode_parked(advanced))
+        return None
+
+    def divert(
+        self,
+        rec: InputRecord,
+        key: bytes,
+        parked: ParkedSession,
+        write: Write,
+        position: int | None = None,
+    ) -> DeadLetter:
+        """The dead letter of a parked session's command, at `position` in its chain (a chain
+        record out of turn) or else at the chain's end."""
+        if position is None:
+            position = parked.size
+            grown = parked.appended()
+            self.lot.put(key, grown)
+            write(key, encode_parked(grown))
+        here = coordinates(rec.topic, rec.partition, rec.offset)
+        return DeadLetter(
+            "parked",
+            "SessionParked",
+            "parked",
+            f"session is parked behind {parked.poison}",
+            parked_behind=parked.poison,
+            chain_position=position,
+            chain_token=parked.token(position, here, rec.value),
         )
-        self._topic = topic
-        self._loop = loop
-        self._apply = apply
-        self._halt = threading.Event()
-        self.caught_up = threading.Event()
-        self.error: str | None = None
 
-    def stop(self) -> None:
-        self._halt.set()
+    def park_behind(
+        self,
+        rec: InputRecord,
+        key: bytes,
+        letter: DeadLetter,
+        event_id: str | None,
+        write: Write,
+        extra: dict[str, Any],
+    ) -> DeadLetter:
+        """Park the session behind this dead letter, unless it already waits for another."""
+        here = coordinates(rec.topic, rec.partition, rec.offset)
+        parked = self.lot.get(key)
+        if parked is not None:
+            position = self.position(rec, parked)
+            if position is None or position != parked.next - 1:
+                return letter
+            # A chain record that fails again after coming back keeps its place: the chain
+            # waits for it once more, and what follows it stays behind it.
+            rewound = replace(parked, next=position)
+            self.lot.put(key, rewound)
+            write(key, encode_parked(rewound))
+            self._log.warning("a parked session's record failed again", extra=extra)
+            return replace(
+                letter,
+                parked_behind=parked.poison,
+                chain_position=position,
+                chain_token=parked.token(position, here, rec.value),
+            )
+        fresh = ParkedSession.new(here, letter.reason, event_id)
+        self.lot.put(key, fresh)
+        write(key, encode_parked(fresh))
+        self._log.warning("session parked behind its dead letter", extra=extra)
+        return replace(letter, chain_position=0, chain_token=fresh.token(0, here, rec.value))
 
-    def run(self) -> None:
-        c = self._consumer
-        try:
-            md = c.list_topics(self._topic, timeout=30)
-            tmd = md.topics.get(self._topic)
-            if tmd is None or tmd.error is not None:
-                raise _Unreadable(f"parking topic {self._topic!r} does not exist")
-            parts = sorted(tmd.partitions)
-            ends = {
-                p: c.get_watermark_offsets(TopicPartition(self._topic, p), timeout=30)[1]
-                for p in parts
-            }
-            c.assign([TopicPartition(self._topic, p, 0) for p in parts])
-            positions = dict.fromkeys(parts, 0)
-            if all(e == 0 for e in ends.values()):
-                self.caught_up.set()
-            while not self._halt.is_set():
-                batch: list[tuple[bytes, bytes | None]] = []
-                for msg in c.consume(500, 0.2):
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() != KafkaError._PARTITION_EOF:  # noqa: SLF001
-                            log.warning("parking reader: %s", err)
-                        continue
-                    key = msg.key()
-                    if key is not None:
-                        batch.append((key, msg.value()))
-                    positions[msg.partition() or 0] = (msg.offset() or 0) + 1
-                if batch:
-                    self._loop.call_soon_threadsafe(self._apply, batch)
-                if not self.caught_up.is_set() and all(positions[p] >= ends[p] for p in parts):
-                    # Hand the last batch over before declaring the lot complete.
-                    self._loop.call_soon_threadsafe(self.caught_up.set)
-        except (KafkaException, _Unreadable) as exc:  # expected: no traceback
-            self.error = exc.args[0].str() if isinstance(exc, KafkaException) else str(exc)
-            log.error("parking reader failed: %s", self.error)
-            self.caught_up.set()
-        except Exception as exc:
-            self.error = str(exc)
-            log.exception("parking reader failed")
-            self.caught_up.set()
-        finally:
-            c.close()
+    @staticmethod
+    def position(rec: InputRecord, parked: ParkedSession) -> int | None:
+        hs = rec.headers
+        return parked.position_of(
+            header(hs, H_REPLAY_OF),
+            header(hs, H_REPLAY_POSITION),
+            header(hs, H_REPLAY_TOKEN),
+            rec.value,
+        )
+
+    def _unpark(self, key: bytes, write: Write, extra: dict[str, Any]) -> None:
+        """The session's last parked record is back from a replay: release the session."""
+        self.lot.release(key)
+        write(key, None)
+        self._log.info("parked session released by a replay", extra=extra)

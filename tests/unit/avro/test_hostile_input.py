@@ -268,7 +268,7 @@ async def test_an_unexpected_decode_failure_dead_letters_the_record_not_the_batc
     worker.on_batch(
         [InputRecord("in", 0, offset, b"s-1", v, None, 0) for offset, v in enumerate(values)]
     )
-    assert worker._buffered == 3, "every record of the batch is taken in"
+    assert worker.pipeline.buffered == 3, "every record of the batch is taken in"
     queued = [entry.item for entry in worker.sequencer.remove_where(lambda _: True)[0]]
     assert [w.rec.offset for w in queued] == [0, 1, 2], "in order, behind one another"
     hostile = queued[1]

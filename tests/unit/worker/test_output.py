@@ -7,6 +7,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
+from bridge.kafka.delivery import Transactions
 from bridge.worker.output import HeldOutput, TransactionalOutput
 
 TP = ("orders", 0)
@@ -47,7 +48,7 @@ def _output(offset: int) -> HeldOutput:
 
 def test_outputs_of_a_gone_log_go_out_with_the_next_transaction_without_offsets() -> None:
     producer = FakeProducer()
-    txn = TransactionalOutput(producer)  # type: ignore[arg-type]
+    txn = TransactionalOutput(Transactions(producer))  # type: ignore[arg-type]
 
     async def run() -> None:
         txn.hold(TP, _output(7))
@@ -69,7 +70,7 @@ def test_outputs_of_a_gone_log_go_out_with_the_next_transaction_without_offsets(
 
 def test_held_outputs_of_forgotten_partitions_are_never_sent() -> None:
     producer = FakeProducer()
-    txn = TransactionalOutput(producer)  # type: ignore[arg-type]
+    txn = TransactionalOutput(Transactions(producer))  # type: ignore[arg-type]
 
     async def run() -> None:
         txn.hold(TP, _output(3))

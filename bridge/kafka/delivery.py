@@ -1,0 +1,161 @@
+"""The worker's producer: building it, sending with delivery reports, and transactions.
+
+Delivery failures and aborted transactions leave here as plain values, so the worker's
+output policy (`bridge.worker.output`) never handles librdkafka's types itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+
+from bridge.errors import KafkaFatalError
+from bridge.kafka.clients import ProducerPoller, new_client, producer_config
+from bridge.settings import Settings
+from bridge.types import TP
+
+__all__ = [
+    "Delivered",
+    "DeliveryError",
+    "OutputHeaders",
+    "Sender",
+    "TransactionError",
+    "Transactions",
+    "worker_producer",
+]
+
+OutputHeaders = list[tuple[str, str | bytes | None]]
+# Why a transaction aborted, as the consumer thread's handover retries expect it.
+TransactionError = KafkaError
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryError:
+    """A record the producer could not deliver."""
+
+    reason: str  # librdkafka's words
+    detail: str  # with the error's name and code
+    fatal: bool  # the producer cannot go on
+
+
+# (the token given to `Sender.send`, None or why it failed)
+Delivered = tuple[Any, DeliveryError | None]
+
+
+def worker_producer(settings: Settings) -> Producer:
+    """The worker's producer; transactional with `BRIDGE_EXACTLY_ONCE`."""
+    extra: dict[str, Any] = {}
+    if settings.exactly_once:
+        extra = {
+            "transactional.id": settings.transactional_id
+            or f"{settings.group_id}-{uuid.uuid4().hex[:12]}",
+            # An abandoned transaction (a crashed worker) blocks read_committed readers
+            # until it times out: keep that short.
+            "transaction.timeout.ms": 15_000,
+            "delivery.timeout.ms": 15_000,  # librdkafka requires <= transaction timeout
+        }
+    return new_client(Producer, producer_config(settings, **extra))
+
+
+def _produce(
+    producer: Producer,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: OutputHeaders | None,
+    **kw: Any,
+) -> None:
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, headers=headers, **kw)
+            return
+        except BufferError:
+            # The producer's local queue is full: let it drain a little.
+            producer.poll(0.01)
+
+
+class Sender:
+    """Produces records; their delivery reports reach `on_delivered` on the event loop, in
+    batches, from the producer's poll thread."""
+
+    def __init__(self, producer: Producer, loop: asyncio.AbstractEventLoop) -> None:
+        self.producer = producer
+        self.on_delivered: Callable[[list[Delivered]], None] = lambda batch: None
+        self._poller = ProducerPoller(producer, loop, self._delivered)
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: OutputHeaders | None,
+        token: Any,
+    ) -> None:
+        _produce(
+            self.producer, topic, key, value, headers, on_delivery=self._poller.callback(token)
+        )
+
+    def _delivered(self, batch: list[tuple[Any, KafkaError | None]]) -> None:
+        if any(err is not None for _, err in batch):
+            self.on_delivered(
+                [
+                    (token, None if e is None else DeliveryError(e.str(), str(e), e.fatal()))
+                    for token, e in batch
+                ]
+            )
+        else:
+            self.on_delivered(cast(list[Delivered], batch))
+
+    def start(self) -> None:
+        self._poller.start()
+
+    def stop(self) -> None:
+        """Stop polling once the producer has flushed what it holds."""
+        self._poller.stop()
+
+    def join(self) -> None:
+        self._poller.join()
+
+
+class Transactions:
+    """The producer's transaction calls; every one blocks, so callers run them in a thread."""
+
+    def __init__(self, producer: Producer, timeout: float = 30.0) -> None:
+        self._producer = producer
+        self._timeout = timeout
+
+    def start(self) -> None:
+        self._producer.init_transactions(self._timeout)
+        self._producer.begin_transaction()
+
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: OutputHeaders | None
+    ) -> None:
+        _produce(self._producer, topic, key, value, headers)
+
+    def commit(self, positions: dict[TP, int], group_metadata: Any) -> TransactionError | None:
+        """Commit what was sent with `positions`, and begin the next transaction. Returns why
+        it must be aborted (abortable, or timed out), or None; raises `KafkaFatalError`."""
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        try:
+            if offsets:
+                self._producer.send_offsets_to_transaction(offsets, group_metadata, self._timeout)
+            self._producer.commit_transaction(self._timeout)
+            self._producer.begin_transaction()
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if err.fatal():
+                raise KafkaFatalError(f"transaction: {err}") from exc
+            return err
+        return None
+
+    def abort(self) -> None:
+        try:
+            self._producer.abort_transaction(self._timeout)
+        finally:
+            self._producer.begin_transaction()

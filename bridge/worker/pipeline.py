@@ -1,0 +1,460 @@
+"""A record's way through the worker: batch → call → publish or dead-letter → complete.
+
+Records arrive in batches from the consumer thread. Each becomes a `Work` item queued in the
+per-key sequencer; runnable items go to a ready queue served by `max_in_flight` long-lived
+coroutines (`serve`, no task per record). A finished API call releases its keys at once, so
+the session's next command can start while its effects record is still being acknowledged;
+the source offset completes only when the `Output` says that acknowledgement (or the dead
+letter's) arrived. Kafka is behind `Output`; Talon.One behind `Handlers`; time behind `clock`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+
+from bridge import __version__
+from bridge.avro.codec import Codec, RegistryError
+from bridge.commands import Command, EffectsEmitted
+from bridge.dlq import DeadLetter, dead_letter_headers
+from bridge.engine.gate import ApiGate, GateReason
+from bridge.engine.offsets import OffsetTracker, Slot
+from bridge.engine.outcome import Hold, Retry, decide
+from bridge.engine.pacing import Pacer
+from bridge.engine.retry import RetryPolicy
+from bridge.engine.sequencer import Sequenced, Sequencer
+from bridge.errors import (
+    ApiError,
+    ConflictError,
+    DecodeError,
+    InvalidCommandError,
+    RateLimitedError,
+    RetryableApiError,
+)
+from bridge.kafka.clients import InputRecord
+from bridge.metrics import Metrics
+from bridge.settings import Settings
+from bridge.types import TP
+from bridge.worker.decoding import Decoder
+from bridge.worker.gatekeeper import GateKeeper
+from bridge.worker.handlers import Applied, Handlers
+from bridge.worker.parking import Chains, ParkedSession, ParkingLot
+from bridge.worker.work import ACTIVE, Observer, Output, OutputHeaders, State, Work, keys
+
+__all__ = ["Pipeline"]
+
+# The worker's log lines keep its logger name, which log filters and alerts key on.
+log = logging.getLogger("bridge.worker.root")
+
+
+class Pipeline:
+    """Takes records in, schedules them per session, calls Talon.One and hands the outputs
+    to `output` (set before serving)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        codec: Codec,
+        handlers: Handlers,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        observer: Observer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.handlers = handlers
+        self.decoder = Decoder(codec)
+        self.observer = observer
+        self._clock, self._wall = clock, wall
+        self.retry = RetryPolicy(
+            base_delay=settings.retry_base_delay,
+            max_delay=settings.retry_max_delay,
+            max_attempts=settings.retry_max_attempts,
+            max_elapsed=settings.retry_max_elapsed,
+        )
+        self.sequencer: Sequencer[Work] = Sequencer()
+        self.offsets = OffsetTracker()
+        self.assigned: set[TP] = set()
+        self.parking = ParkingLot()
+        self.chains = Chains(self.parking, log, metrics.replay_proofs_rejected.inc)
+        self.park = settings.on_poison == "park"
+        self.output: Output | None = None
+        self.buffered = 0
+        self.released = 0  # handed-over records no longer held, for backpressure
+        self.in_flight = 0
+        self.last_progress = 0.0
+        self.drained = asyncio.Event()  # set when a draining partition makes progress
+        self.draining: set[TP] = set()
+        # Oldest record first: finishing early offsets first advances the committable prefix,
+        # which keeps latency low and leaves little to redo after a crash or a revoke.
+        self._ready: asyncio.PriorityQueue[tuple[int, Sequenced[Work]]] = asyncio.PriorityQueue()
+        self._arrivals = 0
+        self.pacer = Pacer()
+        self.gatekeeper = GateKeeper(
+            ApiGate(max_backoff=settings.retry_max_delay), self.pacer, metrics, clock
+        )
+        self.gate = self.gatekeeper.gate
+        self._pace_lock = asyncio.Lock()
+
+    # --- intake ------------------------------------------------------------------------------
+
+    def on_batch(self, records: list[InputRecord]) -> None:
+        if self.observer is not None:
+            self.observer.batch(records)
+        track = self.offsets.track
+        seq_add = self.sequencer.add
+        ready = self._ready.put_nowait
+        consumed = self.metrics.consumed_for
+        decode = self.decoder.decode
+        arrival = self._arrivals
+        for rec in records:
+            tp = (rec.topic, rec.partition)
+            if tp not in self.assigned:
+                self.released += 1  # read before the partition was revoked or lost
+                continue
+            slot = track(tp, rec.offset, rec.timestamp_ms)
+            if slot is None:
+                slot = self._log_restarted(rec)
+            work = Work(rec, slot)
+            work.seq = arrival = arrival + 1
+            try:
+                work.command = decode(rec)
+            except DecodeError as exc:
+                work.error = exc
+            except RegistryError:
+                pass  # decoded again when it runs; see serve
+            consumed(rec.topic).inc()
+            entry = work.entry = seq_add(work, *keys(work))
+            self.buffered += 1
+            if entry.runnable:
+                ready((work.seq, entry))
+        self._arrivals = arrival
+
+    def _log_restarted(self, rec: InputRecord) -> Slot:
+        """A record below one already read from its partition: the log started over (a topic
+        re-created before its deletion was noticed, or a truncated log)."""
+        tp = (rec.topic, rec.partition)
+        self.drop_log(
+            tp,
+            "input partition restarted below the offset already read; tracking it afresh",
+            f"{rec.topic}[{rec.partition}]@{rec.offset}",
+        )
+        slot = self.offsets.track(tp, rec.offset, rec.timestamp_ms)
+        assert slot is not None  # noqa: S101 - forgotten just above, so tracked afresh
+        return slot
+
+    def drop_log(self, tp: TP, message: str, where: str) -> None:
+        """Positions read from `tp` belong to a log that is gone: committed against a new one,
+        they would skip its records. What was read still runs and publishes."""
+        log.warning(message, extra={"where": where})
+        self.metrics.input_log_resets_for(tp[0]).inc()
+        self.offsets.forget(tp, log_gone=True)
+        if self.output is not None:
+            self.output.orphan(tp)
+
+    def drop_pending(self, tps: set[TP]) -> None:
+        """Drop what has not started in `tps`; the partitions' next owner reads it again."""
+
+        def doomed(w: Work) -> bool:
+            return w.tp in tps and w.state in (State.QUEUED, State.BACKOFF)
+
+        removed, became = self.sequencer.remove_where(doomed)
+        for entry in removed:
+            work = entry.item
+            if work.timer is not None:
+                work.timer.cancel()
+            work.state = State.DROPPED
+            self.buffered -= 1
+            self.released += 1
+        for entry in became:
+            self._ready.put_nowait((entry.item.seq, entry))
+
+    # --- serving -----------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """One of `max_in_flight` servers: runs ready records, oldest first, forever."""
+        get = self._ready.get
+        while True:
+            _, entry = await get()
+            work = entry.item
+            if work.state is not State.QUEUED:
+                continue
+            key = work.rec.key
+            if self.park and key is not None and (parked := self.parking.get(key)):
+                diverted = self._admit(work, key, parked)
+                if diverted is not None:
+                    self._dead_letter(work, diverted)
+                    continue
+            cmd = work.command
+            if cmd is None and work.error is None:
+                cmd = await self._decode_later(work)
+                if cmd is None and work.error is None:
+                    continue  # waiting for the schema registry
+            if cmd is None:
+                err = work.error or DecodeError("invalid", "no command")
+                self._dead_letter(
+                    work, DeadLetter("decode", "DecodeError", err.reason, err.message)
+                )
+                continue
+            await self.gatekeeper.wait()
+            if self.pacer.limit is None:
+                self.pacer.reserve(self._clock())  # never waits; counts the send
+            else:
+                await self._pace()
+            await self._call(work, cmd)
+
+    async def _pace(self) -> None:
+        # One caller at a time takes the next slot, in the order they came: the rate then
+        # applies at once, also to the calls released together when the gate reopens.
+        async with self._pace_lock:
+            wait = self.pacer.reserve(self._clock())
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    async def _decode_later(self, work: Work) -> Command | None:
+        """Decode a record whose writer schema was not cached on arrival, fetching it from
+        the registry in a thread while the loop serves everything else.
+
+        A registry outage is not the record's fault: it waits with backoff (holding its
+        session) instead of going to the dead-letter topic.
+        """
+        failure: DecodeError | RegistryError | None = None
+        try:
+            await self.decoder.fetch(work.rec)
+        except (DecodeError, RegistryError) as exc:
+            failure = exc
+        if work.state is not State.QUEUED:
+            return None  # dropped meanwhile (a revoked partition): its next owner reads it
+        if isinstance(failure, RegistryError):
+            self.metrics.registry_failures.inc()
+            work.attempts += 1
+            log.warning(
+                "schema registry unavailable", extra={**work.log_extra(), "error": str(failure)}
+            )
+            self._backoff(work, self.retry.delay(min(work.attempts, 8)))
+            return None
+        if failure is None:
+            try:
+                work.command = self.decoder.decode(work.rec)
+                return work.command
+            except DecodeError as exc:
+                failure = exc
+        work.error = failure
+        return None
+
+    async def _call(self, work: Work, cmd: Command) -> None:
+        if self.observer is not None:
+            self.observer.calling(work.rec, cmd)
+        self._transition(work, State.RUNNING)
+        work.attempts += 1
+        self.in_flight += 1
+        sent_at = self._clock()
+        try:
+            applied = await self.handlers.apply(cmd)
+        except ApiError as exc:
+            self.in_flight -= 1
+            self._failed(work, exc, sent_at)
+            return
+        except InvalidCommandError as exc:
+            self.in_flight -= 1
+            message = f"{exc.message} at {exc.pointer}" if exc.pointer else exc.message
+            self._dead_letter(
+                work, DeadLetter("validate", "InvalidCommandError", "validation", message)
+            )
+            return
+        except Exception as exc:
+            self.in_flight -= 1
+            log.exception("unexpected error applying a command", extra=work.log_extra())
+            self._dead_letter(work, DeadLetter("api", type(exc).__name__, "internal", str(exc)))
+            return
+        self.in_flight -= 1
+        self.pacer.on_accepted(self._clock(), sent_at)
+        self.gatekeeper.succeeded()
+        self._publish(work, cmd, applied)
+
+    def _failed(self, work: Work, exc: ApiError, sent_at: float) -> None:
+        now = self._clock()
+        if work.first_failure is None:
+            work.first_failure = now
+        hold: GateReason | None = None
+        if isinstance(exc, RateLimitedError):
+            # "Slow down", never an outage: the pacer lowers the rate; only 429s to calls it
+            # had already slowed count towards closing the gate.
+            slowed = self.pacer.on_throttled(now, sent_at, exc.retry_after)
+            if self.gate.throttled(work.rec.key, slowed=slowed):
+                hold = "throttled"
+        elif isinstance(exc, RetryableApiError) and not isinstance(exc, ConflictError):
+            self.pacer.on_retry_after(now, exc.retry_after)
+            if self.gate.failed(work.rec.key):
+                hold = "outage"
+        outcome = decide(
+            exc,
+            attempts=work.attempts,
+            elapsed=now - work.first_failure,
+            policy=self.retry,
+            hold=hold,
+        )
+        if isinstance(outcome, Hold):
+            self._hold(work, outcome.reason, exc)
+            return
+        if isinstance(outcome, Retry):
+            self.metrics.retried.labels(work.command_type, exc.error_class).inc()
+            self._backoff(work, outcome.delay)
+            return
+        body = None
+        if exc.body is not None:
+            dump = getattr(exc.body, "model_dump_json", None)
+            body = dump() if dump is not None else str(exc.body)
+        log.warning(
+            "dead-lettering a command",
+            extra={**work.log_extra(), "status": exc.status, "error_class": exc.error_class},
+        )
+        wall = self._wall()
+        self._dead_letter(
+            work,
+            DeadLetter(
+                "api",
+                type(exc).__name__,
+                outcome.reason,
+                exc.message,
+                http_status=exc.status,
+                body=body,
+                attempts=work.attempts,
+                first_failure=wall - (now - work.first_failure),
+                last_failure=wall,
+            ),
+        )
+
+    def _transition(self, work: Work, new: State) -> None:
+        """Change state, keeping the partition's in-progress count (what a drain waits on)."""
+        was_active = work.state in ACTIVE
+        if new in ACTIVE and not was_active:
+            work.slot.begin()
+        elif was_active and new not in ACTIVE and work.slot.end():
+            self.drained.set()
+        work.state = new
+
+    def _backoff(self, work: Work, delay: float) -> None:
+        self._transition(work, State.BACKOFF)
+        work.timer = asyncio.get_running_loop().call_later(delay, self._requeue, work)
+
+    def _requeue(self, work: Work) -> None:
+        if work.state is State.BACKOFF and work.entry is not None:
+            work.timer = None
+            work.state = State.QUEUED
+            self._ready.put_nowait((work.seq, work.entry))
+
+    def _hold(self, work: Work, reason: GateReason, exc: ApiError) -> None:
+        # No record is to blame, so none spends its retry budget; the held call waits too.
+        work.attempts -= 1
+        work.first_failure = None
+        self.gatekeeper.close(reason, exc)
+        self._backoff(work, 0)
+
+    # --- outputs -----------------------------------------------------------------------------
+
+    def _publish(self, work: Work, cmd: Command, applied: Applied) -> None:
+        if self.observer is not None:
+            self.observer.publishing(work.rec, cmd)
+        if applied.replayed:
+            self.metrics.idempotent_replays.inc()
+        self._transition(work, State.PRODUCING)
+        self._release(work)
+        output = self._output()
+        if self.settings.skip_empty_effects and not applied.effects:
+            output.finish(work)
+            return
+        rec = EffectsEmitted(
+            event_id=cmd.event_id,
+            session_id=cmd.session_id,
+            profile_id=cmd.profile_id,
+            command_type=cmd.command_type,
+            source_topic=work.rec.topic,
+            source_partition=work.rec.partition,
+            source_offset=work.rec.offset,
+            processed_at_ms=int(self._wall() * 1000),
+            session_state=applied.session_state,
+            effects=applied.effects,
+            created_coupons=applied.created_coupons,
+            created_referrals=applied.created_referrals,
+            dry=cmd.dry,
+        )
+        topic = self.settings.output_topic
+        output.send(work, topic, work.rec.key, self.decoder.codec.encode_effects(rec, topic))
+        for effect in applied.effects:
+            self.metrics.effects_for(effect.effect_type).inc()
+
+    def _dead_letter(self, work: Work, letter: DeadLetter) -> None:
+        self._transition(work, State.PRODUCING)
+        rec = work.rec
+        work.outcome = "parked" if letter.reason == "parked" else "dead_lettered"
+        if self.park and rec.key is not None and letter.reason != "parked":
+            # Parked before the keys are released, so the session's next command sees it.
+            event_id = work.command.event_id if work.command is not None else None
+            letter = self.chains.park_behind(
+                rec, rec.key, letter, event_id, self._parking_writer(work), work.log_extra()
+            )
+        if work.entry is not None:
+            self._release(work)
+        headers: OutputHeaders = [
+            *dead_letter_headers(
+                rec.headers,
+                letter,
+                topic=rec.topic,
+                partition=rec.partition,
+                offset=rec.offset,
+                timestamp_ms=rec.timestamp_ms,
+                group=self.settings.group_id,
+                version=__version__,
+            )
+        ]
+        self.metrics.dead_lettered.labels(letter.reason).inc()
+        self._output().send(work, self.settings.dlq_topic, rec.key, rec.value, headers)
+
+    def _admit(self, work: Work, key: bytes, parked: ParkedSession) -> DeadLetter | None:
+        return self.chains.admit(
+            work.rec, key, parked, self._parking_writer(work), work.log_extra()
+        )
+
+    def _parking_writer(self, work: Work) -> Callable[[bytes, bytes | None], None]:
+        return partial(self._output().send, work, self.settings.parking_topic)
+
+    def apply_parking(self, batch: list[tuple[bytes, bytes | None]]) -> None:
+        """Records of the parking topic, as its reader follows it."""
+        for key, value in batch:
+            self.parking.apply(key, value)
+
+    def _output(self) -> Output:
+        if self.output is None:
+            raise RuntimeError("the worker is not running")
+        return self.output
+
+    def _release(self, work: Work) -> None:
+        if work.entry is None:
+            return
+        put = self._ready.put_nowait
+        for entry in self.sequencer.release(work.entry):
+            put((entry.item.seq, entry))
+        work.entry = None
+
+    def complete(self, work: Work) -> None:
+        """Every output of `work` is safe: its offset may be committed."""
+        work.slot.complete()
+        self._transition(work, State.DONE)
+        self.buffered -= 1
+        self.released += 1
+        if work.tp in self.draining:
+            self.drained.set()
+        self.metrics.processed_for(work.command_type, work.outcome).inc()
+        now_ms = self._wall() * 1000
+        self.metrics.e2e_latency.observe(max(0.0, now_ms - work.rec.timestamp_ms) / 1000)
+        if work.command is not None:
+            self.metrics.occurred_latency.observe(
+                max(0.0, now_ms - work.command.occurred_at_ms) / 1000
+            )
+        self.last_progress = now_ms / 1000
