@@ -1,0 +1,367 @@
+"""The pipeline without a broker: a fake `Output` and a Talon client on a mock transport.
+
+Retry and gate delays are a few milliseconds (settings), so nothing waits on the wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+
+from bridge.avro.codec import Codec
+from bridge.commands import Command, UpdateCustomerSession
+from bridge.dlq import H_PARKED_POSITION, H_REASON, header
+from bridge.kafka.clients import InputRecord
+from bridge.metrics import Metrics
+from bridge.settings import Settings
+from bridge.talon import EVENT_ID_HEADER, TalonClient
+from bridge.talon.transports.base import Answer, Request
+from bridge.talon.transports.mock import MockTransport, answer
+from bridge.types import TP
+from bridge.worker.handlers import Handlers
+from bridge.worker.parking import ParkedSession, encode_parked
+from bridge.worker.pipeline import Pipeline
+from bridge.worker.rebalance import Rebalance
+from bridge.worker.work import OutputHeaders, State, Work
+
+CODEC = Codec()
+PART: TP = ("in", 0)
+OK = {"effects": [], "createdCoupons": [], "createdReferrals": []}
+BAD_REQUEST = {"message": "The submitted data was invalid", "errors": []}
+UNAUTHORIZED = {"message": "Unauthorized - Invalid API key", "StatusCode": 401}
+
+
+class FakeOutput:
+    """Records every output; acknowledges each on the next loop turn."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.sent: list[tuple[str, bytes | None, bytes | None, OutputHeaders | None]] = []
+        self.forgotten: list[TP] = []
+        self.orphaned: list[TP] = []
+
+    def send(
+        self,
+        work: Work,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: OutputHeaders | None = None,
+    ) -> None:
+        self.sent.append((topic, key, value, headers))
+        work.pending += 1
+        asyncio.get_running_loop().call_soon(self._ack, work)
+
+    def _ack(self, work: Work) -> None:
+        work.pending -= 1
+        if work.pending == 0 and work.state is State.PRODUCING:
+            self.pipeline.complete(work)
+
+    def finish(self, work: Work) -> None:
+        if work.pending == 0:
+            self.pipeline.complete(work)
+
+    def forget(self, partitions: Iterable[TP]) -> None:
+        self.forgotten.extend(partitions)
+
+    def orphan(self, tp: TP) -> None:
+        self.orphaned.append(tp)
+
+    def on(self, topic: str) -> list[tuple[bytes | None, bytes | None, OutputHeaders | None]]:
+        return [(k, v, h) for t, k, v, h in self.sent if t == topic]
+
+
+class Talon:
+    """Answers per session from a script of statuses (200 when it runs out), and journals
+    the event IDs it applied, per session."""
+
+    def __init__(self, script: dict[str, list[int]] | None = None, delay: float = 0.0) -> None:
+        self.script = defaultdict(list, script or {})
+        self.delay = delay
+        self.applied: dict[str, list[str]] = defaultdict(list)
+        self.calls: list[str] = []
+        self.running: set[str] = set()
+        self.overlaps = 0
+        self.down = False  # every call answers 503
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def __call__(self, request: Request) -> Answer:
+        session = request.url.split("?", 1)[0].rsplit("/", 1)[-1]
+        event_id = dict(request.headers)[EVENT_ID_HEADER]
+        self.calls.append(event_id)
+        if session in self.running:
+            self.overlaps += 1
+        self.running.add(session)
+        try:
+            await asyncio.sleep(self.delay)
+            await self.release.wait()
+        finally:
+            self.running.discard(session)
+        status = self.script[session].pop(0) if self.script[session] else 200
+        if self.down:
+            status = 503
+        if status == 200:
+            self.applied[session].append(event_id)
+            return answer(200, json=OK)
+        body = {400: BAD_REQUEST, 401: UNAUTHORIZED}.get(status, {"message": "no"})
+        return answer(status, json=body)
+
+
+def _settings(**kw: Any) -> Settings:
+    base: dict[str, Any] = {
+        "kafka_bootstrap_servers": "127.0.0.1:1",
+        "input_topics": ["in"],
+        "talon_base_url": "https://talon.test",
+        "talon_api_key": "k",
+        "retry_base_delay": 0.001,
+        "retry_max_delay": 0.002,
+    }
+    return Settings(**{**base, **kw})
+
+
+def _record(offset: int, session: str, event_id: str, **kw: Any) -> InputRecord:
+    cmd = Command(event_id, session, 1, UpdateCustomerSession(profile_id="p"))
+    value = kw.pop("value", None) or CODEC.encode_command(cmd, "in")
+    return InputRecord("in", 0, offset, session.encode(), value, kw.pop("headers", None), 0)
+
+
+class Rig:
+    def __init__(self, talon: Talon, servers: int = 4, **settings: Any) -> None:
+        self.talon = talon
+        self.client = TalonClient("https://talon.test", "k", transport=MockTransport(talon))
+        self.metrics = Metrics()
+        self.settings = _settings(**settings)
+        self.pipeline = Pipeline(
+            self.settings,
+            codec=CODEC,
+            handlers=Handlers(self.client),
+            metrics=self.metrics,
+        )
+        self.output = FakeOutput(self.pipeline)
+        self.pipeline.output = self.output
+        self.pipeline.assigned.add(PART)
+        self.rebalance = Rebalance(self.pipeline, self.metrics)
+        self._servers = [asyncio.create_task(self.pipeline.serve()) for _ in range(servers)]
+
+    async def until(self, done: Callable[[], bool], timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not done():
+                await asyncio.sleep(0.001)
+
+    async def finished(self, n: int) -> None:
+        """Until the first `n` offsets are finished."""
+        await self.until(lambda: self.pipeline.offsets.position(PART) == n)
+
+    async def close(self) -> None:
+        for task in self._servers:
+            task.cancel()
+        await asyncio.gather(*self._servers, return_exceptions=True)
+        await self.client.aclose()
+
+    def dlq(self) -> list[tuple[bytes | None, bytes | None, OutputHeaders | None]]:
+        return self.output.on(self.settings.dlq_topic)
+
+    def parking(self) -> list[tuple[bytes | None, bytes | None, OutputHeaders | None]]:
+        return self.output.on(self.settings.parking_topic)
+
+    def effects(self) -> list[tuple[bytes | None, bytes | None, OutputHeaders | None]]:
+        return self.output.on(self.settings.output_topic)
+
+    def reasons(self) -> list[str | None]:
+        return [header(h, H_REASON) for _, _, h in self.dlq()]
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    def total(self, name: str) -> float:
+        return sum(
+            s.value
+            for family in self.metrics.registry.collect()
+            for s in family.samples
+            if s.name == name
+        )
+
+
+async def test_sessions_run_in_order_one_call_at_a_time_and_all_offsets_finish() -> None:
+    rig = Rig(Talon(delay=0.001))
+    records = [_record(i, f"s-{i % 3}", f"e-{i}") for i in range(30)]
+    rig.pipeline.on_batch(records)
+    await rig.finished(30)
+    for s in range(3):
+        assert rig.talon.applied[f"s-{s}"] == [f"e-{i}" for i in range(s, 30, 3)]
+    assert rig.talon.overlaps == 0, "a session never has two calls at once"
+    effects = [CODEC.decode_effects(v) for _, v, _ in rig.effects()]
+    for s in range(3):
+        mine = [e.source_offset for e in effects if e.session_id == f"s-{s}"]
+        assert mine == sorted(mine), "effects of a session are produced in call order"
+    assert rig.pipeline.offsets.commit_positions() == {PART: 30}
+    assert rig.pipeline.buffered == 0 and rig.pipeline.released == 30
+    await rig.close()
+
+
+async def test_a_failing_call_is_retried_holding_its_session_only() -> None:
+    rig = Rig(Talon({"s-1": [503, 409, 500]}))
+    rig.pipeline.on_batch([_record(0, "s-1", "e-0"), _record(1, "s-2", "e-1")])
+    rig.pipeline.on_batch([_record(2, "s-1", "e-2")])
+    await rig.finished(3)
+    assert rig.talon.applied == {"s-1": ["e-0", "e-2"], "s-2": ["e-1"]}
+    assert rig.talon.calls.index("e-1") < rig.talon.calls.index("e-2")
+    assert rig.dlq() == []
+    assert rig.total("bridge_commands_retried_total") == 3
+    await rig.close()
+
+
+async def test_retries_run_out_into_a_dead_letter() -> None:
+    rig = Rig(Talon({"s-1": [503] * 5}), retry_max_attempts=2, on_poison="skip")
+    rig.pipeline.on_batch([_record(0, "s-1", "e-0"), _record(1, "s-1", "e-1")])
+    await rig.finished(2)
+    assert rig.reasons() == ["retries-exhausted"] * 2, "skip: the next command runs"
+    assert rig.talon.calls == ["e-0", "e-0", "e-1", "e-1"]
+    await rig.close()
+
+
+async def test_a_dead_letter_parks_its_session_and_diverts_what_follows_in_order() -> None:
+    rig = Rig(Talon({"s-1": [400]}))
+    rig.pipeline.on_batch(
+        [
+            _record(0, "s-1", "e-0"),
+            _record(1, "s-2", "e-1"),
+            _record(2, "s-1", "e-2"),
+            _record(3, "s-1", "e-3"),
+        ]
+    )
+    await rig.finished(4)
+    assert rig.talon.applied == {"s-2": ["e-1"]}
+    assert rig.reasons() == ["permanent", "parked", "parked"]
+    positions = [header(h, H_PARKED_POSITION) for _, _, h in rig.dlq()]
+    assert positions == ["0", "1", "2"]
+    parked = rig.pipeline.parking.get(b"s-1")
+    assert parked is not None and (parked.size, parked.next) == (3, 0)
+    assert len(rig.parking()) == 3, "parked, then grown twice"
+    await rig.close()
+
+
+async def test_a_records_proof_lets_the_chains_next_record_run_and_the_last_releases() -> None:
+    rig = Rig(Talon())
+    chain = ParkedSession.new("in/0/0", "permanent", "e-0")
+    grown = chain.appended()
+    rig.pipeline.apply_parking([(b"s-1", encode_parked(grown))])
+
+    def replayed(offset: int, position: int, was: int) -> InputRecord:
+        rec = _record(offset, "s-1", f"e-{was}")
+        token = grown.token(position, f"in/0/{was}", rec.value)
+        rec.headers = [
+            ("__talon.bridge.replay.of", f"in/0/{was}".encode()),
+            ("__talon.bridge.replay.position", str(position).encode()),
+            ("__talon.bridge.replay.token", token.encode()),
+        ]
+        return rec
+
+    rig.pipeline.on_batch([replayed(10, 0, 0), _record(11, "s-1", "e-live")])
+    rig.pipeline.on_batch([replayed(12, 1, 2)])
+    await rig.finished(13)
+    assert rig.talon.applied["s-1"] == ["e-0", "e-2"]
+    assert rig.reasons() == ["parked"], "the live command goes behind the chain"
+    # It was diverted at the chain's end (position 2), so the chain is not back yet.
+    parked = rig.pipeline.parking.get(b"s-1")
+    assert parked is not None and (parked.size, parked.next) == (3, 2)
+    await rig.close()
+
+
+async def test_an_undecodable_record_is_dead_lettered_in_its_place() -> None:
+    rig = Rig(Talon(), on_poison="skip")
+    rig.pipeline.on_batch([_record(0, "s-1", "e-0", value=b"\x00junk"), _record(1, "s-1", "e-1")])
+    await rig.finished(2)
+    assert rig.reasons() and rig.reasons()[0] not in (None, "permanent")
+    assert rig.talon.applied == {"s-1": ["e-1"]}
+    await rig.close()
+
+
+async def test_a_rejected_key_holds_everything_without_dead_letters_until_it_is_accepted() -> None:
+    talon = Talon({"s-1": [401, 401]})
+    rig = Rig(talon)
+    rig.pipeline.on_batch([_record(0, "s-1", "e-0"), _record(1, "s-2", "e-1")])
+    await rig.until(lambda: rig.pipeline.gate.auth_rejected)
+    await rig.finished(2)
+    assert rig.dlq() == []
+    assert not rig.pipeline.gate.auth_rejected and rig.pipeline.gatekeeper.is_open
+    assert rig.talon.applied == {"s-1": ["e-0"], "s-2": ["e-1"]}
+    await rig.close()
+
+
+async def test_an_outage_closes_the_gate_and_spends_no_retry_budget() -> None:
+    sessions = [f"s-{i}" for i in range(12)]
+    talon = Talon(delay=0.002)
+    talon.down = True
+    # Retries wait longer than the twelve answers take to arrive, which close the gate.
+    rig = Rig(talon, servers=16, retry_max_attempts=2, retry_base_delay=0.05, retry_max_delay=0.05)
+    rig.pipeline.on_batch([_record(i, s, f"e-{i}") for i, s in enumerate(sessions)])
+    await rig.until(lambda: rig.metric("bridge_api_outage") == 1.0)
+    await rig.until(lambda: len(talon.calls) >= 30)  # probes go on
+    talon.down = False
+    await rig.finished(12)
+    assert rig.dlq() == [], "many failures each, two attempts: held, not spent"
+    assert rig.metric("bridge_api_outage") == 0.0, "cleared by the first success"
+    assert sorted(talon.applied) == sorted(sessions)
+    await rig.close()
+
+
+async def test_a_graceful_drain_finishes_what_was_read() -> None:
+    rig = Rig(Talon(delay=0.002), servers=1)
+    rig.pipeline.on_batch([_record(i, "s-1", f"e-{i}") for i in range(5)])
+    positions = await rig.rebalance.drain([PART], timeout=2.0)
+    assert positions == {PART: 5}
+    rig.rebalance.release([PART], 0)
+    assert PART not in rig.pipeline.assigned
+    assert rig.output.forgotten == [PART]
+    await rig.close()
+
+
+async def test_a_drain_past_its_deadline_drops_what_has_not_started() -> None:
+    talon = Talon()
+    talon.release.clear()  # the first call hangs
+    rig = Rig(talon, servers=1)
+    rig.pipeline.on_batch([_record(i, "s-1", f"e-{i}") for i in range(3)])
+    await rig.until(lambda: talon.calls == ["e-0"])
+    positions = await rig.rebalance.drain([PART], timeout=0.05)
+    assert positions == {PART: 0}, "nothing finished: the next owner reads all three again"
+    assert rig.pipeline.buffered == 1 and rig.pipeline.released == 2
+    talon.release.set()
+    await rig.until(lambda: rig.pipeline.buffered == 0)
+    assert talon.calls == ["e-0"], "the dropped records never run"
+    await rig.close()
+
+
+async def test_records_of_a_lost_partition_are_dropped_and_not_read_again_here() -> None:
+    talon = Talon()
+    talon.release.clear()
+    rig = Rig(talon, servers=1)
+    rig.pipeline.on_batch([_record(i, "s-1", f"e-{i}") for i in range(3)])
+    await rig.until(lambda: talon.calls == ["e-0"])
+    rig.rebalance.on_lost([PART])
+    rig.pipeline.on_batch([_record(3, "s-1", "e-3")])
+    assert rig.pipeline.released == 3, "two dropped, one arriving after the loss"
+    talon.release.set()
+    await rig.until(lambda: rig.pipeline.buffered == 0)
+    assert talon.calls == ["e-0"]
+    assert rig.pipeline.offsets.commit_positions() == {}
+    await rig.close()
+
+
+@pytest.mark.parametrize("lost", [False, True])
+async def test_a_restarted_log_is_tracked_afresh(lost: bool) -> None:
+    rig = Rig(Talon())
+    rig.pipeline.on_batch([_record(i, "s-1", f"e-{i}") for i in range(100, 103)])
+    await rig.finished(103)
+    if lost:
+        rig.rebalance.on_log_gone([PART])
+        assert rig.output.orphaned == [PART]
+    rig.pipeline.on_batch([_record(0, "s-1", "e-new")])
+    await rig.finished(1)
+    assert rig.metric("bridge_input_log_resets_total", topic="in") == 1.0
+    await rig.close()
