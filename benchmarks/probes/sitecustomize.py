@@ -5,7 +5,7 @@ set. Each process keeps monotonic timestamps per record or request and writes th
 when it exits, with the offset from the monotonic clock to wall-clock time.
 """
 
-# The probes wrap private methods on purpose: they time the worker's internal hops.
+# The consumer thread's hand-over has no hook: that probe wraps a private method.
 # ruff: noqa: SLF001
 
 from __future__ import annotations
@@ -25,13 +25,15 @@ def _dump(path: str, rows: Any) -> None:
 
 
 def _probe_worker(path: str) -> None:
+    from functools import partial
+
     import bridge.kafka.clients as kafka_io
     import bridge.worker.root as worker
+    from bridge.worker.work import Observer
 
     received: dict[tuple[int, int], tuple[int, float]] = {}
     rows: dict[tuple[int, int], list[Any]] = {}
-    hand_over, on_batch = kafka_io.ConsumerThread._hand_over, worker.Worker.on_batch
-    call, publish = worker.Worker._call, worker.Worker._publish
+    hand_over = kafka_io.ConsumerThread._hand_over
 
     def probed_hand_over(self: Any, msgs: list[Any]) -> None:
         now = _clock()
@@ -40,31 +42,28 @@ def _probe_worker(path: str) -> None:
                 received[(m.partition(), m.offset())] = (m.timestamp()[1], now)
         hand_over(self, msgs)
 
-    def probed_on_batch(self: Any, records: list[Any]) -> None:
-        now = _clock()
-        on_batch(self, records)
-        for r in records:
-            got = received.pop((r.partition, r.offset), None)
-            if got is not None:
-                # append ms (wall clock), received, taken by the loop, call, publish, eventId
-                rows[(r.partition, r.offset)] = [got[0], got[1], now, 0.0, 0.0, None]
+    class Probe(Observer):
+        def batch(self, records: list[Any]) -> None:
+            now = _clock()
+            for r in records:
+                got = received.pop((r.partition, r.offset), None)
+                if got is not None:
+                    # append ms (wall clock), received, taken by the loop, call, publish, eventId
+                    rows[(r.partition, r.offset)] = [got[0], got[1], now, 0.0, 0.0, None]
 
-    async def probed_call(self: Any, work: Any, cmd: Any) -> None:
-        row = rows.get((work.rec.partition, work.rec.offset))
-        if row is not None and row[5] is None:
-            row[3], row[5] = _clock(), cmd.event_id
-        await call(self, work, cmd)
+        def calling(self, rec: Any, cmd: Any) -> None:
+            row = rows.get((rec.partition, rec.offset))
+            if row is not None and row[5] is None:
+                row[3], row[5] = _clock(), cmd.event_id
 
-    def probed_publish(self: Any, work: Any, cmd: Any, applied: Any) -> None:
-        row = rows.get((work.rec.partition, work.rec.offset))
-        if row is not None:
-            row[4] = _clock()
-        publish(self, work, cmd, applied)
+        def publishing(self, rec: Any, cmd: Any) -> None:
+            row = rows.get((rec.partition, rec.offset))
+            if row is not None:
+                row[4] = _clock()
 
     kafka_io.ConsumerThread._hand_over = probed_hand_over  # type: ignore[method-assign]
-    worker.Worker.on_batch = probed_on_batch  # type: ignore[method-assign]
-    worker.Worker._call = probed_call  # type: ignore[method-assign]
-    worker.Worker._publish = probed_publish  # type: ignore[method-assign]
+    # `talon-bridge run` looks `run_worker` up when it starts.
+    worker.run_worker = partial(worker.run_worker, observer=Probe())
     atexit.register(lambda: _dump(path, list(rows.values())))
 
 
