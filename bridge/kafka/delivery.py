@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from bridge.errors import KafkaFatalError
 from bridge.kafka.clients import ProducerPoller, new_client, producer_config
+from bridge.kafka.producer import produce
 from bridge.settings import Settings
 from bridge.types import TP
 
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 OutputHeaders = list[tuple[str, str | bytes | None]]
+# Sends run on the event loop, which a full local queue blocks while it drains.
+_LOOP_POLL_TIMEOUT = 0.01
 # Why a transaction aborted, as the consumer thread's handover retries expect it.
 TransactionError = KafkaError
 
@@ -62,23 +65,6 @@ def worker_producer(settings: Settings) -> Producer:
     return new_client(Producer, producer_config(settings, **extra))
 
 
-def _produce(
-    producer: Producer,
-    topic: str,
-    key: bytes | None,
-    value: bytes | None,
-    headers: OutputHeaders | None,
-    **kw: Any,
-) -> None:
-    while True:
-        try:
-            producer.produce(topic, value=value, key=key, headers=headers, **kw)
-            return
-        except BufferError:
-            # The producer's local queue is full: let it drain a little.
-            producer.poll(0.01)
-
-
 class Sender:
     """Produces records; their delivery reports reach `on_delivered` on the event loop, in
     batches, from the producer's poll thread."""
@@ -96,8 +82,14 @@ class Sender:
         headers: OutputHeaders | None,
         token: Any,
     ) -> None:
-        _produce(
-            self.producer, topic, key, value, headers, on_delivery=self._poller.callback(token)
+        produce(
+            self.producer,
+            topic,
+            value=value,
+            key=key,
+            headers=headers,
+            on_delivery=self._poller.callback(token),
+            poll_timeout=_LOOP_POLL_TIMEOUT,
         )
 
     def _delivered(self, batch: list[tuple[Any, KafkaError | None]]) -> None:
@@ -136,7 +128,14 @@ class Transactions:
     def send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: OutputHeaders | None
     ) -> None:
-        _produce(self._producer, topic, key, value, headers)
+        produce(
+            self._producer,
+            topic,
+            value=value,
+            key=key,
+            headers=headers,
+            poll_timeout=_LOOP_POLL_TIMEOUT,
+        )
 
     def commit(self, positions: dict[TP, int], group_metadata: Any) -> TransactionError | None:
         """Commit what was sent with `positions`, and begin the next transaction. Returns why

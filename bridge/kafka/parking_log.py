@@ -11,9 +11,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from bridge.kafka.clients import LIBRDKAFKA_LOGGER, Cluster, new_client
+from bridge.kafka.codes import PARTITION_EOF
 
 __all__ = ["ParkingReader", "parking_topic_problem"]
 
@@ -100,7 +101,7 @@ class ParkingReader(threading.Thread):
                 for msg in c.consume(500, 0.2):
                     err = msg.error()
                     if err is not None:
-                        if err.code() != KafkaError._PARTITION_EOF:  # noqa: SLF001
+                        if err.code() != PARTITION_EOF:
                             log.warning("parking reader: %s", err)
                         continue
                     key = msg.key()

@@ -21,7 +21,9 @@ class FakeProducer:
         self.offsets: list[list[Any]] = []
         self.fail_next_commit = False
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None, headers: Any) -> None:
+    def produce(
+        self, topic: str, value: bytes | None, key: bytes | None, headers: Any = None
+    ) -> None:
         self.sent.append(value)
 
     def poll(self, timeout: float) -> int:
