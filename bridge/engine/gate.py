@@ -12,14 +12,14 @@ are passed in; the caller owns timers, waiting and logging.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeAlias, get_args
 
 from bridge.engine.retry import RETRY_AFTER_MARGIN
 
 __all__ = ["GATE_REASONS", "OUTAGE_SESSIONS", "OUTAGE_STREAK", "ApiGate", "GateReason"]
 
-GateReason = Literal["outage", "auth", "throttled"]
-GATE_REASONS: tuple[GateReason, ...] = ("outage", "auth", "throttled")
+GateReason: TypeAlias = Literal["outage", "auth", "throttled"]
+GATE_REASONS: tuple[GateReason, ...] = get_args(GateReason)
 
 # Consecutive retryable failures, over at least this many sessions, that mean "the API is
 # down" rather than "these records are failing": one failing session never trips it. The same

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from bridge.engine.gate import GateReason
 from bridge.engine.retry import RetryPolicy
@@ -22,7 +22,8 @@ from bridge.errors import (
 
 __all__ = ["GiveUp", "GiveUpReason", "Hold", "Outcome", "Retry", "decide"]
 
-GiveUpReason = Literal["retries-exhausted", "permanent"]
+# The dead-letter reasons (`bridge.types.DeadLetterReason`) a failed call can end in.
+GiveUpReason: TypeAlias = Literal["retries-exhausted", "permanent"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,6 +179,7 @@ class Pipeline:
     async def serve(self) -> None:
         """One of `max_in_flight` servers: runs ready records, oldest first, forever."""
         get = self._ready.get
+        gatekeeper = self.gatekeeper
         while True:
             _, entry = await get()
             work = entry.item
@@ -201,7 +202,8 @@ class Pipeline:
                     work, DeadLetter("decode", "DecodeError", err.reason, err.message)
                 )
                 continue
-            await self.gatekeeper.wait()
+            if not gatekeeper.is_open:
+                await gatekeeper.wait()
             if self.pacer.limit is None:
                 self.pacer.reserve(self._clock())  # never waits; counts the send
             else:

@@ -15,7 +15,7 @@ from bridge.errors import DecodeError
 from bridge.kafka.clients import InputRecord
 from bridge.kafka.delivery import OutputHeaders
 from bridge.logs import where
-from bridge.types import TP
+from bridge.types import TP, CommandOutcome
 
 __all__ = ["ACTIVE", "Observer", "Output", "OutputHeaders", "State", "Work", "keys"]
 
@@ -66,7 +66,7 @@ class Work:
         self.timer: asyncio.TimerHandle | None = None
         self.pending = 0  # produced records not yet acknowledged
         self.held: Any = None  # exactly-once: outputs awaiting the transaction
-        self.outcome = "applied"
+        self.outcome: CommandOutcome = "applied"
 
     @property
     def where(self) -> str:
