@@ -31,7 +31,7 @@ from bridge.kafka.delivery import (
 )
 from bridge.metrics import Metrics
 from bridge.settings import Settings
-from bridge.types import TP
+from bridge.types import TP, DeliveryKind
 from bridge.worker.work import State, Work
 
 __all__ = ["AtLeastOnce", "ExactlyOnce", "HeldOutput", "TransactionalOutput"]
@@ -54,12 +54,17 @@ class AtLeastOnce:
         metrics: Metrics,
         complete: Complete,
         on_fatal: Callable[[str], None],
+        resend_after: float = 1.0,
     ) -> None:
         self._sender = sender
+        self._resend_after = resend_after
         self._complete = complete
         self._on_fatal = on_fatal
         self._metrics = metrics
-        self._kinds = {settings.dlq_topic: "dlq", settings.parking_topic: "parking"}
+        self._kinds: dict[str, DeliveryKind] = {
+            settings.dlq_topic: "dlq",
+            settings.parking_topic: "parking",
+        }
 
     def send(
         self,
@@ -109,7 +114,9 @@ class AtLeastOnce:
             self._on_fatal(f"producer: {err.detail}")
             return
         # The offset stays uncommitted until a send succeeds, so nothing is lost either way.
-        asyncio.get_running_loop().call_later(1.0, self.send, work, topic, key, value, headers)
+        asyncio.get_running_loop().call_later(
+            self._resend_after, self.send, work, topic, key, value, headers
+        )
 
 
 class ExactlyOnce:

@@ -16,6 +16,7 @@ from bridge.avro.codec import Codec
 from bridge.commands import Command, UpdateCustomerSession
 from bridge.dlq import H_PARKED_POSITION, H_REASON, header
 from bridge.kafka.clients import InputRecord
+from bridge.kafka.delivery import Delivered, DeliveryError, Transactions
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.talon import EVENT_ID_HEADER, TalonClient
@@ -23,10 +24,11 @@ from bridge.talon.transports.base import Answer, Request
 from bridge.talon.transports.mock import MockTransport, answer
 from bridge.types import TP
 from bridge.worker.handlers import Handlers
+from bridge.worker.output import AtLeastOnce, ExactlyOnce, TransactionalOutput
 from bridge.worker.parking import ParkedSession, encode_parked
 from bridge.worker.pipeline import Pipeline
 from bridge.worker.rebalance import Rebalance
-from bridge.worker.work import OutputHeaders, State, Work
+from bridge.worker.work import Output, OutputHeaders, State, Work
 
 CODEC = Codec()
 PART: TP = ("in", 0)
@@ -131,7 +133,13 @@ def _record(offset: int, session: str, event_id: str, **kw: Any) -> InputRecord:
 
 
 class Rig:
-    def __init__(self, talon: Talon, servers: int = 4, **settings: Any) -> None:
+    def __init__(
+        self,
+        talon: Talon,
+        servers: int = 4,
+        output: Callable[[Pipeline, Settings, Metrics], Output] | None = None,
+        **settings: Any,
+    ) -> None:
         self.talon = talon
         self.client = TalonClient("https://talon.test", "k", transport=MockTransport(talon))
         self.metrics = Metrics()
@@ -143,7 +151,9 @@ class Rig:
             metrics=self.metrics,
         )
         self.output = FakeOutput(self.pipeline)
-        self.pipeline.output = self.output
+        self.pipeline.output = (
+            self.output if output is None else output(self.pipeline, self.settings, self.metrics)
+        )
         self.pipeline.assigned.add(PART)
         self.rebalance = Rebalance(self.pipeline, self.metrics)
         self._servers = [asyncio.create_task(self.pipeline.serve()) for _ in range(servers)]
@@ -364,4 +374,110 @@ async def test_a_restarted_log_is_tracked_afresh(lost: bool) -> None:
     rig.pipeline.on_batch([_record(0, "s-1", "e-new")])
     await rig.finished(1)
     assert rig.metric("bridge_input_log_resets_total", topic="in") == 1.0
+    await rig.close()
+
+
+# --- the production outputs --------------------------------------------------------------
+
+
+class FakeSender:
+    """Reports each send on the next loop turn; fails the next send to a topic on request."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.fail: dict[str, DeliveryError] = {}
+        self.on_delivered: Callable[[list[Delivered]], None] = lambda batch: None
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: OutputHeaders | None,
+        token: Any,
+    ) -> None:
+        self.sent.append(topic)
+        report = [(token, self.fail.pop(topic, None))]
+        asyncio.get_running_loop().call_soon(self.on_delivered, report)
+
+
+def _at_least_once(
+    sender: FakeSender, fatal: list[str]
+) -> Callable[[Pipeline, Settings, Metrics], Output]:
+    def build(pipeline: Pipeline, settings: Settings, metrics: Metrics) -> Output:
+        output = AtLeastOnce(
+            sender,  # type: ignore[arg-type]
+            settings,
+            metrics,
+            pipeline.complete,
+            fatal.append,
+            resend_after=0.001,
+        )
+        sender.on_delivered = output.delivered
+        return output
+
+    return build
+
+
+async def test_a_failed_delivery_is_sent_again_and_the_offset_waits_for_it() -> None:
+    sender, fatal = FakeSender(), []
+    rig = Rig(Talon(), servers=1, output=_at_least_once(sender, fatal))
+    effects = rig.settings.output_topic
+    sender.fail[effects] = DeliveryError("Broker: Not enough in-sync replicas", "NOT_ENOUGH", False)
+    rig.pipeline.on_batch([_record(0, "s-1", "e-0"), _record(1, "s-1", "e-1")])
+    await rig.finished(2)
+    assert sender.sent == [effects] * 3
+    assert rig.metric("bridge_producer_delivery_failures_total", kind="effects") == 1.0
+    assert fatal == []
+    await rig.close()
+
+
+async def test_a_fatal_delivery_error_stops_the_worker_and_leaves_the_offset() -> None:
+    sender, fatal = FakeSender(), []
+    rig = Rig(Talon(), servers=1, output=_at_least_once(sender, fatal))
+    sender.fail[rig.settings.output_topic] = DeliveryError("fenced", "FENCED", True)
+    rig.pipeline.on_batch([_record(0, "s-1", "e-0")])
+    await rig.until(lambda: fatal != [])
+    assert fatal == ["producer: FENCED"]
+    assert rig.pipeline.offsets.position(PART) == 0
+    await rig.close()
+
+
+class TransactionalProducer:
+    """What a transactional producer is asked to send and commit."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None]] = []
+        self.offsets: list[list[Any]] = []
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None, **kw: Any) -> None:
+        self.sent.append((topic, key))
+
+    def send_offsets_to_transaction(self, offsets: list[Any], metadata: Any, t: float) -> None:
+        self.offsets.append([(tp.topic, tp.partition, tp.offset) for tp in offsets])
+
+    def commit_transaction(self, timeout: float) -> None: ...
+
+    def begin_transaction(self) -> None: ...
+
+
+async def test_exactly_once_holds_outputs_for_the_transaction_that_carries_their_offsets() -> None:
+    producer = TransactionalProducer()
+    txn = TransactionalOutput(Transactions(producer))  # type: ignore[arg-type]
+
+    def build(pipeline: Pipeline, settings: Settings, metrics: Metrics) -> Output:
+        return ExactlyOnce(txn, pipeline.complete)
+
+    rig = Rig(Talon({"s-1": [400]}), servers=1, output=build)
+    rig.pipeline.on_batch([_record(0, "s-1", "e-0"), _record(1, "s-2", "e-1")])
+    await rig.finished(2)
+    assert producer.sent == [], "nothing goes out before the transaction"
+    assert await txn.commit({PART: 2}, None)
+    s = rig.settings
+    assert producer.sent == [
+        (s.parking_topic, b"s-1"),
+        (s.dlq_topic, b"s-1"),
+        (s.output_topic, b"s-2"),
+    ], "in offset order, a record's outputs as it produced them"
+    assert producer.offsets == [[("in", 0, 2)]]
     await rig.close()
