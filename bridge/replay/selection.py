@@ -10,13 +10,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 
 from bridge.dlq import header
 from bridge.errors import SelectionError
 from bridge.replay.records import DeadLetterRecord
+from bridge.types import RecordCommandType
 
 __all__ = [
     "COMMAND_TYPES",
@@ -29,7 +30,7 @@ __all__ = [
     "selection_digest",
 ]
 
-COMMAND_TYPES = ("track_event", "update_customer_session", "return_cart_items", "unknown")
+COMMAND_TYPES: tuple[RecordCommandType, ...] = get_args(RecordCommandType)
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
