@@ -8,6 +8,7 @@ exactly once, at the adapter that talks to them::
      +-- DecodeError                  bytes that are not a command we can read (dead-letter)
      +-- InvalidCommandError          a decoded command Talon.One would reject (dead-letter)
      +-- SelectionError               a replay filter, option or topic that cannot be used; exit 2
+     +-- InvalidLineError             a JSON line `talon-bridge send` cannot turn into a command
      +-- ApiError                     anything the Talon.One client raises
      |    +-- RetryableApiError       409, 429, 5xx, timeouts, connection errors
      |    |    +-- ConflictError      409: the session or profile is busy
@@ -37,6 +38,7 @@ __all__ = [
     "DecodeError",
     "FatalApiError",
     "InvalidCommandError",
+    "InvalidLineError",
     "KafkaFatalError",
     "KafkaRequestError",
     "KafkaUnreachableError",
@@ -88,6 +90,10 @@ class InvalidCommandError(BridgeError):
 class SelectionError(BridgeError, ValueError):
     """A replay selection that cannot be used: a filter or option value that cannot be
     understood, or a topic that is missing or refused; the CLI exits 2 with it."""
+
+
+class InvalidLineError(BridgeError, ValueError):
+    """A JSON line that is not a valid command; the message names the field, never a value."""
 
 
 class ApiError(BridgeError):

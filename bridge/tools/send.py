@@ -28,9 +28,9 @@ from fastavro import schemaless_writer
 from bridge.avro.codec import Codec
 from bridge.avro.schemas import COMMAND, get_schema
 from bridge.commands import Command
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, InvalidLineError
 
-__all__ = ["HELP", "InvalidLine", "configure", "parse_command", "run"]
+__all__ = ["HELP", "configure", "parse_command", "run"]
 
 HELP = "produce commands written as JSON lines (stdin or a file) as Avro, keyed by session"
 
@@ -44,26 +44,22 @@ _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "st
 _INT_RANGE = {"int": 2**31, "long": 2**63}
 
 
-class InvalidLine(BridgeError, ValueError):
-    """A JSON line that is not a valid command; the message names the field, never a value."""
-
-
 def parse_command(line: str | bytes, *, now_ms: int | None = None) -> Command:
     """One command from its JSON form, read back through the worker's codec.
 
     Raises:
-        InvalidLine: Not JSON, or not a command the bundled schema and the codec accept.
+        InvalidLineError: Not JSON, or not a command the bundled schema and the codec accept.
     """
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        raise InvalidLine(f"not a JSON document ({exc.msg})") from None
+        raise InvalidLineError(f"not a JSON document ({exc.msg})") from None
     if not isinstance(obj, dict):
-        raise InvalidLine("expected a JSON object")
+        raise InvalidLineError("expected a JSON object")
     obj = dict(obj)
     kind = obj.pop("commandType", None)
     if kind not in PAYLOADS:
-        raise InvalidLine(f"commandType: expected one of {', '.join(PAYLOADS)}")
+        raise InvalidLineError(f"commandType: expected one of {', '.join(PAYLOADS)}")
     if "occurredAt" not in obj:
         obj["occurredAt"] = int(time.time() * 1000) if now_ms is None else now_ms
     else:
@@ -75,16 +71,16 @@ def parse_command(line: str | bytes, *, now_ms: int | None = None) -> Command:
     try:
         schemaless_writer(out, schema.parsed, datum)
     except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
-        raise InvalidLine(f"does not fit the Command schema: {type(exc).__name__}") from None
+        raise InvalidLineError(f"does not fit the Command schema: {type(exc).__name__}") from None
     try:
         # Read back exactly as the worker will: what passes here, the worker accepts.
         cmd = _reader().decode_command(out.getvalue())
     except BridgeError as exc:
-        raise InvalidLine(str(exc)) from None
+        raise InvalidLineError(str(exc)) from None
     # Empty IDs fit the schema but not the bridge: no idempotency key, no usable record key.
     for name, value in (("eventId", cmd.event_id), ("sessionId", cmd.session_id)):
         if not value:
-            raise InvalidLine(f"{name}: must not be empty")
+            raise InvalidLineError(f"{name}: must not be empty")
     return cmd
 
 
@@ -104,7 +100,9 @@ def _timestamp_ms(value: Any) -> int:
         else:
             if parsed.tzinfo is not None:
                 return int(parsed.timestamp() * 1000)
-    raise InvalidLine("occurredAt: expected epoch milliseconds or an ISO 8601 time with offset")
+    raise InvalidLineError(
+        "occurredAt: expected epoch milliseconds or an ISO 8601 time with offset"
+    )
 
 
 class _Converter:
@@ -126,15 +124,15 @@ class _Converter:
             return self._record(schema, value, path)
         if kind == "enum":
             if value not in schema["symbols"]:
-                raise InvalidLine(f"{path}: expected one of {', '.join(schema['symbols'])}")
+                raise InvalidLineError(f"{path}: expected one of {', '.join(schema['symbols'])}")
             return value
         if kind == "array":
             if not isinstance(value, list):
-                raise InvalidLine(f"{path}: expected an array")
+                raise InvalidLineError(f"{path}: expected an array")
             return [self.value(schema["items"], v, f"{path}[{i}]") for i, v in enumerate(value)]
         if kind == "map":
             if not isinstance(value, dict):
-                raise InvalidLine(f"{path}: expected an object")
+                raise InvalidLineError(f"{path}: expected an object")
             if schema["values"] == "string":
                 # Every string map of the contract holds attributes: one JSON document each.
                 return {k: orjson.dumps(v).decode() for k, v in value.items()}
@@ -143,11 +141,11 @@ class _Converter:
 
     def _record(self, schema: Mapping[str, Any], value: Any, path: str) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise InvalidLine(f"{path or 'line'}: expected an object")
+            raise InvalidLineError(f"{path or 'line'}: expected an object")
         fields = {f["name"]: f for f in schema["fields"]}
         unknown = sorted(set(value) - set(fields))
         if unknown:
-            raise InvalidLine(f"{path or 'line'}: unknown field {unknown[0]!r}")
+            raise InvalidLineError(f"{path or 'line'}: unknown field {unknown[0]!r}")
         out: dict[str, Any] = {}
         for name, field in fields.items():
             where = f"{path}.{name}" if path else name
@@ -156,7 +154,7 @@ class _Converter:
             elif "default" in field:
                 out[name] = field["default"]
             else:
-                raise InvalidLine(f"{where}: required")
+                raise InvalidLineError(f"{where}: required")
         return out
 
     def _union(self, branches: list[Any], value: Any, path: str) -> Any:
@@ -168,7 +166,7 @@ class _Converter:
             return (self._payload, self._record(chosen, value, path))
         others = [b for b in branches if b != "null"]
         if len(others) != 1:
-            raise InvalidLine(f"{path}: unsupported union")
+            raise InvalidLineError(f"{path}: unsupported union")
         return self.value(others[0], value, path)
 
 
@@ -180,7 +178,7 @@ def _primitive(kind: str, value: Any, path: str) -> Any:
     if kind in _INT_RANGE and isinstance(value, int) and not isinstance(value, bool):
         if -_INT_RANGE[kind] <= value < _INT_RANGE[kind]:
             return value
-        raise InvalidLine(f"{path}: out of range for an Avro {kind}")
+        raise InvalidLineError(f"{path}: out of range for an Avro {kind}")
     if kind in ("float", "double") and isinstance(value, int | float):
         if not isinstance(value, bool):
             return float(value)
@@ -188,7 +186,7 @@ def _primitive(kind: str, value: Any, path: str) -> Any:
         return None
     names = {"string": "a string", "boolean": "true or false", "null": "null"}
     names |= {"int": "an integer", "long": "an integer"}
-    raise InvalidLine(f"{path}: expected {names.get(kind, 'a number')}")
+    raise InvalidLineError(f"{path}: expected {names.get(kind, 'a number')}")
 
 
 def read_commands(
@@ -200,7 +198,7 @@ def read_commands(
             continue
         try:
             yield parse_command(line)
-        except InvalidLine as exc:
+        except InvalidLineError as exc:
             failures.append((number, str(exc)))
             if stop_on_error:
                 return

@@ -21,7 +21,8 @@ from bridge.commands import (
     TrackEvent,
     UpdateCustomerSession,
 )
-from bridge.tools.send import InvalidLine, parse_command
+from bridge.errors import InvalidLineError
+from bridge.tools.send import parse_command
 
 ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "producers.md"
@@ -142,7 +143,7 @@ def test_empty_lists_stay_empty() -> None:
     ],
 )
 def test_invalid_lines_name_the_field(line: str, reason: str) -> None:
-    with pytest.raises(InvalidLine) as caught:
+    with pytest.raises(InvalidLineError) as caught:
         parse_command(line)
     assert reason in str(caught.value)
 
