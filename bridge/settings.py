@@ -11,7 +11,7 @@ secret property (a PEM private key, ...) goes in `BRIDGE_KAFKA_SECRET_CONFIG`, a
 like the pass-through that is kept secret (usually a secret file).
 Secret files, one per setting and named like its variable (e.g. `BRIDGE_TALON_API_KEY`), are
 read from `BRIDGE_SECRETS_DIR` (default `/var/run/secrets/talon-bridge`) when it exists.
-Properties the bridge relies on for correctness are enforced on top (see `bridge.kafka.clients`).
+Properties the bridge relies on for correctness are enforced on top (see `bridge.kafka.config`).
 """
 
 from __future__ import annotations

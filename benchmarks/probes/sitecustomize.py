@@ -27,7 +27,7 @@ def _dump(path: str, rows: Any) -> None:
 def _probe_worker(path: str) -> None:
     from functools import partial
 
-    import bridge.kafka.clients as kafka_io
+    import bridge.kafka.consumer as kafka_io
     import bridge.worker.root as worker
     from bridge.worker.work import Observer
 

@@ -29,7 +29,7 @@ from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 
 from bridge.errors import KafkaRequestError
-from bridge.kafka.clients import LIBRDKAFKA_LOGGER, new_client
+from bridge.kafka.config import LIBRDKAFKA_LOGGER, new_client
 
 __all__ = [
     "AclOperation",

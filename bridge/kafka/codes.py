@@ -8,7 +8,48 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaError
 
-__all__ = ["PARTITION_EOF"]
+__all__ = [
+    "ALL_BROKERS_DOWN",
+    "AUTHENTICATION",
+    "FAIL",
+    "GROUP_CHANGING",
+    "INVALID_ARG",
+    "NO_OFFSET",
+    "PARTITION_EOF",
+    "UNKNOWN_TOPIC_CODES",
+]
 
 # A consumer with `enable.partition.eof` reached the end of a partition: an event, not an error.
 PARTITION_EOF = KafkaError._PARTITION_EOF  # noqa: SLF001
+# A commit with nothing to commit.
+NO_OFFSET = KafkaError._NO_OFFSET  # noqa: SLF001
+ALL_BROKERS_DOWN = KafkaError._ALL_BROKERS_DOWN  # noqa: SLF001
+AUTHENTICATION = KafkaError._AUTHENTICATION  # noqa: SLF001
+# librdkafka refused a configuration property.
+INVALID_ARG = KafkaError._INVALID_ARG  # noqa: SLF001
+FAIL = KafkaError._FAIL  # noqa: SLF001
+
+# A commit refused because the group is changing under it: the member is still in the group,
+# and the same commit succeeds once librdkafka holds the new generation (or member epoch).
+# Until the member has revoked a partition, no other member is given it.
+GROUP_CHANGING = frozenset(
+    {
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.STALE_MEMBER_EPOCH,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TIMED_OUT,  # noqa: SLF001
+    }
+)
+# How librdkafka reports a subscribed topic, or one of its partitions, gone from the cluster.
+UNKNOWN_TOPIC_CODES = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.UNKNOWN_TOPIC_ID,
+        KafkaError._UNKNOWN_PARTITION,  # noqa: SLF001
+        KafkaError._UNKNOWN_TOPIC,  # noqa: SLF001
+    }
+)

@@ -15,8 +15,8 @@ from typing import Any, cast
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from bridge.errors import KafkaFatalError
-from bridge.kafka.clients import ProducerPoller, new_client, producer_config
-from bridge.kafka.producer import produce
+from bridge.kafka.config import new_client, producer_config
+from bridge.kafka.producer import ProducerPoller, produce
 from bridge.settings import Settings
 from bridge.types import TP
 

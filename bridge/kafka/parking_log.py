@@ -13,8 +13,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from bridge.kafka.clients import LIBRDKAFKA_LOGGER, Cluster, new_client
+from bridge.kafka.cluster import Cluster
 from bridge.kafka.codes import PARTITION_EOF
+from bridge.kafka.config import LIBRDKAFKA_LOGGER, new_client
 
 __all__ = ["ParkingReader", "parking_topic_problem"]
 

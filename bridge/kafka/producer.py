@@ -1,7 +1,9 @@
-"""Producing: one blocking `produce` for every producer of the bridge and its tools."""
+"""Producing: one blocking `produce` for every producer, and the worker's poll thread."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +11,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from bridge.types import Headers
 
-__all__ = ["produce"]
+__all__ = ["Delivered", "ProducerPoller", "produce"]
 
 
 def produce(
@@ -44,3 +46,46 @@ def produce(
             return
         except BufferError:
             producer.poll(poll_timeout)
+
+
+Delivered = tuple[Any, KafkaError | None]
+
+
+class ProducerPoller(threading.Thread):
+    """Owns the producer's poll loop; delivery reports reach the event loop in batches."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        loop: asyncio.AbstractEventLoop,
+        on_delivered: Callable[[list[Delivered]], None],
+    ) -> None:
+        super().__init__(name="kafka-producer", daemon=True)
+        self.producer = producer
+        self._loop = loop
+        self._on_delivered = on_delivered
+        self._batch: list[Delivered] = []
+        self._halt = threading.Event()
+
+    def callback(self, token: Any) -> Callable[[KafkaError | None, Message], None]:
+        batch = self._batch
+
+        def report(err: KafkaError | None, _msg: Message) -> None:
+            batch.append((token, err))
+
+        return report
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.producer.poll(0.05)
+            self._flush_batch()
+        self.producer.flush(30)
+        self._flush_batch()
+
+    def _flush_batch(self) -> None:
+        if self._batch:
+            batch, self._batch[:] = list(self._batch), []
+            self._loop.call_soon_threadsafe(self._on_delivered, batch)
+
+    def stop(self) -> None:
+        self._halt.set()

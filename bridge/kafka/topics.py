@@ -14,7 +14,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from bridge.kafka.clients import LIBRDKAFKA_LOGGER, new_client
+from bridge.kafka.config import LIBRDKAFKA_LOGGER, new_client
 from bridge.settings import KafkaSettings
 
 __all__ = ["TopicSpec", "ensure_topics", "specs_for"]

@@ -27,8 +27,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from bridge.avro.codec import Codec
 from bridge.errors import BridgeError, SelectionError
-from bridge.kafka.clients import LIBRDKAFKA_LOGGER, producer_config
 from bridge.kafka.codes import PARTITION_EOF
+from bridge.kafka.config import LIBRDKAFKA_LOGGER, producer_config
 from bridge.kafka.producer import produce
 from bridge.logs import where
 from bridge.replay.plan import Planned

@@ -24,7 +24,7 @@ from bridge.kafka.admin import (
     describe_group,
     describe_topics,
 )
-from bridge.kafka.clients import Cluster
+from bridge.kafka.cluster import Cluster
 from bridge.settings import ENV_PREFIX, Settings
 from bridge.tools.doctor_report import Check
 

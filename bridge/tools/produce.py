@@ -169,7 +169,7 @@ def produce_commands(
     """Produce `commands` keyed by session ID; returns how many were acknowledged."""
     from confluent_kafka import Producer
 
-    from bridge.kafka.clients import LIBRDKAFKA_LOGGER, new_client
+    from bridge.kafka.config import LIBRDKAFKA_LOGGER, new_client
     from bridge.kafka.producer import produce
 
     producer = new_client(

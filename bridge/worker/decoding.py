@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from bridge.avro.codec import Codec, RegistryError
 from bridge.commands import Command
 from bridge.errors import DecodeError
-from bridge.kafka.clients import InputRecord
+from bridge.kafka.records import InputRecord
 from bridge.logs import where
 
 __all__ = ["Decoder", "in_thread"]

@@ -40,7 +40,7 @@ from bridge.dlq import (
     coordinates,
     header,
 )
-from bridge.kafka.clients import InputRecord
+from bridge.kafka.records import InputRecord
 
 __all__ = ["Chains", "ParkedSession", "ParkingLot", "Write", "encode_parked"]
 

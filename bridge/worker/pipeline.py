@@ -34,7 +34,7 @@ from bridge.errors import (
     RateLimitedError,
     RetryableApiError,
 )
-from bridge.kafka.clients import InputRecord
+from bridge.kafka.records import InputRecord
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.types import TP

@@ -22,19 +22,17 @@ from bridge import __version__
 from bridge.avro.codec import Codec, RegistryError
 from bridge.engine.gate import GATE_REASONS, GateReason
 from bridge.errors import ConfigError, KafkaFatalError, KafkaUnreachableError
-from bridge.kafka.clients import (
-    TP,
-    Cluster,
-    ConsumerThread,
-    InputRecord,
-    consumer_config,
-)
+from bridge.kafka.cluster import Cluster
+from bridge.kafka.config import consumer_config
+from bridge.kafka.consumer import ConsumerThread
 from bridge.kafka.delivery import Sender, TransactionError, Transactions, worker_producer
 from bridge.kafka.lag import LagReporter
 from bridge.kafka.parking_log import ParkingReader, parking_topic_problem
+from bridge.kafka.records import InputRecord
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.talon.client import TalonClient
+from bridge.types import TP
 from bridge.worker.decoding import in_thread
 from bridge.worker.handlers import Handlers
 from bridge.worker.health import HealthServer

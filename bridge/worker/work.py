@@ -12,8 +12,8 @@ from bridge.commands import Command
 from bridge.engine.offsets import Slot
 from bridge.engine.sequencer import Sequenced
 from bridge.errors import DecodeError
-from bridge.kafka.clients import InputRecord
 from bridge.kafka.delivery import OutputHeaders
+from bridge.kafka.records import InputRecord
 from bridge.logs import where
 from bridge.types import TP, CommandOutcome
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from bridge.kafka.clients import client_errors
+from bridge.kafka.config import client_errors
 from bridge.logs import REPETITIVE_LOGGERS, RepeatFilter, configure_logging
 
 REFUSED = "FAIL [rdkafka#consumer-1]: {host}: Connect failed (after {ms}ms in state CONNECT)"

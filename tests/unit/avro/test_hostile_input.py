@@ -28,7 +28,7 @@ from bridge.commands import (
     UpdateCustomerSession,
 )
 from bridge.errors import DecodeError
-from bridge.kafka.clients import InputRecord
+from bridge.kafka.records import InputRecord
 from bridge.replay.kafka import DlqReader
 from bridge.settings import Settings
 from bridge.worker.root import Worker

@@ -8,7 +8,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from bridge.kafka.clients import TP, ConsumerThread, InputRecord
+from bridge.kafka.consumer import ConsumerThread
+from bridge.kafka.records import InputRecord
+from bridge.types import TP
 
 PART = ("orders", 0)
 

@@ -15,8 +15,8 @@ import pytest
 from bridge.avro.codec import Codec
 from bridge.commands import Command, UpdateCustomerSession
 from bridge.dlq import H_PARKED_POSITION, H_REASON, header
-from bridge.kafka.clients import InputRecord
 from bridge.kafka.delivery import Delivered, DeliveryError, Transactions
+from bridge.kafka.records import InputRecord
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.talon import EVENT_ID_HEADER, TalonClient

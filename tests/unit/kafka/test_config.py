@@ -7,7 +7,7 @@ import logging
 import pytest
 from confluent_kafka import Producer
 
-from bridge.kafka.clients import LIBRDKAFKA_LOGGER, consumer_config, producer_config
+from bridge.kafka.config import LIBRDKAFKA_LOGGER, consumer_config, producer_config
 from bridge.settings import KafkaSettings
 
 

@@ -1,4 +1,4 @@
-"""The only module that touches confluent-kafka: client configs, the consumer thread, the producer.
+"""The consumer thread: polling, rebalance callbacks, backpressure, commits.
 
 The consumer runs in its own thread, because librdkafka calls the rebalance callbacks from
 inside `consume()`, and a revoke must block until the event loop has drained the partitions'
@@ -15,8 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -24,235 +23,21 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Message,
-    Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.admin._config import ConfigResource  # not re-exported for typing
 
-from bridge.errors import ConfigError, KafkaUnreachableError
-from bridge.kafka.codes import PARTITION_EOF
-from bridge.settings import KafkaSettings
+from bridge.kafka.cluster import NOT_FOUND, GroupWatch, topic_unreadable
+from bridge.kafka.codes import FAIL, GROUP_CHANGING, NO_OFFSET, PARTITION_EOF, UNKNOWN_TOPIC_CODES
+from bridge.kafka.config import client_errors, new_client
+from bridge.kafka.records import InputRecord, PartitionListener
+from bridge.types import TP
 
-__all__ = [
-    "LIBRDKAFKA_LOGGER",
-    "Cluster",
-    "ConsumerThread",
-    "InputRecord",
-    "PartitionListener",
-    "ProducerPoller",
-    "consumer_config",
-    "new_client",
-    "producer_config",
-]
+__all__ = ["ConsumerThread"]
 
-C = TypeVar("C")
+# Operators know the consumer's lines by this name; it stays as it was before the package split.
+log = logging.getLogger("bridge.kafka.clients")
 
-log = logging.getLogger(__name__)
-# The clients' error callbacks: while a broker is down they fire for every reconnection
-# attempt, so logging holds repeats back (see `bridge.logs.RepeatFilter`).
-client_errors = logging.getLogger(f"{__name__}.errors")
-
-# librdkafka's local error codes carry a leading underscore in the Python binding.
-_NO_OFFSET = KafkaError._NO_OFFSET  # noqa: SLF001
-_ALL_BROKERS_DOWN = KafkaError._ALL_BROKERS_DOWN  # noqa: SLF001
-_AUTHENTICATION = KafkaError._AUTHENTICATION  # noqa: SLF001
 _TOPIC_RECHECK_S = 10.0
-_NOT_FOUND = "it does not exist"
-# A commit refused because the group is changing under it: the member is still in the group,
-# and the same commit succeeds once librdkafka holds the new generation (or member epoch).
-# Until the member has revoked a partition, no other member is given it.
-_GROUP_CHANGING = frozenset(
-    {
-        KafkaError.REBALANCE_IN_PROGRESS,
-        KafkaError.ILLEGAL_GENERATION,
-        KafkaError.STALE_MEMBER_EPOCH,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.REQUEST_TIMED_OUT,
-        KafkaError._TIMED_OUT,  # noqa: SLF001
-    }
-)
-# How librdkafka reports a subscribed topic, or one of its partitions, gone from the cluster.
-_UNKNOWN_TOPIC_CODES = frozenset(
-    {
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError.UNKNOWN_TOPIC_ID,
-        KafkaError._UNKNOWN_PARTITION,  # noqa: SLF001
-        KafkaError._UNKNOWN_TOPIC,  # noqa: SLF001
-    }
-)
-
-Headers = list[tuple[str, bytes]]
-TP = tuple[str, int]
-
-# librdkafka's own lines (connection failures, broker errors) go through Python logging, so
-# they come out as JSON like every other line. The client hands them over on the thread that
-# polls it: every client given this logger must be polled or consumed from continuously.
-LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
-
-# Properties correctness depends on; they win over the pass-through.
-_CONSUMER_ENFORCED: dict[str, Any] = {
-    "enable.auto.commit": False,
-    "enable.auto.offset.store": False,
-    "partition.assignment.strategy": "cooperative-sticky",
-    "logger": LIBRDKAFKA_LOGGER,
-}
-_CONSUMER_DEFAULTS: dict[str, Any] = {
-    "auto.offset.reset": "earliest",
-    "max.poll.interval.ms": 300_000,
-    "session.timeout.ms": 45_000,
-    # Bounds librdkafka's prefetch so memory stays flat with a huge backlog.
-    "queued.max.messages.kbytes": 16_384,
-    "fetch.max.bytes": 16_777_216,
-    "statistics.interval.ms": 15_000,
-}
-_PRODUCER_ENFORCED: dict[str, Any] = {
-    "enable.idempotence": True,
-    "acks": "all",
-    "logger": LIBRDKAFKA_LOGGER,
-}
-_PRODUCER_DEFAULTS: dict[str, Any] = {
-    "linger.ms": 5,
-    "compression.type": "lz4",
-    "delivery.timeout.ms": 120_000,
-}
-
-
-def new_client(factory: Callable[[dict[str, Any]], C], conf: dict[str, Any]) -> C:
-    """`factory(conf)`; librdkafka refusing a property is a configuration error.
-
-    Our own properties are fixed and valid, so a refused one came in through
-    BRIDGE_KAFKA_CONFIG, and the CLI says so instead of printing a traceback.
-    """
-    try:
-        return factory(conf)
-    except KafkaException as exc:
-        error = exc.args[0]
-        if error.code() == KafkaError._INVALID_ARG:  # noqa: SLF001
-            raise ConfigError("BRIDGE_KAFKA_CONFIG", error.str()) from exc
-        raise
-
-
-# With the `consumer` group protocol (KIP-848) the broker assigns partitions and sets the
-# session timeout; librdkafka refuses these client-side properties.
-_CLASSIC_ONLY = ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms")
-
-
-def consumer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
-    conf = {**_CONSUMER_DEFAULTS, **settings.librdkafka_common(), **extra}
-    conf["group.id"] = settings.group_id
-    conf["group.protocol"] = settings.group_protocol
-    conf.update(_CONSUMER_ENFORCED)
-    if settings.group_protocol == "consumer":
-        for name in _CLASSIC_ONLY:
-            conf.pop(name, None)
-    return conf
-
-
-def producer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
-    conf = {**_PRODUCER_DEFAULTS, **settings.librdkafka_common(), **extra}
-    conf.update(_PRODUCER_ENFORCED)
-    return conf
-
-
-def _unreadable(found: Any) -> str | None:
-    """Why a topic's metadata (None: not listed) says it cannot be read, or None.
-
-    Other errors (a leader being elected) pass: they are transient.
-    """
-    code = found.error.code() if found is not None and found.error else None
-    if found is None or code == KafkaError.UNKNOWN_TOPIC_OR_PART:
-        return _NOT_FOUND
-    if code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-        return "the worker may not describe it"
-    return None
-
-
-def _unreachable(servers: str, exc: KafkaException, errors: list[KafkaError]) -> Exception:
-    refused = [e for e in errors if e.code() == _AUTHENTICATION]
-    if refused:
-        return KafkaUnreachableError(servers, refused[-1].str(), credentials_refused=True)
-    reasons = [e.str() for e in errors if e.code() != _ALL_BROKERS_DOWN]
-    error = exc.args[0]
-    fallback = error.str() if isinstance(error, KafkaError) else str(exc)
-    return KafkaUnreachableError(servers, reasons[0] if reasons else fallback)
-
-
-@dataclass(slots=True)
-class InputRecord:
-    """A consumed record, detached from librdkafka's Message."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers | None
-    timestamp_ms: int
-
-    @classmethod
-    def from_message(cls, msg: Message) -> InputRecord:
-        topic = msg.topic()
-        partition = msg.partition()
-        offset = msg.offset()
-        if topic is None or partition is None or offset is None:
-            raise ValueError("consumed message without coordinates")
-        raw_headers = msg.headers()
-        return cls(
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            key=msg.key(),
-            value=msg.value(),
-            headers=_as_header_list(raw_headers) if raw_headers else None,
-            timestamp_ms=msg.timestamp()[1],
-        )
-
-
-def _as_header_list(raw: Any) -> Headers:
-    # A consumed message's headers are always a list of (str, bytes | None).
-    return [(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in raw]
-
-
-class PartitionListener(Protocol):
-    """What the consumer thread tells the event loop, and asks of it."""
-
-    def on_batch(self, records: list[InputRecord]) -> None: ...
-
-    def on_assigned(self, partitions: list[TP]) -> None: ...
-
-    async def drain(self, partitions: list[TP], timeout: float) -> dict[TP, int]:
-        """Finish what the partitions hold; their positions (they stay tracked)."""
-        ...
-
-    async def commit_transaction(self, group_metadata: Any) -> KafkaError | None:
-        """Exactly-once: commit held outputs with their offsets; the error if it aborted."""
-        ...
-
-    def release(self, partitions: list[TP], reprocessed: int) -> None:
-        """The partitions have left this worker; `reprocessed` finished records of theirs
-        are not covered by the group's committed offsets."""
-        ...
-
-    def on_lost(self, partitions: list[TP]) -> None: ...
-
-    def on_log_gone(self, partitions: list[TP]) -> None:
-        """The partitions' topic was deleted: positions read from it must never be committed."""
-        ...
-
-    def on_fatal(self, error: str) -> None: ...
-
-    @property
-    def released(self) -> int:
-        """How many handed-over records the loop no longer holds (finished, dropped, skipped)."""
-        ...
-
-    @property
-    def intake_held(self) -> bool:
-        """True while nothing new should be read (an API outage, a rejected key)."""
-        ...
 
 
 class ConsumerThread(threading.Thread):
@@ -309,7 +94,7 @@ class ConsumerThread(threading.Thread):
         # group is stable without any for it. Until then a rollout must not stop another.
         self.settled = threading.Event()
         self._next_settle_check = math.inf
-        self._admin: Any = None  # asks whether the group is stable; only until settled
+        self._group_watch: GroupWatch | None = None  # only until settled
         self.finished = threading.Event()
 
     # --- called from the event loop ------------------------------------------------------
@@ -405,7 +190,7 @@ class ConsumerThread(threading.Thread):
         try:
             for topic in self._topics:
                 found = self._consumer.list_topics(topic, timeout=5).topics.get(topic)
-                if (problem := _unreadable(found)) is not None:
+                if (problem := topic_unreadable(found)) is not None:
                     why[topic] = problem
         except KafkaException as exc:  # the cluster did not answer: keep what we knew
             client_errors.warning("cannot check the input topics: %s", exc)
@@ -417,7 +202,7 @@ class ConsumerThread(threading.Thread):
                 why[topic],
                 extra={"topic": topic},
             )
-            if why[topic] == _NOT_FOUND:
+            if why[topic] == NOT_FOUND:
                 self._log_gone(topic)
         appeared = self.missing_topics - missing
         for topic in sorted(appeared):
@@ -505,7 +290,7 @@ class ConsumerThread(threading.Thread):
             if not failed:
                 return None
             err = failed[0]
-        if err.code() == _NO_OFFSET:
+        if err.code() == NO_OFFSET:
             return None
         self._commit_failed(err)
         return err
@@ -520,7 +305,7 @@ class ConsumerThread(threading.Thread):
         # a partition's handover commits its position in any case.
         if err is None:
             err = next((tp.error for tp in partitions if tp.error is not None), None)
-        if err is not None and err.code() != _NO_OFFSET:
+        if err is not None and err.code() != NO_OFFSET:
             self._commit_failed(err)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -543,29 +328,15 @@ class ConsumerThread(threading.Thread):
         if self.settled.is_set() or self._admin_conf is None:
             self._settle()
             return
-        from confluent_kafka import ConsumerGroupState
-        from confluent_kafka.admin import AdminClient
-
-        if self._admin is None:
-            self._admin = new_client(AdminClient, {**self._admin_conf, "logger": LIBRDKAFKA_LOGGER})
-        try:
-            futures = self._admin.describe_consumer_groups([self._group])
-            found = futures[self._group].result(timeout=5)
-        except KafkaException as exc:
-            client_errors.warning("cannot describe the consumer group: %s", exc)
-            return
-        finally:
-            self._admin.poll(0)  # hands its log lines over
-        me = self._consumer.memberid()
-        if found.state == ConsumerGroupState.STABLE and any(
-            m.member_id == me for m in found.members
-        ):
+        if self._group_watch is None:
+            self._group_watch = GroupWatch(self._admin_conf, self._group)
+        if self._group_watch.stable_with(self._consumer.memberid()):
             self._settle()
 
     def _settle(self) -> None:
         self.settled.set()
         self._next_settle_check = math.inf
-        self._admin = None
+        self._group_watch = None
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
@@ -613,7 +384,7 @@ class ConsumerThread(threading.Thread):
         delay = 0.1
         while True:
             err = attempt()
-            if err is None or err.code() not in _GROUP_CHANGING:
+            if err is None or err.code() not in GROUP_CHANGING:
                 return err
             if time.monotonic() + delay > deadline:
                 return err
@@ -630,7 +401,7 @@ class ConsumerThread(threading.Thread):
             result: KafkaError | None = future.result(self._drain_timeout + 10)
         except Exception:
             log.exception("transaction on revoke failed")
-            return KafkaError(KafkaError._FAIL)  # noqa: SLF001
+            return KafkaError(FAIL)
         return result
 
     def _uncommitted(self, positions: dict[TP, int]) -> int:
@@ -653,7 +424,7 @@ class ConsumerThread(threading.Thread):
         log.warning("partitions lost", extra={"partitions": [f"{t}[{p}]" for t, p in tps]})
 
     def _note_unknown(self, err: KafkaError) -> None:
-        if err.code() in _UNKNOWN_TOPIC_CODES:
+        if err.code() in UNKNOWN_TOPIC_CODES:
             self._next_topic_check = 0.0  # checked on the thread's next turn
 
     def _on_error(self, err: KafkaError) -> None:
@@ -663,89 +434,3 @@ class ConsumerThread(threading.Thread):
             self._halt.set()
         else:
             client_errors.warning("kafka client error: %s", err)
-
-
-Delivered = tuple[Any, KafkaError | None]
-
-
-class ProducerPoller(threading.Thread):
-    """Owns the producer's poll loop; delivery reports reach the event loop in batches."""
-
-    def __init__(
-        self,
-        producer: Producer,
-        loop: asyncio.AbstractEventLoop,
-        on_delivered: Callable[[list[Delivered]], None],
-    ) -> None:
-        super().__init__(name="kafka-producer", daemon=True)
-        self.producer = producer
-        self._loop = loop
-        self._on_delivered = on_delivered
-        self._batch: list[Delivered] = []
-        self._halt = threading.Event()
-
-    def callback(self, token: Any) -> Callable[[KafkaError | None, Message], None]:
-        batch = self._batch
-
-        def report(err: KafkaError | None, _msg: Message) -> None:
-            batch.append((token, err))
-
-        return report
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            self.producer.poll(0.05)
-            self._flush_batch()
-        self.producer.flush(30)
-        self._flush_batch()
-
-    def _flush_batch(self) -> None:
-        if self._batch:
-            batch, self._batch[:] = list(self._batch), []
-            self._loop.call_soon_threadsafe(self._on_delivered, batch)
-
-    def stop(self) -> None:
-        self._halt.set()
-
-
-# How long a command waits at start for any broker to answer before it says it cannot reach
-# them; a brief outage then ends in a restart, not in a worker that waits without saying why.
-REACH_TIMEOUT_S = 10.0
-
-
-class Cluster:
-    """The cluster's metadata, asked once through an admin client (`admin`, `metadata`).
-
-    Raises `KafkaUnreachableError` when no broker answers within `timeout`.
-    """
-
-    def __init__(self, conf: dict[str, Any], timeout: float = REACH_TIMEOUT_S) -> None:
-        self._timeout = timeout
-        # Why a connection failed (refused, unresolvable, authentication) only reaches the
-        # error callback; the metadata error itself says "Broker transport failure".
-        errors: list[KafkaError] = []
-        self.admin = new_client(
-            AdminClient, {**conf, "logger": LIBRDKAFKA_LOGGER, "error_cb": errors.append}
-        )
-        try:
-            self.metadata = self.admin.list_topics(timeout=timeout)
-        except KafkaException as exc:
-            self.admin.poll(0)  # serves the error callback and hands queued lines to the logger
-            raise _unreachable(str(conf["bootstrap.servers"]), exc, errors) from None
-        self.admin.poll(0)
-
-    def topic_problem(self, topic: str) -> str | None:
-        """Why the worker cannot use `topic` as the cluster describes it, or None."""
-        return _unreadable(self.metadata.topics.get(topic))
-
-    def topic_config(self, topic: str, name: str) -> str | None:
-        """One configuration value of a topic; None when the worker may not describe it."""
-        resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-        try:
-            future = self.admin.describe_configs([resource], request_timeout=self._timeout)
-            entries = future[resource].result(self._timeout)
-        except KafkaException as exc:
-            client_errors.warning("cannot describe topic %s: %s", topic, exc.args[0].str())
-            return None
-        entry = entries.get(name)
-        return None if entry is None else str(entry.value)

@@ -1,0 +1,97 @@
+"""Client configuration: the properties every client of the bridge gets, and `new_client`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from confluent_kafka import KafkaException
+
+from bridge.errors import ConfigError
+from bridge.kafka.codes import INVALID_ARG
+from bridge.settings import KafkaSettings
+
+__all__ = [
+    "LIBRDKAFKA_LOGGER",
+    "client_errors",
+    "consumer_config",
+    "new_client",
+    "producer_config",
+]
+
+C = TypeVar("C")
+
+# The clients' error callbacks: while a broker is down they fire for every reconnection
+# attempt, so logging holds repeats back (see `bridge.logs.RepeatFilter`). Operators filter
+# on this name (docs/operations.md), so it stays as it was before the package split.
+client_errors = logging.getLogger("bridge.kafka.clients.errors")
+
+# librdkafka's own lines (connection failures, broker errors) go through Python logging, so
+# they come out as JSON like every other line. The client hands them over on the thread that
+# polls it: every client given this logger must be polled or consumed from continuously.
+LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
+
+# Properties correctness depends on; they win over the pass-through.
+_CONSUMER_ENFORCED: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "partition.assignment.strategy": "cooperative-sticky",
+    "logger": LIBRDKAFKA_LOGGER,
+}
+_CONSUMER_DEFAULTS: dict[str, Any] = {
+    "auto.offset.reset": "earliest",
+    "max.poll.interval.ms": 300_000,
+    "session.timeout.ms": 45_000,
+    # Bounds librdkafka's prefetch so memory stays flat with a huge backlog.
+    "queued.max.messages.kbytes": 16_384,
+    "fetch.max.bytes": 16_777_216,
+    "statistics.interval.ms": 15_000,
+}
+_PRODUCER_ENFORCED: dict[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "logger": LIBRDKAFKA_LOGGER,
+}
+_PRODUCER_DEFAULTS: dict[str, Any] = {
+    "linger.ms": 5,
+    "compression.type": "lz4",
+    "delivery.timeout.ms": 120_000,
+}
+
+
+def new_client(factory: Callable[[dict[str, Any]], C], conf: dict[str, Any]) -> C:
+    """`factory(conf)`; librdkafka refusing a property is a configuration error.
+
+    Our own properties are fixed and valid, so a refused one came in through
+    BRIDGE_KAFKA_CONFIG, and the CLI says so instead of printing a traceback.
+    """
+    try:
+        return factory(conf)
+    except KafkaException as exc:
+        error = exc.args[0]
+        if error.code() == INVALID_ARG:
+            raise ConfigError("BRIDGE_KAFKA_CONFIG", error.str()) from exc
+        raise
+
+
+# With the `consumer` group protocol (KIP-848) the broker assigns partitions and sets the
+# session timeout; librdkafka refuses these client-side properties.
+_CLASSIC_ONLY = ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms")
+
+
+def consumer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
+    conf = {**_CONSUMER_DEFAULTS, **settings.librdkafka_common(), **extra}
+    conf["group.id"] = settings.group_id
+    conf["group.protocol"] = settings.group_protocol
+    conf.update(_CONSUMER_ENFORCED)
+    if settings.group_protocol == "consumer":
+        for name in _CLASSIC_ONLY:
+            conf.pop(name, None)
+    return conf
+
+
+def producer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
+    conf = {**_PRODUCER_DEFAULTS, **settings.librdkafka_common(), **extra}
+    conf.update(_PRODUCER_ENFORCED)
+    return conf
