@@ -6,6 +6,9 @@ exactly once, at the adapter that talks to them::
     BridgeError
      +-- ConfigError                  bad settings; the CLI exits 2 naming each variable
      +-- DecodeError                  bytes that are not a command we can read (dead-letter)
+     +-- EncodeError                  a record that does not fit its Avro schema
+     +-- RegistryError                the Schema Registry failed a request (retry if `retryable`)
+     |    +-- SchemaNotCached         a writer schema must be fetched first (in a thread)
      +-- InvalidCommandError          a decoded command Talon.One would reject (dead-letter)
      +-- SelectionError               a replay filter, option or topic that cannot be used; exit 2
      +-- InvalidLineError             a JSON line `talon-bridge send` cannot turn into a command
@@ -36,6 +39,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DecodeError",
+    "EncodeError",
     "FatalApiError",
     "InvalidCommandError",
     "InvalidLineError",
@@ -44,7 +48,9 @@ __all__ = [
     "KafkaUnreachableError",
     "PermanentApiError",
     "RateLimitedError",
+    "RegistryError",
     "RetryableApiError",
+    "SchemaNotCached",
     "SelectionError",
     "ServerError",
 ]
@@ -76,6 +82,35 @@ class DecodeError(BridgeError):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+
+
+class EncodeError(BridgeError, ValueError):
+    """A record could not be encoded: a value does not fit the schema."""
+
+
+class RegistryError(BridgeError):
+    """The Schema Registry failed a request for a reason other than an unknown id.
+
+    `status` is the HTTP status, or None when no answer came. `retryable` is true for
+    transport failures, 408, 429 and 5xx.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying again later may succeed."""
+        return self.status is None or self.status in (408, 429) or self.status >= 500
+
+
+class SchemaNotCached(RegistryError):
+    """Decoding needs a writer schema from the registry, and the caller asked not to fetch."""
+
+    def __init__(self, schema_id: int) -> None:
+        super().__init__(f"schema id {schema_id} is not fetched yet")
+        self.schema_id = schema_id
 
 
 class InvalidCommandError(BridgeError):

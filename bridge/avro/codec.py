@@ -40,39 +40,32 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from io import BytesIO
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from fastavro import parse_schema, schemaless_reader, schemaless_writer
-from fastavro.read import SchemaResolutionError
+from fastavro import schemaless_writer
 
 from bridge.avro import reader as command_reader
 from bridge.avro import writer as effects_writer
+from bridge.avro.datum import Writer, parse_wire, readable_writer, unreadable
+from bridge.avro.datum import read as read_datum
+from bridge.avro.mapping import (
+    command_from_avro,
+    command_to_avro,
+    effects_from_avro,
+    effects_to_avro,
+)
 from bridge.avro.registry import new_client, subject_name
 from bridge.avro.schemas import (
     COMMAND,
     EFFECTS_EMITTED,
-    NAMESPACE,
     AvroSchema,
     SchemaSet,
     bundled_schemas,
     make_schema,
 )
-from bridge.commands import (
-    AdditionalCost,
-    CartItem,
-    Command,
-    CreatedCouponRecord,
-    CreatedReferralRecord,
-    EffectRecord,
-    EffectsEmitted,
-    JsonValue,
-    ReturnCartItems,
-    ReturnedCartItem,
-    TrackEvent,
-    UpdateCustomerSession,
-)
-from bridge.errors import BridgeError, ConfigError, DecodeError
+from bridge.commands import Command, EffectsEmitted
+from bridge.errors import ConfigError, DecodeError, EncodeError, RegistryError, SchemaNotCached
 from bridge.settings import ENV_PREFIX, Encoding, KafkaSettings, SubjectStrategy
 
 if TYPE_CHECKING:
@@ -85,51 +78,11 @@ _SINGLE_OBJECT_HEADER = 10
 _CONFLUENT_MAGIC = 0
 _CONFLUENT_HEADER = 5
 
-_TRACK_EVENT = f"{NAMESPACE}.TrackEvent"
-_UPDATE_SESSION = f"{NAMESPACE}.UpdateCustomerSession"
-_RETURN_ITEMS = f"{NAMESPACE}.ReturnCartItems"
 
 # An id the registry did not know is asked about again only after this long, so a burst of
 # records with a bad id does not become a burst of registry calls.
 _MISSING_ID_TTL_S = 30.0
 _MISSING_ID_MAX = 1024
-
-
-class EncodeError(BridgeError, ValueError):
-    """A record could not be encoded: a value does not fit the schema."""
-
-
-class RegistryError(BridgeError):
-    """The Schema Registry failed a request for a reason other than an unknown id.
-
-    `status` is the HTTP status, or None when no answer came. `retryable` is true for
-    transport failures, 408, 429 and 5xx.
-    """
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-    @property
-    def retryable(self) -> bool:
-        """Whether trying again later may succeed."""
-        return self.status is None or self.status in (408, 429) or self.status >= 500
-
-
-class SchemaNotCached(RegistryError):
-    """Decoding needs a writer schema from the registry, and the caller asked not to fetch."""
-
-    def __init__(self, schema_id: int) -> None:
-        super().__init__(f"schema id {schema_id} is not fetched yet")
-        self.schema_id = schema_id
-
-
-@dataclass(frozen=True, slots=True)
-class _Writer:
-    """How to read bytes of one writer schema: its parse, and the reader to resolve into."""
-
-    schema: dict[str, Any]
-    reader: dict[str, Any] | None
 
 
 @dataclass(slots=True)
@@ -138,24 +91,10 @@ class _Record:
 
     current: AvroSchema
     wire: dict[str, Any]
-    same: _Writer
-    by_fingerprint: dict[bytes, _Writer] = field(default_factory=dict)
-    by_schema_id: dict[int, _Writer] = field(default_factory=dict)
+    same: Writer
+    by_fingerprint: dict[bytes, Writer] = field(default_factory=dict)
+    by_schema_id: dict[int, Writer] = field(default_factory=dict)
     prefix_by_topic: dict[str, bytes] = field(default_factory=dict)
-
-
-def _parse_wire(definition: dict[str, Any]) -> dict[str, Any]:
-    return cast(dict[str, Any], parse_schema(_strip_logical_types(definition)))
-
-
-def _strip_logical_types(node: Any) -> Any:
-    # Logical types do not change the binary encoding; without them fastavro hands back the
-    # plain long of a timestamp-millis instead of a datetime we would convert straight back.
-    if isinstance(node, dict):
-        return {k: _strip_logical_types(v) for k, v in node.items() if k != "logicalType"}
-    if isinstance(node, list):
-        return [_strip_logical_types(v) for v in node]
-    return node
 
 
 class Codec:
@@ -306,7 +245,7 @@ class Codec:
         except (DecodeError, RegistryError):
             raise
         except Exception as exc:
-            raise _unreadable(self._command, exc) from exc
+            raise unreadable(self._command.current.name, exc) from exc
 
     def _decode_command(self, data: bytes | None, fetch: bool) -> Command:
         writer, offset = self._locate(self._command, data, fetch=fetch)
@@ -316,9 +255,9 @@ class Codec:
                 return self._read_command(data, offset)
             except command_reader.Unreadable:
                 pass  # fastavro reads it again and names what is wrong
-        r = _read(self._command.current.name, data, offset, writer)
+        r = read_datum(self._command.current.name, data, offset, writer)
         try:
-            return _command_from_avro(r)
+            return command_from_avro(r)
         except orjson.JSONDecodeError as exc:
             raise DecodeError("invalid", "an attribute value is not a JSON document") from exc
 
@@ -350,7 +289,7 @@ class Codec:
             RegistryError: The schema could not be registered or looked up.
         """
         try:
-            datum = _command_to_avro(cmd)
+            datum = command_to_avro(cmd)
         except TypeError as exc:  # orjson: a value that has no JSON form
             raise EncodeError(f"Command {cmd.event_id}: attribute value: {exc}") from exc
         return self._encode(self._command, datum, topic)
@@ -365,11 +304,11 @@ class Codec:
             RegistryError: The writer schema had to be fetched and the registry failed.
         """
         try:
-            return _effects_from_avro(self._decode(self._effects, data))
+            return effects_from_avro(self._decode(self._effects, data))
         except (DecodeError, RegistryError):
             raise
         except Exception as exc:
-            raise _unreadable(self._effects, exc) from exc
+            raise unreadable(self._effects.current.name, exc) from exc
 
     def encode_effects(self, rec: EffectsEmitted, topic: str) -> bytes:
         """Encode an effects record for `topic` in the configured format.
@@ -379,7 +318,7 @@ class Codec:
             RegistryError: The schema could not be registered or looked up.
         """
         if self._write_effects is None:
-            return self._encode(self._effects, _effects_to_avro(rec), topic)
+            return self._encode(self._effects, effects_to_avro(rec), topic)
         try:
             body = self._write_effects(rec)
         except (TypeError, ValueError, AttributeError, KeyError) as exc:
@@ -389,26 +328,26 @@ class Codec:
     # --- framing ----------------------------------------------------------------------------
 
     def _record(self, current: AvroSchema) -> _Record:
-        wire = _parse_wire(current.definition)
-        same = _Writer(wire, None)
+        wire = parse_wire(current.definition)
+        same = Writer(wire, None)
         record = _Record(current=current, wire=wire, same=same)
         record.by_fingerprint[current.fingerprint_bytes] = same
         return record
 
     @staticmethod
-    def _writer(record: _Record, schema: AvroSchema) -> _Writer:
+    def _writer(record: _Record, schema: AvroSchema) -> Writer:
         if schema.fingerprint == record.current.fingerprint:
             return record.same
-        return _Writer(_parse_wire(schema.definition), record.wire)
+        return Writer(parse_wire(schema.definition), record.wire)
 
     def _decode(self, record: _Record, data: bytes | None) -> dict[str, Any]:
         writer, offset = self._locate(record, data)
         assert data is not None  # noqa: S101 - _locate refuses empty values
-        return _read(record.current.name, data, offset, writer)
+        return read_datum(record.current.name, data, offset, writer)
 
     def _locate(
         self, record: _Record, data: bytes | None, *, fetch: bool = True
-    ) -> tuple[_Writer, int]:
+    ) -> tuple[Writer, int]:
         """The writer schema of `data`, from its framing, and where its datum starts."""
         if not data:
             raise DecodeError("empty", f"{record.current.name} value is empty")
@@ -441,7 +380,7 @@ class Codec:
             )
         return writer, offset
 
-    def _fetch_writer(self, record: _Record, schema_id: int) -> _Writer:
+    def _fetch_writer(self, record: _Record, schema_id: int) -> Writer:
         name = record.current.name
         if self._registry is None:
             raise DecodeError(
@@ -468,30 +407,13 @@ class Codec:
             ) from exc
         except Exception as exc:  # transport failures of the registry's HTTP client
             raise RegistryError(f"fetching schema id {schema_id} failed: {exc!r}") from exc
-        if (registered.schema_type or "AVRO") != "AVRO":
-            raise DecodeError(
-                "incompatible-schema", f"schema id {schema_id} is {registered.schema_type}"
-            )
-        if registered.references:
-            raise DecodeError(
-                "incompatible-schema", f"schema id {schema_id} uses unsupported references"
-            )
-        try:
-            schema = make_schema(registered.schema_str or "")
-        except ValueError as exc:
-            raise DecodeError(
-                "incompatible-schema", f"schema id {schema_id} is not an Avro record schema"
-            ) from exc
-        if schema.full_name != record.current.full_name:
-            raise DecodeError(
-                "incompatible-schema",
-                f"schema id {schema_id} is {schema.full_name}, not {record.current.full_name}",
-            )
-        if _has_empty_items(schema.parsed):
-            raise DecodeError(
-                "incompatible-schema",
-                f"schema id {schema_id} has an array of items that take no bytes",
-            )
+        schema = readable_writer(
+            schema_id,
+            registered.schema_type,
+            bool(registered.references),
+            registered.schema_str,
+            record.current.full_name,
+        )
         writer = self._writer(record, schema)
         record.by_schema_id[schema_id] = writer
         return writer
@@ -536,321 +458,3 @@ class Codec:
         # The id names our own schema: records written with it decode without a fetch.
         record.by_schema_id[schema_id] = record.same
         return prefix
-
-
-def _has_empty_items(schema: Any) -> bool:
-    """Whether a parsed schema has an array whose items take no bytes (null, empty records).
-
-    Such a writer schema, served by the registry, lets a few bytes claim 2**62 items that
-    fastavro then reads (or skips, for a field the reader does not have) one by one, holding
-    the event loop for good. Every other item type takes at least a byte, so a record's own
-    length bounds its arrays.
-    """
-    named: dict[str, bool] = {}
-
-    def empty(node: Any) -> bool:
-        if isinstance(node, str):
-            return node == "null" or named.get(node, False)
-        if isinstance(node, list):
-            for branch in node:
-                empty(branch)
-            return False  # a union's branch index takes a byte
-        kind = node.get("type")
-        if kind in ("record", "error"):
-            named[node["name"]] = False  # until its fields are known (recursive types)
-            fields = [empty(f["type"]) for f in node.get("fields", [])]
-            named[node["name"]] = all(fields)
-            return named[node["name"]]
-        if kind == "fixed":
-            named[node["name"]] = node.get("size") == 0
-            return named[node["name"]]
-        if kind == "array":
-            if empty(node["items"]):
-                found.append(node)
-            return False  # its block count takes a byte
-        if kind == "map":
-            empty(node["values"])
-            return False  # every entry has a key
-        if kind == "enum":
-            return False
-        return empty(kind) if isinstance(kind, (dict, list, str)) else False
-
-    found: list[Any] = []
-    empty(schema)
-    return bool(found)
-
-
-def _unreadable(record: _Record, exc: Exception) -> DecodeError:
-    # A record's bytes must never fail its consumer in any other way than a DecodeError: the
-    # caller dead-letters those and moves on. Only the type is named, never the content.
-    return DecodeError("invalid", f"{record.current.name} is unreadable ({type(exc).__name__})")
-
-
-def _read(name: str, data: bytes, offset: int, writer: _Writer) -> dict[str, Any]:
-    buf = BytesIO(data)
-    buf.seek(offset)
-    try:
-        datum = schemaless_reader(buf, writer.schema, writer.reader)
-    except (EOFError, IndexError) as exc:
-        # fastavro signals running out of bytes with either; an IndexError before the end is
-        # a union branch or enum symbol that does not exist.
-        if buf.tell() >= len(data):
-            raise DecodeError("truncated", f"{name} ends early") from exc
-        raise DecodeError(
-            "invalid", f"{name} names a union branch or symbol that does not exist"
-        ) from exc
-    except SchemaResolutionError as exc:
-        raise DecodeError(
-            "incompatible-schema", f"{name} holds a value the reader schema cannot resolve"
-        ) from exc
-    except Exception as exc:  # garbage input makes fastavro fail in many different ways
-        raise DecodeError("invalid", f"{name} is not valid Avro ({type(exc).__name__})") from exc
-    if buf.tell() != len(data):
-        raise DecodeError("trailing-bytes", f"{len(data) - buf.tell()} bytes after the {name}")
-    if not isinstance(datum, dict):
-        raise DecodeError("invalid", f"{name} is not a record")
-    return datum
-
-
-# --- Avro datum <-> dataclasses --------------------------------------------------------------
-# Hand-written in both directions: it is the hot path, and a generic mapper would cost more
-# than fastavro itself.
-
-_loads = orjson.loads
-_dumps = orjson.dumps
-
-
-def _json_map_in(m: dict[str, str] | None) -> dict[str, JsonValue]:
-    if not m:
-        return {}
-    return {k: _loads(v) for k, v in m.items()}
-
-
-def _json_map_in_or_none(m: dict[str, str] | None) -> dict[str, JsonValue] | None:
-    if m is None:
-        return None
-    return {k: _loads(v) for k, v in m.items()}
-
-
-def _json_map_out(m: Mapping[str, JsonValue]) -> dict[str, str]:
-    return {k: _dumps(v).decode() for k, v in m.items()}
-
-
-# Nullable arrays and maps are written as ("array" | "map", value): naming the union branch
-# spares fastavro a deep validation of the value against every branch, a third of write time.
-def _array(v: list[Any] | None) -> tuple[str, list[Any]] | None:
-    return None if v is None else ("array", v)
-
-
-def _map(v: dict[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
-    return None if v is None else ("map", v)
-
-
-def _json_map(m: Mapping[str, JsonValue] | None) -> tuple[str, dict[str, str]] | None:
-    return None if m is None else ("map", _json_map_out(m))
-
-
-def _command_from_avro(r: dict[str, Any]) -> Command:
-    p = r["payload"]
-    # The three payload records are told apart by fields only one of them has; asking fastavro
-    # for record names instead slows every union it reads.
-    payload: TrackEvent | UpdateCustomerSession | ReturnCartItems
-    if "returnedCartItems" in p:
-        payload = ReturnCartItems(
-            [
-                ReturnedCartItem(i["position"], i["quantity"], i["sku"])
-                for i in p["returnedCartItems"]
-            ]
-        )
-    elif "type" in p:
-        payload = TrackEvent(
-            p["type"],
-            p["profileId"],
-            _json_map_in(p["attributes"]),
-            p["loyaltyCards"] or [],
-            p["storeIntegrationId"],
-        )
-    else:
-        items = p["cartItems"]
-        costs = p["additionalCosts"]
-        payload = UpdateCustomerSession(
-            p["profileId"],
-            p["state"],
-            None
-            if items is None
-            else [
-                CartItem(
-                    i["sku"],
-                    i["quantity"],
-                    i["price"],
-                    i["name"],
-                    i["category"],
-                    _json_map_in(i["attributes"]),
-                )
-                for i in items
-            ],
-            p["couponCodes"],
-            p["referralCode"],
-            p["loyaltyCards"],
-            p["identifiers"],
-            None if costs is None else {k: AdditionalCost(v["price"]) for k, v in costs.items()},
-            _json_map_in_or_none(p["attributes"]),
-            p["storeIntegrationId"],
-        )
-    return Command(r["eventId"], r["sessionId"], r["occurredAt"], payload, r["source"], r["dry"])
-
-
-def _command_to_avro(cmd: Command) -> dict[str, Any]:
-    p = cmd.payload
-    payload: tuple[str, dict[str, Any]]
-    if isinstance(p, UpdateCustomerSession):
-        items = p.cart_items
-        costs = p.additional_costs
-        payload = (
-            _UPDATE_SESSION,
-            {
-                "profileId": p.profile_id,
-                "state": p.state,
-                "cartItems": None
-                if items is None
-                else (
-                    "array",
-                    [
-                        {
-                            "sku": i.sku,
-                            "quantity": i.quantity,
-                            "price": i.price,
-                            "name": i.name,
-                            "category": i.category,
-                            "attributes": _json_map(i.attributes or None),
-                        }
-                        for i in items
-                    ],
-                ),
-                "couponCodes": _array(p.coupon_codes),
-                "referralCode": p.referral_code,
-                "loyaltyCards": _array(p.loyalty_cards),
-                "identifiers": _array(p.identifiers),
-                "additionalCosts": None
-                if costs is None
-                else ("map", {k: {"price": v.price} for k, v in costs.items()}),
-                "attributes": _json_map(p.attributes),
-                "storeIntegrationId": p.store_integration_id,
-            },
-        )
-    elif isinstance(p, TrackEvent):
-        payload = (
-            _TRACK_EVENT,
-            {
-                "type": p.type,
-                "profileId": p.profile_id,
-                "attributes": _json_map(p.attributes or None),
-                "loyaltyCards": _array(p.loyalty_cards or None),
-                "storeIntegrationId": p.store_integration_id,
-            },
-        )
-    else:
-        payload = (
-            _RETURN_ITEMS,
-            {
-                "returnedCartItems": [
-                    {"position": i.position, "quantity": i.quantity, "sku": i.sku}
-                    for i in p.returned_cart_items
-                ]
-            },
-        )
-    return {
-        "eventId": cmd.event_id,
-        "sessionId": cmd.session_id,
-        "occurredAt": cmd.occurred_at_ms,
-        "source": cmd.source,
-        "dry": cmd.dry,
-        "payload": payload,
-    }
-
-
-def _effects_from_avro(r: dict[str, Any]) -> EffectsEmitted:
-    return EffectsEmitted(
-        event_id=r["eventId"],
-        session_id=r["sessionId"],
-        profile_id=r["profileId"],
-        command_type=r["commandType"],
-        source_topic=r["sourceTopic"],
-        source_partition=r["sourcePartition"],
-        source_offset=r["sourceOffset"],
-        processed_at_ms=r["processedAt"],
-        session_state=r["sessionState"],
-        effects=[
-            EffectRecord(
-                e["campaignId"],
-                e["rulesetId"],
-                e["ruleIndex"],
-                e["ruleName"],
-                e["effectType"],
-                e["props"],
-                e["triggeredByCoupon"],
-                e["triggeredForCatalogItem"],
-                e["conditionIndex"],
-                e["evaluationGroupID"],
-                e["evaluationGroupMode"],
-                e["campaignRevisionId"],
-                e["campaignRevisionVersionId"],
-            )
-            for e in r["effects"]
-        ],
-        created_coupons=[
-            CreatedCouponRecord(c["id"], c["campaignId"], c["value"]) for c in r["createdCoupons"]
-        ],
-        created_referrals=[
-            CreatedReferralRecord(
-                c["id"], c["campaignId"], c["code"], c["advocateProfileIntegrationId"]
-            )
-            for c in r["createdReferrals"]
-        ],
-        dry=r["dry"],
-    )
-
-
-def _effects_to_avro(rec: EffectsEmitted) -> dict[str, Any]:
-    return {
-        "eventId": rec.event_id,
-        "sessionId": rec.session_id,
-        "profileId": rec.profile_id,
-        "commandType": rec.command_type,
-        "sourceTopic": rec.source_topic,
-        "sourcePartition": rec.source_partition,
-        "sourceOffset": rec.source_offset,
-        "processedAt": rec.processed_at_ms,
-        "sessionState": rec.session_state,
-        "dry": rec.dry,
-        "effects": [
-            {
-                "campaignId": e.campaign_id,
-                "rulesetId": e.ruleset_id,
-                "ruleIndex": e.rule_index,
-                "ruleName": e.rule_name,
-                "effectType": e.effect_type,
-                "props": e.props,
-                "triggeredByCoupon": e.triggered_by_coupon,
-                "triggeredForCatalogItem": e.triggered_for_catalog_item,
-                "conditionIndex": e.condition_index,
-                "evaluationGroupID": e.evaluation_group_id,
-                "evaluationGroupMode": e.evaluation_group_mode,
-                "campaignRevisionId": e.campaign_revision_id,
-                "campaignRevisionVersionId": e.campaign_revision_version_id,
-            }
-            for e in rec.effects
-        ],
-        "createdCoupons": [
-            {"id": c.id, "campaignId": c.campaign_id, "value": c.value} for c in rec.created_coupons
-        ],
-        "createdReferrals": [
-            {
-                "id": c.id,
-                "campaignId": c.campaign_id,
-                "code": c.code,
-                "advocateProfileIntegrationId": c.advocate_profile_integration_id,
-            }
-            for c in rec.created_referrals
-        ],
-    }

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from struct import Struct
-from typing import Final, TypeVar
+from typing import Final, TypeVar, get_args
 
 import orjson
 
@@ -35,7 +35,8 @@ __all__ = ["FINGERPRINT", "Unreadable", "read"]
 # CRC-64-AVRO of the Parsing Canonical Form this reader follows.
 FINGERPRINT: Final = 5937365495964479096
 
-_STATES: Final[tuple[SessionState, ...]] = ("open", "closed", "partially_returned", "cancelled")
+# The Avro enum's symbols are the vocabulary's values, in the same order.
+_STATES: Final[tuple[SessionState, ...]] = get_args(SessionState)
 _T = TypeVar("_T")
 
 _DOUBLE: Final = Struct("<d").unpack_from

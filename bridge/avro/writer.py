@@ -11,9 +11,16 @@ for (`FINGERPRINT`); any other schema goes through fastavro.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Final, TypeVar
+from typing import Final, TypeVar, get_args
 
-from bridge.commands import CreatedCouponRecord, CreatedReferralRecord, EffectRecord, EffectsEmitted
+from bridge.commands import (
+    CreatedCouponRecord,
+    CreatedReferralRecord,
+    EffectRecord,
+    EffectsEmitted,
+    SessionState,
+)
+from bridge.types import CommandType
 
 __all__ = ["FINGERPRINT", "write"]
 
@@ -66,8 +73,9 @@ def _optional(encode: Callable[[_T], bytes], value: _T | None) -> bytes:
     return _NULL if value is None else _PRESENT + encode(value)
 
 
-_COMMAND_TYPES: Final = {"track_event": 0, "update_customer_session": 1, "return_cart_items": 2}
-_SESSION_STATES: Final = {"open": 0, "closed": 1, "partially_returned": 2, "cancelled": 3}
+# The Avro enums' symbols are the vocabularies' values, in the same order.
+_COMMAND_TYPES: Final = {name: index for index, name in enumerate(get_args(CommandType))}
+_SESSION_STATES: Final = {name: index for index, name in enumerate(get_args(SessionState))}
 
 
 def write(rec: EffectsEmitted) -> bytes:

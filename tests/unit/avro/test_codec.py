@@ -6,7 +6,7 @@ import io
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import fastavro
 import msgspec
@@ -18,16 +18,9 @@ from hypothesis import strategies as st
 
 from bridge.avro import reader as command_reader
 from bridge.avro import writer as effects_writer
-from bridge.avro.codec import (
-    Codec,
-    EncodeError,
-    RegistryError,
-    SchemaNotCached,
-    _command_from_avro,
-    _command_to_avro,
-    _effects_to_avro,
-    _strip_logical_types,
-)
+from bridge.avro.codec import Codec
+from bridge.avro.datum import _strip_logical_types
+from bridge.avro.mapping import command_from_avro, command_to_avro, effects_to_avro
 from bridge.avro.schemas import SchemaSet, bundled_schemas, get_schema, make_schema
 from bridge.commands import (
     AdditionalCost,
@@ -40,11 +33,13 @@ from bridge.commands import (
     JsonValue,
     ReturnCartItems,
     ReturnedCartItem,
+    SessionState,
     TrackEvent,
     UpdateCustomerSession,
 )
-from bridge.errors import ConfigError, DecodeError
+from bridge.errors import ConfigError, DecodeError, EncodeError, RegistryError, SchemaNotCached
 from bridge.settings import KafkaSettings
+from bridge.types import CommandType
 
 DATA = Path(__file__).parent / "data"
 COMMANDS_TOPIC = "talon.commands"
@@ -764,13 +759,31 @@ def _fastavro_effects() -> Any:
 @given(rec=effects_records)
 def test_property_effects_writer_matches_fastavro(rec: EffectsEmitted) -> None:
     out = io.BytesIO()
-    fastavro.schemaless_writer(out, _fastavro_effects(), _effects_to_avro(rec))
+    fastavro.schemaless_writer(out, _fastavro_effects(), effects_to_avro(rec))
     assert effects_writer.write(rec) == out.getvalue()
 
 
 def test_effects_writer_follows_the_bundled_schema() -> None:
     # A schema change must come with a writer change (or drop the writer).
     assert get_schema("EffectsEmitted").fingerprint == effects_writer.FINGERPRINT
+
+
+def test_enum_symbols_are_the_vocabularies_in_order() -> None:
+    # The hand-written reader and writer number enum symbols by the vocabularies' order.
+    def symbols(node: Any, name: str) -> list[str]:
+        if isinstance(node, dict):
+            if node.get("type") == "enum" and node.get("name") == name:
+                return list(node["symbols"])
+            return [s for value in node.values() for s in symbols(value, name)]
+        if isinstance(node, list):
+            return [s for value in node for s in symbols(value, name)]
+        return []
+
+    for record in ("Command", "EffectsEmitted"):
+        states = symbols(get_schema(record).definition, "SessionState")
+        assert tuple(states) == get_args(SessionState), record
+    kinds = symbols(get_schema("EffectsEmitted").definition, "CommandType")
+    assert tuple(kinds) == get_args(CommandType)
 
 
 @pytest.mark.parametrize(
@@ -794,7 +807,7 @@ def _fastavro_command() -> Any:
 
 def _fastavro_body(cmd: Command) -> bytes:
     out = io.BytesIO()
-    fastavro.schemaless_writer(out, _fastavro_command(), _command_to_avro(cmd))
+    fastavro.schemaless_writer(out, _fastavro_command(), command_to_avro(cmd))
     return out.getvalue()
 
 
@@ -802,7 +815,7 @@ def _fastavro_read(body: bytes) -> Command:
     buf = io.BytesIO(body)
     datum = fastavro.schemaless_reader(buf, _fastavro_command(), None)
     assert buf.tell() == len(body)
-    return _command_from_avro(datum)  # type: ignore[arg-type]
+    return command_from_avro(datum)  # type: ignore[arg-type]
 
 
 @PROPERTY

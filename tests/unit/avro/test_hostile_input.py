@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.avro import reader as command_reader
-from bridge.avro.codec import Codec, _has_empty_items
+from bridge.avro.codec import Codec
+from bridge.avro.datum import has_empty_items
 from bridge.avro.schemas import get_schema
 from bridge.commands import (
     AdditionalCost,
@@ -118,8 +119,8 @@ def test_unexpected_failures_of_the_codec_become_decode_errors(
     def explode(*_: Any) -> Any:
         raise OverflowError("Python int too large to convert to C ssize_t")
 
-    monkeypatch.setattr("bridge.avro.codec._command_from_avro", explode)
-    monkeypatch.setattr("bridge.avro.codec._effects_from_avro", explode)
+    monkeypatch.setattr("bridge.avro.codec.command_from_avro", explode)
+    monkeypatch.setattr("bridge.avro.codec.effects_from_avro", explode)
     codec = Codec()
     codec._read_command = None
     data = codec.encode_command(Command("e", "s", 1, TrackEvent("t", "p")), "commands")
@@ -320,4 +321,4 @@ def _record(*fields: Any, name: str = "R") -> dict[str, Any]:
     ],
 )
 def test_arrays_of_items_that_take_no_bytes_are_found(schema: Any, refused: bool) -> None:
-    assert _has_empty_items(fastavro.parse_schema(schema)) is refused
+    assert has_empty_items(fastavro.parse_schema(schema)) is refused
