@@ -1,6 +1,6 @@
 """Talon.One Integration API access: wire models, the answer summary, the client, transports.
 
-The rest of the bridge imports from here; `bridge.talon.client` is the only place where HTTP
+The rest of the bridge imports from here; `bridge.talon.answers` is the only place where HTTP
 outcomes are turned into `bridge.errors` exceptions.
 """
 
