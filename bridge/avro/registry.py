@@ -15,7 +15,7 @@ from bridge.errors import ConfigError
 from bridge.settings import ENV_PREFIX, KafkaSettings, SubjectStrategy
 
 if TYPE_CHECKING:
-    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from bridge.kafka.registry_client import SchemaRegistryClient
 
 __all__ = ["client_config", "new_client", "subject_name"]
 
@@ -71,6 +71,6 @@ def new_client(settings: KafkaSettings, url: str | None = None) -> SchemaRegistr
     """
     # Imported on demand: the registry client's HTTP stack takes longer to import than the
     # rest of the bridge, and single-object deployments never need it.
-    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from bridge.kafka.registry_client import new_registry_client
 
-    return SchemaRegistryClient.new_client(client_config(settings, url))
+    return new_registry_client(client_config(settings, url))

@@ -121,9 +121,8 @@ def _export(schemas: SchemaSet, directory: Path, *, previous: bool, canonical: b
 
 def _register(schemas: SchemaSet, url: str | None) -> int:
     # Imported here: the registry client pulls in an HTTP stack the other actions do not need.
-    from confluent_kafka.schema_registry import Schema
-
     from bridge.avro.registry import new_client, subject_name
+    from bridge.kafka.registry_client import Schema
 
     settings = _registry_settings()
     url = url or settings.schema_registry_url
