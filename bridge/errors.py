@@ -22,8 +22,10 @@ exactly once, at the adapter that talks to them::
      |    +-- PermanentApiError       400, 404, 422: the request can never succeed (dead-letter)
      |    +-- FatalApiError           401, 403: stop taking work until the key is fixed
      +-- KafkaFatalError              librdkafka reported a fatal error
+     |    +-- ConsumerFatalError      the consumer thread stopped: a fatal client error or a crash
      +-- KafkaUnreachableError        no broker answered at start
      +-- KafkaRequestError            a read-only question to the cluster failed (doctor)
+     +-- ReadError                    a topic could not be read up to its stop point (replay)
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "BridgeError",
     "ConfigError",
     "ConflictError",
+    "ConsumerFatalError",
     "DecodeError",
     "EncodeError",
     "FatalApiError",
@@ -48,6 +51,7 @@ __all__ = [
     "KafkaUnreachableError",
     "PermanentApiError",
     "RateLimitedError",
+    "ReadError",
     "RegistryError",
     "RetryableApiError",
     "SchemaNotCached",
@@ -203,6 +207,11 @@ class KafkaFatalError(BridgeError):
     """librdkafka reported a fatal error; the client must be recreated."""
 
 
+class ConsumerFatalError(KafkaFatalError):
+    """The consumer thread stopped taking records: librdkafka reported a fatal error, or the
+    thread itself failed. The worker stops and exits 1."""
+
+
 class KafkaUnreachableError(BridgeError):
     """No broker answered in time; `servers` is the bootstrap list, `reason` librdkafka's.
 
@@ -234,3 +243,7 @@ class KafkaRequestError(BridgeError):
         self.reason = reason
         self.unauthorized = unauthorized
         self.unknown_topic = unknown_topic
+
+
+class ReadError(BridgeError):
+    """A topic could not be read up to its stop point (the dead-letter topic, by replay)."""

@@ -26,6 +26,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from bridge.errors import ConsumerFatalError
 from bridge.kafka.cluster import NOT_FOUND, GroupWatch, topic_unreadable
 from bridge.kafka.codes import FAIL, GROUP_CHANGING, NO_OFFSET, PARTITION_EOF, UNKNOWN_TOPIC_CODES
 from bridge.kafka.config import client_errors, new_client
@@ -147,7 +148,8 @@ class ConsumerThread(threading.Thread):
             consumer.close()
         except Exception as exc:  # a crash here must not go unseen
             log.exception("consumer thread failed")
-            self._loop.call_soon_threadsafe(self._listener.on_fatal, f"consumer: {exc}")
+            fatal = ConsumerFatalError(f"consumer: {exc}")
+            self._loop.call_soon_threadsafe(self._listener.on_fatal, fatal)
         finally:
             self.finished.set()
 
@@ -159,7 +161,9 @@ class ConsumerThread(threading.Thread):
                 if err.code() == PARTITION_EOF:
                     continue
                 if err.fatal():
-                    self._loop.call_soon_threadsafe(self._listener.on_fatal, str(err))
+                    self._loop.call_soon_threadsafe(
+                        self._listener.on_fatal, ConsumerFatalError(str(err))
+                    )
                     self._halt.set()
                     return
                 client_errors.warning("consumer error: %s", err)
@@ -430,7 +434,7 @@ class ConsumerThread(threading.Thread):
     def _on_error(self, err: KafkaError) -> None:
         self._note_unknown(err)
         if err.fatal():
-            self._loop.call_soon_threadsafe(self._listener.on_fatal, str(err))
+            self._loop.call_soon_threadsafe(self._listener.on_fatal, ConsumerFatalError(str(err)))
             self._halt.set()
         else:
             client_errors.warning("kafka client error: %s", err)

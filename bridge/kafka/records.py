@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message
 
+from bridge.errors import ConsumerFatalError
 from bridge.types import TP, Headers
 
 __all__ = ["InputRecord", "PartitionListener"]
@@ -78,7 +79,9 @@ class PartitionListener(Protocol):
         """The partitions' topic was deleted: positions read from it must never be committed."""
         ...
 
-    def on_fatal(self, error: str) -> None: ...
+    def on_fatal(self, error: ConsumerFatalError) -> None:
+        """The consumer has stopped for good: stop taking work."""
+        ...
 
     @property
     def released(self) -> int:

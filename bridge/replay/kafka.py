@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from bridge.avro.codec import Codec
-from bridge.errors import BridgeError, SelectionError
+from bridge.errors import BridgeError, ReadError, SelectionError
 from bridge.kafka.codes import PARTITION_EOF
 from bridge.kafka.config import LIBRDKAFKA_LOGGER, producer_config
 from bridge.kafka.producer import produce
@@ -48,10 +48,6 @@ _METADATA_TIMEOUT = 15.0
 _READ_STALL_S = 60.0
 _COMMIT_EVERY_S = 1.0
 _PROGRESS_EVERY_S = 5.0
-
-
-class ReadError(BridgeError):
-    """The DLQ could not be read up to its stop point."""
 
 
 _COORDINATOR_BUSY = {

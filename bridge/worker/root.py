@@ -167,9 +167,9 @@ class Worker:
     def on_lost(self, partitions: list[TP]) -> None:
         self.rebalance.on_lost(partitions)
 
-    def on_fatal(self, error: str) -> None:
-        log.error("fatal Kafka error; stopping", extra={"error": error})
-        self._fatal = error
+    def on_fatal(self, error: KafkaFatalError | str) -> None:
+        log.error("fatal Kafka error; stopping", extra={"error": str(error)})
+        self._fatal = str(error)
         self._exit_code = 1
         self._stop.set()
 

@@ -1,0 +1,62 @@
+"""The consumer thread reports a fatal stop as a typed error, and stops polling."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from confluent_kafka import KafkaError
+
+from bridge.errors import ConsumerFatalError, KafkaFatalError
+from bridge.kafka.consumer import ConsumerThread
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.fatal: list[Any] = []
+
+    def on_fatal(self, error: ConsumerFatalError) -> None:
+        self.fatal.append(error)
+
+
+def _thread(listener: Listener, loop: asyncio.AbstractEventLoop) -> ConsumerThread:
+    return ConsumerThread(
+        {"bootstrap.servers": "127.0.0.1:1", "group.id": "g"},
+        ["orders"],
+        listener,  # type: ignore[arg-type]
+        loop,
+        max_buffered=10,
+        drain_timeout=1.0,
+        commit_interval=1.0,
+    )
+
+
+def test_a_fatal_client_error_reaches_the_loop_as_consumer_fatal_error() -> None:
+    loop = asyncio.new_event_loop()
+    listener = Listener()
+    try:
+        thread = _thread(listener, loop)
+        thread._on_error(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
+        loop.run_until_complete(asyncio.sleep(0))
+        thread._consumer.close()
+    finally:
+        loop.close()
+    [error] = listener.fatal
+    assert isinstance(error, ConsumerFatalError)
+    assert isinstance(error, KafkaFatalError)
+    assert "fenced" in str(error)
+    assert thread._halt.is_set()
+
+
+def test_a_transient_client_error_is_only_logged() -> None:
+    loop = asyncio.new_event_loop()
+    listener = Listener()
+    try:
+        thread = _thread(listener, loop)
+        thread._on_error(KafkaError(KafkaError._TRANSPORT, "broker down"))
+        loop.run_until_complete(asyncio.sleep(0))
+        thread._consumer.close()
+    finally:
+        loop.close()
+    assert listener.fatal == []
+    assert not thread._halt.is_set()
