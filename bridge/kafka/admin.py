@@ -29,6 +29,7 @@ from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 
 from bridge.errors import KafkaRequestError
+from bridge.kafka.codes import TOPIC_NOT_FOUND
 from bridge.kafka.config import LIBRDKAFKA_LOGGER, new_client
 
 __all__ = [
@@ -52,9 +53,6 @@ _COORDINATOR_BUSY = frozenset(
         KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
         KafkaError.COORDINATOR_NOT_AVAILABLE,
     }
-)
-_UNKNOWN_TOPIC = frozenset(
-    {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}  # noqa: SLF001
 )
 
 
@@ -84,7 +82,7 @@ def _error(exc: KafkaException, denied: int | None = None) -> KafkaRequestError:
     return KafkaRequestError(
         str(error.str()),
         unauthorized=denied is not None and error.code() == denied,
-        unknown_topic=error.code() in _UNKNOWN_TOPIC,
+        unknown_topic=error.code() in TOPIC_NOT_FOUND,
     )
 
 

@@ -11,11 +11,14 @@ from confluent_kafka import KafkaError
 __all__ = [
     "ALL_BROKERS_DOWN",
     "AUTHENTICATION",
+    "COORDINATOR_BUSY",
     "FAIL",
     "GROUP_CHANGING",
     "INVALID_ARG",
     "NO_OFFSET",
     "PARTITION_EOF",
+    "TIMED_OUT",
+    "TOPIC_NOT_FOUND",
     "UNKNOWN_TOPIC_CODES",
 ]
 
@@ -28,6 +31,8 @@ AUTHENTICATION = KafkaError._AUTHENTICATION  # noqa: SLF001
 # librdkafka refused a configuration property.
 INVALID_ARG = KafkaError._INVALID_ARG  # noqa: SLF001
 FAIL = KafkaError._FAIL  # noqa: SLF001
+# A request got no answer in time (the client's own timeout, not the broker's).
+TIMED_OUT = KafkaError._TIMED_OUT  # noqa: SLF001
 
 # A commit refused because the group is changing under it: the member is still in the group,
 # and the same commit succeeds once librdkafka holds the new generation (or member epoch).
@@ -41,7 +46,7 @@ GROUP_CHANGING = frozenset(
         KafkaError.COORDINATOR_NOT_AVAILABLE,
         KafkaError.NOT_COORDINATOR,
         KafkaError.REQUEST_TIMED_OUT,
-        KafkaError._TIMED_OUT,  # noqa: SLF001
+        TIMED_OUT,
     }
 )
 # How librdkafka reports a subscribed topic, or one of its partitions, gone from the cluster.
@@ -51,5 +56,23 @@ UNKNOWN_TOPIC_CODES = frozenset(
         KafkaError.UNKNOWN_TOPIC_ID,
         KafkaError._UNKNOWN_PARTITION,  # noqa: SLF001
         KafkaError._UNKNOWN_TOPIC,  # noqa: SLF001
+    }
+)
+# A topic the cluster does not have, as a metadata request reports it.
+TOPIC_NOT_FOUND = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,  # noqa: SLF001
+    }
+)
+# The group coordinator is moving or loading (a new group): asking again soon succeeds.
+COORDINATOR_BUSY = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.REQUEST_TIMED_OUT,
+        TIMED_OUT,
+        KafkaError._TRANSPORT,  # noqa: SLF001
     }
 )

@@ -1,10 +1,11 @@
-"""confluent-kafka's exception, for the commands that must catch what the Kafka clients raise.
+"""confluent-kafka's error types, for the commands that must catch what the Kafka clients raise.
 
-Code outside bridge/kafka/ catches it through this name instead of importing confluent_kafka.
+Code outside bridge/kafka/ catches them through these names instead of importing confluent_kafka
+(`KafkaError` is what an exception and a delivery report carry).
 """
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
-__all__ = ["KafkaException"]
+__all__ = ["KafkaError", "KafkaException"]

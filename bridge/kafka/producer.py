@@ -9,9 +9,15 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from bridge.kafka.config import new_client
 from bridge.types import Headers
 
-__all__ = ["Delivered", "ProducerPoller", "produce"]
+__all__ = ["Delivered", "ProducerPoller", "new_producer", "produce"]
+
+
+def new_producer(conf: dict[str, Any]) -> Producer:
+    """A producer for `conf` (see `new_client`)."""
+    return new_client(Producer, conf)
 
 
 def produce(

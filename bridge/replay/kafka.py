@@ -21,15 +21,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, TypeVar
-
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from bridge.avro.codec import Codec
 from bridge.errors import BridgeError, ReadError, SelectionError
-from bridge.kafka.codes import PARTITION_EOF
-from bridge.kafka.config import LIBRDKAFKA_LOGGER, producer_config
-from bridge.kafka.producer import produce
+from bridge.kafka.config import producer_config
+from bridge.kafka.dlq_reader import GroupReader
+from bridge.kafka.errors import KafkaError, KafkaException
+from bridge.kafka.producer import new_producer, produce
+from bridge.kafka.records import InputRecord
 from bridge.logs import where
 from bridge.replay.plan import Planned
 from bridge.replay.progress import CommitTracker
@@ -40,43 +39,8 @@ __all__ = ["DlqReader", "ReadError", "SendResult", "Sender", "Snapshot", "Stoppe
 
 log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-
-_UNKNOWN_TOPIC = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)  # noqa: SLF001
-_METADATA_TIMEOUT = 15.0
-# A read that gets nothing for this long while records are still due has lost the broker.
-_READ_STALL_S = 60.0
 _COMMIT_EVERY_S = 1.0
 _PROGRESS_EVERY_S = 5.0
-
-
-_COORDINATOR_BUSY = {
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.REQUEST_TIMED_OUT,
-    KafkaError._TIMED_OUT,  # noqa: SLF001
-    KafkaError._TRANSPORT,  # noqa: SLF001
-}
-_GROUP_RETRY_S = 30.0
-
-
-def _with_retries(call: Callable[[], _T]) -> _T:
-    """`call()`, again while the group coordinator is moving or loading (a new group)."""
-    deadline = time.monotonic() + _GROUP_RETRY_S
-    delay = 0.1
-    while True:
-        try:
-            return call()
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            busy = isinstance(err, KafkaError) and (
-                err.code() in _COORDINATOR_BUSY or err.retriable()
-            )
-            if not busy or time.monotonic() + delay > deadline:
-                raise
-        time.sleep(delay)  # backoff between attempts, not a synchronisation
-        delay = min(delay * 2, 2.0)
 
 
 @dataclass(slots=True)
@@ -95,35 +59,14 @@ class DlqReader:
         self.topic = topic
         self.group = group
         self._codec = codec
-        self._consumer = Consumer(
-            {
-                **settings.librdkafka_common(),
-                "group.id": group,
-                "logger": LIBRDKAFKA_LOGGER,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "enable.partition.eof": True,
-                "isolation.level": "read_committed",
-                # Short fetch long-polls: metadata requests wait behind them on the connection.
-                "fetch.wait.max.ms": 100,
-            }
-        )
+        self._reader = GroupReader(settings, group)
 
     def close(self) -> None:
-        self._consumer.close()
+        self._reader.close()
 
     def partitions(self, topic: str) -> int | None:
         """How many partitions `topic` has; None when it does not exist."""
-        md = self._consumer.list_topics(topic, timeout=_METADATA_TIMEOUT)
-        tmd = md.topics.get(topic)
-        if tmd is None:
-            return None
-        if tmd.error is not None:
-            if tmd.error.code() in _UNKNOWN_TOPIC:
-                return None
-            raise KafkaException(tmd.error)
-        return len(tmd.partitions)
+        return self._reader.partitions(topic)
 
     def snapshot(
         self,
@@ -149,19 +92,8 @@ class DlqReader:
                     f"(partitions 0-{count - 1})"
                 )
             parts = sorted(ranges)
-        c = self._consumer
-        marks = {
-            p: c.get_watermark_offsets(
-                TopicPartition(self.topic, p), timeout=_METADATA_TIMEOUT, cached=False
-            )
-            for p in parts
-        }
-        wanted = [TopicPartition(self.topic, p) for p in parts]
-        committed = {
-            tp.partition: tp.offset
-            for tp in _with_retries(lambda: c.committed(wanted, timeout=_METADATA_TIMEOUT))
-            if tp.offset >= 0
-        }
+        marks = self._reader.watermarks(self.topic, parts)
+        committed = self._reader.committed(self.topic, parts)
         first: dict[int, int] = {}
         until: dict[int, int] = {}
         for p, (low, high) in marks.items():
@@ -185,101 +117,38 @@ class DlqReader:
                 "resume": {str(p): o for p, o in start.items()},
             },
         )
-        records, end = self._read(first, until, start, stop)
+        records: list[DeadLetterRecord] = []
+
+        def take(rec: InputRecord) -> None:
+            records.append(self._record(rec, keep_value=rec.offset >= start[rec.partition]))
+
+        end = self._reader.read(self.topic, first, until, take, stop)
         return Snapshot(records=records, start=start, end=end)
 
-    def _read(
-        self,
-        first: dict[int, int],
-        until: dict[int, int],
-        start: dict[int, int],
-        interrupt: threading.Event | None,
-    ) -> tuple[list[DeadLetterRecord], dict[int, int]]:
-        c = self._consumer
-        end = dict(until)
-        due = {p for p in first if first[p] < until[p]}
-        records: list[DeadLetterRecord] = []
-        if not due:
-            return records, end
-        c.assign([TopicPartition(self.topic, p, first[p]) for p in sorted(due)])
-        last_progress = time.monotonic()
-        try:
-            while due:
-                if interrupt is not None and interrupt.is_set():
-                    raise ReadError("interrupted while reading the dead-letter topic; nothing sent")
-                msgs = c.consume(500, 0.1)
-                if msgs:
-                    last_progress = time.monotonic()
-                elif time.monotonic() - last_progress > _READ_STALL_S:
-                    raise ReadError(
-                        f"no records from {self.topic!r} for {_READ_STALL_S:.0f}s with "
-                        f"partitions {sorted(due)} not read to their stop point"
-                    )
-                for msg in msgs:
-                    p = msg.partition() or 0
-                    offset = msg.offset() or 0
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == PARTITION_EOF:
-                            if p in due:
-                                # read_committed stops before an open transaction.
-                                end[p] = min(until[p], offset)
-                                self._finish(p, due)
-                            continue
-                        if err.fatal():
-                            raise ReadError(str(err))
-                        log.warning("reading the dead-letter topic: %s", err)
-                        continue
-                    if p not in due or offset >= until[p]:
-                        self._finish(p, due)
-                        continue
-                    records.append(self._record(msg, keep_value=offset >= start[p]))
-                    if offset + 1 >= until[p]:
-                        self._finish(p, due)
-        finally:
-            c.unassign()
-        return records, end
-
-    def _finish(self, partition: int, due: set[int]) -> None:
-        if partition in due:
-            due.discard(partition)
-            self._consumer.pause([TopicPartition(self.topic, partition)])
-
-    def _record(self, msg: Message, *, keep_value: bool) -> DeadLetterRecord:
-        value = msg.value()
+    def _record(self, rec: InputRecord, *, keep_value: bool) -> DeadLetterRecord:
+        value = rec.value
         command_type, event_id = "unknown", None
         try:
             cmd = self._codec.decode_command(value)
             command_type, event_id = cmd.command_type, cmd.event_id
         except (BridgeError, ValueError):
             pass  # listed and replayed like any other record, as command type "unknown"
-        raw: Any = msg.headers() or []  # consumed headers: a list of (str, bytes | None)
         return DeadLetterRecord.build(
-            topic=msg.topic() or self.topic,
-            partition=msg.partition() or 0,
-            offset=msg.offset() or 0,
-            timestamp_ms=msg.timestamp()[1],
-            key=msg.key(),
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            timestamp_ms=rec.timestamp_ms,
+            key=rec.key,
             # Records an earlier run already handled are kept for their headers only.
             value=value if keep_value else None,
-            headers=[(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in raw],
+            headers=rec.headers or [],
             command_type=command_type,
             event_id=event_id,
         )
 
     def commit(self, positions: Mapping[int, int]) -> None:
         """Commit the replay group's positions (synchronously)."""
-        if not positions:
-            return
-        offsets = [TopicPartition(self.topic, p, o) for p, o in sorted(positions.items())]
-
-        def commit() -> None:
-            done = self._consumer.commit(offsets=offsets, asynchronous=False) or []
-            for tp in done:
-                if tp.error is not None:
-                    raise KafkaException(tp.error)
-
-        _with_retries(commit)
+        self._reader.commit(self.topic, positions)
 
 
 class Stopper:
@@ -337,7 +206,7 @@ class Sender:
         on_ack: Callable[[int], None] | None = None,
         log_progress: bool = True,
     ) -> None:
-        self._producer = Producer(producer_config(settings))
+        self._producer = new_producer(producer_config(settings))
         self._commit = commit
         self._tracker = tracker
         self._stopper = stopper
@@ -401,7 +270,7 @@ class Sender:
         pos = r.position
         headers: list[tuple[str, str | bytes | None]] = [*replay_headers(r, replay_id=replay_id)]
 
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
+        def delivered(err: KafkaError | None, _msg: object) -> None:
             if err is None:
                 self._tracker.release(*pos)
                 self.result.acked.add(pos)
@@ -434,7 +303,7 @@ class Sender:
             self._tracker.hold(*it.record.position)
         failures: list[str] = []
 
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
+        def delivered(err: KafkaError | None, _msg: object) -> None:
             if err is not None:
                 failures.append(str(err))
             else:

@@ -20,8 +20,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-
+from bridge.kafka.inspection import (
+    committed_offsets,
+    committed_offsets_if_answered,
+    end_offsets,
+    read_topic,
+)
 from bridge.tools.ports import free_port
 
 __all__ = [
@@ -196,37 +200,6 @@ class WorkerProcess:
                 pass
 
 
-def _partitions(conf: Mapping[str, Any], topic: str) -> list[int]:
-    c = Consumer({**conf, "group.id": "talon-bridge-inspect"})
-    try:
-        md = c.list_topics(topic, timeout=10)
-        return sorted(md.topics[topic].partitions)
-    finally:
-        c.close()
-
-
-def end_offsets(conf: Mapping[str, Any], topic: str) -> dict[int, int]:
-    c = Consumer({**conf, "group.id": "talon-bridge-inspect"})
-    try:
-        md = c.list_topics(topic, timeout=10)
-        return {
-            p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in md.topics[topic].partitions
-        }
-    finally:
-        c.close()
-
-
-def committed_offsets(conf: Mapping[str, Any], group: str, topic: str) -> dict[int, int]:
-    parts = _partitions(conf, topic)
-    c = Consumer({**conf, "group.id": group})
-    try:
-        res = c.committed([TopicPartition(topic, p) for p in parts], timeout=10)
-        return {tp.partition: tp.offset for tp in res}
-    finally:
-        c.close()
-
-
 def wait_committed(
     conf: Mapping[str, Any],
     group: str,
@@ -240,54 +213,4 @@ def wait_committed(
     A broker still loading its group or transaction coordinators can let one offset query
     time out; that counts as not yet, not as a failure.
     """
-
-    def reached() -> bool:
-        try:
-            return committed_offsets(conf, group, topic) == offsets
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._TIMED_OUT:  # noqa: SLF001
-                raise
-            return False
-
-    wait_for(reached, timeout, what)
-
-
-def read_topic(
-    conf: Mapping[str, Any],
-    topic: str,
-    *,
-    expected: int | None = None,
-    timeout: float = 60,
-    idle: float = 2.0,
-    isolation: str = "read_uncommitted",
-) -> list[Any]:
-    """Every record of `topic` from the beginning: up to `expected`, or until idle."""
-    c = Consumer(
-        {
-            **conf,
-            "group.id": f"talon-bridge-read-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "isolation.level": isolation,
-        }
-    )
-    out: list[Any] = []
-    try:
-        c.subscribe([topic])
-        deadline = time.monotonic() + timeout
-        last = time.monotonic()
-        while time.monotonic() < deadline:
-            if expected is not None and len(out) >= expected:
-                break
-            msgs = c.consume(1000, 0.5)
-            good = [m for m in msgs if m.error() is None]
-            if good:
-                out.extend(good)
-                last = time.monotonic()
-            elif expected is None and out and time.monotonic() - last > idle:
-                break
-            elif expected is None and not out and time.monotonic() - last > idle * 5:
-                break
-    finally:
-        c.close()
-    return out
+    wait_for(lambda: committed_offsets_if_answered(conf, group, topic) == offsets, timeout, what)

@@ -192,9 +192,9 @@ class OidcListener:
 
 
 def _wait_ready(bootstrap: str, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
-    from confluent_kafka.admin import AdminClient
+    from bridge.kafka.inspection import quiet_admin
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = quiet_admin(bootstrap)
     deadline = time.monotonic() + timeout
     while True:
         if proc is not None and proc.poll() is not None:

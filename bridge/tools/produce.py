@@ -167,13 +167,10 @@ def produce_commands(
     linger_ms: int = 20,
 ) -> int:
     """Produce `commands` keyed by session ID; returns how many were acknowledged."""
-    from confluent_kafka import Producer
+    from bridge.kafka.config import LIBRDKAFKA_LOGGER
+    from bridge.kafka.producer import new_producer, produce
 
-    from bridge.kafka.config import LIBRDKAFKA_LOGGER, new_client
-    from bridge.kafka.producer import produce
-
-    producer = new_client(
-        Producer,
+    producer = new_producer(
         {
             **conf,
             "enable.idempotence": True,

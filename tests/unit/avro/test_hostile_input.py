@@ -239,7 +239,8 @@ class _Message:
 def test_the_replay_reader_lists_a_hostile_dead_letter_as_unknown() -> None:
     reader = DlqReader.__new__(DlqReader)
     reader.topic, reader._codec = "dlq", FAST
-    listed = reader._record(_Message(huge_length_command()), keep_value=True)  # type: ignore[arg-type]
+    record = InputRecord.from_message(_Message(huge_length_command()))  # type: ignore[arg-type]
+    listed = reader._record(record, keep_value=True)
     assert (listed.command_type, listed.event_id) == ("unknown", None)
 
 
