@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bridge.types import DeadLetterStage, Headers
+from bridge.types import DeadLetterReason, DeadLetterStage, Headers
 
 __all__ = [
     "H_ATTEMPTS",
@@ -104,7 +104,7 @@ class DeadLetter:
 
     stage: DeadLetterStage
     error_class: str
-    reason: str
+    reason: DeadLetterReason
     message: str
     http_status: int | None = None
     body: str | None = None

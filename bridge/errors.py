@@ -33,6 +33,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bridge.types import DecodeReason, ErrorClass
+
 __all__ = [
     "ApiConnectionError",
     "ApiError",
@@ -82,7 +84,7 @@ class DecodeError(BridgeError):
     ``unknown-fingerprint``) that ends up in dead-letter headers and metrics.
     """
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: DecodeReason, message: str) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
@@ -138,7 +140,7 @@ class InvalidLineError(BridgeError, ValueError):
 class ApiError(BridgeError):
     """A Talon.One call failed. `status` is the HTTP status, or None without a response."""
 
-    error_class: str = "api"
+    error_class: ErrorClass = "api"
 
     def __init__(
         self,
@@ -158,7 +160,7 @@ class ApiError(BridgeError):
 class RetryableApiError(ApiError):
     """Trying again later may succeed."""
 
-    error_class = "retryable"
+    error_class: ErrorClass = "retryable"
 
 
 class ConflictError(RetryableApiError):
