@@ -27,7 +27,7 @@ __all__ = [
 EVENT_ID_HEADER: Final = "X-Talon-Bridge-Event-Id"
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
-JSON: Final = "application/json"
+_JSON: Final = "application/json"
 
 
 def dump(obj: Any) -> bytes:
@@ -89,4 +89,4 @@ NOT_ALLOWED: Final = dump({"message": "Method not allowed", "StatusCode": 405})
 def response(status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:
     if status == 204:
         return web.Response(status=204, headers=headers)
-    return web.Response(status=status, body=body, content_type=JSON, headers=headers)
+    return web.Response(status=status, body=body, content_type=_JSON, headers=headers)
