@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from fastavro import schemaless_writer
 
+from bridge.avro import framing
 from bridge.avro import reader as command_reader
 from bridge.avro import writer as effects_writer
 from bridge.avro.datum import Writer, parse_wire, readable_writer, unreadable
@@ -69,15 +70,9 @@ from bridge.errors import ConfigError, DecodeError, EncodeError, RegistryError, 
 from bridge.settings import ENV_PREFIX, Encoding, KafkaSettings, SubjectStrategy
 
 if TYPE_CHECKING:
-    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from bridge.kafka.registry_client import SchemaRegistryClient
 
 __all__ = ["Codec", "EncodeError", "RegistryError", "SchemaNotCached"]
-
-_SINGLE_OBJECT_MAGIC = b"\xc3\x01"
-_SINGLE_OBJECT_HEADER = 10
-_CONFLUENT_MAGIC = 0
-_CONFLUENT_HEADER = 5
-
 
 # An id the registry did not know is asked about again only after this long, so a burst of
 # records with a bad id does not become a burst of registry calls.
@@ -209,7 +204,7 @@ class Codec:
         Raises:
             RegistryError: No registry is configured, or it failed the request.
         """
-        from confluent_kafka.schema_registry import Schema, SchemaRegistryError
+        from bridge.kafka.registry_client import Schema
 
         if self._registry is None:
             raise RegistryError("no Schema Registry is configured")
@@ -217,12 +212,11 @@ class Codec:
         subject = self.subject(name, topic)
         try:
             found = self._registry.lookup_schema(subject, Schema(record.current.to_json(), "AVRO"))
-        except SchemaRegistryError as exc:
-            if exc.http_status_code == 404:
+        except Exception as exc:
+            error = _registry_failure(subject, exc)
+            if error.status == 404:
                 return None
-            raise RegistryError(f"{subject}: {exc}", status=exc.http_status_code) from exc
-        except Exception as exc:  # transport failures of the registry's HTTP client
-            raise RegistryError(f"{subject}: {exc!r}") from exc
+            raise error from exc
         return found.schema_id
 
     # --- commands ---------------------------------------------------------------------------
@@ -349,36 +343,21 @@ class Codec:
         self, record: _Record, data: bytes | None, *, fetch: bool = True
     ) -> tuple[Writer, int]:
         """The writer schema of `data`, from its framing, and where its datum starts."""
-        if not data:
-            raise DecodeError("empty", f"{record.current.name} value is empty")
-        magic = data[0]
-        if magic == _SINGLE_OBJECT_MAGIC[0]:
-            if len(data) > 1 and data[1] != _SINGLE_OBJECT_MAGIC[1]:
-                raise DecodeError("unknown-magic", "single-object marker is not C3 01")
-            if len(data) < _SINGLE_OBJECT_HEADER:
-                raise DecodeError("truncated", "shorter than a single-object header")
-            found = record.by_fingerprint.get(data[2:_SINGLE_OBJECT_HEADER])
+        name = record.current.name
+        key, offset = framing.header(name, data)
+        if isinstance(key, bytes):
+            found = record.by_fingerprint.get(key)
             if found is None:
                 raise DecodeError(
                     "unknown-fingerprint",
-                    f"no known {record.current.name} schema has fingerprint "
-                    f"0x{int.from_bytes(data[2:_SINGLE_OBJECT_HEADER], 'little'):016x}",
+                    f"no known {name} schema has fingerprint "
+                    f"0x{int.from_bytes(key, 'little'):016x}",
                 )
-            writer, offset = found, _SINGLE_OBJECT_HEADER
-        elif magic == _CONFLUENT_MAGIC:
-            if len(data) < _CONFLUENT_HEADER:
-                raise DecodeError("truncated", "shorter than a Confluent wire-format header")
-            schema_id = int.from_bytes(data[1:_CONFLUENT_HEADER], "big")
-            cached = record.by_schema_id.get(schema_id)
-            if cached is None and not fetch and self._registry is not None:
-                raise SchemaNotCached(schema_id)
-            writer = cached if cached is not None else self._fetch_writer(record, schema_id)
-            offset = _CONFLUENT_HEADER
-        else:
-            raise DecodeError(
-                "unknown-magic", f"first byte 0x{magic:02x} starts neither supported wire format"
-            )
-        return writer, offset
+            return found, offset
+        cached = record.by_schema_id.get(key)
+        if cached is None and not fetch and self._registry is not None:
+            raise SchemaNotCached(key)
+        return (cached if cached is not None else self._fetch_writer(record, key)), offset
 
     def _fetch_writer(self, record: _Record, schema_id: int) -> Writer:
         name = record.current.name
@@ -387,26 +366,21 @@ class Codec:
                 "unknown-schema-id",
                 f"{name} has Confluent framing (schema id {schema_id}) but no registry is set",
             )
-        from confluent_kafka.schema_registry import SchemaRegistryError
-
         missing_until = self._missing_ids.get(schema_id)
         if missing_until is not None and time.monotonic() < missing_until:
             raise DecodeError("unknown-schema-id", f"schema id {schema_id} is not in the registry")
         try:
             registered = self._registry.get_schema(schema_id)
-        except SchemaRegistryError as exc:
-            if exc.http_status_code == 404:
-                if len(self._missing_ids) >= _MISSING_ID_MAX:
-                    self._missing_ids.clear()
-                self._missing_ids[schema_id] = time.monotonic() + _MISSING_ID_TTL_S
-                raise DecodeError(
-                    "unknown-schema-id", f"schema id {schema_id} is not in the registry"
-                ) from exc
-            raise RegistryError(
-                f"fetching schema id {schema_id} failed: {exc}", status=exc.http_status_code
+        except Exception as exc:
+            error = _registry_failure(f"fetching schema id {schema_id} failed", exc)
+            if error.status != 404:
+                raise error from exc
+            if len(self._missing_ids) >= _MISSING_ID_MAX:
+                self._missing_ids.clear()
+            self._missing_ids[schema_id] = time.monotonic() + _MISSING_ID_TTL_S
+            raise DecodeError(
+                "unknown-schema-id", f"schema id {schema_id} is not in the registry"
             ) from exc
-        except Exception as exc:  # transport failures of the registry's HTTP client
-            raise RegistryError(f"fetching schema id {schema_id} failed: {exc!r}") from exc
         schema = readable_writer(
             schema_id,
             registered.schema_type,
@@ -420,7 +394,7 @@ class Codec:
 
     def _prefix(self, record: _Record, topic: str) -> bytes:
         if self._encoding == "single-object":
-            return _SINGLE_OBJECT_MAGIC + record.current.fingerprint_bytes
+            return framing.single_object_prefix(record.current.fingerprint_bytes)
         found = record.prefix_by_topic.get(topic)
         return found if found is not None else self._register(record, topic)
 
@@ -434,7 +408,7 @@ class Codec:
         return out.getvalue()
 
     def _register(self, record: _Record, topic: str) -> bytes:
-        from confluent_kafka.schema_registry import Schema, SchemaRegistryError
+        from bridge.kafka.registry_client import Schema
 
         assert self._registry is not None  # noqa: S101 - guaranteed by __init__ for confluent
         subject = subject_name(self._subject_strategy, topic, record.current.full_name)
@@ -447,14 +421,22 @@ class Codec:
                 if found is None:
                     raise RegistryError(f"{subject}: the registry returned no schema id")
                 schema_id = found
-        except SchemaRegistryError as exc:
-            raise RegistryError(f"{subject}: {exc}", status=exc.http_status_code) from exc
         except RegistryError:
             raise
-        except Exception as exc:  # transport failures of the registry's HTTP client
-            raise RegistryError(f"{subject}: {exc!r}") from exc
-        prefix = bytes([_CONFLUENT_MAGIC]) + schema_id.to_bytes(4, "big")
+        except Exception as exc:
+            raise _registry_failure(subject, exc) from exc
+        prefix = framing.confluent_prefix(schema_id)
         record.prefix_by_topic[topic] = prefix
         # The id names our own schema: records written with it decode without a fetch.
         record.by_schema_id[schema_id] = record.same
         return prefix
+
+
+def _registry_failure(what: str, exc: Exception) -> RegistryError:
+    """The RegistryError for a registry call that failed with `exc`."""
+    from bridge.kafka.registry_client import SchemaRegistryError
+
+    if isinstance(exc, SchemaRegistryError):
+        return RegistryError(f"{what}: {exc}", status=exc.http_status_code)
+    # A transport failure of the registry's HTTP client.
+    return RegistryError(f"{what}: {exc!r}")
