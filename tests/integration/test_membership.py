@@ -54,9 +54,9 @@ class Redone:
         )
 
 
-def _bridge(make: Callable[..., Bridge], exactly_once: bool) -> Bridge:
+def _bridge(make: Callable[..., Bridge], exactly_once: bool, protocol: str = "classic") -> Bridge:
     # Few calls at once, so each member holds work in flight when the group changes.
-    env = {"BRIDGE_MAX_IN_FLIGHT": "16"}
+    env = {"BRIDGE_MAX_IN_FLIGHT": "16", "BRIDGE_GROUP_PROTOCOL": protocol}
     if exactly_once:
         env["BRIDGE_EXACTLY_ONCE"] = "true"
     return make(partitions=12, **env)
@@ -137,10 +137,14 @@ def test_rolling_updates_redo_nothing(
 
 
 @MODES
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
 def test_scaling_out_and_back_in_redoes_nothing(
-    bridge_factory: Callable[..., Bridge], simulator: SimulatorProcess, exactly_once: bool
+    bridge_factory: Callable[..., Bridge],
+    simulator: SimulatorProcess,
+    exactly_once: bool,
+    protocol: str,
 ) -> None:
-    bridge = _bridge(bridge_factory, exactly_once)
+    bridge = _bridge(bridge_factory, exactly_once, protocol)
     commands = _load(600, "scale")
     chunks = _chunks(commands, 7)
     simulator.set_faults(latency_ms=20)
