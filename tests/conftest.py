@@ -16,8 +16,8 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bridge.tools.localkafka import LocalKafka
+from tests.support.ci import IN_CI
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 _skipped_kafka: list[str] = []
 
 

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 import yaml
-from chartkit import CHART, IN_CI, ROOT, TOOLS, TOOLS_BIN, Docs
+
+from tests.support.chart import CHART, ROOT, TOOLS, TOOLS_BIN, Docs
+from tests.support.ci import IN_CI
 
 # Long enough for a cold build of helm on two cores, used only while a tool is missing.
 INSTALL_TIMEOUT = 1500

@@ -18,7 +18,11 @@ from typing import Any
 
 import pytest
 import yaml
-from chartkit import (
+from prometheus_client import CollectorRegistry
+
+from bridge.metrics import Metrics
+from bridge.settings import ENV_PREFIX, Settings, load
+from tests.support.chart import (
     CHART,
     KUBERNETES_VERSION,
     ROOT,
@@ -32,10 +36,6 @@ from chartkit import (
     one,
     pod_spec,
 )
-from prometheus_client import CollectorRegistry
-
-from bridge.metrics import Metrics
-from bridge.settings import ENV_PREFIX, Settings, load
 
 pytestmark = pytest.mark.slow
 

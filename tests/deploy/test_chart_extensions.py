@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from chartkit import Doc, Docs, container, find, kubeconform, one, pod_spec
+
+from tests.support.chart import Doc, Docs, container, find, kubeconform, one, pod_spec
 
 pytestmark = pytest.mark.slow
 

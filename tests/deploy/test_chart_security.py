@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chartkit import (
+
+from bridge.settings import ENV_PREFIX, KafkaSettings, Settings, load
+from tests.support.chart import (
     Docs,
     SecretData,
     config_data,
@@ -28,8 +30,6 @@ from chartkit import (
     pod_spec,
     rendered_secrets,
 )
-
-from bridge.settings import ENV_PREFIX, KafkaSettings, Settings, load
 
 pytestmark = pytest.mark.slow
 

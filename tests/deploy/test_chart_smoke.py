@@ -31,16 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chartkit import (
-    Docs,
-    SecretData,
-    config_data,
-    container,
-    mount_secret_volumes,
-    one,
-    pod_spec,
-    rendered_secrets,
-)
 from confluent_kafka.admin import AdminClient, ConfigResource
 from idp import Idp
 from pki import Pki, issue
@@ -51,6 +41,16 @@ from bridge.tools.harness import read_topic, wait_for
 from bridge.tools.localkafka import LocalKafka, OidcListener, SecureListener
 from bridge.tools.ports import free_port
 from bridge.tools.produce import LoadSpec, generate, produce_commands
+from tests.support.chart import (
+    Docs,
+    SecretData,
+    config_data,
+    container,
+    mount_secret_volumes,
+    one,
+    pod_spec,
+    rendered_secrets,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

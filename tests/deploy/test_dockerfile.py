@@ -17,7 +17,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from chartkit import IN_CI, ROOT
+
+from tests.support.chart import ROOT
+from tests.support.ci import IN_CI
 
 DOCKERFILE = ROOT / "Dockerfile"
 

@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from chartkit import ROOT
+
+from tests.support.chart import ROOT
 
 EXIT_UNAVAILABLE = 3  # scripts/k8s_schemas.py: a source module is not in the Go module cache
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chartkit import CHART, ROOT
 
 from bridge import __version__
+from tests.support.chart import CHART, ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
-from bridge.avro.codec import Codec
-from bridge.commands import Command
 from bridge.simulator.process import SimulatorProcess
 from bridge.tools.harness import worker_env
-from bridge.tools.produce import produce_commands
-
-API_KEY = "it-api-key-5f1e"
+from tests.support.bridge import API_KEY, Bridge
 
 
 @pytest.fixture
@@ -24,37 +18,6 @@ def simulator() -> Iterator[SimulatorProcess]:
         api_key=API_KEY, args=["--latency-ms", "5", "--latency-jitter-ms", "2"]
     ) as sim:
         yield sim
-
-
-@dataclass
-class Bridge:
-    """Topics and settings of one bridge deployment under test."""
-
-    bootstrap: str
-    env: dict[str, str]
-    input: str
-    output: str
-    dlq: str
-    parking: str
-    group: str
-    partitions: int
-
-    @property
-    def conf(self) -> dict[str, Any]:
-        return {"bootstrap.servers": self.bootstrap}
-
-    def produce(self, commands: list[Command]) -> int:
-        return produce_commands(
-            self.conf, self.input, iter(commands), encode=Codec().encode_command
-        )
-
-    def produce_raw(self, records: list[tuple[bytes | None, bytes | None]]) -> None:
-        from confluent_kafka import Producer
-
-        p = Producer({**self.conf, "enable.idempotence": True})
-        for key, value in records:
-            p.produce(self.input, key=key, value=value)
-        assert p.flush(30) == 0
 
 
 @pytest.fixture

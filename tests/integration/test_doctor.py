@@ -13,7 +13,7 @@ from bridge.commands import Command, TrackEvent
 from bridge.simulator.process import SimulatorProcess
 from bridge.tools.harness import WorkerProcess
 from bridge.tools.ports import free_port
-from tests.integration.conftest import Bridge
+from tests.support.bridge import Bridge
 
 pytestmark = pytest.mark.kafka
 

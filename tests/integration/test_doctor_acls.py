@@ -22,8 +22,8 @@ from bridge.cli import main
 from bridge.simulator.process import SimulatorProcess
 from bridge.tools.localkafka import LocalKafka
 from bridge.tools.ports import free_port
-from tests.conftest import IN_CI
-from tests.integration.conftest import API_KEY
+from tests.support.bridge import API_KEY
+from tests.support.ci import IN_CI
 
 pytestmark = pytest.mark.kafka
 

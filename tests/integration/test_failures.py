@@ -20,9 +20,8 @@ from bridge.commands import AdditionalCost, Command, UpdateCustomerSession
 from bridge.simulator.process import SimulatorProcess
 from bridge.tools.harness import WorkerProcess, end_offsets, read_topic, wait_committed, wait_for
 from bridge.tools.produce import LoadSpec, generate
-
-from .conftest import Bridge
-from .oracle import assert_applied_in_order
+from tests.support.bridge import Bridge
+from tests.support.oracle import assert_applied_in_order
 
 pytestmark = pytest.mark.kafka
 

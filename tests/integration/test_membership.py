@@ -25,9 +25,8 @@ from bridge.tools.harness import (
     wait_for,
 )
 from bridge.tools.produce import LoadSpec, generate
-
-from .conftest import Bridge
-from .oracle import assert_applied_in_order
+from tests.support.bridge import Bridge
+from tests.support.oracle import assert_applied_in_order
 
 # Ten rollouts start a dozen worker processes: longer than the default per-test limit.
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(420)]

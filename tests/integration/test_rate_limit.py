@@ -11,9 +11,8 @@ import pytest
 from bridge.simulator.process import SimulatorProcess
 from bridge.tools.harness import WorkerProcess, wait_for
 from bridge.tools.produce import LoadSpec, generate
-
-from .conftest import Bridge
-from .oracle import assert_applied_in_order
+from tests.support.bridge import Bridge
+from tests.support.oracle import assert_applied_in_order
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

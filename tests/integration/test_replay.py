@@ -29,9 +29,8 @@ from bridge.talon.client import idempotency_key_for
 from bridge.tools.harness import WorkerProcess, committed_offsets, end_offsets, read_topic, wait_for
 from bridge.tools.produce import LoadSpec, generate
 from bridge.worker.parking import ParkedSession, encode_parked
-
-from .conftest import Bridge
-from .replay_support import (
+from tests.support.bridge import Bridge
+from tests.support.replay import (
     Letter,
     command,
     encode,

@@ -15,9 +15,9 @@ from bridge.commands import Command, UpdateCustomerSession
 from bridge.simulator.process import SimulatorProcess
 from bridge.talon.client import idempotency_key_for
 from bridge.tools.harness import WorkerProcess, read_topic, wait_for
+from tests.support.bridge import Bridge
+from tests.support.replay import command, encode, headers_of, run_replay, start_replay
 
-from .conftest import Bridge
-from .replay_support import command, encode, headers_of, run_replay, start_replay
 from .test_replay import poisoned
 
 pytestmark = pytest.mark.kafka

@@ -22,9 +22,8 @@ from bridge.tools.harness import (
 )
 from bridge.tools.localkafka import LocalKafka
 from bridge.tools.produce import LoadSpec, generate
-
-from .conftest import API_KEY, Bridge
-from .oracle import assert_applied_in_order, assert_order_allowing_replays
+from tests.support.bridge import API_KEY, Bridge
+from tests.support.oracle import assert_applied_in_order, assert_order_allowing_replays
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

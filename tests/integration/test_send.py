@@ -15,7 +15,7 @@ from bridge.avro.schemas import get_schema
 from bridge.cli import main
 from bridge.tools.harness import read_topic
 from bridge.tools.send import parse_command
-from tests.unit.tools.test_send import doc_examples
+from tests.support.docs import producer_examples
 
 pytestmark = pytest.mark.kafka
 
@@ -42,7 +42,7 @@ def test_send_round_trips_every_command_type(
         # The in-memory registry `send` gets numbers schemas from 1, as this one does.
         monkeypatch.setenv("BRIDGE_SCHEMA_REGISTRY_URL", "mock://send")
         registry.register_schema(f"{topic}-value", Schema(get_schema("Command").to_json(), "AVRO"))
-    lines = doc_examples()
+    lines = producer_examples()
     path = tmp_path / "commands.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 

@@ -32,9 +32,8 @@ from bridge.tools.harness import (
     wait_for,
 )
 from bridge.tools.produce import LoadSpec, generate, produce_commands
-
-from .conftest import Bridge
-from .oracle import assert_applied_in_order
+from tests.support.bridge import Bridge
+from tests.support.oracle import assert_applied_in_order
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -16,10 +16,16 @@ from collections.abc import Iterator
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
-from obskit import (
+
+from bridge.avro.codec import Codec
+from bridge.commands import CartItem, Command, UpdateCustomerSession
+from bridge.simulator.process import SimulatorProcess
+from bridge.tools.harness import WorkerProcess
+from bridge.tools.produce import LoadSpec, generate, produce_commands
+from tests.support.ci import IN_CI
+from tests.support.observability import (
     ALERTS,
     API_KEY,
-    IN_CI,
     INSTALL_SCRIPT,
     LABELS,
     POISON_ATTRIBUTE,
@@ -27,12 +33,6 @@ from obskit import (
     PrometheusProcess,
     wait_until,
 )
-
-from bridge.avro.codec import Codec
-from bridge.commands import CartItem, Command, UpdateCustomerSession
-from bridge.simulator.process import SimulatorProcess
-from bridge.tools.harness import WorkerProcess
-from bridge.tools.produce import LoadSpec, generate, produce_commands
 
 
 def _install_prometheus() -> str | None:

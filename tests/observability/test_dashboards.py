@@ -8,16 +8,16 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from obskit import (
+from prometheus_client import CollectorRegistry
+
+from bridge.metrics import Metrics
+from tests.support.observability import (
     CHART_DASHBOARDS,
     GRAFANA,
     GRAFANA_VARIABLES,
     dashboard_targets,
     load_dashboards,
 )
-from prometheus_client import CollectorRegistry
-
-from bridge.metrics import Metrics
 
 UIDS = {
     "talon-bridge-overview.json": "talon-bridge-overview",

@@ -14,13 +14,13 @@ import uuid
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
-from obskit import wait_until
 
 from bridge.avro.codec import Codec
 from bridge.commands import CartItem, Command, TrackEvent, UpdateCustomerSession
 from bridge.simulator.process import SimulatorProcess
 from bridge.tools.harness import WorkerProcess
 from bridge.tools.produce import produce_commands
+from tests.support.observability import wait_until
 
 pytestmark = pytest.mark.kafka
 

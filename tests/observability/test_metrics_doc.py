@@ -5,11 +5,17 @@ from __future__ import annotations
 import re
 
 import pytest
-from obskit import OPERATIONS, ObservedRun, exposed_families, fetch, metric_table
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from bridge.metrics import Metrics
+from tests.support.observability import (
+    OPERATIONS,
+    ObservedRun,
+    exposed_families,
+    fetch,
+    metric_table,
+)
 
 # Standard collectors of prometheus_client, listed apart from the table (see below).
 _RUNTIME_PREFIXES = ("process_", "python_")

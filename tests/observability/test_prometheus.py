@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
-from obskit import (
+
+from tests.support.observability import (
     ALERTS,
     LABELS,
     ObservedRun,

@@ -6,7 +6,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from obskit import ALERTS, CHART_ALERTS, OPERATIONS, heading_anchors
+
+from tests.support.observability import ALERTS, CHART_ALERTS, OPERATIONS, heading_anchors
 
 TESTS = sorted(ALERTS.parent.glob("*.test.yaml"))
 

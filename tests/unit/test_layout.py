@@ -60,3 +60,14 @@ def test_modules_stay_under_the_line_budget() -> None:
     too_long = {name for name, lines in lengths.items() if lines > MAX_LINES}
     assert too_long - TOO_LONG == set(), f"split modules over {MAX_LINES} lines"
     assert TOO_LONG - too_long == set(), f"within {MAX_LINES} lines now: unlist them"
+
+
+def test_tests_share_helpers_through_tests_support() -> None:
+    # A conftest holds fixtures; what tests share as code lives in tests/support/.
+    tests = BRIDGE.parent / "tests"
+    importing = set()
+    for path in tests.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and "conftest" in (node.module or "").split("."):
+                importing.add(path.relative_to(tests).as_posix())
+    assert importing == set(), "import shared helpers from tests/support/"

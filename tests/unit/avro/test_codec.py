@@ -22,7 +22,7 @@ from bridge.commands import (
 )
 from bridge.errors import ConfigError, DecodeError, RegistryError, SchemaNotCached
 from bridge.settings import KafkaSettings
-from tests.unit.avro.codec_samples import (
+from tests.support.codec_samples import (
     COMMANDS,
     COMMANDS_TOPIC,
     EFFECTS,

@@ -13,7 +13,7 @@ from bridge.avro.codec import Codec
 from bridge.avro.schemas import get_schema
 from bridge.commands import Command, TrackEvent, UpdateCustomerSession
 from bridge.errors import DecodeError, EncodeError, RegistryError
-from tests.unit.avro.codec_samples import (
+from tests.support.codec_samples import (
     COMMANDS_TOPIC,
     EFFECTS,
     EFFECTS_TOPIC,

@@ -21,7 +21,7 @@ from bridge.avro.schemas import get_schema
 from bridge.commands import Command, EffectsEmitted, SessionState
 from bridge.errors import EncodeError
 from bridge.types import CommandType
-from tests.unit.avro.codec_samples import (
+from tests.support.codec_samples import (
     COMMANDS_TOPIC,
     EFFECTS,
     EFFECTS_TOPIC,

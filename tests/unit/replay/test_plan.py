@@ -18,7 +18,7 @@ from bridge.replay.plan import (
 )
 from bridge.replay.records import DeadLetterRecord
 from bridge.replay.selection import OffsetRange, Selection
-from tests.unit.replay.letters import DLQ, IN, letter, positions
+from tests.support.letters import DLQ, IN, letter, positions
 
 # --- parked records and their poison ---------------------------------------------------------
 

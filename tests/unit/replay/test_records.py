@@ -5,7 +5,7 @@ from __future__ import annotations
 from bridge import dlq
 from bridge.dlq import coordinates, header
 from bridge.replay.records import replay_headers
-from tests.unit.replay.letters import DLQ, IN, letter
+from tests.support.letters import DLQ, IN, letter
 
 # --- headers ---------------------------------------------------------------------------------
 

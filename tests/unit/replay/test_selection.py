@@ -18,7 +18,7 @@ from bridge.replay.selection import (
     parse_status,
     selection_digest,
 )
-from tests.unit.replay.letters import DLQ, T0, letter, select
+from tests.support.letters import DLQ, T0, letter, select
 
 # --- parsing ---------------------------------------------------------------------------------
 

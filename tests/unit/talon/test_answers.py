@@ -34,7 +34,7 @@ from bridge.talon import (
     parse_retry_after,
 )
 from bridge.talon.transports import Answer, MockTransport, answer
-from tests.unit.talon.support import (
+from tests.support.talon import (
     API_KEY,
     BASE,
     EMPTY_STATE,

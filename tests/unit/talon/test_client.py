@@ -12,7 +12,7 @@ import pytest
 from bridge.errors import ApiConnectionError
 from bridge.talon import TalonClient
 from bridge.talon.transports import Answer, MockTransport, Request, answer
-from tests.unit.talon.support import (
+from tests.support.talon import (
     API_KEY,
     BASE,
     EMPTY_STATE,

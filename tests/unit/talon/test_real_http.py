@@ -32,7 +32,7 @@ from bridge.talon.transports import PooledTransport, Request, ReqwestTransport, 
 from bridge.talon.transports.aiohttp import _translate
 from bridge.talon.transports.reqwest import _translate as _translate_reqwest
 from bridge.tools.ports import free_port
-from tests.unit.talon.support import (
+from tests.support.talon import (
     API_KEY,
     EMPTY_STATE,
     EVENT_BODY,

@@ -22,7 +22,7 @@ from bridge.talon import (
 )
 from bridge.talon.client import IDEMPOTENCY_NAMESPACE
 from bridge.talon.transports import MockTransport, Timeouts, answer
-from tests.unit.talon.support import (
+from tests.support.talon import (
     API_KEY,
     BASE,
     EVENT_BODY,

@@ -14,7 +14,7 @@ import pytest
 
 from bridge.talon.transports import Answer, decoded_content
 from bridge.talon.transports.aiohttp import _Slots, _translate
-from tests.unit.talon.support import STATE_WITH_EFFECT
+from tests.support.talon import STATE_WITH_EFFECT
 
 # ---------------------------------------------------------------- aiohttp error translation
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 from pathlib import Path
 
 import fastavro
@@ -23,14 +22,7 @@ from bridge.commands import (
 )
 from bridge.errors import InvalidLineError
 from bridge.tools.send import parse_command
-
-ROOT = Path(__file__).resolve().parents[3]
-DOC = ROOT / "docs" / "producers.md"
-
-
-def doc_examples() -> list[str]:
-    """The JSON commands shown in docs/producers.md, one line each."""
-    return re.findall(r"```json\n(.+?)\n```", DOC.read_text(encoding="utf-8"))
+from tests.support.docs import PRODUCERS, producer_examples
 
 
 @pytest.fixture
@@ -43,7 +35,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
 
 
 def test_documented_examples_cover_every_command_type() -> None:
-    commands = [parse_command(line, now_ms=5) for line in doc_examples()]
+    commands = [parse_command(line, now_ms=5) for line in producer_examples()]
     assert {c.command_type for c in commands} == {
         "update_customer_session",
         "track_event",
@@ -151,7 +143,7 @@ def test_invalid_lines_name_the_field(line: str, reason: str) -> None:
 def test_validate_reports_line_numbers_and_fails(
     env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    good = doc_examples()
+    good = producer_examples()
     path = tmp_path / "fixes.jsonl"
     path.write_text("\n".join([good[0], "", "{oops", good[2], '{"secret-value": 1}']) + "\n")
     assert main(["send", "--validate", str(path)]) == 1
@@ -175,7 +167,7 @@ def test_validate_passes_the_examples(
     env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "ok.jsonl"
-    path.write_text("\n".join(doc_examples()) + "\n")
+    path.write_text("\n".join(producer_examples()) + "\n")
     assert main(["send", "--validate", str(path)]) == 0
     assert capsys.readouterr().out.strip() == "4 valid command(s)"
 
@@ -222,12 +214,12 @@ def test_export_previous_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_documented_typescript_header_is_the_command_fingerprint() -> None:
     header = get_schema("Command").fingerprint_bytes.hex()
-    assert f'Buffer.from("c301{header}", "hex")' in DOC.read_text(encoding="utf-8")
+    assert f'Buffer.from("c301{header}", "hex")' in PRODUCERS.read_text(encoding="utf-8")
 
 
 def test_validate_reads_stdin_by_default(
     env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    env.setattr("sys.stdin", io.StringIO("\n".join(doc_examples()) + "\n"))
+    env.setattr("sys.stdin", io.StringIO("\n".join(producer_examples()) + "\n"))
     assert main(["send", "--validate"]) == 0
     assert capsys.readouterr().out.strip() == "4 valid command(s)"

@@ -32,7 +32,7 @@ from bridge.commands import (
     UpdateCustomerSession,
 )
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "unit" / "avro" / "data"
 COMMANDS_TOPIC = "talon.commands"
 EFFECTS_TOPIC = "talon.effects"
 ENCODINGS = ["single-object", "confluent"]

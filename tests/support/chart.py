@@ -16,7 +16,6 @@ TOOLS = ("helm", "kubeconform", "hadolint", "readme-generator")
 TOOLS_BIN = Path(
     os.environ.get("TALON_BRIDGE_TOOLS_BIN", Path.home() / ".cache" / "talon-bridge" / "bin")
 )
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 Doc = dict[str, Any]
 Docs = list[Doc]

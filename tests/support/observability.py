@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -24,6 +23,7 @@ import pytest
 from bridge.simulator.process import SimulatorProcess
 from bridge.tools.harness import WorkerProcess
 from bridge.tools.ports import free_port
+from tests.support.ci import IN_CI
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yaml"
@@ -33,7 +33,6 @@ CHART_DASHBOARDS = ROOT / "deploy" / "helm" / "talon-bridge" / "dashboards"
 OPERATIONS = ROOT / "docs" / "operations.md"
 INSTALL_SCRIPT = ROOT / "scripts" / "install-prometheus.sh"
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 # The observed run: its API key, the attribute Talon.One rejects, and the scrape labels a
 # ServiceMonitor would add.
