@@ -17,7 +17,8 @@ from confluent_kafka import Consumer, Producer
 
 from bridge.avro.codec import Codec
 from bridge.commands import EffectsEmitted, ReturnCartItems, TrackEvent, UpdateCustomerSession
-from bridge.settings import Settings, load
+from bridge.environment import load
+from bridge.settings import Settings
 from bridge.talon.client import idempotency_key_for
 from bridge.worker.handlers import event_request, return_request, session_request
 

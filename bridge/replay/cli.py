@@ -250,10 +250,11 @@ def _check_confirmable(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bridge.avro.codec import Codec
+    from bridge.environment import load, warn_unknown
     from bridge.kafka.errors import KafkaException
     from bridge.logs import configure_logging
     from bridge.replay.kafka import DlqReader, ReadError
-    from bridge.settings import KafkaSettings, load, warn_unknown
+    from bridge.settings import KafkaSettings
 
     try:
         selection, identity = build_selection(args, int(time.time() * 1000))

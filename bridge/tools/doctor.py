@@ -20,7 +20,8 @@ import argparse
 import json
 from dataclasses import asdict
 
-from bridge.settings import Settings, load, warn_unknown
+from bridge.environment import load, warn_unknown
+from bridge.settings import Settings
 from bridge.tools.doctor_kafka import kafka_checks
 from bridge.tools.doctor_report import Check, Status, render
 from bridge.tools.doctor_services import registry_checks, talon_check, worker_check

@@ -235,8 +235,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bridge.avro.codec import Codec
+    from bridge.environment import load, warn_unknown
     from bridge.logs import configure_logging
-    from bridge.settings import KafkaSettings, load, warn_unknown
+    from bridge.settings import KafkaSettings
 
     settings = load(KafkaSettings)
     configure_logging(settings.log_level, settings.log_format)

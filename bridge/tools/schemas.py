@@ -22,8 +22,9 @@ from bridge.avro.schemas import (
     SchemaSet,
     bundled_schemas,
 )
+from bridge.environment import load
 from bridge.errors import ConfigError
-from bridge.settings import ENV_PREFIX, KafkaSettings, load
+from bridge.settings import ENV_PREFIX, KafkaSettings
 
 __all__ = ["HELP", "configure", "run"]
 

@@ -246,8 +246,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _send(topic: str | None, commands: Iterator[Command]) -> tuple[int, str]:
+    from bridge.environment import load, warn_unknown
     from bridge.logs import configure_logging
-    from bridge.settings import KafkaSettings, load, warn_unknown
+    from bridge.settings import KafkaSettings
     from bridge.tools.produce import produce_commands
 
     settings = load(KafkaSettings)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bridge.environment import load, warn_unknown
 from bridge.kafka.errors import KafkaException
 from bridge.kafka.topics import ensure_topics, specs_for
 from bridge.logs import configure_logging
-from bridge.settings import KafkaSettings, load, warn_unknown
+from bridge.settings import KafkaSettings
 
 __all__ = ["HELP", "configure", "run"]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from bridge.environment import help_text, load, warn_unknown
 from bridge.logs import configure_logging
-from bridge.settings import Settings, help_text, load, warn_unknown
+from bridge.settings import Settings
 
 __all__ = ["HELP", "configure", "run"]
 

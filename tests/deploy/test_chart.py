@@ -20,8 +20,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from bridge.environment import load
 from bridge.metrics import Metrics
-from bridge.settings import ENV_PREFIX, Settings, load
+from bridge.settings import ENV_PREFIX, Settings
 from tests.support.chart import (
     CHART,
     KUBERNETES_VERSION,

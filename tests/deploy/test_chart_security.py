@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from bridge.settings import ENV_PREFIX, KafkaSettings, Settings, load
+from bridge.environment import load
+from bridge.settings import ENV_PREFIX, KafkaSettings, Settings
 from tests.support.chart import (
     Docs,
     SecretData,

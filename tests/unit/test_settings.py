@@ -13,15 +13,9 @@ import pytest
 from confluent_kafka import KafkaException, Producer
 
 from bridge.cli import main
+from bridge.environment import load, reference, unknown_variables, warn_unknown
 from bridge.errors import ConfigError
-from bridge.settings import (
-    KafkaSettings,
-    Settings,
-    load,
-    reference,
-    unknown_variables,
-    warn_unknown,
-)
+from bridge.settings import KafkaSettings, Settings
 
 BASE = {
     "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",

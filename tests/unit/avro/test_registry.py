@@ -14,8 +14,9 @@ import pytest
 
 from bridge.avro.codec import Codec, RegistryError
 from bridge.avro.registry import client_config
+from bridge.environment import load
 from bridge.errors import ConfigError, DecodeError
-from bridge.settings import KafkaSettings, load
+from bridge.settings import KafkaSettings
 
 # A Confluent-framed record naming schema id 7, which no codec has cached.
 FRAMED = b"\x00\x00\x00\x00\x07\x02"
