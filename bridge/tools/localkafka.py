@@ -5,9 +5,8 @@ Used by the test suite and `make demo` when no broker is given. Maven resolves
 the storage is formatted, the broker is started on 127.0.0.1 with the local JDK, and
 readiness is awaited with a metadata request.
 
-Extra listeners sit next to the plaintext one that tests and readiness use: `SecureListener`
-(SASL_SSL: SCRAM users created when the storage is formatted, PEM key and trust stores) and
-`OidcListener` (SASL/OAUTHBEARER tokens validated against an identity provider's JWKS).
+Extra listeners (`bridge.tools.kafka_listeners`) sit next to the plaintext one that tests and
+readiness use.
 
 `python -m bridge.tools.localkafka up|down|status|fetch` (and `make kafka-up` / `make kafka-down`)
 manage a detached broker on `KAFKA_PORT` (default 9092); `up` and `down` are idempotent.
@@ -25,20 +24,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
 
+from bridge.tools.kafka_listeners import Listener
 from bridge.tools.ports import free_port
 
 __all__ = [
     "KAFKA_VERSION",
-    "Listener",
     "LocalKafka",
-    "OidcListener",
-    "SecureListener",
     "fetch_jars",
 ]
 
@@ -106,89 +101,6 @@ def fetch_jars(version: str = KAFKA_VERSION) -> Path:
     )
     marker.write_text(f"{time.monotonic() - started:.1f}s\n")
     return libs
-
-
-class Listener(Protocol):
-    """An extra listener: its name (also its `listener.name.<name>.` prefix), security protocol,
-    broker properties, storage-format arguments and JVM options."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def protocol(self) -> str: ...
-
-    def properties(self) -> dict[str, str]: ...
-
-    def format_args(self) -> list[str]: ...
-
-    def jvm_args(self) -> list[str]: ...
-
-
-@dataclass(frozen=True)
-class SecureListener:
-    """A SASL_SSL listener: SCRAM-SHA-512 users over TLS, client certificates required."""
-
-    name = "SASL_SSL"
-    protocol = "SASL_SSL"
-    keystore: Path  # PEM: the broker's private key (unencrypted PKCS#8) and certificate chain
-    truststore: Path  # PEM: the CA that client certificates are checked against
-    scram_users: Mapping[str, str] = field(default_factory=dict)  # name -> password
-    mechanism: str = "SCRAM-SHA-512"
-
-    def properties(self) -> dict[str, str]:
-        prefix = "listener.name.sasl_ssl."
-        return {
-            "sasl.enabled.mechanisms": self.mechanism,
-            f"{prefix}{self.mechanism.lower()}.sasl.jaas.config": (
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
-            ),
-            f"{prefix}ssl.keystore.type": "PEM",
-            f"{prefix}ssl.keystore.location": str(self.keystore),
-            f"{prefix}ssl.truststore.type": "PEM",
-            f"{prefix}ssl.truststore.location": str(self.truststore),
-            f"{prefix}ssl.client.auth": "required",
-        }
-
-    def format_args(self) -> list[str]:
-        args: list[str] = []
-        for name, password in self.scram_users.items():
-            args += ["--add-scram", f"{self.mechanism}=[name={name},password={password}]"]
-        return args
-
-    def jvm_args(self) -> list[str]:
-        return []
-
-
-@dataclass(frozen=True)
-class OidcListener:
-    """A SASL_PLAINTEXT listener taking OAUTHBEARER tokens, checked against a JWKS endpoint."""
-
-    name = "OIDC"
-    protocol = "SASL_PLAINTEXT"
-    jwks_url: str
-    audience: str = "kafka"
-
-    def properties(self) -> dict[str, str]:
-        prefix = "listener.name.oidc."
-        return {
-            f"{prefix}sasl.enabled.mechanisms": "OAUTHBEARER",
-            f"{prefix}oauthbearer.sasl.jaas.config": (
-                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ;"
-            ),
-            f"{prefix}oauthbearer.sasl.server.callback.handler.class": (
-                "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
-            ),
-            "sasl.oauthbearer.jwks.endpoint.url": self.jwks_url,
-            "sasl.oauthbearer.expected.audience": self.audience,
-        }
-
-    def format_args(self) -> list[str]:
-        return []
-
-    def jvm_args(self) -> list[str]:
-        # The broker fetches only URLs it is told to trust.
-        return [f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={self.jwks_url}"]
 
 
 def _wait_ready(bootstrap: str, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:

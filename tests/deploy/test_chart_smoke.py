@@ -38,7 +38,8 @@ from pki import Pki, issue
 from bridge.avro.codec import Codec
 from bridge.simulator.process import SimulatorProcess
 from bridge.tools.harness import read_topic, wait_for
-from bridge.tools.localkafka import LocalKafka, OidcListener, SecureListener
+from bridge.tools.kafka_listeners import OidcListener, SecureListener
+from bridge.tools.localkafka import LocalKafka
 from bridge.tools.ports import free_port
 from bridge.tools.produce import LoadSpec, generate, produce_commands
 from tests.support.chart import (
