@@ -5,7 +5,7 @@ set. Each process keeps monotonic timestamps per record or request and writes th
 when it exits, with the offset from the monotonic clock to wall-clock time.
 """
 
-# The consumer thread's hand-over has no hook: that probe wraps a private method.
+# The simulator has no hook: that probe wraps a private method.
 # ruff: noqa: SLF001
 
 from __future__ import annotations
@@ -27,22 +27,18 @@ def _dump(path: str, rows: Any) -> None:
 def _probe_worker(path: str) -> None:
     from functools import partial
 
-    import bridge.kafka.consumer as kafka_io
     import bridge.worker.root as worker
     from bridge.worker.work import Observer
 
     received: dict[tuple[int, int], tuple[int, float]] = {}
     rows: dict[tuple[int, int], list[Any]] = {}
-    hand_over = kafka_io.ConsumerThread._hand_over
-
-    def probed_hand_over(self: Any, msgs: list[Any]) -> None:
-        now = _clock()
-        for m in msgs:
-            if m.error() is None:
-                received[(m.partition(), m.offset())] = (m.timestamp()[1], now)
-        hand_over(self, msgs)
 
     class Probe(Observer):
+        def consumed(self, records: list[Any]) -> None:
+            now = _clock()
+            for r in records:
+                received[(r.partition, r.offset)] = (r.timestamp_ms, now)
+
         def batch(self, records: list[Any]) -> None:
             now = _clock()
             for r in records:
@@ -61,7 +57,6 @@ def _probe_worker(path: str) -> None:
             if row is not None:
                 row[4] = _clock()
 
-    kafka_io.ConsumerThread._hand_over = probed_hand_over  # type: ignore[method-assign]
     # `talon-bridge run` looks `run_worker` up when it starts.
     worker.run_worker = partial(worker.run_worker, observer=Probe())
     atexit.register(lambda: _dump(path, list(rows.values())))

@@ -59,8 +59,10 @@ class ConsumerThread(threading.Thread):
         admin_conf: dict[str, Any] | None = None,
         on_stats: Callable[[str], None] | None = None,
         on_commit_failed: Callable[[str], None] | None = None,
+        on_consumed: Callable[[list[InputRecord]], None] | None = None,
     ) -> None:
         super().__init__(name="kafka-consumer", daemon=True)
+        self._on_consumed = on_consumed
         if on_stats is not None:
             conf = {**conf, "stats_cb": on_stats}
         conf = {**conf, "error_cb": self._on_error, "on_commit": self._on_commit}
@@ -171,6 +173,8 @@ class ConsumerThread(threading.Thread):
                 continue
             records.append(InputRecord.from_message(msg))
         if records:
+            if self._on_consumed is not None:
+                self._on_consumed(records)
             self._handed += len(records)
             self._loop.call_soon_threadsafe(self._listener.on_batch, records)
 

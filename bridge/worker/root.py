@@ -310,6 +310,7 @@ class Worker:
             admin_conf=settings.librdkafka_common(),
             on_stats=LagReporter(self.metrics),
             on_commit_failed=self._count_commit_failure,
+            on_consumed=self.pipeline.observer.consumed if self.pipeline.observer else None,
         )
         sender.start()
         reader: ParkingReader | None = None

@@ -110,6 +110,9 @@ class Output(Protocol):
 class Observer:
     """Hooks into the hops of a record, for timing them (benchmarks). No-ops here."""
 
+    def consumed(self, records: list[InputRecord]) -> None:
+        """A batch was read from Kafka; called on the consumer thread."""
+
     def batch(self, records: list[InputRecord]) -> None:
         """A batch arrived on the event loop, before it is taken in."""
 
