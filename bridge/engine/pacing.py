@@ -12,10 +12,10 @@ place instead of adding a second throttle:
   An epoch below it grows the rate by a constant step per second while sends wait for it
   (additive increase) back to where the 429s began, and beyond that with a step doubling
   every cooldown, so a raised limit (or a first cut too deep) is found in seconds.
-* **Start-up.** Before any limit is known, a burst far above one (a share of 429s above
-  `_FAR`) is cut after `min_answers` answers instead of a cooldown later. What a burst was
-  accepted at only bounds the limit from below, so from that cut the rate doubles each
-  cooldown until 429s show again; that cut starts from what the API accepted, like the first.
+* **Start-up (slow start).** A backlog at start would otherwise go out at once, into a limit
+  nobody knows yet. The rate starts at `initial` calls/s and doubles every `start_doubling`
+  seconds until 429s show (cut after `min_answers` answers when far above a limit, from what
+  the API accepted) or the sends stop waiting for it (then nothing limits the rate).
 * A cut that leaves the share of 429s nearer to what it was than to what a limit on the
   rate would leave shows that they do not follow the send rate (e.g. random 429s, tested
   only below a share of `_FAR`): the cut is undone, and that share becomes the **noise
@@ -61,6 +61,8 @@ class Pacer:
         tolerance: float = 0.05,
         min_rate: float = 1.0,
         burst: float = 0.01,
+        initial: float | None = 50.0,
+        start_doubling: float = 0.25,
     ) -> None:
         if not 0 < decrease < 1:
             raise ValueError("decrease must be between 0 and 1")
@@ -75,7 +77,12 @@ class Pacer:
         # Seconds of sends that may go out back to back: a short burst costs the API's own
         # bucket little and spares a timer per call.
         self._burst = burst
-        self._rate: float | None = None
+        # Slow start: from `initial` calls/s the rate doubles every `start_doubling` seconds
+        # until 429s show or the sends no longer wait for it, so a start-up backlog does not
+        # go out all at once into a limit it cannot know yet.
+        self._rate: float | None = initial
+        self._slow = initial is not None
+        self._start_doubling = start_doubling
         self._step = 0.0  # rate added per second while the limit binds
         self._peak = 0.0  # the rate at which the last cut found 429s
         self._grown_at = self._above_peak_at = 0.0
@@ -125,7 +132,7 @@ class Pacer:
         """Take the next send slot; returns how many seconds to wait before sending."""
         if self._started is None:
             self._started = now
-            self._epoch_start = now
+            self._epoch_start = self._grown_at = now
         limit = self.limit
         idle = max(0.05, 2.0 / limit) if limit is not None else 0.05
         self._sent += 1
@@ -185,6 +192,12 @@ class Pacer:
         # Not while this epoch's 429s already show the limit: that would only overshoot it.
         if self._rejected > (self._noise + self._tolerance) * self._answers:
             return
+        if self._slow:
+            if now - self._waited_at > self._cooldown:
+                self._slow, self._rate = False, None  # demand is below the rate: no limit
+            else:
+                self._rate = rate * 2 ** (elapsed / self._start_doubling)
+            return
         # Only while sends wait for the limit: a rate nobody uses proves nothing.
         if now - self._waited_at <= self._cooldown:
             # Back to where the 429s began at a constant step; past it the step doubles every
@@ -212,7 +225,7 @@ class Pacer:
             and (
                 now - self._epoch_start >= self._cooldown
                 # Before any limit, a burst far above one is cut at once, not a second later.
-                or (self._rate is None and self._rejected > _FAR * answers)
+                or ((self._rate is None or self._slow) and self._rejected > _FAR * answers)
             )
         ):
             self._decide(now, self._rejected / answers, answers)
@@ -251,7 +264,8 @@ class Pacer:
         accepted: float | None = None
         if self._busy > 0 and self._sent > 1:
             accepted = self._sent / self._busy * (1 - share)
-        first = current is None or self._ramping
+        first = current is None or self._ramping or self._slow
+        self._slow = False
         if current is None or first:
             base = accepted if accepted is not None else float(len(self._accepted))
         elif accepted is not None and share > _FAR:

@@ -84,10 +84,21 @@ def test_uses_a_rate_limit_fully_and_wastes_few_calls(limit: float) -> None:
     assert run.rejected / run.applied <= 0.15
 
 
+def test_a_start_up_backlog_does_not_go_out_at_once_into_a_low_limit() -> None:
+    # 256 callers with 5 ms answers could send thousands of calls before the first answer.
+    run = drive(Pacer(), limit=66, concurrency=256, latency=0.005, seconds=20)
+    assert run.per_second >= 0.95 * 66
+    assert run.rejected / run.applied <= 0.15
+
+
 def test_without_a_limit_nothing_is_paced() -> None:
-    run = drive(Pacer(), limit=None, seconds=10)
-    assert run.rejected == 0
-    assert run.pacer.limit is None
+    pacer = Pacer()
+    start = drive(pacer, limit=None, seconds=10)
+    # The slow start reaches 3,200 calls/s in under two seconds and then steps aside.
+    assert start.rejected == 0
+    assert pacer.limit is None
+    assert start.per_second >= 0.85 * 64 / 0.02
+    run = drive(pacer, limit=None, seconds=10, start=10)
     assert run.per_second == pytest.approx(64 / 0.02, rel=0.01)
 
 
