@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import pytest
 from aiohttp import web
-from simkit import API_KEY, Harness
 
 from bridge.simulator.app import Simulator, build_app
 from bridge.simulator.faults import FaultConfig
 from bridge.simulator.rules import RuleConfig
+from tests.support.simulator import API_KEY, Harness
 
 Factory = Callable[..., Awaitable[Harness]]
 

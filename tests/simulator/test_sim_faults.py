@@ -7,9 +7,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from simkit import Harness
 
 from bridge.simulator.faults import FaultConfig, FaultConfigError, FaultInjector
+from tests.support.simulator import Harness
 
 
 def decisions(injector: FaultInjector, n: int, session: str | None = "s") -> list[str | None]:

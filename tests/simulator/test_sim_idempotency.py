@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from simkit import Harness
-
 from bridge.simulator.idempotency import IdempotencyStore
+from tests.support.simulator import Harness
 
 
 async def test_same_key_replays_without_applying_twice(sim: Harness) -> None:

@@ -7,10 +7,10 @@ import itertools
 from typing import Any
 
 import orjson
-from simkit import Harness, sha
 
 from bridge.simulator.faults import FaultConfig
 from bridge.simulator.journal import Journal, JournalEntry, RequestMeta
+from tests.support.simulator import Harness, sha
 
 SESSION_409 = {
     "message": "Too many requests are updating this session at the same time",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from simkit import Harness
 from talon_one import models as t1
 
 from bridge.simulator.rules import ReturnedUnits, RuleConfig, RuleEngine
+from tests.support.simulator import Harness
 
 CART = [
     {"sku": "SHOE-1", "quantity": 2, "price": 60, "category": "shoes"},

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from simkit import Harness
+
+from tests.support.simulator import Harness
 
 CART = [
     {"sku": "SHOE-1", "quantity": 2, "price": 60.0, "category": "shoes"},

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from simkit import Harness, sid_path
+
+from tests.support.simulator import Harness, sid_path
 
 INVALID = "The submitted data was invalid"
 
