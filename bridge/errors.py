@@ -23,6 +23,7 @@ exactly once, at the adapter that talks to them::
      |    +-- FatalApiError           401, 403: stop taking work until the key is fixed
      +-- KafkaFatalError              librdkafka reported a fatal error
      |    +-- ConsumerFatalError      the consumer thread stopped: a fatal client error or a crash
+     |    +-- ProducerFatalError      the producer cannot deliver any more (e.g. fenced)
      +-- KafkaUnreachableError        no broker answered at start
      +-- KafkaRequestError            a read-only question to the cluster failed (doctor)
      +-- ReadError                    a topic could not be read up to its stop point (replay)
@@ -52,6 +53,7 @@ __all__ = [
     "KafkaRequestError",
     "KafkaUnreachableError",
     "PermanentApiError",
+    "ProducerFatalError",
     "RateLimitedError",
     "ReadError",
     "RegistryError",
@@ -207,6 +209,11 @@ class FatalApiError(ApiError):
 
 class KafkaFatalError(BridgeError):
     """librdkafka reported a fatal error; the client must be recreated."""
+
+
+class ProducerFatalError(KafkaFatalError):
+    """A delivery report carried a fatal error: the producer cannot send any more. The worker
+    stops and exits 1; the record's offset stays uncommitted."""
 
 
 class ConsumerFatalError(KafkaFatalError):

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.errors import KafkaFatalError, ProducerFatalError
 from bridge.kafka.delivery import (
     Delivered,
     DeliveryError,
@@ -53,7 +54,7 @@ class AtLeastOnce:
         settings: Settings,
         metrics: Metrics,
         complete: Complete,
-        on_fatal: Callable[[str], None],
+        on_fatal: Callable[[KafkaFatalError], None],
         resend_after: float = 1.0,
     ) -> None:
         self._sender = sender
@@ -111,7 +112,7 @@ class AtLeastOnce:
             extra={**work.log_extra(), "topic": topic, "error": err.detail},
         )
         if err.fatal:
-            self._on_fatal(f"producer: {err.detail}")
+            self._on_fatal(ProducerFatalError(f"producer: {err.detail}"))
             return
         # The offset stays uncommitted until a send succeeds, so nothing is lost either way.
         asyncio.get_running_loop().call_later(

@@ -167,7 +167,7 @@ class Worker:
     def on_lost(self, partitions: list[TP]) -> None:
         self.rebalance.on_lost(partitions)
 
-    def on_fatal(self, error: KafkaFatalError | str) -> None:
+    def on_fatal(self, error: KafkaFatalError) -> None:
         log.error("fatal Kafka error; stopping", extra={"error": str(error)})
         self._fatal = str(error)
         self._exit_code = 1
@@ -222,7 +222,7 @@ class Worker:
             if await self._txn.commit(positions, metadata):
                 self.metrics.commits.inc()
         except KafkaFatalError as exc:
-            self.on_fatal(str(exc))
+            self.on_fatal(exc)
 
     async def _commit_loop(self) -> None:
         while True:

@@ -8,6 +8,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from bridge.errors import KafkaFatalError
 from bridge.kafka.consumer import ConsumerThread
 from bridge.kafka.records import InputRecord
 from bridge.types import TP
@@ -64,7 +65,7 @@ class Listener:
     def on_assigned(self, partitions: list[TP]) -> None: ...
     def on_lost(self, partitions: list[TP]) -> None: ...
     def on_log_gone(self, partitions: list[TP]) -> None: ...
-    def on_fatal(self, error: str) -> None: ...
+    def on_fatal(self, error: KafkaFatalError) -> None: ...
 
 
 def _thread(

@@ -15,6 +15,7 @@ import pytest
 from bridge.avro.codec import Codec
 from bridge.commands import Command, UpdateCustomerSession
 from bridge.dlq import H_PARKED_POSITION, H_REASON, header
+from bridge.errors import KafkaFatalError, ProducerFatalError
 from bridge.kafka.delivery import Delivered, DeliveryError, Transactions
 from bridge.kafka.records import InputRecord
 from bridge.metrics import Metrics
@@ -402,7 +403,7 @@ class FakeSender:
 
 
 def _at_least_once(
-    sender: FakeSender, fatal: list[str]
+    sender: FakeSender, fatal: list[KafkaFatalError]
 ) -> Callable[[Pipeline, Settings, Metrics], Output]:
     def build(pipeline: Pipeline, settings: Settings, metrics: Metrics) -> Output:
         output = AtLeastOnce(
@@ -420,7 +421,7 @@ def _at_least_once(
 
 
 async def test_a_failed_delivery_is_sent_again_and_the_offset_waits_for_it() -> None:
-    sender, fatal = FakeSender(), []
+    sender, fatal = FakeSender(), list[KafkaFatalError]()
     rig = Rig(Talon(), servers=1, output=_at_least_once(sender, fatal))
     effects = rig.settings.output_topic
     sender.fail[effects] = DeliveryError("Broker: Not enough in-sync replicas", "NOT_ENOUGH", False)
@@ -433,12 +434,12 @@ async def test_a_failed_delivery_is_sent_again_and_the_offset_waits_for_it() -> 
 
 
 async def test_a_fatal_delivery_error_stops_the_worker_and_leaves_the_offset() -> None:
-    sender, fatal = FakeSender(), []
+    sender, fatal = FakeSender(), list[KafkaFatalError]()
     rig = Rig(Talon(), servers=1, output=_at_least_once(sender, fatal))
     sender.fail[rig.settings.output_topic] = DeliveryError("fenced", "FENCED", True)
     rig.pipeline.on_batch([_record(0, "s-1", "e-0")])
     await rig.until(lambda: fatal != [])
-    assert fatal == ["producer: FENCED"]
+    assert [(type(e), str(e)) for e in fatal] == [(ProducerFatalError, "producer: FENCED")]
     assert rig.pipeline.offsets.position(PART) == 0
     await rig.close()
 
