@@ -30,7 +30,9 @@ traffic at the same rate, paced, each session's requests in order, with no Kafka
 latency is what the HTTP path and the simulator's request handling add outside the simulator's
 journal window, the floor under the bridge's.
 
-Run: ``.venv/bin/python -m benchmarks.e2e [--commands 100000]``.
+Run: ``.venv/bin/python -m benchmarks.e2e [--commands 100000]``. ``--baseline REV`` also runs
+that git revision's worker each round (installed into its own environment from a worktree,
+see `benchmarks.baseline`) and prints its CPU per command against the working tree's.
 """
 
 from __future__ import annotations
@@ -48,12 +50,14 @@ import uuid
 import zlib
 from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import orjson
 import uvloop
 
+from benchmarks.baseline import install
 from benchmarks.procstat import cpu_seconds, peak_rss_mb
 from bridge.avro.codec import Codec
 from bridge.commands import Command, ReturnCartItems, TrackEvent, UpdateCustomerSession
@@ -137,14 +141,19 @@ def fresh_topics(
 
 
 def run_bridge(
-    bootstrap: str, sim: SimulatorProcess, commands: list[Command], partitions: int, in_flight: int
+    bootstrap: str,
+    sim: SimulatorProcess,
+    commands: list[Command],
+    partitions: int,
+    in_flight: int,
+    python: Path | None = None,
 ) -> Row:
     conf = {"bootstrap.servers": bootstrap}
     topics = fresh_topics(conf, partitions)
     produce_commands(conf, topics["in"], iter(commands), encode=Codec().encode_command)
     sim.reset()
     env = bridge_env(bootstrap, sim, topics, f"bench-{uuid.uuid4().hex[:6]}", in_flight)
-    with WorkerProcess(env) as worker:
+    with WorkerProcess(env, python=python) as worker:
         assert worker.proc is not None
         pid = worker.proc.pid
         cpu0, api0 = cpu_seconds(pid), cpu_seconds(sim.pid)
@@ -508,6 +517,17 @@ def _table(rows: list[Row], latency_ms: float) -> str:
     return "\n".join(lines)
 
 
+def _cpu_ratios(bridge: list[Row], baseline: list[Row], rev: str) -> str:
+    ratios = [
+        (b.cpu_s or 0.0) / b.commands / ((a.cpu_s or 0.0) / a.commands)
+        for b, a in zip(bridge, baseline, strict=True)
+        if a.cpu_s
+    ]
+    each = ", ".join(f"{r:.2f}" for r in ratios)
+    median = statistics.median(ratios) if ratios else float("nan")
+    return f"bridge CPU per command / {rev}'s by round: {each}; median {median:.2f}"
+
+
 def _ratios(bridge: list[Row], ceiling: list[Row]) -> str:
     ratios = [b.rate / c.rate for b, c in zip(bridge, ceiling, strict=True)]
     each = ", ".join(f"{r:.1%}" for r in ratios)
@@ -560,11 +580,19 @@ def main() -> None:
         help="also measure peak RSS with a backlog of this many records",
     )
     parser.add_argument("--backlog-seconds", type=float, default=60)
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="REV",
+        help="also run this git revision's worker each round, installed into its own "
+        "environment from a worktree",
+    )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     fractions = sorted(float(f) for f in args.latency_fractions.split(",") if f.strip())
     if not fractions or not all(0 < f <= 1 for f in fractions):
         parser.error("--latency-fractions: fractions must be in (0, 1]")
+    baseline = install(args.baseline) if args.baseline else None
     commands = make_commands(args.commands, args.sessions)
     rows: list[Row] = []
     sim_args = ["--latency-ms", str(args.latency_ms), "--latency-jitter-ms", "2"]
@@ -581,12 +609,20 @@ def main() -> None:
         # machine weighs on both sides of the ratio instead of one.
         bridge_rows: list[Row] = []
         ceiling_rows: list[Row] = []
+        baseline_rows: list[Row] = []
         for n in range(1, args.rounds + 1):
             suffix = f", round {n}" if args.rounds > 1 else ""
             row = run_bridge(bootstrap, sim, commands, args.partitions, args.in_flight)
             bridge_rows.append(replace(row, name=f"bridge{suffix}"))
             rows.append(bridge_rows[-1])
             print(f"{bridge_rows[-1].name}: {row.rate:,.0f}/s", flush=True)
+            if baseline is not None:
+                row = run_bridge(
+                    bootstrap, sim, commands, args.partitions, args.in_flight, baseline
+                )
+                baseline_rows.append(replace(row, name=f"bridge at {args.baseline}{suffix}"))
+                rows.append(baseline_rows[-1])
+                print(f"{baseline_rows[-1].name}: {row.rate:,.0f}/s", flush=True)
             if "ceiling" not in skip:
                 row = run_ceiling(sim, commands, args.in_flight)
                 ceiling_rows.append(replace(row, name=f"raw aiohttp ceiling{suffix}"))
@@ -642,6 +678,10 @@ def main() -> None:
     if ceiling_rows:
         print()
         print(_ratios(bridge_rows, ceiling_rows))
+    if baseline_rows:
+        if ceiling_rows:
+            print(_ratios(baseline_rows, ceiling_rows).replace("bridge", args.baseline, 1))
+        print(_cpu_ratios(bridge_rows, baseline_rows, args.baseline))
 
 
 if __name__ == "__main__":

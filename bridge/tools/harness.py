@@ -98,9 +98,17 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: flo
 
 
 class WorkerProcess:
-    """`python -m bridge run` with the given BRIDGE_* environment."""
+    """`python -m bridge run` with the given BRIDGE_* environment; `python` is this
+    interpreter unless another is given (a benchmark's baseline revision)."""
 
-    def __init__(self, env: Mapping[str, str], *, log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        log_dir: Path | None = None,
+        python: Path | str | None = None,
+    ) -> None:
+        self.python = str(python or sys.executable)
         self.metrics_port = int(env.get("BRIDGE_METRICS_PORT") or free_port())
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")},
@@ -116,7 +124,7 @@ class WorkerProcess:
     def start(self, *, wait_ready: bool = True, timeout: float = 60) -> WorkerProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bridge", "run"],
+                [self.python, "-m", "bridge", "run"],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

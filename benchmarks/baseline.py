@@ -1,0 +1,49 @@
+"""A git revision of the bridge installed beside the working tree, for side-by-side runs.
+
+`install(rev)` checks the revision out into a worktree in the cache (once per commit) and
+installs it into that worktree's own virtualenv with `uv sync --locked`, so the baseline runs
+with the dependencies it was released with. Benchmarks then start its worker with that
+interpreter (`WorkerProcess(python=...)`) on the same broker, simulator and load as the
+working tree's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+__all__ = ["install"]
+
+CACHE = Path(os.environ.get("TALON_BRIDGE_CACHE", Path.home() / ".cache" / "talon-bridge"))
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    out = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def _uv() -> str:
+    # The Makefile installs uv into the cache; a uv on PATH does as well.
+    cached = CACHE / "tools" / "bin" / "uv"
+    found = str(cached) if cached.exists() else shutil.which("uv")
+    if found is None:
+        raise SystemExit("--baseline needs uv: run `make venv` once")
+    return found
+
+
+def install(rev: str) -> Path:
+    """The interpreter of `rev`'s own environment, installing it first if needed."""
+    root = Path(_git("rev-parse", "--show-toplevel"))
+    sha = _git("rev-parse", "--verify", f"{rev}^{{commit}}", cwd=root)
+    where = CACHE / "baselines" / sha[:12]
+    python = where / ".venv" / "bin" / "python"
+    if python.exists():
+        return python
+    if not where.exists():
+        where.parent.mkdir(parents=True, exist_ok=True)
+        _git("worktree", "add", "--detach", str(where), sha, cwd=root)
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    subprocess.run([_uv(), "sync", "--locked", "--quiet"], cwd=where, check=True, env=env)
+    return python
