@@ -669,6 +669,16 @@ def main() -> None:
                 )
             )
             print(f"backlog: peak RSS {rows[-1].rss_mb:.0f} MB", flush=True)
+    _report(args, rows, bridge_rows, ceiling_rows, baseline_rows)
+
+
+def _report(
+    args: argparse.Namespace,
+    rows: list[Row],
+    bridge_rows: list[Row],
+    ceiling_rows: list[Row],
+    baseline_rows: list[Row],
+) -> None:
     print()
     print(
         f"{args.commands:,} commands, {args.sessions:,} sessions, {args.partitions} partitions,"
@@ -678,9 +688,9 @@ def main() -> None:
     if ceiling_rows:
         print()
         print(_ratios(bridge_rows, ceiling_rows))
-    if baseline_rows:
-        if ceiling_rows:
+        if baseline_rows:
             print(_ratios(baseline_rows, ceiling_rows).replace("bridge", args.baseline, 1))
+    if baseline_rows:
         print(_cpu_ratios(bridge_rows, baseline_rows, args.baseline))
 
 

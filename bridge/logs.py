@@ -12,9 +12,11 @@ import re
 import sys
 import threading
 import time
-from typing import Any, Literal
+from typing import Any
 
 import orjson
+
+from bridge.types import LogFormat
 
 __all__ = ["REPETITIVE_LOGGERS", "JsonFormatter", "RepeatFilter", "configure_logging", "where"]
 
@@ -94,7 +96,7 @@ class RepeatFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "text"] = "auto") -> None:
+def configure_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
     """Install one stderr handler on the root logger."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)

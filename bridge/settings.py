@@ -27,6 +27,8 @@ import orjson
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bridge.types import HttpEngine, LogFormat
+
 __all__ = ["ENV_PREFIX", "SECRETS_DIR", "KafkaSettings", "Settings", "is_secret_property"]
 
 log = logging.getLogger(__name__)
@@ -134,7 +136,7 @@ class KafkaSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="`DEBUG`, `INFO`, `WARNING` or `ERROR`"
     )
-    log_format: Literal["auto", "json", "text"] = Field(
+    log_format: LogFormat = Field(
         default="auto", description="`auto` is JSON lines, or text on a terminal; or `json`, `text`"
     )
 
@@ -269,7 +271,7 @@ class Settings(KafkaSettings):
         default=True,
         description="send an `Idempotency-Key` derived from each command's `eventId`",
     )
-    talon_http_engine: Literal["reqwest", "aiohttp"] = Field(
+    talon_http_engine: HttpEngine = Field(
         default="reqwest",
         description="HTTP client underneath: `reqwest` (pyreqwest, exchanges run outside the "
         "GIL) or `aiohttp`",

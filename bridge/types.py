@@ -69,3 +69,7 @@ DeadLetterStage: TypeAlias = Literal["decode", "validate", "api", "parked"]
 
 # The topics the producer writes to (bridge_producer_delivery_failures).
 DeliveryKind: TypeAlias = Literal["effects", "dlq", "parking"]
+
+# The HTTP engine under the Talon.One client, and the log line format.
+HttpEngine: TypeAlias = Literal["reqwest", "aiohttp"]
+LogFormat: TypeAlias = Literal["auto", "json", "text"]

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Generic, Literal, NoReturn, TypeAlias, TypeVar, overload
+from typing import Any, Final, Generic, NoReturn, TypeAlias, TypeVar, overload
 
 import httpx
 import msgspec
@@ -64,6 +64,7 @@ from bridge.talon.transports import (
     Transport,
     decoded_content,
 )
+from bridge.types import HttpEngine
 
 __all__ = [
     "EVENT_ID_HEADER",
@@ -79,7 +80,6 @@ __all__ = [
 ]
 
 Observer: TypeAlias = Callable[[str, str, float], None]
-HttpEngine: TypeAlias = Literal["reqwest", "aiohttp"]
 
 T = TypeVar("T")
 _M = TypeVar("_M", bound=BaseModel | msgspec.Struct)

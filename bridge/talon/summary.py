@@ -15,9 +15,9 @@ documented type, or the answer is refused.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import msgspec
+
+from bridge.commands import SessionState
 
 __all__ = [
     "IntegrationSummary",
@@ -77,7 +77,7 @@ class SummaryReferral(_Summary, frozen=True):
 class SessionSummary(_Summary, frozen=True):
     """Of a returned customer session, only its state."""
 
-    state: Literal["open", "closed", "partially_returned", "cancelled"] | None = None
+    state: SessionState | None = None
 
 
 class IntegrationSummary(_Summary, frozen=True):
