@@ -81,6 +81,7 @@ class Pacer:
         # until 429s show or the sends no longer wait for it, so a start-up backlog does not
         # go out all at once into a limit it cannot know yet.
         self._rate: float | None = initial
+        self._initial = initial
         self._slow = initial is not None
         self._start_doubling = start_doubling
         self._step = 0.0  # rate added per second while the limit binds
@@ -268,6 +269,10 @@ class Pacer:
         self._slow = False
         if current is None or first:
             base = accepted if accepted is not None else float(len(self._accepted))
+            if current is None and self._initial is not None:
+                # Judged on a few answers, perhaps all 429s, a burst that nothing limited says
+                # little about the limit: probe up from no lower than the slow start began.
+                base = max(base, self._initial)
         elif accepted is not None and share > _FAR:
             base = min(current, max(accepted, current / 2))
         else:

@@ -91,6 +91,16 @@ def test_a_start_up_backlog_does_not_go_out_at_once_into_a_low_limit() -> None:
     assert run.rejected / run.applied <= 0.15
 
 
+def test_a_limit_met_after_the_slow_start_is_found_without_starving() -> None:
+    # Unlimited at first, so the slow start ends; then the API starts refusing. The first
+    # answers after that can all be 429s, which must not cut the rate to nearly nothing.
+    pacer = Pacer()
+    drive(pacer, limit=None, concurrency=256, latency=0.005, seconds=10)
+    assert pacer.limit is None
+    run = drive(pacer, limit=66, concurrency=256, latency=0.005, seconds=20, start=10)
+    assert run.per_second >= 0.9 * 66
+
+
 def test_without_a_limit_nothing_is_paced() -> None:
     pacer = Pacer()
     start = drive(pacer, limit=None, seconds=10)
