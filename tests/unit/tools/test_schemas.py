@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,6 @@ from bridge.avro.schemas import get_schema, load_schemas
 from bridge.cli import main
 
 NAMES = ["Command", "EffectsEmitted"]
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    for key in list(os.environ):
-        if key.startswith("BRIDGE_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("BRIDGE_SECRETS_DIR", str(tmp_path / "no-secrets"))
-    return monkeypatch
 
 
 def test_list(capsys: pytest.CaptureFixture[str]) -> None:

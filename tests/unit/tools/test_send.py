@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 import fastavro
@@ -23,15 +22,6 @@ from bridge.commands import (
 from bridge.errors import InvalidLineError
 from bridge.tools.send import parse_command
 from tests.support.docs import PRODUCERS, producer_examples
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    for key in list(os.environ):
-        if key.startswith("BRIDGE_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("BRIDGE_SECRETS_DIR", str(tmp_path / "no-secrets"))
-    return monkeypatch
 
 
 def test_documented_examples_cover_every_command_type() -> None:

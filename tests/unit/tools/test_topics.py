@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,14 +13,10 @@ from bridge.tools import topics
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    for key in list(os.environ):
-        if key.startswith("BRIDGE_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("BRIDGE_SECRETS_DIR", str(tmp_path / "no-secrets"))
-    monkeypatch.setenv("BRIDGE_KAFKA_BOOTSTRAP_SERVERS", "unused:9092")
-    monkeypatch.setenv("BRIDGE_INPUT_TOPICS", "cmds")
-    return monkeypatch
+def env(env: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    env.setenv("BRIDGE_KAFKA_BOOTSTRAP_SERVERS", "unused:9092")
+    env.setenv("BRIDGE_INPUT_TOPICS", "cmds")
+    return env
 
 
 def test_reports_each_topic_created_or_existing(
