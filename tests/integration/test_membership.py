@@ -34,6 +34,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(420)]
 MODES = pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "eos"])
 # How long after the new member is ready the oldest gets SIGTERM: the rollout's pace.
 ROLLOUT_DELAYS = (0.3, 1.5, 3.0)
+# How often the autoscaler adds or removes a member: the scaling's pace, not a wait.
+SCALE_STEP_S = 0.5
 CYCLES = 10
 
 
@@ -155,11 +157,11 @@ def test_scaling_out_and_back_in_redoes_nothing(
         for chunk in chunks[1:4]:
             members.append(WorkerProcess(bridge.env).start())
             bridge.produce(chunk)
-            time.sleep(0.5)
+            time.sleep(SCALE_STEP_S)
         # ...and back in to one, the newest leaving first, as a scale-in removes them.
         for chunk in chunks[4:]:
             bridge.produce(chunk)
-            time.sleep(0.5)
+            time.sleep(SCALE_STEP_S)
             assert members.pop().stop() == 0
         redone = _finish(bridge, simulator, commands, members, exactly_once)
     finally:
