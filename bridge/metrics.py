@@ -212,6 +212,18 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.session_quota_exceeded = Counter(
+            "bridge_session_quota_exceeded",
+            "Records dead-lettered because their session had BRIDGE_MAX_QUEUED_PER_SESSION "
+            "commands queued (a hot session).",
+            registry=r,
+        )
+        self.profile_quota_waits = Counter(
+            "bridge_profile_quota_waits",
+            "Times a command waited because its customer profile had "
+            "BRIDGE_MAX_IN_FLIGHT_PER_PROFILE calls running.",
+            registry=r,
+        )
         self.idempotent_replays = Counter(
             "bridge_idempotent_replays",
             "Responses Talon.One replayed for a repeated Idempotency-Key.",

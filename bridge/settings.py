@@ -283,6 +283,19 @@ class Settings(KafkaSettings):
     max_buffered_records: int = Field(
         default=5_000, ge=1, description="records held in memory before partitions are paused"
     )
+    max_queued_per_session: int = Field(
+        default=1_000,
+        ge=0,
+        description="commands one session may have queued; past it the session's records go "
+        "to the dead-letter topic (parked behind the first, in `park` mode) so a hot session "
+        "cannot fill the buffer. 0: no limit",
+    )
+    max_in_flight_per_profile: int = Field(
+        default=16,
+        ge=0,
+        description="API calls running at once for one customer profile (its sessions' "
+        "commands wait past it). 0: no limit",
+    )
     drain_timeout: float = Field(
         default=30.0,
         gt=0,

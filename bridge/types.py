@@ -62,10 +62,16 @@ DecodeReason: TypeAlias = Literal[
 ]
 # Why a record was dead-lettered (header __talon.bridge.error.reason, bridge_dead_letters).
 DeadLetterReason: TypeAlias = Literal[
-    "permanent", "retries-exhausted", "validation", "parked", "internal", DecodeReason
+    "permanent",
+    "retries-exhausted",
+    "validation",
+    "parked",
+    "internal",
+    "hot-session",
+    DecodeReason,
 ]
 # Where a dead-lettered record failed (header __connect.errors.stage).
-DeadLetterStage: TypeAlias = Literal["decode", "validate", "api", "parked"]
+DeadLetterStage: TypeAlias = Literal["decode", "validate", "api", "parked", "quota"]
 
 # The topics the producer writes to (bridge_producer_delivery_failures).
 DeliveryKind: TypeAlias = Literal["effects", "dlq", "parking"]

@@ -18,12 +18,14 @@ from bridge.commands import (
     CreatedCouponRecord,
     CreatedReferralRecord,
     EffectRecord,
+    EffectsEmitted,
     ReturnCartItems,
     SessionState,
     TrackEvent,
     UpdateCustomerSession,
 )
 from bridge.errors import InvalidCommandError
+from bridge.kafka.records import InputRecord
 from bridge.limits import check_event, check_event_id, check_return, check_session
 from bridge.talon import models as m
 from bridge.talon.bodies import Prepared, prepare
@@ -46,6 +48,24 @@ class Applied(msgspec.Struct, frozen=True, gc=False):
     created_coupons: list[CreatedCouponRecord]
     created_referrals: list[CreatedReferralRecord]
     replayed: bool
+
+    def record(self, cmd: Command, rec: InputRecord, processed_at_ms: int) -> EffectsEmitted:
+        """The effects record published for `cmd`, read from `rec`."""
+        return EffectsEmitted(
+            event_id=cmd.event_id,
+            session_id=cmd.session_id,
+            profile_id=cmd.profile_id,
+            command_type=cmd.command_type,
+            source_topic=rec.topic,
+            source_partition=rec.partition,
+            source_offset=rec.offset,
+            processed_at_ms=processed_at_ms,
+            session_state=self.session_state,
+            effects=self.effects,
+            created_coupons=self.created_coupons,
+            created_referrals=self.created_referrals,
+            dry=cmd.dry,
+        )
 
 
 def _effects(effects: list[SummaryEffect]) -> list[EffectRecord]:

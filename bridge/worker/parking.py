@@ -42,7 +42,7 @@ from bridge.dlq import (
 )
 from bridge.kafka.records import InputRecord
 
-__all__ = ["Chains", "ParkedSession", "ParkingLot", "Write", "encode_parked"]
+__all__ = ["Chains", "ParkedSession", "ParkingLot", "Write", "encode_parked", "precedes"]
 
 log = logging.getLogger(__name__)
 
@@ -211,8 +211,13 @@ class Chains:
         write: Write,
         extra: dict[str, Any],
     ) -> DeadLetter | None:
-        """None if the record may run (its chain's next record, replayed, or one that ran
-        already); otherwise the dead letter that diverts it, its chain already updated."""
+        """None if the record may run (its chain's next record, replayed, one that ran
+        already, or one before the poison in its partition); otherwise the dead letter that
+        diverts it, its chain already updated."""
+        if precedes(rec, parked.poison):
+            # Read before the poison (queued ahead of a session over its quota, or read again
+            # after a restart): it comes before the chain, not behind it.
+            return None
         if parked.secret is None:  # parked by an earlier version: its replayed poison releases
             if header(rec.headers, H_REPLAY_OF) != parked.poison:
                 return self.divert(rec, key, parked, write)
@@ -310,3 +315,14 @@ class Chains:
         self.lot.release(key)
         write(key, None)
         self._log.info("parked session released by a replay", extra=extra)
+
+
+def precedes(rec: InputRecord, poison: str) -> bool:
+    """Whether `rec` comes before `poison` (`topic/partition/offset`) in the same partition."""
+    parts = poison.rsplit("/", 2)
+    if len(parts) != 3 or parts[0] != rec.topic:
+        return False
+    try:
+        return int(parts[1]) == rec.partition and rec.offset < int(parts[2])
+    except ValueError:
+        return False

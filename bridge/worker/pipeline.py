@@ -18,7 +18,7 @@ from functools import partial
 
 from bridge import __version__
 from bridge.avro.codec import Codec, RegistryError
-from bridge.commands import Command, EffectsEmitted
+from bridge.commands import Command
 from bridge.dlq import DeadLetter, dead_letter_headers
 from bridge.engine.gate import ApiGate, GateReason
 from bridge.engine.offsets import OffsetTracker, Slot
@@ -42,6 +42,7 @@ from bridge.worker.decoding import Decoder
 from bridge.worker.gatekeeper import GateKeeper
 from bridge.worker.handlers import Applied, Handlers
 from bridge.worker.parking import Chains, ParkedSession, ParkingLot
+from bridge.worker.quota import SessionQuota
 from bridge.worker.work import ACTIVE, Observer, Output, OutputHeaders, State, Work, keys
 
 __all__ = ["Pipeline"]
@@ -77,12 +78,17 @@ class Pipeline:
             max_attempts=settings.retry_max_attempts,
             max_elapsed=settings.retry_max_elapsed,
         )
-        self.sequencer: Sequencer[Work] = Sequencer()
+        self.sequencer: Sequencer[Work] = Sequencer(
+            settings.max_in_flight_per_profile or None, metrics.profile_quota_waits.inc
+        )
         self.offsets = OffsetTracker()
         self.assigned: set[TP] = set()
         self.parking = ParkingLot()
         self.chains = Chains(self.parking, log, metrics.replay_proofs_rejected.inc)
         self.park = settings.on_poison == "park"
+        self.quota = SessionQuota(
+            settings, self.sequencer, self.chains, metrics, self._parking_writer
+        )
         self.output: Output | None = None
         self.buffered = 0
         self.released = 0  # handed-over records no longer held, for backpressure
@@ -129,6 +135,10 @@ class Pipeline:
             except RegistryError:
                 pass  # decoded again when it runs; see serve
             consumed(rec.topic).inc()
+            if rec.key is not None and (letter := self.quota.divert(work, rec.key)):
+                self.buffered += 1
+                self._dead_letter(work, letter)
+                continue
             entry = work.entry = seq_add(work, *keys(work))
             self.buffered += 1
             if entry.runnable:
@@ -371,21 +381,7 @@ class Pipeline:
         if self.settings.skip_empty_effects and not applied.effects:
             output.finish(work)
             return
-        rec = EffectsEmitted(
-            event_id=cmd.event_id,
-            session_id=cmd.session_id,
-            profile_id=cmd.profile_id,
-            command_type=cmd.command_type,
-            source_topic=work.rec.topic,
-            source_partition=work.rec.partition,
-            source_offset=work.rec.offset,
-            processed_at_ms=int(self._wall() * 1000),
-            session_state=applied.session_state,
-            effects=applied.effects,
-            created_coupons=applied.created_coupons,
-            created_referrals=applied.created_referrals,
-            dry=cmd.dry,
-        )
+        rec = applied.record(cmd, work.rec, int(self._wall() * 1000))
         topic = self.settings.output_topic
         output.send(work, topic, work.rec.key, self.decoder.codec.encode_effects(rec, topic))
         for effect in applied.effects:

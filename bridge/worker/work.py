@@ -123,11 +123,17 @@ class Observer:
         """A call went through; its effects are about to be produced."""
 
 
-def keys(work: Work) -> tuple[tuple[Hashable, ...], tuple[Hashable, ...]]:
-    """(ordered keys, lock keys): the session orders; an event's profile only excludes."""
+def keys(
+    work: Work,
+) -> tuple[tuple[Hashable, ...], tuple[Hashable, ...], tuple[Hashable, ...]]:
+    """(ordered keys, lock keys, quota keys): the session orders; an event's profile only
+    excludes; every command of a profile counts towards the profile's quota of calls."""
     key = work.rec.key
     session: tuple[Hashable, ...] = (("s", key),) if key is not None else ()
     cmd = work.command
-    if cmd is not None and cmd.command_type == "track_event" and cmd.profile_id:
-        return session, (("p", cmd.profile_id),)
-    return session, ()
+    if cmd is None or not cmd.profile_id:
+        return session, (), ()
+    quota = (("q", cmd.profile_id),)
+    if cmd.command_type == "track_event":
+        return session, (("p", cmd.profile_id),), quota
+    return session, (), quota

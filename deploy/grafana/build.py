@@ -539,6 +539,21 @@ def overview() -> db.Dashboard:
                 "{{pod}} rejected",
             ),
         ),
+        ts(
+            "Hot sessions and busy profiles",
+            "Records dead-lettered because their session had BRIDGE_MAX_QUEUED_PER_SESSION "
+            "commands queued (a hot session, parked in order); and commands that waited because "
+            "their customer profile had BRIDGE_MAX_IN_FLIGHT_PER_PROFILE calls running.",
+            "short",
+            q(
+                f"sum by (pod) (increase(bridge_session_quota_exceeded_total{{{S}}}[{RI}]))",
+                "{{pod}} over session quota",
+            ),
+            q(
+                f"sum by (pod) (increase(bridge_profile_quota_waits_total{{{S}}}[{RI}]))",
+                "{{pod}} profile waits",
+            ),
+        ),
     ]
 
     kafka = [

@@ -33,3 +33,34 @@ def test_removing_a_lock_holder_wakes_its_waiters() -> None:
     assert [e.item for e in removed] == ["a1"]
     assert became == [b1] and b1.runnable
     assert len(seq) == 1
+
+
+def test_a_quota_admits_its_holders_and_wakes_the_next_on_release() -> None:
+    waits: list[int] = []
+    seq: Sequencer[str] = Sequencer(quota=2, on_quota_wait=lambda: waits.append(1))
+    a = seq.add("a", [("s", "a")], quotas=[("q", "x")])
+    b = seq.add("b", [("s", "b")], quotas=[("q", "x")])
+    c = seq.add("c", [("s", "c")], quotas=[("q", "x")])
+    other = seq.add("d", [("s", "d")], quotas=[("q", "y")])
+    assert a.runnable and b.runnable and not c.runnable and other.runnable
+    assert len(waits) == 1
+    assert seq.release(a) == [c]
+    removed, became = seq.remove_where(lambda item: item == "b")
+    assert [e.item for e in removed] == ["b"] and became == []
+    e = seq.add("e", [("s", "e")], quotas=[("q", "x")])
+    assert e.runnable, "the removed holder gave its place back"
+
+
+def test_an_event_keeps_its_profile_lock_inside_the_quota() -> None:
+    seq: Sequencer[str] = Sequencer(quota=4)
+    ev1 = seq.add("ev1", [("s", "a")], [("p", "x")], [("q", "x")])
+    ev2 = seq.add("ev2", [("s", "b")], [("p", "x")], [("q", "x")])
+    upd = seq.add("upd", [("s", "c")], quotas=[("q", "x")])
+    assert ev1.runnable and not ev2.runnable and upd.runnable
+    assert seq.release(ev1) == [ev2]
+
+
+def test_without_a_quota_quota_keys_are_ignored() -> None:
+    seq: Sequencer[str] = Sequencer()
+    entries = [seq.add(str(i), [("s", i)], quotas=[("q", "x")]) for i in range(5)]
+    assert all(e.runnable for e in entries)

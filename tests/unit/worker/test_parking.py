@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from bridge.worker.parking import ParkedSession, ParkingLot, encode_parked
+from bridge.kafka.records import InputRecord
+from bridge.worker.parking import ParkedSession, ParkingLot, encode_parked, precedes
 
 SRC = "talon.commands/1/41"
 
@@ -54,3 +55,16 @@ def test_own_writes_read_back_never_roll_a_chain_back() -> None:
     for value in (encode_parked(first), None):  # echoes of the park and of the release
         lot.apply(b"s", value)
     assert lot.get(b"s") == grown
+
+
+def test_only_a_record_before_the_poison_in_its_partition_precedes_it() -> None:
+    def rec(topic: str, partition: int, offset: int) -> InputRecord:
+        return InputRecord(topic, partition, offset, b"k", b"v", None, 0)
+
+    poison = "orders.v1/3/100"
+    assert precedes(rec("orders.v1", 3, 99), poison)
+    assert not precedes(rec("orders.v1", 3, 100), poison)
+    assert not precedes(rec("orders.v1", 3, 101), poison)
+    assert not precedes(rec("orders.v1", 2, 5), poison)
+    assert not precedes(rec("other", 3, 5), poison)
+    assert not precedes(rec("orders.v1", 3, 5), "not-coordinates")

@@ -482,3 +482,51 @@ async def test_exactly_once_holds_outputs_for_the_transaction_that_carries_their
     ], "in offset order, a record's outputs as it produced them"
     assert producer.offsets == [[("in", 0, 2)]]
     await rig.close()
+
+
+async def test_a_hot_session_is_parked_past_its_quota_and_the_others_run() -> None:
+    talon = Talon()
+    talon.release.clear()  # every call waits: the hot session's queue fills
+    rig = Rig(talon, max_queued_per_session=3)
+    hot = [_record(i + (i >= 5), "hot", f"h-{i}") for i in range(8)]
+    rig.pipeline.on_batch([*hot[:5], _record(5, "calm", "c-0"), *hot[5:]])
+    assert rig.pipeline.buffered == 9, "nothing finished yet"
+    assert rig.reasons() == ["hot-session", "parked", "parked", "parked", "parked"]
+    positions = [header(h, H_PARKED_POSITION) for _, _, h in rig.dlq()]
+    assert positions == ["0", "1", "2", "3", "4"], "what follows the quota keeps its order"
+    talon.release.set()
+    await rig.finished(9)
+    assert talon.applied == {"hot": ["h-0", "h-1", "h-2"], "calm": ["c-0"]}
+    assert rig.total("bridge_session_quota_exceeded_total") == 1
+    parked = rig.pipeline.parking.get(b"hot")
+    assert parked is not None and parked.size == 5 and parked.reason == "hot-session"
+    await rig.close()
+
+
+async def test_skip_mode_dead_letters_each_record_past_the_quota() -> None:
+    talon = Talon()
+    talon.release.clear()
+    rig = Rig(talon, max_queued_per_session=2, on_poison="skip")
+    rig.pipeline.on_batch([_record(i, "hot", f"h-{i}") for i in range(4)])
+    assert rig.reasons() == ["hot-session", "hot-session"]
+    talon.release.set()
+    await rig.finished(4)
+    assert talon.applied == {"hot": ["h-0", "h-1"]}
+    assert rig.pipeline.parking.get(b"hot") is None
+    await rig.close()
+
+
+async def test_one_profile_has_at_most_its_quota_of_calls_in_flight() -> None:
+    talon = Talon()
+    talon.release.clear()
+    rig = Rig(talon, servers=8, max_in_flight_per_profile=2)
+    # Six sessions of one profile ("p"): updates of different sessions may run together.
+    rig.pipeline.on_batch([_record(i, f"s-{i}", f"e-{i}") for i in range(6)])
+    await rig.until(lambda: len(talon.running) == 2)
+    await asyncio.sleep(0.01)
+    assert len(talon.running) == 2, "the profile's quota holds the others back"
+    assert rig.total("bridge_profile_quota_waits_total") == 4
+    talon.release.set()
+    await rig.finished(6)
+    assert sorted(talon.applied) == [f"s-{i}" for i in range(6)]
+    await rig.close()

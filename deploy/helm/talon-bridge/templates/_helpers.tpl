@@ -296,6 +296,8 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
   "BRIDGE_TALON_ALLOW_INSECURE_HTTP" (toString $v.talon.allowInsecureHttp)
   "BRIDGE_MAX_IN_FLIGHT" (toString (int64 $v.worker.maxInFlight))
   "BRIDGE_MAX_BUFFERED_RECORDS" (toString (int64 $v.worker.maxBufferedRecords))
+  "BRIDGE_MAX_QUEUED_PER_SESSION" (toString (int64 $v.worker.maxQueuedPerSession))
+  "BRIDGE_MAX_IN_FLIGHT_PER_PROFILE" (toString (int64 $v.worker.maxInFlightPerProfile))
   "BRIDGE_DRAIN_TIMEOUT" (toString $v.worker.drainTimeout)
   "BRIDGE_COMMIT_INTERVAL" (toString $v.worker.commitInterval)
   "BRIDGE_SKIP_EMPTY_EFFECTS" (toString $v.worker.skipEmptyEffects)
