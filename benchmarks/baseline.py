@@ -14,9 +14,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-__all__ = ["install"]
+__all__ = ["ENV", "install"]
 
 CACHE = Path(os.environ.get("TALON_BRIDGE_CACHE", Path.home() / ".cache" / "talon-bridge"))
+
+# `python -m bridge` puts the working directory first on sys.path, so without this the
+# baseline's interpreter would import the working tree's package instead of its own.
+ENV = {"PYTHONSAFEPATH": "1"}
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
@@ -39,11 +43,25 @@ def install(rev: str) -> Path:
     sha = _git("rev-parse", "--verify", f"{rev}^{{commit}}", cwd=root)
     where = CACHE / "baselines" / sha[:12]
     python = where / ".venv" / "bin" / "python"
-    if python.exists():
-        return python
-    if not where.exists():
-        where.parent.mkdir(parents=True, exist_ok=True)
-        _git("worktree", "add", "--detach", str(where), sha, cwd=root)
-    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-    subprocess.run([_uv(), "sync", "--locked", "--quiet"], cwd=where, check=True, env=env)
+    if not python.exists():
+        if not where.exists():
+            where.parent.mkdir(parents=True, exist_ok=True)
+            _git("worktree", "add", "--detach", str(where), sha, cwd=root)
+        env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+        subprocess.run([_uv(), "sync", "--locked", "--quiet"], cwd=where, check=True, env=env)
+    _check_imports_own(python, where)
     return python
+
+
+def _check_imports_own(python: Path, where: Path) -> None:
+    """Fails unless `python`, started here as the benchmarks start it, imports `where`'s code."""
+    probe = "import bridge, sys; sys.stdout.write(bridge.__file__)"
+    out = subprocess.run(
+        [str(python), "-c", probe],
+        env={**os.environ, **ENV},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    if not Path(out).resolve().is_relative_to(where.resolve()):
+        raise SystemExit(f"the baseline's interpreter imports {out}, not {where}")

@@ -18,6 +18,11 @@ systems run one after the other against the same simulator, on identical data:
   ``--naive-seconds``;
 - **scale-out**: 2, 4, ... bridge processes in one consumer group (``--scale``), measured
   from the moment every worker owns partitions; 1 process is the talon-bridge row.
+- **talon-bridge@REV** (with ``--baseline REV``): the bridge at that git revision, installed
+  into its own environment from a worktree (`benchmarks.baseline`), run wherever the working
+  tree's bridge runs (throughput repeats, scale-out, latency) right after it. A last table
+  gives every bridge figure as a ratio against it: commands/s, CPU s per 1k commands, p99
+  at equal load and peak RSS.
 
 Each system gets fresh topics (input, output, DLQ, parking), a ``sim.reset()`` first, and the
 same generated commands (`bridge.tools.produce.generate`, produced as a backlog before it starts).
@@ -77,7 +82,22 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from benchmarks.baseline import ENV as BASELINE_ENV
+from benchmarks.baseline import install
 from benchmarks.e2e import API_KEY, bridge_env, broker, fresh_topics, make_commands, start_naive
+from benchmarks.peer_report import (
+    BRIDGE,
+    NAIVE,
+    PC,
+    Result,
+    baseline_markdown,
+    baseline_name,
+    conflicts,
+    fmt,
+    markdown,
+    plot,
+    where,
+)
 from benchmarks.procstat import cpu_seconds, peak_rss_mb
 from bridge.avro.codec import Codec
 from bridge.commands import (
@@ -98,45 +118,6 @@ from bridge.worker.handlers import Handlers
 
 PC_DIR = Path(__file__).resolve().parent / "peers" / "parallel-consumer"
 PC_RUN = PC_DIR / "run.sh"
-BRIDGE = "talon-bridge"
-PC = "parallel-consumer"
-NAIVE = "naive"
-SYSTEMS = (BRIDGE, PC, NAIVE)
-
-
-@dataclass
-class Result:
-    """One system in one cell of the matrix."""
-
-    system: str
-    latency_ms: float
-    sessions: int
-    processes: int = 1
-    commands: int = 0
-    seconds: float = 0.0
-    cpu_s: float | None = None
-    rss_mb: float | None = None
-    conflicts: int = 0
-    conflicts_by_kind: dict[str, int] = field(default_factory=dict)
-    non_2xx: int = 0
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    latency_rate: float | None = None
-    latency_samples: int = 0
-    load: float = 0.0
-    machine_busy: float | None = None  # share of all cores busy in the window, any process
-    thread_cpu: dict[str, float] = field(default_factory=dict)  # CPU s in the window
-    rates: list[float] = field(default_factory=list)  # every repeat's commands/s
-
-    @property
-    def rate(self) -> float:
-        return self.commands / self.seconds if self.seconds else 0.0
-
-    @property
-    def cpu_per_1k(self) -> float | None:
-        return (
-            self.cpu_s / self.commands * 1000 if self.cpu_s is not None and self.commands else None
-        )
 
 
 @dataclass
@@ -150,6 +131,7 @@ class Cell:
     partitions: int
     in_flight: int
     logs: Path
+    baseline: tuple[str, Path] | None = None  # the baseline's system name and interpreter
 
 
 # ------------------------------------------------------------------ measuring
@@ -335,9 +317,13 @@ def _system(
     """Start `system` on `topics` (bridge: `processes` workers in one group); stop it after."""
     group = f"{system}-{uuid.uuid4().hex[:6]}"
     bootstrap = cell.conf["bootstrap.servers"]
-    if system == BRIDGE:
+    if system == BRIDGE or (cell.baseline and system == cell.baseline[0]):
         env = bridge_env(bootstrap, cell.sim, topics, group, cell.in_flight)
-        workers = [WorkerProcess(env, log_dir=cell.logs) for _ in range(processes)]
+        python = None
+        if cell.baseline and system == cell.baseline[0]:
+            python = cell.baseline[1]
+            env |= BASELINE_ENV
+        workers = [WorkerProcess(env, log_dir=cell.logs, python=python) for _ in range(processes)]
         with contextlib.ExitStack() as stack:
             for w in workers:
                 w.start(wait_ready=False)
@@ -599,171 +585,6 @@ def check_parity(count: int = 400) -> str:
     return f"request parity: {len(ours)} requests identical ({detail})"
 
 
-# ------------------------------------------------------------------ report
-
-
-def _fmt(v: float | None, spec: str) -> str:
-    return "" if v is None else format(v, spec)
-
-
-def _conflicts(r: Result) -> str:
-    if not r.conflicts:
-        return "0"
-    kinds = ", ".join(f"{k} {v}" for k, v in sorted(r.conflicts_by_kind.items()))
-    return f"{r.conflicts} ({kinds})"
-
-
-def _where(r: Result) -> str:
-    """Where the CPU went in the window: by thread, and how busy the whole machine was."""
-    cores = r.seconds * (os.cpu_count() or 1)
-    busy = f"machine {r.machine_busy:.0%} busy" if r.machine_busy is not None else ""
-    top = ", ".join(f"{name} {cpu / r.seconds:.2f}" for name, cpu in list(r.thread_cpu.items())[:6])
-    return f"{busy} over {r.seconds:.1f}s ({cores:.0f} core-s); cores by thread: {top}"
-
-
-def markdown(results: list[Result], scale: list[Result]) -> str:
-    """The comparison table, the ratios against Parallel Consumer and the scale-out table."""
-    lines = [
-        "| API latency | sessions | system | commands/s | vs PC | CPU s / 1k cmds | peak RSS MB"
-        " | p50 ms | p99 ms | latency at | 409s | non-2xx |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    cells = sorted({(r.latency_ms, r.sessions) for r in results})
-    for lat, ses in cells:
-        row = {r.system: r for r in results if (r.latency_ms, r.sessions) == (lat, ses)}
-        pc = row.get(PC)
-        for system in SYSTEMS:
-            r = row.get(system)
-            if r is None:
-                continue
-            vs = f"{r.rate / pc.rate:.2f}x" if pc and pc.rate else ""
-            spread = f" ({min(r.rates):,.0f} to {max(r.rates):,.0f})" if len(r.rates) > 1 else ""
-            lines.append(
-                f"| {lat:.0f} ms | {ses:,} | {system} | {r.rate:,.0f}{spread} | {vs}"
-                f" | {_fmt(r.cpu_per_1k, '.2f')} | {_fmt(r.rss_mb, '.0f')}"
-                f" | {_fmt(r.p50_ms, '.0f')} | {_fmt(r.p99_ms, '.0f')}"
-                f" | {_fmt(r.latency_rate, ',.0f')}/s | {_conflicts(r)} | {r.non_2xx} |"
-            )
-    lines += [
-        "",
-        "| API latency | sessions | bridge/PC throughput | bridge/PC CPU per command"
-        " | bridge/PC p99 | naive/PC throughput |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for lat, ses in cells:
-        row = {r.system: r for r in results if (r.latency_ms, r.sessions) == (lat, ses)}
-        b, pc, nv = row.get(BRIDGE), row.get(PC), row.get(NAIVE)
-        if not (b and pc):
-            continue
-
-        def ratio(x: float | None, y: float | None) -> str:
-            return f"{x / y:.2f}x" if x is not None and y else ""
-
-        lines.append(
-            f"| {lat:.0f} ms | {ses:,} | {ratio(b.rate, pc.rate)}"
-            f" | {ratio(b.cpu_per_1k, pc.cpu_per_1k)} | {ratio(b.p99_ms, pc.p99_ms)}"
-            f" | {ratio(nv.rate if nv else None, pc.rate)} |"
-        )
-    if scale:
-        lines += [
-            "",
-            "| API latency | sessions | bridge processes | commands/s | vs 1 process"
-            " | total CPU s / 1k cmds | summed peak RSS MB | 409s |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for r in sorted(scale, key=lambda r: (r.latency_ms, r.sessions, r.processes)):
-            one = next(
-                (
-                    s
-                    for s in scale
-                    if (s.latency_ms, s.sessions, s.processes) == (r.latency_ms, r.sessions, 1)
-                ),
-                None,
-            )
-            vs = f"{r.rate / one.rate:.2f}x" if one and one.rate else ""
-            lines.append(
-                f"| {r.latency_ms:.0f} ms | {r.sessions:,} | {r.processes} | {r.rate:,.0f}"
-                f" | {vs} | {_fmt(r.cpu_per_1k, '.2f')} | {_fmt(r.rss_mb, '.0f')}"
-                f" | {_conflicts(r)} |"
-            )
-    return "\n".join(lines)
-
-
-def plot(results: list[Result], scale: list[Result], path: Path) -> None:
-    """Throughput per cell for the three systems, and bridge scale-out, as one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cells = sorted({(r.latency_ms, r.sessions) for r in results})
-    labels = [f"{lat:.0f} ms\n{ses:,} sessions" for lat, ses in cells]
-    fig, (ax1, ax3, ax2) = plt.subplots(1, 3, figsize=(19, 5.5))
-    width = 0.27
-    for i, system in enumerate(SYSTEMS):
-        rates = [
-            next(
-                (r.rate for r in results if (r.latency_ms, r.sessions, r.system) == (*c, system)),
-                0.0,
-            )
-            for c in cells
-        ]
-        xs = [x + (i - 1) * width for x in range(len(cells))]
-        bars = ax1.bar(xs, rates, width, label=system)
-        ax1.bar_label(bars, labels=[f"{v:,.0f}" for v in rates], fontsize=7)
-    ax1.set_xticks(range(len(cells)), labels)
-    ax1.set_yscale("log")
-    ax1.set_ylabel("commands/s (log scale)")
-    ax1.set_title("Throughput on a pre-produced backlog")
-    ax1.legend()
-    for i, system in enumerate((BRIDGE, PC)):
-        found = [
-            next(
-                (r for r in results if (r.latency_ms, r.sessions, r.system) == (*c, system)),
-                None,
-            )
-            for c in cells
-        ]
-        xs = [x + (i - 0.5) * 0.4 for x in range(len(cells))]
-        p99 = [r.p99_ms or 0.0 if r else 0.0 for r in found]
-        p50 = [r.p50_ms or 0.0 if r else 0.0 for r in found]
-        bars = ax3.bar(xs, p99, 0.4, label=f"{system} p99", alpha=0.45, color=f"C{i}")
-        ax3.bar_label(bars, labels=[f"{v:,.0f}" for v in p99], fontsize=7)
-        ax3.bar(xs, p50, 0.4, label=f"{system} p50", color=f"C{i}")
-    ax3.set_xticks(range(len(cells)), labels)
-    ax3.set_ylabel("ms, output timestamp - input CreateTime")
-    ax3.set_title("End-to-end latency at the same rate (half the slower max)")
-    ax3.legend(fontsize=7)
-    for lat, ses in cells:
-        pts = sorted(
-            (r.processes, r.rate) for r in scale if (r.latency_ms, r.sessions) == (lat, ses)
-        )
-        if pts:
-            ax2.plot(
-                [p for p, _ in pts],
-                [v for _, v in pts],
-                marker="o",
-                label=f"talon-bridge, {lat:.0f} ms, {ses:,} sessions",
-            )
-        pc = next(
-            (r for r in results if (r.latency_ms, r.sessions, r.system) == (lat, ses, PC)), None
-        )
-        if pc and pts:
-            ax2.axhline(pc.rate, linestyle=":", linewidth=1, color=ax2.lines[-1].get_color())
-    procs = sorted({r.processes for r in scale})
-    if procs:
-        ax2.set_xticks(procs)
-    ax2.set_xlabel("bridge processes in one consumer group")
-    ax2.set_ylabel("commands/s")
-    ax2.set_title("Scale-out (dotted: Parallel Consumer, one JVM)")
-    ax2.legend(fontsize=7)
-    ax2.set_ylim(bottom=0)
-    fig.suptitle("talon-bridge vs Parallel Consumer (KEY order) vs naive, 2-core machine")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-
-
 # ------------------------------------------------------------------ main
 
 
@@ -781,17 +602,18 @@ def run_cell(
     rows: dict[str, Result] = {}
     scaled: list[Result] = []
     # Repeats alternate the systems, so a change in the machine's other load hits both.
-    runs: dict[str, list[Result]] = {system: [] for system in SYSTEMS}
-    order = [s for _ in range(args.repeat) for s in (BRIDGE, PC)] + [NAIVE]
+    bridges = [BRIDGE, cell.baseline[0]] if cell.baseline else [BRIDGE]
+    runs: dict[str, list[Result]] = {system: [] for system in (*bridges, PC, NAIVE)}
+    order = [s for _ in range(args.repeat) for s in (*bridges, PC)] + [NAIVE]
     for system in order:
         r = _throughput(cell, system, commands, warmup, naive_s=args.naive_seconds)
         runs[system].append(r)
         print(
-            f"{tag} {system}: {r.rate:,.0f}/s, {_fmt(r.cpu_per_1k, '.2f')} CPU s/1k,"
-            f" {_fmt(r.rss_mb, '.0f')} MB, 409s {_conflicts(r)}, non-2xx {r.non_2xx}",
+            f"{tag} {system}: {r.rate:,.0f}/s, {fmt(r.cpu_per_1k, '.2f')} CPU s/1k,"
+            f" {fmt(r.rss_mb, '.0f')} MB, 409s {conflicts(r)}, non-2xx {r.non_2xx}",
             flush=True,
         )
-        print(f"    {_where(r)}", flush=True)
+        print(f"    {where(r)}", flush=True)
     for system, done in runs.items():
         median = sorted(done, key=lambda r: r.rate)[len(done) // 2]
         median.rates = [r.rate for r in done]
@@ -800,13 +622,20 @@ def run_cell(
         if k == 1:
             scaled.append(rows[BRIDGE])
             continue
-        r = _throughput(cell, BRIDGE, commands, warmup, processes=k)
-        scaled.append(r)
-        print(f"{tag} {k} bridge processes: {r.rate:,.0f}/s, 409s {_conflicts(r)}", flush=True)
-        print(f"    {_where(r)}", flush=True)
+        for system in bridges:
+            r = _throughput(cell, system, commands, warmup, processes=k)
+            scaled.append(r)
+            print(
+                f"{tag} {k} {system} processes: {r.rate:,.0f}/s, {fmt(r.cpu_per_1k, '.2f')}"
+                f" CPU s/1k, {fmt(r.rss_mb, '.0f')} MB, 409s {conflicts(r)}",
+                flush=True,
+            )
+            print(f"    {where(r)}", flush=True)
     if args.latency_seconds > 0:
-        same = 0.5 * min(rows[BRIDGE].rate, rows[PC].rate)
-        for system, rate in ((BRIDGE, same), (PC, same), (NAIVE, 0.5 * rows[NAIVE].rate)):
+        # Equal load for every bridge and Parallel Consumer: half the slowest one's throughput.
+        same = 0.5 * min(rows[s].rate for s in (*bridges, PC))
+        plan = [*((s, same) for s in (*bridges, PC)), (NAIVE, 0.5 * rows[NAIVE].rate)]
+        for system, rate in plan:
             warm_n = int(rows[system].rate * args.warmup_seconds)
             lat = _latency(cell, system, rate, args.latency_seconds, warm_n)
             r = rows[system]
@@ -858,6 +687,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--from-json", type=Path, default=None, help="only report results saved by --json"
     )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="REV",
+        help="also run this git revision's bridge wherever the working tree's runs, installed"
+        " into its own environment from a worktree, and give every bridge figure as a ratio"
+        " against it",
+    )
     args = parser.parse_args(argv)
     if args.from_json:
         data = json.loads(args.from_json.read_text())
@@ -868,6 +705,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         return
 
+    baseline = (baseline_name(args.baseline), install(args.baseline)) if args.baseline else None
     subprocess.run([str(PC_RUN), "build"], check=True)
     if not args.skip_parity:
         print(check_parity(), flush=True)
@@ -882,7 +720,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             sim_args = ["--latency-ms", str(latency), "--latency-jitter-ms", "2"]
             with SimulatorProcess(api_key=API_KEY, args=sim_args) as sim:
                 for sessions in _ints(args.sessions):
-                    cell = Cell(conf, sim, latency, sessions, args.partitions, args.in_flight, logs)
+                    cell = Cell(
+                        conf,
+                        sim,
+                        latency,
+                        sessions,
+                        args.partitions,
+                        args.in_flight,
+                        logs,
+                        baseline,
+                    )
                     rows, scale = run_cell(cell, args, _ints(args.scale))
                     results += rows
                     scaled += scale
@@ -895,6 +742,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _report(args: argparse.Namespace, results: list[Result], scaled: list[Result]) -> None:
     table = markdown(results, scaled)
+    named = sorted({r.system for r in results if r.system.startswith(f"{BRIDGE}@")})
+    for baseline in named:
+        table += "\n\n" + baseline_markdown(results, scaled, baseline)
     print(table)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)

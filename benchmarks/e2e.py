@@ -57,6 +57,7 @@ import aiohttp
 import orjson
 import uvloop
 
+from benchmarks.baseline import ENV as BASELINE_ENV
 from benchmarks.baseline import install
 from benchmarks.procstat import cpu_seconds, peak_rss_mb
 from bridge.avro.codec import Codec
@@ -153,6 +154,8 @@ def run_bridge(
     produce_commands(conf, topics["in"], iter(commands), encode=Codec().encode_command)
     sim.reset()
     env = bridge_env(bootstrap, sim, topics, f"bench-{uuid.uuid4().hex[:6]}", in_flight)
+    if python is not None:
+        env |= BASELINE_ENV
     with WorkerProcess(env, python=python) as worker:
         assert worker.proc is not None
         pid = worker.proc.pid
