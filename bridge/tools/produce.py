@@ -3,7 +3,8 @@
 Each session lives through a few cart updates, sometimes a coupon, a close (or a cancel),
 sometimes a partial return, plus custom events for its profile. Sessions are interleaved the
 way a shop's traffic is, so many sessions are active at once, and records are keyed by
-session ID so each session lands on one partition. Generation is deterministic for a seed.
+session ID so each session lands on one partition (with ``--route-by profile``, the partition
+of its customer profile: `bridge.routing`). Generation is deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,16 @@ from bridge.commands import (
     UpdateCustomerSession,
 )
 
-__all__ = ["HELP", "LoadSpec", "configure", "generate", "produce_commands", "run"]
+__all__ = [
+    "HELP",
+    "ROUTES",
+    "LoadSpec",
+    "add_route_option",
+    "configure",
+    "generate",
+    "produce_commands",
+    "run",
+]
 
 HELP = "produce realistic session lifecycles (Avro) to the input topic"
 
@@ -41,6 +51,8 @@ _CATALOG = [
 ]
 _COUPONS = ["SAVE10", "XMAS-20", "SAVE5", "EXPIRED-1", "BOGUS"]
 _EVENT_TYPES = ["newsletter_signup", "product_viewed", "wishlist_added"]
+# What `--route-by` chooses the partition by; the record key is the session ID either way.
+ROUTES = ("session", "profile")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +177,13 @@ def produce_commands(
     progress: bool = False,
     expected: int | None = None,
     linger_ms: int = 20,
+    partitioner: Callable[[Command, int], int] | None = None,
 ) -> int:
-    """Produce `commands` keyed by session ID; returns how many were acknowledged."""
+    """Produce `commands` keyed by session ID; returns how many were acknowledged.
+
+    `partitioner`, given a command and the topic's partition count, picks its partition
+    (`bridge.routing.ProfileRouter.partition`); without one, the key's murmur2 does.
+    """
     from bridge.kafka.config import LIBRDKAFKA_LOGGER
     from bridge.kafka.producer import new_producer, produce
 
@@ -181,6 +198,7 @@ def produce_commands(
             "logger": LIBRDKAFKA_LOGGER,
         },
     )
+    partitions = _partition_count(producer, topic) if partitioner is not None else 0
     failures = 0
 
     def on_delivery(err: object, _msg: object) -> None:
@@ -201,7 +219,12 @@ def produce_commands(
         for cmd in commands:
             value = encode(cmd, topic)
             produce(
-                producer, topic, value=value, key=cmd.session_id.encode(), on_delivery=on_delivery
+                producer,
+                topic,
+                value=value,
+                key=cmd.session_id.encode(),
+                partition=partitioner(cmd, partitions) if partitioner is not None else None,
+                on_delivery=on_delivery,
             )
             sent += 1
             if sent % 1000 == 0:
@@ -222,6 +245,25 @@ def produce_commands(
     return sent
 
 
+def _partition_count(producer: Any, topic: str) -> int:
+    meta = producer.list_topics(topic, timeout=30).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        raise RuntimeError(f"topic {topic}: its partitions are unknown (does it exist?)")
+    return len(meta.partitions)
+
+
+def add_route_option(parser: argparse.ArgumentParser) -> None:
+    """`--route-by`, shared with `talon-bridge send`."""
+    parser.add_argument(
+        "--route-by",
+        choices=ROUTES,
+        default="session",
+        help="choose each record's partition by its session (Kafka's default for the key) or"
+        " by its customer profile, so one customer's sessions share a partition; the key is"
+        " the session ID either way (docs/producers.md)",
+    )
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sessions", type=int, default=1000, help="session lifecycles")
     parser.add_argument("--commands", type=int, default=None, help="stop after N commands")
@@ -231,12 +273,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--run-id", default=None, help="prefix of session IDs and eventIds")
     parser.add_argument("--no-progress", action="store_true")
+    add_route_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from bridge.avro.codec import Codec
     from bridge.environment import load, warn_unknown
     from bridge.logs import configure_logging
+    from bridge.routing import ProfileRouter
     from bridge.settings import KafkaSettings
 
     settings = load(KafkaSettings)
@@ -252,6 +296,7 @@ def run(args: argparse.Namespace) -> int:
         run_id=args.run_id or f"r{int(time.time())}",
     )
     started = time.monotonic()
+    router = ProfileRouter() if args.route_by == "profile" else None
     sent = produce_commands(
         settings.librdkafka_common(),
         topic,
@@ -260,6 +305,7 @@ def run(args: argparse.Namespace) -> int:
         rate=args.rate,
         progress=not args.no_progress and sys.stderr.isatty(),
         expected=args.commands,
+        partitioner=router.partition if router is not None else None,
     )
     elapsed = time.monotonic() - started
     print(f"produced {sent} commands to {topic} in {elapsed:.1f}s ({sent / elapsed:,.0f}/s)")

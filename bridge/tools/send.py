@@ -4,7 +4,8 @@ The JSON form of a command (documented in docs/producers.md) is the Avro record 
 wire field names, plus ``commandType`` to pick the payload, with attribute values as plain
 JSON instead of JSON text, and with optional fields left out. Each line is checked against
 the bundled `Command` schema, written as Avro and read back with the worker's codec, then
-produced in the configured encoding with the session ID as the key.
+produced in the configured encoding with the session ID as the key. With ``--route-by
+profile`` the partition is that of the session's customer profile (`bridge.routing`).
 
 An invalid line is reported with its number and skipped; the others are still sent, in
 order. The exit status is 1 if any line failed.
@@ -218,6 +219,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="stop at the first invalid line (lines before it are still sent)",
     )
+    from bridge.tools.produce import add_route_option
+
+    add_route_option(parser)
     parser.epilog = (
         "The JSON form of a command is documented in docs/producers.md. Invalid lines are "
         "reported as `line N: reason` on stderr and skipped; the exit status is 1 if any failed."
@@ -233,8 +237,14 @@ def run(args: argparse.Namespace) -> int:
             count = sum(1 for _ in commands)
             print(f"{count} valid command(s)")
         else:
-            count, topic = _send(args.topic, commands)
+            count, topic, unknown = _send(args.topic, commands, args.route_by)
             print(f"sent {count} command(s) to {topic}")
+            if unknown:
+                print(
+                    f"{unknown} session(s) named no profile in their first command and were"
+                    " routed by session ID",
+                    file=sys.stderr,
+                )
     finally:
         if source is not sys.stdin:
             source.close()
@@ -245,9 +255,13 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _send(topic: str | None, commands: Iterator[Command]) -> tuple[int, str]:
+def _send(
+    topic: str | None, commands: Iterator[Command], route_by: str = "session"
+) -> tuple[int, str, int]:
+    """How many commands were sent, where, and how many sessions had no profile to route by."""
     from bridge.environment import load, warn_unknown
     from bridge.logs import configure_logging
+    from bridge.routing import ProfileRouter
     from bridge.settings import KafkaSettings
     from bridge.tools.produce import produce_commands
 
@@ -256,10 +270,15 @@ def _send(topic: str | None, commands: Iterator[Command]) -> tuple[int, str]:
     warn_unknown()
     codec = Codec.from_settings(settings)
     target = topic or settings.input_topics[0]
+    router = ProfileRouter() if route_by == "profile" else None
     try:
         sent = produce_commands(
-            settings.librdkafka_common(), target, commands, encode=codec.encode_command
+            settings.librdkafka_common(),
+            target,
+            commands,
+            encode=codec.encode_command,
+            partitioner=router.partition if router is not None else None,
         )
     finally:
         codec.close()
-    return sent, target
+    return sent, target, router.unknown if router is not None else 0
