@@ -29,6 +29,7 @@ __all__ = [
     "ReturnedCartItem",
     "SessionState",
     "TrackEvent",
+    "TrackEventV3",
     "UpdateCustomerSession",
 ]
 
@@ -53,6 +54,23 @@ class TrackEvent(_Value, frozen=True):
     store_integration_id: str | None = None
 
     command_type: ClassVar[CommandType] = "track_event"
+
+
+class TrackEventV3(_Value, frozen=True):
+    """trackEventV3: an event Talon.One registers once per `integration_id`.
+
+    Without an `integration_id` the command's `eventId` is used (`event_integration_id`), so
+    a command sent again (a redelivery, a replay) names the same event.
+    """
+
+    type: str
+    profile_id: str
+    attributes: dict[str, JsonValue] = msgspec.field(default_factory=dict)
+    loyalty_cards: list[str] = msgspec.field(default_factory=list)
+    store_integration_id: str | None = None
+    integration_id: str | None = None
+
+    command_type: ClassVar[CommandType] = "track_event_v3"
 
 
 class CartItem(_Value, frozen=True):
@@ -107,7 +125,7 @@ class ReturnCartItems(_Value, frozen=True):
     command_type: ClassVar[CommandType] = "return_cart_items"
 
 
-Payload: TypeAlias = TrackEvent | UpdateCustomerSession | ReturnCartItems
+Payload: TypeAlias = TrackEvent | UpdateCustomerSession | ReturnCartItems | TrackEventV3
 
 
 class Command(_Value, frozen=True):
@@ -127,6 +145,14 @@ class Command(_Value, frozen=True):
     @property
     def profile_id(self) -> str | None:
         return self.payload.profile_id if not isinstance(self.payload, ReturnCartItems) else None
+
+    @property
+    def event_integration_id(self) -> str:
+        """The integrationId an event sent through trackEventV3 carries: the payload's own,
+        else the command's `event_id`."""
+        p = self.payload
+        own = p.integration_id if isinstance(p, TrackEventV3) else None
+        return own or self.event_id
 
 
 class EffectRecord(_Value, frozen=True):

@@ -19,6 +19,7 @@ exactly once, at the adapter that talks to them::
      |    |    +-- ServerError        5xx
      |    |    +-- ApiTimeoutError    no answer within the read timeout
      |    |    +-- ApiConnectionError connect failure or reset
+     |    +-- EventExistsError        409 of trackEventV3: the event is registered already (success)
      |    +-- PermanentApiError       400, 404, 422: the request can never succeed (dead-letter)
      |    +-- FatalApiError           401, 403: stop taking work until the key is fixed
      +-- KafkaFatalError              librdkafka reported a fatal error
@@ -46,6 +47,7 @@ __all__ = [
     "ConsumerFatalError",
     "DecodeError",
     "EncodeError",
+    "EventExistsError",
     "FatalApiError",
     "InvalidCommandError",
     "InvalidLineError",
@@ -193,6 +195,11 @@ class ApiConnectionError(RetryableApiError):
     """The connection could not be made or was reset."""
 
     error_class = "connection"
+
+
+class EventExistsError(ApiError):
+    """409 of trackEventV3 whose body says an event with this integrationId is registered
+    already: the command took effect before (a redelivery, a replay), nothing to retry."""
 
 
 class PermanentApiError(ApiError):

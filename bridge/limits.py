@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from bridge.commands import ReturnCartItems, TrackEvent, UpdateCustomerSession
+from bridge.commands import ReturnCartItems, TrackEvent, TrackEventV3, UpdateCustomerSession
 from bridge.errors import InvalidCommandError
 
 __all__ = [
@@ -83,7 +83,7 @@ def check_session(p: UpdateCustomerSession) -> None:
             raise _too_long(f"{base}/couponCodes/{n}", MAX_CODE_LENGTH, "characters")
 
 
-def check_event(p: TrackEvent) -> None:
+def check_event(p: TrackEvent | TrackEventV3) -> None:
     """The size limits of an event (see the module docstring)."""
     if len(p.loyalty_cards) > MAX_LOYALTY_CARDS:
         raise _too_long("/loyaltyCards", MAX_LOYALTY_CARDS, "loyalty card")

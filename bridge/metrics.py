@@ -229,6 +229,12 @@ class Metrics:
             "Responses Talon.One replayed for a repeated Idempotency-Key.",
             registry=r,
         )
+        self.events_deduplicated = Counter(
+            "bridge_events_deduplicated",
+            "trackEventV3 events Talon.One had registered already (a redelivery or a replay); "
+            "their stored effects were published.",
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "bridge_consumer_lag_records",
             "Records between the committed position and the partition's end, per partition.",

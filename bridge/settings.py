@@ -27,7 +27,7 @@ import orjson
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bridge.types import HttpEngine, LogFormat
+from bridge.types import EventsApi, HttpEngine, LogFormat
 
 __all__ = ["ENV_PREFIX", "SECRETS_DIR", "KafkaSettings", "Settings", "is_secret_property"]
 
@@ -270,6 +270,11 @@ class Settings(KafkaSettings):
     talon_idempotency_keys: bool = Field(
         default=True,
         description="send an `Idempotency-Key` derived from each command's `eventId`",
+    )
+    talon_events_api: EventsApi = Field(
+        default="v2",
+        description="endpoint of `track_event` commands: `v2` (trackEventV2) or `v3` "
+        "(trackEventV3, registered once per integrationId, which is the command's `eventId`)",
     )
     talon_http_engine: HttpEngine = Field(
         default="reqwest",

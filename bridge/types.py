@@ -19,6 +19,7 @@ __all__ = [
     "DecodeReason",
     "DeliveryKind",
     "ErrorClass",
+    "EventsApi",
     "Headers",
     "RecordCommandType",
     "RetryClass",
@@ -30,9 +31,11 @@ TP: TypeAlias = tuple[str, int]
 # Kafka record headers as the bridge writes and reads them.
 Headers: TypeAlias = list[tuple[str, bytes]]
 
-# The three Integration API operations a command maps to: trackEventV2,
-# updateCustomerSessionV2 and returnCartItems.
-CommandType: TypeAlias = Literal["track_event", "update_customer_session", "return_cart_items"]
+# The Integration API operations a command maps to: trackEventV2, updateCustomerSessionV2,
+# returnCartItems and trackEventV3 (appended last: it is also the Avro enums' symbol order).
+CommandType: TypeAlias = Literal[
+    "track_event", "update_customer_session", "return_cart_items", "track_event_v3"
+]
 # A record's command type as metrics and replay filters name it: `unknown` when the value
 # does not decode.
 RecordCommandType: TypeAlias = Literal[CommandType, "unknown"]
@@ -75,6 +78,9 @@ DeadLetterStage: TypeAlias = Literal["decode", "validate", "api", "parked", "quo
 
 # The topics the producer writes to (bridge_producer_delivery_failures).
 DeliveryKind: TypeAlias = Literal["effects", "dlq", "parking"]
+
+# Which events endpoint plain TrackEvent commands go to (BRIDGE_TALON_EVENTS_API).
+EventsApi: TypeAlias = Literal["v2", "v3"]
 
 # The HTTP engine under the Talon.One client, and the log line format.
 HttpEngine: TypeAlias = Literal["reqwest", "aiohttp"]

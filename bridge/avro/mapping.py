@@ -22,9 +22,11 @@ from bridge.commands import (
     EffectRecord,
     EffectsEmitted,
     JsonValue,
+    Payload,
     ReturnCartItems,
     ReturnedCartItem,
     TrackEvent,
+    TrackEventV3,
     UpdateCustomerSession,
 )
 
@@ -33,6 +35,7 @@ __all__ = ["command_from_avro", "command_to_avro", "effects_from_avro", "effects
 _TRACK_EVENT = f"{NAMESPACE}.TrackEvent"
 _UPDATE_SESSION = f"{NAMESPACE}.UpdateCustomerSession"
 _RETURN_ITEMS = f"{NAMESPACE}.ReturnCartItems"
+_TRACK_EVENT_V3 = f"{NAMESPACE}.TrackEventV3"
 
 _loads = orjson.loads
 _dumps = orjson.dumps
@@ -66,15 +69,24 @@ def _json_map(m: Mapping[str, JsonValue] | None) -> tuple[str, dict[str, str]] |
 
 def command_from_avro(r: dict[str, Any]) -> Command:
     p = r["payload"]
-    # The three payload records are told apart by fields only one of them has; asking fastavro
-    # for record names instead slows every union it reads.
-    payload: TrackEvent | UpdateCustomerSession | ReturnCartItems
+    # The payload records are told apart by fields only one of them has; asking fastavro for
+    # record names instead slows every union it reads.
+    payload: Payload
     if "returnedCartItems" in p:
         payload = ReturnCartItems(
             [
                 ReturnedCartItem(i["position"], i["quantity"], i["sku"])
                 for i in p["returnedCartItems"]
             ]
+        )
+    elif "integrationId" in p:
+        payload = TrackEventV3(
+            p["type"],
+            p["profileId"],
+            _json_map_in(p["attributes"]),
+            p["loyaltyCards"] or [],
+            p["storeIntegrationId"],
+            p["integrationId"],
         )
     elif "type" in p:
         payload = TrackEvent(
@@ -152,17 +164,19 @@ def command_to_avro(cmd: Command) -> dict[str, Any]:
                 "storeIntegrationId": p.store_integration_id,
             },
         )
-    elif isinstance(p, TrackEvent):
-        payload = (
-            _TRACK_EVENT,
-            {
-                "type": p.type,
-                "profileId": p.profile_id,
-                "attributes": _json_map(p.attributes or None),
-                "loyaltyCards": _array(p.loyalty_cards or None),
-                "storeIntegrationId": p.store_integration_id,
-            },
-        )
+    elif isinstance(p, TrackEvent | TrackEventV3):
+        event: dict[str, Any] = {
+            "type": p.type,
+            "profileId": p.profile_id,
+            "attributes": _json_map(p.attributes or None),
+            "loyaltyCards": _array(p.loyalty_cards or None),
+            "storeIntegrationId": p.store_integration_id,
+        }
+        if isinstance(p, TrackEventV3):
+            event["integrationId"] = p.integration_id
+            payload = (_TRACK_EVENT_V3, event)
+        else:
+            payload = (_TRACK_EVENT, event)
     else:
         payload = (
             _RETURN_ITEMS,

@@ -23,17 +23,19 @@ from bridge.commands import (
     CartItem,
     Command,
     JsonValue,
+    Payload,
     ReturnCartItems,
     ReturnedCartItem,
     SessionState,
     TrackEvent,
+    TrackEventV3,
     UpdateCustomerSession,
 )
 
 __all__ = ["FINGERPRINT", "Unreadable", "read"]
 
 # CRC-64-AVRO of the Parsing Canonical Form this reader follows.
-FINGERPRINT: Final = 5937365495964479096
+FINGERPRINT: Final = 6822516617974664306
 
 # The Avro enum's symbols are the vocabulary's values, in the same order.
 _STATES: Final[tuple[SessionState, ...]] = get_args(SessionState)
@@ -168,6 +170,19 @@ def _track_event(b: bytes, i: int) -> tuple[TrackEvent, int]:
     return TrackEvent(type_, profile_id, attributes or {}, cards or [], store), i
 
 
+def _track_event_v3(b: bytes, i: int) -> tuple[TrackEventV3, int]:
+    event, i = _track_event(b, i)  # the same fields first, then the integrationId
+    integration_id, i = _optional(_str, b, i)
+    return TrackEventV3(
+        event.type,
+        event.profile_id,
+        event.attributes,
+        event.loyalty_cards,
+        event.store_integration_id,
+        integration_id,
+    ), i
+
+
 def _update_session(b: bytes, i: int) -> tuple[UpdateCustomerSession, int]:
     profile_id, i = _optional(_str, b, i)
     state, i = _long(b, i)
@@ -223,13 +238,15 @@ def read(b: bytes, i: int) -> Command:
         if dry > 1:
             raise Unreadable
         branch = b[i + 1]
-        payload: TrackEvent | UpdateCustomerSession | ReturnCartItems
+        payload: Payload
         if branch == 2:
             payload, i = _update_session(b, i + 2)
         elif branch == 0:
             payload, i = _track_event(b, i + 2)
         elif branch == 4:
             payload, i = _return_items(b, i + 2)
+        elif branch == 6:
+            payload, i = _track_event_v3(b, i + 2)
         else:
             raise Unreadable
     except Exception as exc:  # whatever the bytes make go wrong, fastavro has the last word

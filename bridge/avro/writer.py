@@ -25,7 +25,7 @@ from bridge.types import CommandType
 __all__ = ["FINGERPRINT", "write"]
 
 # CRC-64-AVRO of the Parsing Canonical Form this writer follows.
-FINGERPRINT: Final = 2385320551534473842
+FINGERPRINT: Final = 13966350581447592239
 
 _T = TypeVar("_T")
 

@@ -12,10 +12,12 @@ from bridge.errors import PermanentApiError
 
 __all__ = [
     "DRY_QUERY",
+    "EVENTS_V3_PATH",
     "EVENT_ID_HEADER",
     "EVENT_QUERY",
     "IDEMPOTENCY_NAMESPACE",
     "checked_key",
+    "event_v3_path",
     "header_safe",
     "idempotency_key_for",
     "session_path",
@@ -29,6 +31,7 @@ _CLEAR_VERSION_VARIANT: Final = ~((0xF000 << 64) | (0xC000 << 48))
 _VERSION_5_VARIANT: Final = (0x5000 << 64) | (0x8000 << 48)
 _MAX_IDEMPOTENCY_KEY: Final = 255
 _SESSIONS_PATH: Final = "/v2/customer_sessions/"
+EVENTS_V3_PATH: Final = "/v3/events"
 # Carries the command's eventId, so a request can be traced back to its Kafka record.
 EVENT_ID_HEADER: Final = "X-Talon-Bridge-Event-Id"
 
@@ -65,6 +68,16 @@ def session_path(session_id: str) -> str:
         # A bare dot segment would be resolved away by URL normalisation.
         encoded = encoded.replace(".", "%2E")
     return _SESSIONS_PATH + encoded
+
+
+def event_v3_path(integration_id: str) -> str:
+    """The path of an event registered through trackEventV3, for getEventV3."""
+    if not integration_id:
+        raise PermanentApiError("event integration id must not be empty")
+    encoded = quote(integration_id, safe="")
+    if encoded in (".", ".."):
+        encoded = encoded.replace(".", "%2E")
+    return f"{EVENTS_V3_PATH}/{encoded}"
 
 
 def checked_key(key: str) -> str:

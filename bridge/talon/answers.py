@@ -7,6 +7,7 @@ answer                                raises                 observer outcome
 ====================================  =====================  ===============
 2xx with a body matching the model    (returns the value)    ``2xx``
 2xx with a body that does not match   PermanentApiError      ``2xx``
+409 of trackEventV3 "already exists"  EventExistsError       ``409``
 409                                   ConflictError          ``409``
 429 (Retry-After honoured)            RateLimitedError       ``429``
 5xx (Retry-After honoured on 503)     ServerError            ``5xx``
@@ -36,6 +37,7 @@ from bridge.errors import (
     ApiError,
     ApiTimeoutError,
     ConflictError,
+    EventExistsError,
     FatalApiError,
     PermanentApiError,
     RateLimitedError,
@@ -50,6 +52,7 @@ __all__ = [
     "Invalid",
     "Operation",
     "Outcome",
+    "already_exists",
     "parse",
     "parse_retry_after",
     "translate",
@@ -135,6 +138,8 @@ def translate(
     parsed = _parse_error_body(body, secret)
     text = _redacted(_describe(operation, failure, parsed), secret)
     error_class, outcome = _classify(status)
+    if status == 409 and operation == "track_event_v3" and already_exists(parsed):
+        error_class = EventExistsError
     retry_after = None
     if status == 429 or status == 503:
         retry_after = parse_retry_after(failure.headers.get("retry-after"))
@@ -198,6 +203,22 @@ def _describe(
         detail = first.details or first.title
         text = f"{text} ({where}: {detail})" if where else f"{text} ({detail})"
     return text
+
+
+# trackEventV3 answers 409 both when the profile is busy and when the event is registered
+# already; only the body tells them apart. Words of the second, never of the first.
+_EXISTS_WORDS: Final = ("already exists", "already registered", "duplicated event")
+
+
+def already_exists(parsed: ErrorResponse | ErrorResponseWithStatus | None) -> bool:
+    """Whether a 409 body of trackEventV3 says the event's integrationId is registered.
+
+    Anything else, an unreadable body included, keeps the meaning of a 409: busy, retry.
+    """
+    if parsed is None or not parsed.message:
+        return False
+    message = parsed.message.lower()
+    return any(words in message for words in _EXISTS_WORDS)
 
 
 def _classify(status: int) -> tuple[type[ApiError], Outcome]:

@@ -1,8 +1,9 @@
 """The async Talon.One Integration API client of the bridge.
 
-Owns the three calls the bridge makes (updateCustomerSessionV2, trackEventV2,
-returnCartItems) and how their requests are addressed and authenticated; what their answers
-become, results or `bridge.errors` exceptions, is `bridge.talon.answers`.
+Owns the calls the bridge makes (updateCustomerSessionV2, trackEventV2, returnCartItems, and
+through `EventsV3` trackEventV3 and getEventV3) and how their requests are addressed and
+authenticated; what their answers become, results or `bridge.errors` exceptions, is
+`bridge.talon.answers`.
 
 Requests go to a `Transport` (`bridge.talon.transports`) as plain values and come back as a
 fully read `Answer`: `ReqwestTransport` by default, `AiohttpTransport`, or `MockTransport` in
@@ -48,6 +49,7 @@ from bridge.talon.answers import (
     translate,
 )
 from bridge.talon.bodies import Prepared
+from bridge.talon.events_v3 import EventsV3
 from bridge.talon.models import (
     IntegrationEventV2Request,
     IntegrationRequest,
@@ -104,7 +106,7 @@ class ApiResult(Generic[T]):
     duration: float
 
 
-class TalonClient:
+class TalonClient(EventsV3):
     """Typed async client for the Integration API calls the bridge makes.
 
     Use as ``async with TalonClient(url, key) as client: ...`` or call `aclose()`; closing the

@@ -36,7 +36,10 @@ __all__ = [
     "ErrorResponse",
     "ErrorResponseWithStatus",
     "ErrorSource",
+    "EventV3",
     "IntegrationEventV2Request",
+    "IntegrationEventV3Request",
+    "IntegrationEventV3Response",
     "IntegrationRequest",
     "IntegrationStateV2",
     "ModelReturn",
@@ -152,6 +155,17 @@ class IntegrationEventV2Request(_Request):
     attributes: JsonObject | None = None
     loyalty_cards: Annotated[list[str], Field(max_length=1)] | None = None
     response_content: list[str] | None = None
+
+
+class IntegrationEventV3Request(IntegrationEventV2Request):
+    """Body of trackEventV3: trackEventV2's body plus the event's unique `integration_id`.
+
+    Talon.One registers one event per integrationId and refuses a second one with a 409.
+    """
+
+    integration_id: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    connected_session_id: str | None = None
+    previous_event_id: str | None = None
 
 
 class NewReturn(_Request):
@@ -334,6 +348,25 @@ class TrackEventV2Response(_Wire):
     effects: list[Effect]
     created_coupons: list[Coupon]
     created_referrals: list[Referral]
+
+
+class EventV3(_Wire):
+    """An event registered through trackEventV3, as getEventV3 returns it."""
+
+    id: int
+    created: datetime
+    application_id: int
+    profile_id: str | None = None
+    store_integration_id: str | None = None
+    type: str
+    attributes: JsonObject
+    integration_id: str | None = None
+    connected_session_id: str | None = None
+    effects: list[Effect]
+
+
+class IntegrationEventV3Response(TrackEventV2Response):
+    """Response of trackEventV3 with ``silent=no``: trackEventV2's, with an EventV3 event."""
 
 
 # ---------------------------------------------------------------- errors

@@ -20,6 +20,7 @@ import msgspec
 from bridge.commands import SessionState
 
 __all__ = [
+    "EventSummary",
     "IntegrationSummary",
     "SessionSummary",
     "SummaryCoupon",
@@ -90,3 +91,9 @@ class IntegrationSummary(_Summary, frozen=True):
     created_coupons: list[SummaryCoupon]
     created_referrals: list[SummaryReferral]
     customer_session: SessionSummary | None = None
+
+
+class EventSummary(_Summary, frozen=True):
+    """Of an event getEventV3 returns, only the effects it had when it was registered."""
+
+    effects: list[SummaryEffect]

@@ -4,10 +4,17 @@ Each builds the request body and checks it against its request model (whose cons
 the API's documented ones, so a command Talon.One would reject never leaves the bridge),
 calls the client with the command's Idempotency-Key, and maps the response to the records
 published on Kafka.
+
+Events go through trackEventV3 when the command is a `TrackEventV3`, or when the handlers
+are told to send plain `TrackEvent` commands there too (``BRIDGE_TALON_EVENTS_API=v3``). Its
+"already exists" 409 is a success: the event was registered by an earlier delivery of the
+same command, so its stored effects (getEventV3) are published, and the deduplication is
+reported through `on_deduplicated`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -22,15 +29,17 @@ from bridge.commands import (
     ReturnCartItems,
     SessionState,
     TrackEvent,
+    TrackEventV3,
     UpdateCustomerSession,
 )
-from bridge.errors import InvalidCommandError
+from bridge.errors import EventExistsError, InvalidCommandError
 from bridge.kafka.records import InputRecord
 from bridge.limits import check_event, check_event_id, check_return, check_session
 from bridge.talon import models as m
 from bridge.talon.bodies import Prepared, prepare
 from bridge.talon.client import ApiResult, TalonClient, idempotency_key_for
-from bridge.talon.summary import IntegrationSummary, SummaryEffect
+from bridge.talon.summary import EventSummary, IntegrationSummary, SummaryEffect
+from bridge.types import EventsApi
 
 __all__ = ["Applied", "Handlers"]
 
@@ -191,6 +200,23 @@ def event_request(
     )
 
 
+def event_v3_request(
+    p: TrackEvent | TrackEventV3, integration_id: str
+) -> m.IntegrationEventV3Request | Prepared[m.IntegrationEventV3Request]:
+    check_event(p)
+    return _validated(
+        m.IntegrationEventV3Request,
+        {
+            "type": p.type,
+            "profileId": p.profile_id,
+            "integrationId": integration_id,
+            "storeIntegrationId": p.store_integration_id,
+            "attributes": p.attributes or None,
+            "loyaltyCards": p.loyalty_cards or None,
+        },
+    )
+
+
 def return_request(
     p: ReturnCartItems,
 ) -> m.ReturnIntegrationRequest | Prepared[m.ReturnIntegrationRequest]:
@@ -206,10 +232,44 @@ def return_request(
 
 
 class Handlers:
-    """Applies commands through one `TalonClient`."""
+    """Applies commands through one `TalonClient`.
 
-    def __init__(self, client: TalonClient) -> None:
+    Args:
+        client: The Talon.One client.
+        events_api: Where plain `TrackEvent` commands go: ``v2`` (trackEventV2) or ``v3``.
+        on_deduplicated: Called once per event trackEventV3 found registered already.
+    """
+
+    def __init__(
+        self,
+        client: TalonClient,
+        *,
+        events_api: EventsApi = "v2",
+        on_deduplicated: Callable[[], None] | None = None,
+    ) -> None:
         self.client = client
+        self.events_api = events_api
+        self.on_deduplicated = on_deduplicated
+
+    async def _event_v3(self, cmd: Command, payload: TrackEvent | TrackEventV3) -> Applied:
+        integration_id = cmd.event_integration_id
+        try:
+            event = await self.client.track_event_v3(
+                event_v3_request(payload, integration_id),
+                dry=cmd.dry,
+                idempotency_key=idempotency_key_for(cmd.event_id),
+                event_id=cmd.event_id,
+                model=IntegrationSummary,
+            )
+        except EventExistsError:
+            # Registered by an earlier delivery of this command: publish what it decided then.
+            stored = await self.client.get_event_v3(
+                integration_id, event_id=cmd.event_id, model=EventSummary
+            )
+            if self.on_deduplicated is not None:
+                self.on_deduplicated()
+            return Applied(None, _effects(stored.value.effects), [], [], replayed=False)
+        return _applied(event, None)
 
     async def apply(self, cmd: Command) -> Applied:
         """Apply `cmd`; raises the client's ApiError subclasses or InvalidCommandError."""
@@ -227,6 +287,10 @@ class Handlers:
             )
             session = result.value.customer_session
             return _applied(result, session.state if session else payload.state)
+        if isinstance(payload, TrackEventV3) or (
+            isinstance(payload, TrackEvent) and self.events_api == "v3"
+        ):
+            return await self._event_v3(cmd, payload)
         if isinstance(payload, TrackEvent):
             event = await self.client.track_event(
                 event_request(payload),

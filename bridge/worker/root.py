@@ -77,7 +77,11 @@ class Worker:
         self.pipeline = Pipeline(
             settings,
             codec=self.codec,
-            handlers=Handlers(self.client),
+            handlers=Handlers(
+                self.client,
+                events_api=settings.talon_events_api,
+                on_deduplicated=self.metrics.events_deduplicated.inc,
+            ),
             metrics=self.metrics,
             observer=observer,
         )

@@ -123,6 +123,11 @@ class Observer:
         """A call went through; its effects are about to be produced."""
 
 
+# Events lock their profile, whichever endpoint they go through: Talon.One refuses parallel
+# requests for one profile with a 409.
+_EVENTS = frozenset({"track_event", "track_event_v3"})
+
+
 def keys(
     work: Work,
 ) -> tuple[tuple[Hashable, ...], tuple[Hashable, ...], tuple[Hashable, ...]]:
@@ -134,6 +139,6 @@ def keys(
     if cmd is None or not cmd.profile_id:
         return session, (), ()
     quota = (("q", cmd.profile_id),)
-    if cmd.command_type == "track_event":
+    if cmd.command_type in _EVENTS:
         return session, (("p", cmd.profile_id),), quota
     return session, (), quota
