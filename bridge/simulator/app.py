@@ -39,12 +39,14 @@ from bridge.simulator.validation import (
     api_error,
     invalid,
     validate_event,
+    validate_event_v3,
     validate_return,
     validate_update,
 )
 from bridge.simulator.wire import (
     CONFLICT,
     EVENT_ID_HEADER,
+    EVENT_NOT_FOUND,
     FAULT_BODIES,
     GATEWAY_TIMEOUT,
     IDEMPOTENCY_HEADER,
@@ -123,7 +125,7 @@ class Simulator:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.raw_path.partition("?")[0]
-        if path.startswith("/v2/"):
+        if path.startswith(("/v2/", "/v3/")):
             return await self._api(request, path)
         if path.startswith("/_sim/"):
             return await self._admin(request, path)
@@ -157,7 +159,7 @@ class Simulator:
         if fault is not None and fault != "lost_response":
             counters.faults[fault] += 1
             return await self._inject(request, fault)
-        if route.operation == "get":
+        if route.operation in ("get", "get_event_v3"):
             return await self._get(route)
         try:
             return await self._mutate(request, route, arrival, lost=fault is not None)
@@ -167,6 +169,13 @@ class Simulator:
     async def _get(self, route: Route) -> web.Response:
         await self._latency()
         assert route.session_id is not None  # noqa: S101 - "get" routes always carry an id
+        if route.operation == "get_event_v3":
+            event = self.state.events_v3.get(route.session_id)
+            return (
+                self._reply(404, EVENT_NOT_FOUND)
+                if event is None
+                else self._reply(200, dump(event))
+            )
         try:
             body = self.state.get_session(route.session_id)
         except ApiFailure as exc:
@@ -196,7 +205,7 @@ class Simulator:
                             parameter=IDEMPOTENCY_HEADER,
                         )
                     ],
-                    with_status=route.operation == "event",
+                    with_status=route.operation in ("event", "event_v3"),
                 )
             found = state.idempotency.begin(key, f"{request.method} {request.raw_path} {digest}")
             if found.outcome != "new":
@@ -234,7 +243,7 @@ class Simulator:
             error = api_error(
                 "Malformed JSON", f"the request body is not valid JSON: {exc}", pointer=""
             )
-            raise invalid([error], with_status=operation == "event") from exc
+            raise invalid([error], with_status=operation in ("event", "event_v3")) from exc
 
     async def _apply(
         self,
@@ -259,7 +268,8 @@ class Simulator:
             items, content = validate_return(body)
             gate, gate_key = "session", route.session_id
         else:
-            event, content = validate_event(body, rejects)
+            check = validate_event if route.operation == "event" else validate_event_v3
+            event, content = check(body, rejects)
             gate, gate_key = "profile", event["profileId"]
         assert gate_key is not None  # noqa: S101 - session routes always carry an id
         if not state.gate.try_acquire(gate, gate_key):
@@ -287,7 +297,7 @@ class Simulator:
                 return exc.status, dump(exc.body)
         finally:
             state.gate.release(gate, gate_key)
-        if route.operation == "event" and silent:
+        if route.operation in ("event", "event_v3") and silent:
             return 204, b""
         return 200, dump(result)
 

@@ -41,6 +41,7 @@ class JournalEntry:
     update_count: int | None = None
     event_type: str | None = None
     talon_event_id: int | None = None
+    integration_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -49,9 +50,11 @@ class JournalEntry:
             "idempotencyKey": self.meta.idempotency_key,
             "operation": self.operation,
         }
-        if self.operation == "event":
+        if self.operation in ("event", "event_v3"):
             out["eventType"] = self.event_type
             out["talonEventId"] = self.talon_event_id
+            if self.integration_id is not None:
+                out["integrationId"] = self.integration_id
         else:
             out["stateBefore"] = self.state_before
             out["state"] = self.state

@@ -10,9 +10,10 @@ from bridge.simulator.validation import api_error, invalid
 
 __all__ = ["Mutation", "Operation", "Route", "query_flags", "resolve"]
 
-# The three Integration API calls that change state, and the read.
-Mutation: TypeAlias = Literal["update", "return", "event"]
-Operation: TypeAlias = Literal[Mutation, "get"]
+# The Integration API calls that change state, and the reads (getCustomerSession, getEventV3).
+Mutation: TypeAlias = Literal["update", "return", "event", "event_v3"]
+Operation: TypeAlias = Literal[Mutation, "get", "get_event_v3"]
+_EVENTS_V3: Final = "/v3/events"
 
 _BOOL: Final = {
     # Go's strconv.ParseBool, which Talon.One's query parsing follows.
@@ -22,7 +23,8 @@ _BOOL: Final = {
 
 
 class Route:
-    """A resolved Integration API route: operation name, session id, method check."""
+    """A resolved Integration API route: operation name, session id (or, for getEventV3,
+    the event's integration id), method check."""
 
     __slots__ = ("operation", "session_id")
 
@@ -35,6 +37,13 @@ def resolve(method: str, path: str) -> Route | int:
     """Route on the raw path; returns the route or the error status (404 / 405)."""
     if path == "/v2/events":
         return Route("event", None) if method == "POST" else 405
+    if path == _EVENTS_V3:
+        return Route("event_v3", None) if method == "POST" else 405
+    if path.startswith(_EVENTS_V3 + "/"):
+        integration_id = unquote(path[len(_EVENTS_V3) + 1 :])
+        if not integration_id or "/" in path[len(_EVENTS_V3) + 1 :]:
+            return 404
+        return Route("get_event_v3", integration_id) if method == "GET" else 405
     parts = path.split("/")
     if len(parts) < 4 or parts[1] != "v2" or parts[2] != "customer_sessions" or not parts[3]:
         return 404
@@ -56,7 +65,8 @@ def query_flags(query: Mapping[str, str], operation: Operation) -> tuple[bool, b
     if dry is None:
         errors.append(api_error("Invalid value", "dry must be true or false", parameter="dry"))
     silent = True
-    if operation == "event":
+    events = operation in ("event", "event_v3")
+    if events:
         raw_silent = query.get("silent", "yes")
         if raw_silent not in ("yes", "no"):
             errors.append(
@@ -66,5 +76,5 @@ def query_flags(query: Mapping[str, str], operation: Operation) -> tuple[bool, b
     if "now" in query and not dry:
         errors.append(api_error("Invalid value", "now requires dry=true", parameter="now"))
     if errors:
-        raise invalid(errors, with_status=operation == "event")
+        raise invalid(errors, with_status=events)
     return bool(dry), silent

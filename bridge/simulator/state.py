@@ -38,7 +38,7 @@ from bridge.simulator.sessions import (
     merge,
     rfc3339,
 )
-from bridge.simulator.validation import ApiFailure, api_error
+from bridge.simulator.validation import EVENT_EXISTS, ApiFailure, api_error
 
 __all__ = ["SimState"]
 
@@ -78,6 +78,8 @@ class SimState:
         self.gate = BusyGate(self.counters)
         self._ids: Counter[str] = Counter()
         self.arrivals = 0
+        # trackEventV3's events by integrationId: each is registered once.
+        self.events_v3: dict[str, dict[str, Any]] = {}
 
     def _next_id(self, kind: str) -> int:
         self._ids[kind] += 1
@@ -370,7 +372,14 @@ class SimState:
     def track_event(
         self, event: dict[str, Any], content: list[str], *, dry: bool, meta: RequestMeta
     ) -> dict[str, Any]:
-        """Record a custom event on its profile; returns the TrackEventV2Response body."""
+        """Record a custom event on its profile; returns the TrackEventV2Response body.
+
+        An event with an `integrationId` (trackEventV3) is registered once: a second one is
+        the "already exists" 409, which applies nothing.
+        """
+        integration_id: str | None = event.get("integrationId")
+        if integration_id is not None and integration_id in self.events_v3:
+            raise ApiFailure(409, EVENT_EXISTS)
         profile_id: str = event["profileId"]
         event_type: str = event["type"]
         attributes = event.get("attributes") or {}
@@ -389,6 +398,8 @@ class SimState:
         }
         if event.get("storeIntegrationId"):
             record["storeIntegrationId"] = event["storeIntegrationId"]
+        if integration_id is not None:
+            record["integrationId"] = integration_id
         if not dry:
             self._next_id("event")
             profile.last_activity = now
@@ -397,12 +408,15 @@ class SimState:
                 "profile",
                 profile_id,
                 meta,
-                "event",
+                "event" if integration_id is None else "event_v3",
                 now,
                 effects,
                 event_type=event_type,
                 talon_event_id=record["id"],
+                integration_id=integration_id,
             )
+            if integration_id is not None:
+                self.events_v3[integration_id] = record
         else:
             self.counters.dry += 1
         body: dict[str, Any] = {

@@ -12,6 +12,7 @@ from bridge.simulator.validation import api_error
 __all__ = [
     "CONFLICT",
     "EVENT_ID_HEADER",
+    "EVENT_NOT_FOUND",
     "FAULT_BODIES",
     "GATEWAY_TIMEOUT",
     "IDEMPOTENCY_HEADER",
@@ -58,6 +59,7 @@ CONFLICT: Final = {
         }
     ),
 }
+EVENT_NOT_FOUND: Final = dump({"message": "Event not found", "errors": [], "StatusCode": 404})
 MISMATCH: Final = dump(
     {
         "message": "The Idempotency-Key was already used with a different request",

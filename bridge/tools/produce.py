@@ -1,7 +1,8 @@
 """`talon-bridge produce`: a realistic load generator of customer-session lifecycles.
 
 Each session lives through a few cart updates, sometimes a coupon, a close (or a cancel),
-sometimes a partial return, plus custom events for its profile. Sessions are interleaved the
+sometimes a partial return, plus custom events for its profile (a share of them, with
+``--events-v3``, as trackEventV3 events). Sessions are interleaved the
 way a shop's traffic is, so many sessions are active at once, and records are keyed by
 session ID so each session lands on one partition (with ``--route-by profile``, the partition
 of its customer profile: `bridge.routing`). Generation is deterministic for a seed.
@@ -21,9 +22,11 @@ from bridge.commands import (
     AdditionalCost,
     CartItem,
     Command,
+    Payload,
     ReturnCartItems,
     ReturnedCartItem,
     TrackEvent,
+    TrackEventV3,
     UpdateCustomerSession,
 )
 
@@ -63,16 +66,30 @@ class LoadSpec:
     seed: int = 1
     run_id: str = "run"
     max_cart_updates: int = 4  # each session updates its cart 1..N times before checkout
+    events_v3: float = 0.0  # share of the custom events sent as TrackEventV3
+
+
+def _event(rng: random.Random, profile: str, sku: str, v3_share: float) -> Payload:
+    kind = rng.choice(_EVENT_TYPES)
+    # No draw without a share, so the commands of a seed stay those of earlier versions.
+    if v3_share and rng.random() < v3_share:
+        return TrackEventV3(type=kind, profile_id=profile, attributes={"sku": sku})
+    return TrackEvent(type=kind, profile_id=profile, attributes={"sku": sku})
 
 
 def _lifecycle(
-    rng: random.Random, session: str, profile: str, run_id: str, max_updates: int
+    rng: random.Random,
+    session: str,
+    profile: str,
+    run_id: str,
+    max_updates: int,
+    v3_share: float = 0.0,
 ) -> list[Command]:
     cart: list[CartItem] = []
     out: list[Command] = []
     step = 0
 
-    def cmd(payload: UpdateCustomerSession | TrackEvent | ReturnCartItems) -> None:
+    def cmd(payload: Payload) -> None:
         nonlocal step
         out.append(
             Command(
@@ -107,11 +124,7 @@ def _lifecycle(
             )
         )
         if rng.random() < 0.3:
-            cmd(
-                TrackEvent(
-                    type=rng.choice(_EVENT_TYPES), profile_id=profile, attributes={"sku": sku}
-                )
-            )
+            cmd(_event(rng, profile, sku, v3_share))
     if rng.random() < 0.5:
         cmd(
             UpdateCustomerSession(
@@ -152,7 +165,11 @@ def generate(spec: LoadSpec) -> Iterator[Command]:
             n = pending.pop(0)
             session = f"{spec.run_id}-s{n:07d}"
             profile = f"{spec.run_id}-p{rng.randrange(profiles):07d}"
-            active.append(_lifecycle(rng, session, profile, spec.run_id, spec.max_cart_updates))
+            active.append(
+                _lifecycle(
+                    rng, session, profile, spec.run_id, spec.max_cart_updates, spec.events_v3
+                )
+            )
         i = rng.randrange(len(active))
         lifecycle = active[i]
         c = lifecycle.pop(0)
@@ -272,6 +289,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic", default=None, help="default: first of BRIDGE_INPUT_TOPICS")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--run-id", default=None, help="prefix of session IDs and eventIds")
+    parser.add_argument(
+        "--events-v3",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share (0 to 1) of custom events sent as track_event_v3 (default: 0)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     add_route_option(parser)
 
@@ -294,6 +318,7 @@ def run(args: argparse.Namespace) -> int:
         profiles=args.profiles,
         seed=args.seed,
         run_id=args.run_id or f"r{int(time.time())}",
+        events_v3=args.events_v3,
     )
     started = time.monotonic()
     router = ProfileRouter() if args.route_by == "profile" else None

@@ -40,6 +40,7 @@ PAYLOADS = {
     "track_event": "one.talon.bridge.TrackEvent",
     "update_customer_session": "one.talon.bridge.UpdateCustomerSession",
     "return_cart_items": "one.talon.bridge.ReturnCartItems",
+    "track_event_v3": "one.talon.bridge.TrackEventV3",
 }
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 _INT_RANGE = {"int": 2**31, "long": 2**63}

@@ -29,8 +29,10 @@ from bridge.commands import (
     ReturnedCartItem,
     SessionState,
     TrackEvent,
+    TrackEventV3,
     UpdateCustomerSession,
 )
+from bridge.types import CommandType
 
 DATA = Path(__file__).resolve().parents[1] / "unit" / "avro" / "data"
 COMMANDS_TOPIC = "talon.commands"
@@ -155,7 +157,27 @@ RETURN = Command(
         ]
     ),
 )
-COMMANDS = [TRACK, UPDATE_FULL, UPDATE_ABSENT, UPDATE_EMPTY, RETURN]
+TRACK_V3 = Command(
+    event_id="evt-6",
+    session_id="order-1001",
+    occurred_at_ms=1_760_000_000_005,
+    payload=TrackEventV3(
+        type="order_shipped",
+        profile_id="cust-42",
+        attributes={"carrier": "dhl", "parcels": 2},
+        loyalty_cards=["card-1"],
+        store_integration_id="store-7",
+        integration_id="order-1001/shipped",
+    ),
+)
+# Without an integrationId of its own: Talon.One gets the eventId.
+TRACK_V3_DEFAULT = Command(
+    event_id="evt-7",
+    session_id="order-1001",
+    occurred_at_ms=1_760_000_000_006,
+    payload=TrackEventV3(type="order_delivered", profile_id="cust-42"),
+)
+COMMANDS = [TRACK, UPDATE_FULL, UPDATE_ABSENT, UPDATE_EMPTY, RETURN, TRACK_V3, TRACK_V3_DEFAULT]
 
 EFFECTS = EffectsEmitted(
     event_id="evt-2",
@@ -260,6 +282,15 @@ payloads = st.one_of(
         store_integration_id=optional_text,
     ),
     st.builds(
+        TrackEventV3,
+        type=st.text(min_size=1, max_size=20),
+        profile_id=st.text(max_size=20),
+        attributes=attributes,
+        loyalty_cards=short_lists,
+        store_integration_id=optional_text,
+        integration_id=optional_text,
+    ),
+    st.builds(
         ReturnCartItems,
         st.lists(
             st.builds(
@@ -303,7 +334,7 @@ effects_records = st.builds(
     event_id=st.text(max_size=40),
     session_id=st.text(max_size=40),
     profile_id=optional_text,
-    command_type=st.sampled_from(["track_event", "update_customer_session", "return_cart_items"]),
+    command_type=st.sampled_from(get_args(CommandType)),
     source_topic=st.text(max_size=20),
     source_partition=INT32,
     source_offset=INT64,

@@ -13,7 +13,7 @@ def expected_orders(commands: list[Command]) -> tuple[dict[str, list[str]], dict
     sessions: dict[str, list[str]] = defaultdict(list)
     events: dict[str, list[str]] = defaultdict(list)
     for c in commands:
-        if c.command_type == "track_event":
+        if c.command_type in ("track_event", "track_event_v3"):
             events[c.session_id].append(c.event_id)
         else:
             sessions[c.session_id].append(c.event_id)

@@ -296,7 +296,7 @@ def test_newer_writer_with_an_unknown_payload_branch() -> None:
         Codec(registry=registry).decode_command(confluent(schema_id, avro_body(newer, datum)))
     assert err.value.reason == "incompatible-schema"
 
-    # The same bytes claiming to be the current schema: branch 3 does not exist.
+    # The same bytes claiming to be the current schema: branch 4 does not exist.
     lying = b"\xc3\x01" + get_schema("Command").fingerprint_bytes + avro_body(newer, datum)
     with pytest.raises(DecodeError) as err:
         Codec().decode_command(lying)
