@@ -33,6 +33,7 @@ class Counters:
         self.repeated_event_ids: dict[str, int] = {}
         self.max_concurrency = 0
         self.early_retries = 0  # requests back before the Retry-After of their 429 or 503
+        self.events_exist = 0  # trackEventV3 events refused as registered already (409)
 
     def record_event_id(self, event_id: str | None) -> None:
         if event_id is None:
@@ -69,6 +70,7 @@ class Counters:
             "repeated_event_ids": dict(list(self.repeated_event_ids.items())[:100]),
             "max_concurrency_per_key": self.max_concurrency,
             "early_retries": self.early_retries,
+            "events_v3_already_registered": self.events_exist,
         }
 
 

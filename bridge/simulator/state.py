@@ -379,6 +379,7 @@ class SimState:
         """
         integration_id: str | None = event.get("integrationId")
         if integration_id is not None and integration_id in self.events_v3:
+            self.counters.events_exist += 1
             raise ApiFailure(409, EVENT_EXISTS)
         profile_id: str = event["profileId"]
         event_type: str = event["type"]

@@ -911,6 +911,15 @@ def talon_api() -> db.Dashboard:
             q(f"sum by (pod) (rate(bridge_idempotent_replays_total{{{S}}}[{RI}]))", "{{pod}}"),
             width=12,
         ),
+        ts(
+            "Deduplicated events",
+            'trackEventV3 events Talon.One had registered already (409 "already exists"): a '
+            "command delivered again after a crash or a replay; its stored effects were "
+            "published, nothing was applied twice.",
+            "ops",
+            q(f"sum by (pod) (rate(bridge_events_deduplicated_total{{{S}}}[{RI}]))", "{{pod}}"),
+            width=12,
+        ),
         flag_timeline(
             "API key status",
             "Per worker: accepted, or rejected with 401/403 (intake paused, probing).",

@@ -162,6 +162,7 @@ def test_api_dashboard_covers_each_operation(boards: dict[str, dict[str, Any]]) 
         "sum by (operation, le)",
         "bridge_commands_retried_total",
         "bridge_idempotent_replays_total",
+        "bridge_events_deduplicated_total",
         "bridge_api_auth_ok",
     ):
         assert needle in joined, needle

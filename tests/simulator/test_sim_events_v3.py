@@ -48,6 +48,7 @@ async def test_an_event_is_registered_once_and_a_second_one_is_the_exists_409(
     again = await _track(sim, _event("order-1/shipped", attributes={"late": True}))
     assert again.status == 409
     assert again.json == EVENT_EXISTS
+    assert (await sim.stats())["events_v3_already_registered"] == 1
     assert "already exists" in again.json["message"]
     # Nothing applied twice: one journal entry, one event on the profile.
     entries = await _profile_journal(sim, "p1")

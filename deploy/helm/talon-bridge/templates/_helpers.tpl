@@ -292,6 +292,7 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
   "BRIDGE_TALON_POOL_TIMEOUT" (toString $v.talon.poolTimeout)
   "BRIDGE_TALON_CALL_TIMEOUT" (toString $v.talon.callTimeout)
   "BRIDGE_TALON_IDEMPOTENCY_KEYS" (toString $v.talon.idempotencyKeys)
+  "BRIDGE_TALON_EVENTS_API" $v.talon.eventsApi
   "BRIDGE_TALON_HTTP_ENGINE" $v.talon.httpEngine
   "BRIDGE_TALON_ALLOW_INSECURE_HTTP" (toString $v.talon.allowInsecureHttp)
   "BRIDGE_MAX_IN_FLIGHT" (toString (int64 $v.worker.maxInFlight))
