@@ -30,6 +30,7 @@ def test_documented_examples_cover_every_command_type() -> None:
         "update_customer_session",
         "track_event",
         "return_cart_items",
+        "track_event_v3",
     }
     first = commands[0]
     assert first.occurred_at_ms == 1_796_379_300_000  # 2026-12-04T10:15:00Z
@@ -142,7 +143,7 @@ def test_validate_reports_line_numbers_and_fails(
     assert err.splitlines()[0].startswith("line 3: not a JSON document")
     assert err.splitlines()[1] == (
         "line 5: commandType: expected one of "
-        "track_event, update_customer_session, return_cart_items"
+        "track_event, update_customer_session, return_cart_items, track_event_v3"
     )
     assert err.splitlines()[-1] == "2 line(s) failed"
     assert "secret-value" not in err
@@ -159,7 +160,7 @@ def test_validate_passes_the_examples(
     path = tmp_path / "ok.jsonl"
     path.write_text("\n".join(producer_examples()) + "\n")
     assert main(["send", "--validate", str(path)]) == 0
-    assert capsys.readouterr().out.strip() == "4 valid command(s)"
+    assert capsys.readouterr().out.strip() == "5 valid command(s)"
 
 
 # --- schemas export ---------------------------------------------------------------------------
@@ -212,4 +213,4 @@ def test_validate_reads_stdin_by_default(
 ) -> None:
     env.setattr("sys.stdin", io.StringIO("\n".join(producer_examples()) + "\n"))
     assert main(["send", "--validate"]) == 0
-    assert capsys.readouterr().out.strip() == "4 valid command(s)"
+    assert capsys.readouterr().out.strip() == "5 valid command(s)"
