@@ -55,7 +55,7 @@ def _handlers(talon: Talon, events_api: EventsApi = "v2") -> tuple[Handlers, lis
     handlers = Handlers(
         client, events_api=events_api, on_deduplicated=lambda: deduplicated.append(1)
     )
-    return handlers, talon.paths, deduplicated
+    return handlers, deduplicated
 
 
 V3 = TrackEventV3(type="order_shipped", profile_id="cust-42")
@@ -64,7 +64,7 @@ V2 = TrackEvent(type="order_shipped", profile_id="cust-42")
 
 async def test_a_v3_command_is_registered_under_its_event_id_by_default() -> None:
     talon = Talon(answer(200, json=STATE_WITH_EFFECT))
-    handlers, _, deduplicated = _handlers(talon)
+    handlers, deduplicated = _handlers(talon)
     applied = await handlers.apply(_command(V3))
     assert talon.paths == ["POST /v3/events"]
     assert orjson.loads(talon.requests[0].body)["integrationId"] == "shop:7"
@@ -74,7 +74,7 @@ async def test_a_v3_command_is_registered_under_its_event_id_by_default() -> Non
 
 async def test_an_integration_id_of_its_own_is_kept() -> None:
     talon = Talon(answer(200, json=EMPTY_STATE))
-    handlers, _, _ = _handlers(talon)
+    handlers, _ = _handlers(talon)
     own = TrackEventV3(type="order_shipped", profile_id="cust-42", integration_id="order-7")
     await handlers.apply(_command(own))
     assert orjson.loads(talon.requests[0].body)["integrationId"] == "order-7"
@@ -82,7 +82,7 @@ async def test_an_integration_id_of_its_own_is_kept() -> None:
 
 async def test_an_event_registered_already_publishes_its_stored_effects() -> None:
     talon = Talon(answer(409, json=EXISTS))
-    handlers, _, deduplicated = _handlers(talon)
+    handlers, deduplicated = _handlers(talon)
     applied = await handlers.apply(_command(V3))
     assert talon.paths == ["POST /v3/events", "GET /v3/events/shop%3A7"]
     assert [e.effect_type for e in applied.effects] == ["acceptCoupon"]
@@ -92,7 +92,7 @@ async def test_an_event_registered_already_publishes_its_stored_effects() -> Non
 
 async def test_a_busy_profile_is_still_a_conflict_to_retry() -> None:
     talon = Talon(answer(409, json=PROFILE_CONFLICT))
-    handlers, _, deduplicated = _handlers(talon)
+    handlers, deduplicated = _handlers(talon)
     with pytest.raises(ConflictError):
         await handlers.apply(_command(V3))
     assert talon.paths == ["POST /v3/events"]
@@ -104,7 +104,7 @@ async def test_the_setting_picks_the_endpoint_of_plain_events(
     events_api: EventsApi, path: str
 ) -> None:
     talon = Talon(answer(200, json=EMPTY_STATE))
-    handlers, _, _ = _handlers(talon, events_api)
+    handlers, _ = _handlers(talon, events_api)
     await handlers.apply(_command(V2, event_id="shop:8"))
     assert talon.paths == [f"POST {path}"]
     body = orjson.loads(talon.requests[0].body)
