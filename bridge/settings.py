@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -38,6 +39,7 @@ SECRETS_DIR = "/var/run/secrets/talon-bridge"
 
 Encoding = Literal["single-object", "confluent"]
 SubjectStrategy = Literal["topic", "record", "topic-record"]
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 class KafkaSettings(BaseSettings):
@@ -73,6 +75,14 @@ class KafkaSettings(BaseSettings):
         default="classic",
         description="consumer-group protocol: `classic`, or `consumer` (KIP-848, Kafka 4.0+ "
         "brokers), whose handover commits go through even while other members join or leave",
+    )
+    # KIP-345: a restarted member with the same id takes its partitions back, no rebalance.
+    group_instance_id: str | None = Field(
+        default=None,
+        description="static group membership (`group.instance.id`): a name unique in the "
+        "group and stable across restarts (e.g. a StatefulSet pod name), so a restart moves no "
+        "partitions; unset: dynamic membership. A stopped member's partitions wait for it "
+        "until the session timeout (see docs/deployment.md)",
     )
     # Decoded by `_json_object` so a malformed value is reported with every other problem.
     kafka_config: Annotated[dict[str, str | int | float | bool], NoDecode] = Field(
@@ -164,6 +174,25 @@ class KafkaSettings(BaseSettings):
             if is_secret_property(name):
                 where = _TYPED_SECRETS.get(name, f"{ENV_PREFIX}KAFKA_SECRET_CONFIG")
                 raise ValueError(f"{name} is a secret: set it in {where} (a secret file) instead")
+        return value
+
+    @field_validator("group_instance_id")
+    @classmethod
+    def _instance_id(cls, value: str | None) -> str | None:
+        # Kafka's own rule for the id (JoinGroupRequest.validateGroupInstanceId), checked here
+        # so a bad one stops the worker at start, naming the setting, not at its first join.
+        if value is not None and (value in (".", "..") or _INSTANCE_ID.fullmatch(value) is None):
+            raise ValueError(
+                "must be 1 to 249 letters, digits, '.', '_' or '-' (and not '.' or '..'); "
+                "unset it for dynamic membership"
+            )
+        return value
+
+    @field_validator("kafka_config")
+    @classmethod
+    def _no_instance_id_in_pass_through(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "group.instance.id" in value:
+            raise ValueError(f"group.instance.id is set with {ENV_PREFIX}GROUP_INSTANCE_ID")
         return value
 
     @field_validator("kafka_secret_config")

@@ -84,6 +84,10 @@ def consumer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
     conf = {**_CONSUMER_DEFAULTS, **settings.librdkafka_common(), **extra}
     conf["group.id"] = settings.group_id
     conf["group.protocol"] = settings.group_protocol
+    if settings.group_instance_id is not None:
+        # A static member sends no leave on close: its partitions wait for it to come back
+        # (both protocols; KIP-848 keeps them under the id with member epoch -2).
+        conf["group.instance.id"] = settings.group_instance_id
     conf.update(_CONSUMER_ENFORCED)
     if settings.group_protocol == "consumer":
         for name in _CLASSIC_ONLY:

@@ -146,7 +146,8 @@ class ConsumerThread(threading.Thread):
                     last_commit = now
             # Shutdown: close() revokes everything through the rebalance callback (drained
             # and committed there, while this member still belongs to the group), then
-            # leaves the group, so the next owners start where this one finished.
+            # leaves the group, so the next owners start where this one finished. A static
+            # member does not leave: its partitions wait for it, already committed.
             consumer.close()
         except Exception as exc:  # a crash here must not go unseen
             log.exception("consumer thread failed")

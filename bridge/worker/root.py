@@ -254,6 +254,7 @@ class Worker:
                 "version": __version__,
                 "brokers": settings.kafka_bootstrap_servers,
                 "group": settings.group_id,
+                "group_instance_id": settings.group_instance_id,
                 "topics": settings.input_topics,
                 "output_topic": settings.output_topic,
                 "dlq_topic": settings.dlq_topic,
