@@ -8,25 +8,21 @@ in both output modes, with the default (`classic`) group protocol.
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 
-from bridge.avro.codec import Codec
-from bridge.commands import Command
 from bridge.simulator.process import SimulatorProcess
-from bridge.tools.harness import (
-    WorkerProcess,
-    committed_offsets,
-    end_offsets,
-    read_topic,
-    wait_for,
-)
-from bridge.tools.produce import LoadSpec, generate
+from bridge.tools.harness import WorkerProcess
 from tests.support.bridge import Bridge
-from tests.support.oracle import assert_applied_in_order
+from tests.support.membership import (
+    assert_nothing_redone,
+    finish,
+    load,
+    membership_bridge,
+    slices,
+)
 
 # Ten rollouts start a dozen worker processes: longer than the default per-test limit.
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -39,86 +35,13 @@ SCALE_STEP_S = 0.5
 CYCLES = 10
 
 
-@dataclass
-class Redone:
-    effects_twice: int
-    calls_resent: int
-    offsets_short: int
-    # Exactly-once: effects whose transaction never committed (their records are short).
-    effects_missing: int
-
-    def __str__(self) -> str:
-        return (
-            f"effects published twice: {self.effects_twice}, calls re-sent: "
-            f"{self.calls_resent}, offsets short: {self.offsets_short}, "
-            f"effects missing: {self.effects_missing}"
-        )
-
-
-def _bridge(make: Callable[..., Bridge], exactly_once: bool, protocol: str = "classic") -> Bridge:
-    # Few calls at once, so each member holds work in flight when the group changes.
-    env = {"BRIDGE_MAX_IN_FLIGHT": "16", "BRIDGE_GROUP_PROTOCOL": protocol}
-    if exactly_once:
-        env["BRIDGE_EXACTLY_ONCE"] = "true"
-    return make(partitions=12, **env)
-
-
-def _load(sessions: int, run_id: str) -> list[Command]:
-    return list(generate(LoadSpec(sessions=sessions, max_cart_updates=6, run_id=run_id)))
-
-
-def _chunks(commands: list[Command], n: int) -> list[list[Command]]:
-    # Slices of the input in order: each session's commands stay in order across slices.
-    size = -(-len(commands) // n)
-    return [commands[i : i + size] for i in range(0, len(commands), size)]
-
-
-def _finish(
-    bridge: Bridge,
-    simulator: SimulatorProcess,
-    commands: list[Command],
-    members: deque[WorkerProcess],
-    exactly_once: bool,
-) -> Redone:
-    """Let the remaining members finish everything, stop them, and count what was redone."""
-    wait_for(lambda: simulator.stats()["applied"] >= len(commands), 180, "every command applied")
-    while members:
-        assert members.popleft().stop() == 0
-    # Every member has left: what the group committed is final.
-    ends = end_offsets(bridge.conf, bridge.input)
-    committed = committed_offsets(bridge.conf, bridge.group, bridge.input)
-    short = sum(end - max(committed.get(p, 0), 0) for p, end in ends.items())
-    codec = Codec()
-    isolation = "read_committed" if exactly_once else "read_uncommitted"
-    records = read_topic(bridge.conf, bridge.output, timeout=90, idle=3.0, isolation=isolation)
-    ids = Counter(codec.decode_effects(m.value()).event_id for m in records)
-    stats = simulator.stats()
-    redone = Redone(
-        effects_twice=sum(n - 1 for n in ids.values()),
-        calls_resent=stats["idempotency_keys_reused"],
-        offsets_short=short,
-        effects_missing=len({c.event_id for c in commands} - set(ids)),
-    )
-    print(redone)
-    assert stats["applied_event_ids_repeated"] == 0
-    assert_applied_in_order(commands, simulator.journal())
-    return redone
-
-
-def _assert_nothing_redone(redone: Redone) -> None:
-    assert redone.effects_twice == 0, redone
-    assert redone.calls_resent == 0, redone
-    assert redone.offsets_short == 0, redone
-    assert redone.effects_missing == 0, redone
-
-
 @MODES
 def test_rolling_updates_redo_nothing(
     bridge_factory: Callable[..., Bridge], simulator: SimulatorProcess, exactly_once: bool
 ) -> None:
-    bridge = _bridge(bridge_factory, exactly_once)
-    commands = _load(1000, "rolling")
-    chunks = _chunks(commands, CYCLES + 1)
+    bridge = membership_bridge(bridge_factory, exactly_once)
+    commands = load(1000, "rolling")
+    chunks = slices(commands, CYCLES + 1)
     simulator.set_faults(latency_ms=20)
     members: deque[WorkerProcess] = deque()
     try:
@@ -130,11 +53,11 @@ def test_rolling_updates_redo_nothing(
             bridge.produce(chunk)
             time.sleep(ROLLOUT_DELAYS[cycle % len(ROLLOUT_DELAYS)])  # the rollout's pace
             assert members.popleft().stop() == 0
-        redone = _finish(bridge, simulator, commands, members, exactly_once)
+        redone = finish(bridge, simulator, commands, members, exactly_once)
     finally:
         for member in members:
             member.kill()
-    _assert_nothing_redone(redone)
+    assert_nothing_redone(redone)
 
 
 @MODES
@@ -145,9 +68,9 @@ def test_scaling_out_and_back_in_redoes_nothing(
     exactly_once: bool,
     protocol: str,
 ) -> None:
-    bridge = _bridge(bridge_factory, exactly_once, protocol)
-    commands = _load(600, "scale")
-    chunks = _chunks(commands, 7)
+    bridge = membership_bridge(bridge_factory, exactly_once, protocol)
+    commands = load(600, "scale")
+    chunks = slices(commands, 7)
     simulator.set_faults(latency_ms=20)
     members: deque[WorkerProcess] = deque()
     try:
@@ -163,8 +86,8 @@ def test_scaling_out_and_back_in_redoes_nothing(
             bridge.produce(chunk)
             time.sleep(SCALE_STEP_S)
             assert members.pop().stop() == 0
-        redone = _finish(bridge, simulator, commands, members, exactly_once)
+        redone = finish(bridge, simulator, commands, members, exactly_once)
     finally:
         for member in members:
             member.kill()
-    _assert_nothing_redone(redone)
+    assert_nothing_redone(redone)
