@@ -1,0 +1,155 @@
+"""Static membership on the real broker: a rolling restart moves no partitions.
+
+Three members under load are restarted one after the other, as a StatefulSet does (SIGTERM,
+then the same pod name again). With `BRIDGE_GROUP_INSTANCE_ID` the other members see no
+rebalance, the restarted one takes back the partitions it had, and nothing is redone: it
+drains and commits on SIGTERM although it does not leave the group. Without the id the same
+restarts rebalance the group each time, which shows the check can fail.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from functools import partial
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from bridge.commands import Command
+from bridge.simulator.process import SimulatorProcess
+from bridge.tools.harness import WorkerProcess, wait_for
+from tests.support.bridge import Bridge
+from tests.support.membership import (
+    assert_nothing_redone,
+    finish,
+    load,
+    membership_bridge,
+    slices,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(420)]
+
+PROTOCOLS = pytest.mark.parametrize("protocol", ["classic", "consumer"])
+MEMBERS = 3
+PARTITIONS = 12  # membership_bridge's
+
+
+def _rebalances(member: WorkerProcess) -> float:
+    return member.metric_sum("bridge_rebalances_total")
+
+
+def _applied(simulator: SimulatorProcess, at_least: int) -> bool:
+    return int(simulator.stats()["applied"]) >= at_least
+
+
+def _assignments(bridge: Bridge) -> dict[str, frozenset[int]]:
+    """Each static member's partitions, by instance id, as the group coordinator has them."""
+    admin = AdminClient({**bridge.conf, "log_level": 0})
+    group = admin.describe_consumer_groups([bridge.group])[bridge.group].result(timeout=10)
+    return {
+        m.group_instance_id: frozenset(tp.partition for tp in m.assignment.topic_partitions)
+        for m in group.members
+        if m.group_instance_id is not None
+    }
+
+
+class Group:
+    """Members started with or without an instance id, restarted in place like pods."""
+
+    def __init__(self, bridge: Bridge, *, static: bool) -> None:
+        self.bridge = bridge
+        self.names = [f"talon-bridge-{i}" for i in range(MEMBERS)]
+        self.static = static
+        self.members: dict[str, WorkerProcess] = {}
+
+    def start(self, name: str) -> WorkerProcess:
+        env = dict(self.bridge.env)
+        if self.static:
+            env["BRIDGE_GROUP_INSTANCE_ID"] = name
+        self.members[name] = WorkerProcess(env).start()
+        return self.members[name]
+
+    def settled(self) -> bool:
+        """Every member holds its even share of the partitions."""
+        share = PARTITIONS // MEMBERS
+        return all(
+            m.metric_sum("bridge_assigned_partitions") == share for m in self.members.values()
+        )
+
+
+def _restart_each(group: Group, simulator: SimulatorProcess, commands: list[Command]) -> list[bool]:
+    """Restart every member in turn under load; per restart, whether another rebalanced."""
+    bridge, static = group.bridge, group.static
+    parts = slices(commands, MEMBERS + 1)
+    for name in group.names:
+        group.start(name)
+    bridge.produce(parts[0])
+    wait_for(group.settled, 60, "every member holding its share")
+    rebalanced: list[bool] = []
+    produced = len(parts[0])
+    # Highest ordinal first, as a StatefulSet rolls.
+    for name, part in zip(reversed(group.names), parts[1:], strict=True):
+        others = [m for n, m in group.members.items() if n != name]
+        before = [_rebalances(m) for m in others]
+        held = _assignments(bridge).get(name) if static else None
+        assert held or not static, "the member is known by its instance id"
+        bridge.produce(part)  # work in flight when SIGTERM comes
+        produced += len(part)
+        stopping = time.monotonic()
+        assert group.members[name].stop() == 0
+        starting = time.monotonic()
+        member = group.start(name)  # ready: it holds partitions again
+        # Reported, not checked: how long the partitions waited (the session timeout's floor).
+        print(
+            f"{name}: drained and stopped in {starting - stopping:.1f} s, ready again in "
+            f"{time.monotonic() - starting:.1f} s"
+        )
+        if static:
+            assert _assignments(bridge).get(name) == held
+        # The restarted member works its share off: the group has done all it will do.
+        wait_for(partial(_applied, simulator, produced), 120, "the backlog applied")
+        rebalanced.append([_rebalances(m) for m in others] != before)
+        assert member.metric_sum("bridge_assigned_partitions") > 0
+    return rebalanced
+
+
+@PROTOCOLS
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "eos"])
+def test_a_static_member_restarts_without_a_rebalance_and_redoes_nothing(
+    bridge_factory: Callable[..., Bridge],
+    simulator: SimulatorProcess,
+    protocol: str,
+    exactly_once: bool,
+) -> None:
+    bridge = membership_bridge(bridge_factory, exactly_once, protocol)
+    commands = load(600, "static")
+    simulator.set_faults(latency_ms=20)
+    group = Group(bridge, static=True)
+    try:
+        rebalanced = _restart_each(group, simulator, commands)
+        members = deque(group.members.values())
+        redone = finish(bridge, simulator, commands, members, exactly_once)
+    finally:
+        for member in group.members.values():
+            member.kill()
+    assert rebalanced == [False] * MEMBERS
+    assert_nothing_redone(redone)
+
+
+@PROTOCOLS
+def test_without_an_instance_id_each_restart_rebalances(
+    bridge_factory: Callable[..., Bridge], simulator: SimulatorProcess, protocol: str
+) -> None:
+    bridge = membership_bridge(bridge_factory, False, protocol)
+    commands = load(300, "dynamic")
+    simulator.set_faults(latency_ms=20)
+    group = Group(bridge, static=False)
+    try:
+        rebalanced = _restart_each(group, simulator, commands)
+        finish(bridge, simulator, commands, deque(group.members.values()), False)
+    finally:
+        for member in group.members.values():
+            member.kill()
+    assert rebalanced == [True] * MEMBERS
