@@ -797,3 +797,51 @@ def test_operations_doc_states_the_charts_scrape_interval() -> None:
     operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     stated = re.findall(r"every (\d+) s by default: `serviceMonitor.interval`", operations)
     assert stated == [str(seconds)]
+
+
+# --- static membership ----------------------------------------------------------------------
+
+
+def test_statefulset_pods_are_static_members_named_after_themselves(
+    render: Render,
+    render_result: RenderResult,
+    tools: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    values = {"statefulset": {"enabled": True}}
+    sts = one(render(values), "StatefulSet")
+    env = {e["name"]: e for e in container(sts)["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["BRIDGE_GROUP_INSTANCE_ID"]["value"] == "$(POD_NAME)"
+    assert "BRIDGE_TRANSACTIONAL_ID" not in env  # only with exactly-once
+    # POD_NAME must come first for $(POD_NAME) to expand.
+    names = [e["name"] for e in container(sts)["env"]]
+    assert names.index("POD_NAME") < names.index("BRIDGE_GROUP_INSTANCE_ID")
+    # What the kubelet makes of it (a StatefulSet's pod name) is an id the worker accepts.
+    pod = f"{sts['metadata']['name']}-0"
+    instance_id = env["BRIDGE_GROUP_INSTANCE_ID"]["value"].replace("$(POD_NAME)", pod)
+    monkeypatch.setenv("BRIDGE_GROUP_INSTANCE_ID", instance_id)
+    monkeypatch.setenv("BRIDGE_KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+    monkeypatch.setenv("BRIDGE_TALON_BASE_URL", "https://acme.talon.one")
+    monkeypatch.setenv("BRIDGE_TALON_API_KEY", FAKE_API_KEY)
+    assert load(Settings).group_instance_id == pod
+    result = kubeconform(tools["kubeconform"], render_result(values).stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_static_membership_is_off_without_a_statefulset_or_when_turned_off(
+    render: Render,
+) -> None:
+    # A Deployment's pod names change on every rollout: an instance id would be new each time.
+    assert "env" not in container(one(render(None), "Deployment"))
+    off = {"statefulset": {"enabled": True, "staticMembership": False}}
+    assert "env" not in container(one(render(off), "StatefulSet"))
+    both = {"statefulset": {"enabled": True}, "worker": {"exactlyOnce": True}}
+    env = {e["name"] for e in container(one(render(both), "StatefulSet"))["env"]}
+    assert env == {"POD_NAME", "BRIDGE_TRANSACTIONAL_ID", "BRIDGE_GROUP_INSTANCE_ID"}
+
+
+def test_the_pass_through_may_not_set_an_instance_id(render_result: RenderResult) -> None:
+    result = render_result({"kafka": {"config": {"group.instance.id": "pod"}}})
+    assert result.returncode != 0
+    assert "statefulset.staticMembership" in result.stderr

@@ -568,6 +568,9 @@ Checks of values combinations that the schema cannot express; rendered once by t
 {{- fail "keda.enabled with OAUTHBEARER needs keda.authenticationRef: a TriggerAuthentication of your own with KEDA's oauthbearer parameters" }}
 {{- end }}
 {{- end }}
+{{- if hasKey $v.kafka.config "group.instance.id" }}
+{{- fail "kafka.config may not set group.instance.id: every pod would share it; statefulset.staticMembership names each pod's own" }}
+{{- end }}
 {{- range $name, $_ := $v.extraConfig }}
 {{- if has $name (list "BRIDGE_TALON_API_KEY" "BRIDGE_KAFKA_SASL_USERNAME" "BRIDGE_KAFKA_SASL_PASSWORD" "BRIDGE_KAFKA_SSL_KEY_PASSWORD" "BRIDGE_KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET") }}
 {{- fail (printf "extraConfig.%s is a secret: use the chart's secret values or an existing Secret, never the ConfigMap" $name) }}
