@@ -124,9 +124,18 @@ class Pacer:
         return self._noise
 
     def set_ceiling(self, ceiling: float | None) -> None:
-        """A fixed upper bound on the rate (None removes it)."""
+        """A fixed upper bound on the rate (None removes it). A ceiling below `min_rate` is
+        taken as `min_rate`: a sender whose share is nothing has nothing to send anyway."""
+        if ceiling is not None:
+            ceiling = max(ceiling, self._min_rate)
+        old, rate = self._ceiling, self._rate
         self._ceiling = ceiling
-        if ceiling is not None and self._rate is not None and self._rate > ceiling:
+        if ceiling is None or rate is None:
+            return
+        if rate > ceiling:
+            self._rate = ceiling
+        elif old is not None and rate >= old:
+            # The ceiling held the rate, not 429s: it follows the ceiling up.
             self._rate = ceiling
 
     def reserve(self, now: float) -> float:

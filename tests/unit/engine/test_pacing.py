@@ -183,6 +183,27 @@ def test_a_ceiling_caps_the_rate_and_the_adaptive_rate_stays_below() -> None:
     assert pacer.limit is not None and pacer.limit <= 50
 
 
+def test_a_ceiling_of_nothing_is_the_minimum_rate() -> None:
+    # A member owning no partition has no share of the group's budget.
+    pacer = Pacer(min_rate=1.0, burst=0)
+    pacer.set_ceiling(0.0)
+    assert pacer.limit == 1.0
+    assert [pacer.reserve(0.0) for _ in range(2)] == pytest.approx([0.0, 1.0])
+
+
+def test_a_raised_ceiling_lifts_a_rate_it_held_but_not_one_429s_lowered() -> None:
+    pacer = Pacer(ceiling=20)
+    pacer.set_ceiling(60)  # e.g. a larger share of the group's budget
+    assert pacer.limit == 60
+    pacer = Pacer(ceiling=100, min_answers=1, max_answers=1)
+    pacer.reserve(0.0)
+    pacer.on_throttled(1.0, 0.0, None)
+    learnt = pacer.limit
+    assert learnt is not None and learnt < 100
+    pacer.set_ceiling(200)
+    assert pacer.limit == learnt
+
+
 def test_reserve_spaces_sends_at_the_limit() -> None:
     pacer = Pacer(ceiling=10, burst=0)
     waits = [pacer.reserve(0.0) for _ in range(3)]
