@@ -298,6 +298,30 @@ class Metrics:
             "Calls per second the pacer allows, learnt from 429s (0 while it does not limit).",
             registry=r,
         )
+        self.api_group_budget = Gauge(
+            "bridge_api_group_budget_per_second",
+            "Talon.One calls per second allowed to the whole group (BRIDGE_TALON_MAX_RPS; 0: "
+            "no cap).",
+            registry=r,
+        )
+        self.api_budget_share = Gauge(
+            "bridge_api_budget_share_per_second",
+            "This worker's share of the group's budget: budget x owned / total input "
+            "partitions (0: no cap, or no partition).",
+            registry=r,
+        )
+        self.in_flight_limit = Gauge(
+            "bridge_in_flight_limit",
+            "API calls allowed at once now: BRIDGE_MAX_IN_FLIGHT, or less while the adaptive "
+            "limit holds it down.",
+            registry=r,
+        )
+        self.in_flight_limit_changes = Counter(
+            "bridge_in_flight_limit_changes",
+            "Changes of the adaptive in-flight limit, by direction (down, up).",
+            ["direction"],
+            registry=r,
+        )
         self.ready = Gauge("bridge_ready", "1 when the worker is ready to take work.", registry=r)
         self.build = Info("bridge_build", "Build information.", registry=r)
         self.running_on("")  # known once the worker runs on its loop
@@ -316,6 +340,8 @@ class Metrics:
             self.dead_lettered.labels(reason)
         for kind in DELIVERY_KINDS:
             self.delivery_failures.labels(kind)
+        for direction in ("down", "up"):
+            self.in_flight_limit_changes.labels(direction)
         for cause in GROUP_CHANGE_CAUSES:
             self.commit_failures.labels(cause)
             self.transactions_aborted.labels(cause)

@@ -311,8 +311,20 @@ class Settings(KafkaSettings):
         "GIL) or `aiohttp`",
     )
 
+    # Unset, nothing caps the group's calls but what Talon.One's 429s teach the pacer.
+    talon_max_rps: float | None = Field(
+        default=None,
+        gt=0,
+        description="Talon.One calls per second for the whole consumer group: each member "
+        "takes the share of the input partitions it owns (unset: no cap)",
+    )
     max_in_flight: int = Field(
         default=256, ge=1, le=10_000, description="API calls running at once, across sessions"
+    )
+    adaptive_in_flight: bool = Field(
+        default=False,
+        description="adapt the calls running at once to Talon.One's answers: fewer on 429s, "
+        "503s, timeouts and rising latency, back up to `BRIDGE_MAX_IN_FLIGHT` when healthy",
     )
     max_buffered_records: int = Field(
         default=5_000, ge=1, description="records held in memory before partitions are paused"

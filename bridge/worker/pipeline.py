@@ -20,6 +20,7 @@ from bridge import __version__
 from bridge.avro.codec import Codec, RegistryError
 from bridge.commands import Command
 from bridge.dlq import DeadLetter, dead_letter_headers
+from bridge.engine.concurrency import ConcurrencyLimit
 from bridge.engine.gate import ApiGate, GateReason
 from bridge.engine.offsets import OffsetTracker, Slot
 from bridge.engine.outcome import Hold, Retry, decide
@@ -38,6 +39,7 @@ from bridge.kafka.records import InputRecord
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.types import TP
+from bridge.worker.admission import Admission
 from bridge.worker.decoding import Decoder
 from bridge.worker.gatekeeper import GateKeeper
 from bridge.worker.handlers import Applied, Handlers
@@ -105,7 +107,8 @@ class Pipeline:
             ApiGate(max_backoff=settings.retry_max_delay), self.pacer, metrics, clock
         )
         self.gate = self.gatekeeper.gate
-        self._pace_lock = asyncio.Lock()
+        limit = ConcurrencyLimit(settings.max_in_flight) if settings.adaptive_in_flight else None
+        self.admission = Admission(self.pacer, limit, metrics, clock, lambda: self.in_flight)
 
     # --- intake ------------------------------------------------------------------------------
 
@@ -187,46 +190,44 @@ class Pipeline:
     # --- serving -----------------------------------------------------------------------------
 
     async def serve(self) -> None:
-        """One of `max_in_flight` servers: runs ready records, oldest first, forever."""
-        get = self._ready.get
-        gatekeeper = self.gatekeeper
+        """One of `max_in_flight` servers: runs ready records, oldest first, forever; with an
+        adaptive in-flight limit, only while it holds a place under the limit."""
+        get, admission = self._ready.get, self.admission
+        if admission.limit is None:
+            while True:
+                _, entry = await get()
+                await self._serve(entry)
         while True:
-            _, entry = await get()
-            work = entry.item
-            if work.state is not State.QUEUED:
-                continue
-            key = work.rec.key
-            if self.park and key is not None and (parked := self.parking.get(key)):
-                diverted = self._admit(work, key, parked)
-                if diverted is not None:
-                    self._dead_letter(work, diverted)
-                    continue
-            cmd = work.command
-            if cmd is None and work.error is None:
-                cmd = await self._decode_later(work)
-                if cmd is None and work.error is None:
-                    continue  # waiting for the schema registry
-            if cmd is None:
-                err = work.error or DecodeError("invalid", "no command")
-                self._dead_letter(
-                    work, DeadLetter("decode", "DecodeError", err.reason, err.message)
-                )
-                continue
-            if not gatekeeper.is_open:
-                await gatekeeper.wait()
-            if self.pacer.limit is None:
-                self.pacer.reserve(self._clock())  # never waits; counts the send
-            else:
-                await self._pace()
-            await self._call(work, cmd)
+            await admission.enter()
+            try:
+                _, entry = await get()
+                await self._serve(entry)
+            finally:
+                admission.leave()
 
-    async def _pace(self) -> None:
-        # One caller at a time takes the next slot, in the order they came: the rate then
-        # applies at once, also to the calls released together when the gate reopens.
-        async with self._pace_lock:
-            wait = self.pacer.reserve(self._clock())
-            if wait > 0:
-                await asyncio.sleep(wait)
+    async def _serve(self, entry: Sequenced[Work]) -> None:
+        work = entry.item
+        if work.state is not State.QUEUED:
+            return
+        key = work.rec.key
+        if self.park and key is not None and (parked := self.parking.get(key)):
+            diverted = self._admit(work, key, parked)
+            if diverted is not None:
+                self._dead_letter(work, diverted)
+                return
+        cmd = work.command
+        if cmd is None and work.error is None:
+            cmd = await self._decode_later(work)
+            if cmd is None and work.error is None:
+                return  # waiting for the schema registry
+        if cmd is None:
+            err = work.error or DecodeError("invalid", "no command")
+            self._dead_letter(work, DeadLetter("decode", "DecodeError", err.reason, err.message))
+            return
+        if not self.gatekeeper.is_open:
+            await self.gatekeeper.wait()
+        await self.admission.pace()
+        await self._call(work, cmd)
 
     async def _decode_later(self, work: Work) -> Command | None:
         """Decode a record whose writer schema was not cached on arrival, fetching it from
@@ -285,12 +286,13 @@ class Pipeline:
             self._dead_letter(work, DeadLetter("api", type(exc).__name__, "internal", str(exc)))
             return
         self.in_flight -= 1
-        self.pacer.on_accepted(self._clock(), sent_at)
+        self.admission.accepted(sent_at)
         self.gatekeeper.succeeded()
         self._publish(work, cmd, applied)
 
     def _failed(self, work: Work, exc: ApiError, sent_at: float) -> None:
         now = self._clock()
+        self.admission.failed(now, sent_at, exc)
         if work.first_failure is None:
             work.first_failure = now
         hold: GateReason | None = None

@@ -23,17 +23,29 @@ class Rebalance:
     """What the pipeline does when the group moves partitions."""
 
     def __init__(
-        self, pipeline: Pipeline, metrics: Metrics, clock: Callable[[], float] = time.monotonic
+        self,
+        pipeline: Pipeline,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+        on_owned: Callable[[set[TP]], None] | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._metrics = metrics
         self._clock = clock
+        # Told the partitions owned after each change (the group budget's share follows them).
+        self._on_owned = on_owned
+
+    def _owned_changed(self) -> None:
+        assigned = self._pipeline.assigned
+        self._metrics.assigned.set(len(assigned))
+        if self._on_owned is not None:
+            self._on_owned(assigned)
 
     def on_assigned(self, partitions: list[TP]) -> None:
         assigned = self._pipeline.assigned
         assigned.update(partitions)
         self._metrics.rebalances.labels("assign").inc()
-        self._metrics.assigned.set(len(assigned))
+        self._owned_changed()
 
     def on_log_gone(self, partitions: list[TP]) -> None:
         for tp in partitions:
@@ -104,7 +116,7 @@ class Rebalance:
         if reprocessed:
             self._metrics.records_reprocessed.inc(reprocessed)
         self._metrics.rebalances.labels("revoke").inc()
-        self._metrics.assigned.set(len(pipeline.assigned))
+        self._owned_changed()
 
     def on_lost(self, partitions: list[TP]) -> None:
         pipeline = self._pipeline
@@ -117,4 +129,4 @@ class Rebalance:
             # partitions came back to this worker.
             pipeline.output.forget(partitions)
         self._metrics.rebalances.labels("lost").inc()
-        self._metrics.assigned.set(len(pipeline.assigned))
+        self._owned_changed()

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -28,11 +28,13 @@ from bridge.kafka.consumer import ConsumerThread
 from bridge.kafka.delivery import Sender, TransactionError, Transactions, worker_producer
 from bridge.kafka.lag import LagReporter
 from bridge.kafka.parking_log import ParkingReader, parking_topic_problem
+from bridge.kafka.partitions import PartitionCounts
 from bridge.kafka.records import InputRecord
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.talon.client import TalonClient
 from bridge.types import TP
+from bridge.worker.budget import BudgetKeeper
 from bridge.worker.decoding import in_thread
 from bridge.worker.handlers import Handlers
 from bridge.worker.health import HealthServer
@@ -85,7 +87,18 @@ class Worker:
             metrics=self.metrics,
             observer=observer,
         )
-        self.rebalance = Rebalance(self.pipeline, self.metrics)
+        self.budget: BudgetKeeper | None = None
+        if settings.talon_max_rps is not None:
+            self.budget = BudgetKeeper(
+                settings.talon_max_rps,
+                settings.input_topics,
+                self.pipeline.pacer,
+                self._count_partitions,
+            )
+        self._partition_counts: PartitionCounts | None = None
+        self.rebalance = Rebalance(
+            self.pipeline, self.metrics, on_owned=self.budget.owned if self.budget else None
+        )
         self.sequencer = self.pipeline.sequencer
         self.offsets = self.pipeline.offsets
         self.assigned = self.pipeline.assigned
@@ -118,9 +131,20 @@ class Worker:
             m.api_gate_closed.labels(reason).set_function(partial(self._gate_closed_for, reason))
         m.api_retry_after.set_function(lambda: p.pacer.retry_after_in_force(time.monotonic()))
         m.api_pacing_limit.set_function(lambda: p.pacer.limit or 0.0)
+        budget, limit = self.budget, p.admission.limit
+        m.api_group_budget.set_function(lambda: budget.budget if budget else 0.0)
+        m.api_budget_share.set_function(lambda: budget.share if budget else 0.0)
+        ceiling = self.settings.max_in_flight
+        m.in_flight_limit.set_function(lambda: limit.limit if limit else ceiling)
         for topic in self.settings.input_topics:
             m.input_topic_missing.labels(topic).set_function(partial(self._topic_missing, topic))
             m.input_log_resets_for(topic)  # exported as 0 from the start
+
+    def _count_partitions(self, topics: Sequence[str]) -> dict[str, int] | None:
+        # Called in a thread; one admin client for the worker's life.
+        if self._partition_counts is None:
+            self._partition_counts = PartitionCounts(self.settings.librdkafka_common())
+        return self._partition_counts(topics)
 
     def _gate_closed_for(self, reason: GateReason) -> float:
         return 1.0 if self.pipeline.gate.closed_for(reason) else 0.0
@@ -261,6 +285,8 @@ class Worker:
                 "parking_topic": settings.parking_topic if self._park else None,
                 "on_poison": settings.on_poison,
                 "exactly_once": settings.exactly_once,
+                "talon_max_rps": settings.talon_max_rps,
+                "adaptive_in_flight": settings.adaptive_in_flight,
             },
         )
         health = HealthServer(self.metrics.registry, ready=self.ready, alive=self.alive)
@@ -348,6 +374,9 @@ class Worker:
             loop.add_signal_handler(sig, self.request_stop)
         servers = [loop.create_task(self.pipeline.serve()) for _ in range(settings.max_in_flight)]
         committer = loop.create_task(self._commit_loop())
+        if self.budget is not None:
+            await self.budget.recount()  # the share is known before the first assignment
+            servers.append(loop.create_task(self.budget.run()))
         # Modules, schemas and clients live as long as the process: keep them out of every
         # collection, so a full one scans only the records in flight (shorter pauses).
         gc.freeze()

@@ -974,6 +974,33 @@ def talon_api() -> db.Dashboard:
             q(f"max by (pod) (bridge_api_retry_after_seconds{{{S}}})", "{{pod}} Retry-After s"),
             width=8,
         ),
+        ts(
+            "Budget share",
+            "BRIDGE_TALON_MAX_RPS, the group's budget (0: no cap), and each worker's share of "
+            "it (budget x owned / total input partitions; the shares add up to the budget "
+            "once every partition has an owner), beside the calls the group sends.",
+            "reqps",
+            q(f"max by (pod) (bridge_api_budget_share_per_second{{{S}}})", "{{pod}} share"),
+            q(f"sum(bridge_api_budget_share_per_second{{{S}}})", "shares, summed"),
+            q(f"max(bridge_api_group_budget_per_second{{{S}}})", "group budget"),
+            q(f"sum(rate({count}{{{S}}}[{RI}]))", "group sent"),
+            width=12,
+        ),
+        ts(
+            "In-flight limit",
+            "Per worker: Talon.One calls allowed at once (BRIDGE_MAX_IN_FLIGHT, or less while "
+            "the adaptive limit holds it down on 429s, 503s, timeouts or rising latency), the "
+            "calls running, and the limit's cuts.",
+            "short",
+            q(f"max by (pod) (bridge_in_flight_limit{{{S}}})", "{{pod}} limit"),
+            q(f"max by (pod) (bridge_in_flight_commands{{{S}}})", "{{pod}} in flight"),
+            q(
+                "sum by (pod) (increase(bridge_in_flight_limit_changes_total"
+                f'{{{S}, direction="down"}}[{RI}]))',
+                "{{pod}} cuts",
+            ),
+            width=12,
+        ),
     ]
 
     return finish(

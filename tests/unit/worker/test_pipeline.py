@@ -15,6 +15,7 @@ import pytest
 from bridge.avro.codec import Codec
 from bridge.commands import Command, UpdateCustomerSession
 from bridge.dlq import H_PARKED_POSITION, H_REASON, header
+from bridge.engine.pacing import Pacer
 from bridge.errors import KafkaFatalError, ProducerFatalError
 from bridge.kafka.delivery import Delivered, DeliveryError, Transactions
 from bridge.kafka.records import InputRecord
@@ -89,6 +90,7 @@ class Talon:
         self.calls: list[str] = []
         self.running: set[str] = set()
         self.overlaps = 0
+        self.peak = 0  # most calls at once
         self.down = False  # every call answers 503
         self.release = asyncio.Event()
         self.release.set()
@@ -100,6 +102,7 @@ class Talon:
         if session in self.running:
             self.overlaps += 1
         self.running.add(session)
+        self.peak = max(self.peak, len(self.running))
         try:
             await asyncio.sleep(self.delay)
             await self.release.wait()
@@ -212,6 +215,23 @@ async def test_sessions_run_in_order_one_call_at_a_time_and_all_offsets_finish()
         assert mine == sorted(mine), "effects of a session are produced in call order"
     assert rig.pipeline.offsets.commit_positions() == {PART: 30}
     assert rig.pipeline.buffered == 0 and rig.pipeline.released == 30
+    await rig.close()
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+async def test_servers_keep_under_the_adaptive_in_flight_limit(adaptive: bool) -> None:
+    rig = Rig(Talon(delay=0.005), servers=16, max_in_flight=16, adaptive_in_flight=adaptive)
+    rig.pipeline.admission.pacer = Pacer(initial=None)  # no slow start: servers go at once
+    limit = rig.pipeline.admission.limit
+    if adaptive:
+        assert limit is not None
+        for i in range(400):  # answers of a throttling API: down to the floor
+            limit.on_answer(float(i), i - 0.5, dropped=True, in_use=16)
+        assert limit.limit == limit.floor == 4
+    rig.pipeline.on_batch([_record(i, f"s-{i}", f"e-{i}") for i in range(32)])
+    await rig.finished(32)
+    # Healthy answers let it grow a step or two meanwhile, never to the 16 servers.
+    assert rig.talon.peak <= 6 if adaptive else rig.talon.peak == 16
     await rig.close()
 
 

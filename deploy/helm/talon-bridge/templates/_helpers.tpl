@@ -296,6 +296,7 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
   "BRIDGE_TALON_HTTP_ENGINE" $v.talon.httpEngine
   "BRIDGE_TALON_ALLOW_INSECURE_HTTP" (toString $v.talon.allowInsecureHttp)
   "BRIDGE_MAX_IN_FLIGHT" (toString (int64 $v.worker.maxInFlight))
+  "BRIDGE_ADAPTIVE_IN_FLIGHT" (toString $v.worker.adaptiveInFlight)
   "BRIDGE_MAX_BUFFERED_RECORDS" (toString (int64 $v.worker.maxBufferedRecords))
   "BRIDGE_MAX_QUEUED_PER_SESSION" (toString (int64 $v.worker.maxQueuedPerSession))
   "BRIDGE_MAX_IN_FLIGHT_PER_PROFILE" (toString (int64 $v.worker.maxInFlightPerProfile))
@@ -314,6 +315,9 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
   "BRIDGE_LOG_FORMAT" $v.worker.logFormat
   "BRIDGE_SECRETS_DIR" $v.worker.secretsDir
 }}
+{{- with $v.talon.maxRps }}
+{{- $_ := set $s "BRIDGE_TALON_MAX_RPS" (toString .) }}
+{{- end }}
 {{- $sr := $v.kafka.schemaRegistry }}
 {{- if $v.kafka.schemaRegistryUrl }}
 {{- $_ := set $s "BRIDGE_SCHEMA_REGISTRY_URL" $v.kafka.schemaRegistryUrl }}
