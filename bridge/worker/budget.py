@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterable, Sequence
 
 from bridge.engine.budget import GroupBudget
 from bridge.engine.pacing import Pacer
+from bridge.kafka.partitions import PartitionCounts
+from bridge.settings import Settings
 from bridge.types import TP
 
-__all__ = ["RECOUNT_S", "BudgetKeeper"]
+__all__ = ["RECOUNT_S", "BudgetKeeper", "budget_keeper"]
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +72,18 @@ class BudgetKeeper:
         if share > 0:
             self._pacer.set_ceiling(share)
         log.debug("budget share", extra={"calls_per_second": round(share, 3)})
+
+
+def budget_keeper(settings: Settings, pacer: Pacer) -> BudgetKeeper | None:
+    """The worker's keeper of `BRIDGE_TALON_MAX_RPS`, or None without a budget."""
+    if settings.talon_max_rps is None:
+        return None
+    counter: list[PartitionCounts] = []
+
+    def count(topics: Sequence[str]) -> dict[str, int] | None:
+        # Called in a thread; one admin client for the worker's life, made on first use.
+        if not counter:
+            counter.append(PartitionCounts(settings.librdkafka_common()))
+        return counter[0](topics)
+
+    return BudgetKeeper(settings.talon_max_rps, settings.input_topics, pacer, count)

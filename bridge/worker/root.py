@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -28,13 +28,12 @@ from bridge.kafka.consumer import ConsumerThread
 from bridge.kafka.delivery import Sender, TransactionError, Transactions, worker_producer
 from bridge.kafka.lag import LagReporter
 from bridge.kafka.parking_log import ParkingReader, parking_topic_problem
-from bridge.kafka.partitions import PartitionCounts
 from bridge.kafka.records import InputRecord
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.talon.client import TalonClient
 from bridge.types import TP
-from bridge.worker.budget import BudgetKeeper
+from bridge.worker.budget import BudgetKeeper, budget_keeper
 from bridge.worker.decoding import in_thread
 from bridge.worker.handlers import Handlers
 from bridge.worker.health import HealthServer
@@ -87,15 +86,7 @@ class Worker:
             metrics=self.metrics,
             observer=observer,
         )
-        self.budget: BudgetKeeper | None = None
-        if settings.talon_max_rps is not None:
-            self.budget = BudgetKeeper(
-                settings.talon_max_rps,
-                settings.input_topics,
-                self.pipeline.pacer,
-                self._count_partitions,
-            )
-        self._partition_counts: PartitionCounts | None = None
+        self.budget: BudgetKeeper | None = budget_keeper(settings, self.pipeline.pacer)
         self.rebalance = Rebalance(
             self.pipeline, self.metrics, on_owned=self.budget.owned if self.budget else None
         )
@@ -139,12 +130,6 @@ class Worker:
         for topic in self.settings.input_topics:
             m.input_topic_missing.labels(topic).set_function(partial(self._topic_missing, topic))
             m.input_log_resets_for(topic)  # exported as 0 from the start
-
-    def _count_partitions(self, topics: Sequence[str]) -> dict[str, int] | None:
-        # Called in a thread; one admin client for the worker's life.
-        if self._partition_counts is None:
-            self._partition_counts = PartitionCounts(self.settings.librdkafka_common())
-        return self._partition_counts(topics)
 
     def _gate_closed_for(self, reason: GateReason) -> float:
         return 1.0 if self.pipeline.gate.closed_for(reason) else 0.0
