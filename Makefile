@@ -9,12 +9,14 @@ UV         := $(TOOLS)/bin/uv
 VENV       := .venv
 BIN        := $(VENV)/bin
 KAFKA_PORT ?= 9092
+REGISTRY_PORT ?= 8081
 # pytest-xdist workers for `make test`, each with its own broker: most integration tests wait on
 # rebalances and API latency rather than use a core.
 TEST_WORKERS ?= 2
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help venv demo test lint typecheck unit kafka-up kafka-down kafka-jars bench clean
+.PHONY: registry-build registry-up registry-down
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,6 +31,9 @@ venv: $(UV) ## create or refresh .venv from uv.lock
 kafka-jars: venv ## resolve the Kafka broker jars from Maven Central into the cache
 	$(BIN)/python -m bridge.tools.localkafka fetch >/dev/null
 
+registry-build: venv ## build the local Schema Registry (Apicurio) from Maven Central into the cache
+	$(BIN)/python -m bridge.tools.localregistry build >/dev/null
+
 demo: venv kafka-jars ## set up and run the demo: local broker, simulator, bridge, load
 	$(BIN)/talon-bridge demo
 
@@ -39,7 +44,7 @@ lint: venv ## ruff lint + format check
 typecheck: venv ## mypy --strict on the package
 	$(BIN)/mypy --strict bridge
 
-test: venv kafka-jars lint typecheck ## set up and run every check and the whole test suite
+test: venv kafka-jars registry-build lint typecheck ## set up and run every check and the whole test suite
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 unit: venv ## the tests that need no broker
@@ -50,6 +55,12 @@ kafka-up: venv ## start a detached local broker on KAFKA_PORT (idempotent)
 
 kafka-down: venv ## stop the detached local broker (idempotent)
 	$(BIN)/python -m bridge.tools.localkafka down --port $(KAFKA_PORT)
+
+registry-up: venv ## start a detached local Schema Registry on REGISTRY_PORT (idempotent)
+	$(BIN)/python -m bridge.tools.localregistry up --port $(REGISTRY_PORT)
+
+registry-down: venv ## stop the detached local Schema Registry (idempotent)
+	$(BIN)/python -m bridge.tools.localregistry down --port $(REGISTRY_PORT)
 
 clean: ## remove the virtualenv and caches inside the checkout
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
