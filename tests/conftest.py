@@ -4,6 +4,9 @@ Order: `KAFKA_BOOTSTRAP_SERVERS` if set; else a testcontainers Kafka container w
 engine answers; else a single-node KRaft broker run from Maven Central jars
 (`bridge.tools.localkafka`). With `CI` set, a kafka-marked test can never be skipped: a missing
 broker fails the run.
+
+A Schema Registry likewise: `SCHEMA_REGISTRY_URL` if set, else Apicurio Registry built from
+Maven Central (`bridge.tools.localregistry`), started once per test session.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bridge.tools.localkafka import LocalKafka
+from bridge.tools.localregistry import LocalRegistry
 from tests.support.ci import IN_CI
 
 _skipped_kafka: list[str] = []
@@ -70,6 +74,25 @@ def kafka_bootstrap() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def schema_registry_url() -> Iterator[str]:
+    """The Confluent-compatible API of a real Schema Registry for the whole test session."""
+    if env := os.environ.get("SCHEMA_REGISTRY_URL"):
+        yield env
+        return
+    registry = LocalRegistry()
+    try:
+        registry.start()
+    except Exception as exc:
+        if IN_CI:
+            pytest.fail(f"no Schema Registry could be provisioned: {exc}", pytrace=False)
+        pytest.skip(f"no Schema Registry available: {exc}")
+    try:
+        yield registry.url
+    finally:
+        registry.close()
+
+
+@pytest.fixture(scope="session")
 def kafka_admin(kafka_bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": kafka_bootstrap})
 
@@ -96,10 +119,13 @@ def group_id() -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        uses_kafka = "kafka_bootstrap" in getattr(item, "fixturenames", ())
+        fixtures = getattr(item, "fixturenames", ())
+        # A registry is a service too: its tests stay out of the broker-free runs.
+        uses_kafka = "kafka_bootstrap" in fixtures or "schema_registry_url" in fixtures
         if uses_kafka and item.get_closest_marker("kafka") is None:
             raise pytest.UsageError(
-                f"{item.nodeid} uses Kafka but is not marked @pytest.mark.kafka"
+                f"{item.nodeid} uses Kafka or a Schema Registry but is not marked "
+                "@pytest.mark.kafka"
             )
 
 

@@ -322,16 +322,19 @@ def run(args: argparse.Namespace) -> int:
     )
     started = time.monotonic()
     router = ProfileRouter() if args.route_by == "profile" else None
-    sent = produce_commands(
-        settings.librdkafka_common(),
-        topic,
-        generate(spec),
-        encode=codec.encode_command,
-        rate=args.rate,
-        progress=not args.no_progress and sys.stderr.isatty(),
-        expected=args.commands,
-        partitioner=router.partition if router is not None else None,
-    )
+    try:
+        sent = produce_commands(
+            settings.librdkafka_common(),
+            topic,
+            generate(spec),
+            encode=codec.encode_command,
+            rate=args.rate,
+            progress=not args.no_progress and sys.stderr.isatty(),
+            expected=args.commands,
+            partitioner=router.partition if router is not None else None,
+        )
+    finally:
+        codec.close()  # its registry client's connections, with the confluent encoding
     elapsed = time.monotonic() - started
     print(f"produced {sent} commands to {topic} in {elapsed:.1f}s ({sent / elapsed:,.0f}/s)")
     return 0
