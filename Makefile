@@ -10,6 +10,8 @@ VENV       := .venv
 BIN        := $(VENV)/bin
 KAFKA_PORT ?= 9092
 REGISTRY_PORT ?= 8081
+# e.g. DEMO_ARGS="--encoding confluent": the demo through a Schema Registry.
+DEMO_ARGS ?=
 # pytest-xdist workers for `make test`, each with its own broker: most integration tests wait on
 # rebalances and API latency rather than use a core.
 TEST_WORKERS ?= 2
@@ -35,7 +37,7 @@ registry-build: venv ## build the local Schema Registry (Apicurio) from Maven Ce
 	$(BIN)/python -m bridge.tools.localregistry build >/dev/null
 
 demo: venv kafka-jars ## set up and run the demo: local broker, simulator, bridge, load
-	$(BIN)/talon-bridge demo
+	$(BIN)/talon-bridge demo $(DEMO_ARGS)
 
 lint: venv ## ruff lint + format check
 	$(BIN)/ruff check .

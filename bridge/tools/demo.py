@@ -3,6 +3,9 @@
 A local Kafka broker (unless one is given), the Talon.One simulator at a realistic latency,
 one bridge worker, and a few thousand commands of realistic session lifecycles. It shows live
 progress, prints a summary, and shuts everything down cleanly.
+
+``--encoding confluent`` runs it in the Schema Registry wire format, against the registry
+``SCHEMA_REGISTRY_URL`` names, else a local one (`bridge.tools.localregistry`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--max-in-flight", type=int, default=256)
     parser.add_argument("--timeout", type=float, default=150.0, help="seconds to wait for work")
+    parser.add_argument(
+        "--encoding",
+        choices=["single-object", "confluent"],
+        default="single-object",
+        help="wire format; confluent uses $SCHEMA_REGISTRY_URL, else starts a local registry",
+    )
 
 
 @contextlib.contextmanager
@@ -46,6 +55,37 @@ def _broker() -> Iterator[str]:
         yield broker.bootstrap
 
 
+@contextlib.contextmanager
+def _registry(encoding: str) -> Iterator[str | None]:
+    if encoding != "confluent":
+        yield None
+        return
+    if given := os.environ.get("SCHEMA_REGISTRY_URL"):
+        yield given
+        return
+    from bridge.tools.localregistry import LocalRegistry
+
+    _say("starting a local Schema Registry (Apicurio Registry)")
+    with LocalRegistry() as registry:
+        yield registry.url
+
+
+@contextlib.contextmanager
+def _codec(registry_url: str | None) -> Iterator[Any]:
+    from bridge.avro.codec import Codec
+
+    if registry_url is None:
+        yield Codec()
+        return
+    from bridge.kafka.registry_client import new_registry_client
+
+    client = new_registry_client({"url": registry_url, "timeout": 10})
+    try:
+        yield Codec("confluent", registry=client)
+    finally:
+        client.close()
+
+
 def _say(msg: str) -> None:
     print(f"==> {msg}", file=sys.stderr, flush=True)
 
@@ -57,15 +97,20 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.avro.codec import Codec
     from bridge.simulator.process import SimulatorProcess
     from bridge.tools.harness import WorkerProcess, create_bridge_topics, read_topic, worker_env
     from bridge.tools.produce import LoadSpec, generate, produce_commands
 
     run_id = f"demo-{uuid.uuid4().hex[:6]}"
-    with _broker() as bootstrap:
+    with _broker() as bootstrap, _registry(args.encoding) as registry_url:
         conf: dict[str, Any] = {"bootstrap.servers": bootstrap}
         topics = create_bridge_topics(conf, run_id, args.partitions)
+        encoding: dict[str, str] = {}
+        if registry_url is not None:
+            encoding = {
+                "BRIDGE_ENCODING": "confluent",
+                "BRIDGE_SCHEMA_REGISTRY_URL": registry_url,
+            }
         _say(f"starting the Talon.One simulator ({args.latency_ms:.0f} ms latency)")
         sim_args = ["--latency-ms", str(args.latency_ms), "--latency-jitter-ms", "5"]
         with SimulatorProcess(api_key="demo-key", args=sim_args) as sim:
@@ -76,22 +121,26 @@ def run(args: argparse.Namespace) -> int:
                 talon_url=sim.base_url,
                 api_key="demo-key",
                 BRIDGE_MAX_IN_FLIGHT=str(args.max_in_flight),
+                **encoding,
             )
             _say("starting the bridge worker")
-            with WorkerProcess(env) as worker:
-                codec = Codec()
-                commands = list(generate(LoadSpec(sessions=args.sessions, run_id=run_id)))
-                occurred = {c.event_id: c.occurred_at_ms for c in commands}
-                by_type = Counter(str(c.command_type) for c in commands)
-                _say(f"producing {len(commands)} commands for {args.sessions} sessions")
-                started = time.time()
-                produce_commands(conf, topics["in"], iter(commands), encode=codec.encode_command)
-                total = len(commands)
-                _follow(worker, total, args.timeout)
-                elapsed = time.time() - started
-                _say("stopping the bridge (SIGTERM: drain, commit, leave the group)")
-                code = worker.stop()
-            effects = [codec.decode_effects(m.value()) for m in read_topic(conf, topics["out"])]
+            with _codec(registry_url) as codec:
+                with WorkerProcess(env) as worker:
+                    commands = list(generate(LoadSpec(sessions=args.sessions, run_id=run_id)))
+                    occurred = {c.event_id: c.occurred_at_ms for c in commands}
+                    by_type = Counter(str(c.command_type) for c in commands)
+                    _say(f"producing {len(commands)} commands for {args.sessions} sessions")
+                    started = time.time()
+                    produce_commands(
+                        conf, topics["in"], iter(commands), encode=codec.encode_command
+                    )
+                    total = len(commands)
+                    _follow(worker, total, args.timeout)
+                    elapsed = time.time() - started
+                    _say("stopping the bridge (SIGTERM: drain, commit, leave the group)")
+                    code = worker.stop()
+                out = read_topic(conf, topics["out"])
+                effects = [codec.decode_effects(m.value()) for m in out]
             dead = read_topic(conf, topics["dlq"], idle=1.0)
             stats = sim.stats()
     latencies = [
