@@ -29,17 +29,18 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PYTHON=/usr/local/bin/python3.11 \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 WORKDIR /src
-# Dependencies first, in their own layer: it changes only when uv.lock does.
+# Dependencies first, in their own layer: it changes only when uv.lock does. The `otlp` extra
+# (OpenTelemetry SDK and OTLP/HTTP exporter) lets OTEL_TRACES_EXPORTER=otlp switch spans on.
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=uv.lock,target=uv.lock \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
-    uv sync --locked --no-dev --no-install-project
+    uv sync --locked --no-dev --extra otlp --no-install-project
 COPY pyproject.toml uv.lock README.md ./
 COPY schemas ./schemas
 COPY bridge ./bridge
 # The project itself as a regular (non-editable) install: the runtime needs no source tree.
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-editable
+    uv sync --locked --no-dev --extra otlp --no-editable
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=0.0.0+local

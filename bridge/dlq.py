@@ -12,7 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
+from bridge import __version__
 from bridge.types import DeadLetterReason, DeadLetterStage, Headers
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "coordinates",
     "dead_letter_headers",
     "header",
+    "record_letter_headers",
 ]
 
 H_ORIGINAL_TOPIC = "__connect.errors.topic"
@@ -165,3 +168,34 @@ def dead_letter_headers(
         out.append((H_PARKED_POSITION, str(letter.chain_position).encode()))
         out.append((H_PARKED_TOKEN, letter.chain_token.encode()))
     return out
+
+
+class _Consumed(Protocol):
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp_ms(self) -> int: ...
+    @property
+    def headers(self) -> Headers | None: ...
+
+
+def record_letter_headers(
+    rec: _Consumed, letter: DeadLetter, group: str
+) -> list[tuple[str, str | bytes | None]]:
+    """`dead_letter_headers` of a record this worker consumed in `group`."""
+    return [
+        *dead_letter_headers(
+            rec.headers,
+            letter,
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            timestamp_ms=rec.timestamp_ms,
+            group=group,
+            version=__version__,
+        )
+    ]

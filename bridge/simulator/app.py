@@ -282,6 +282,7 @@ class Simulator:
                 body_sha256=digest,
                 arrival=arrival,
                 acquired_ns=time.monotonic_ns(),
+                traceparent=request.headers.get("traceparent"),
             )
             await self._latency()
             if self.hold is not None:

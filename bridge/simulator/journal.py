@@ -24,6 +24,7 @@ class RequestMeta:
     body_sha256: str = ""
     arrival: int = 0
     acquired_ns: int = 0
+    traceparent: str | None = None  # the W3C trace context the request carried
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class JournalEntry:
             out["stateBefore"] = self.state_before
             out["state"] = self.state
             out["updateCount"] = self.update_count
+        out["traceparent"] = self.meta.traceparent
         out["effectTypes"] = list(self.effect_types)
         out["bodySha256"] = self.meta.body_sha256
         out["arrival"] = self.meta.arrival

@@ -1,11 +1,13 @@
 """How the client's requests are addressed: endpoint paths and queries, the Idempotency-Key
-derived from a command's eventId, and the tracing header that carries the eventId itself."""
+derived from a command's eventId, the tracing header that carries the eventId itself, and the
+W3C trace context headers of the call under way."""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Final
+from contextvars import ContextVar
+from typing import Final, TypeAlias
 from urllib.parse import quote
 
 from bridge.errors import PermanentApiError
@@ -16,6 +18,8 @@ __all__ = [
     "EVENT_ID_HEADER",
     "EVENT_QUERY",
     "IDEMPOTENCY_NAMESPACE",
+    "TRACE_HEADERS",
+    "TraceHeaders",
     "checked_key",
     "event_v3_path",
     "header_safe",
@@ -34,6 +38,12 @@ _SESSIONS_PATH: Final = "/v2/customer_sessions/"
 EVENTS_V3_PATH: Final = "/v3/events"
 # Carries the command's eventId, so a request can be traced back to its Kafka record.
 EVENT_ID_HEADER: Final = "X-Talon-Bridge-Event-Id"
+
+# (name, value) pairs of the W3C trace context (`traceparent`, `tracestate`).
+TraceHeaders: TypeAlias = tuple[tuple[str, str], ...]
+# The trace context of the call the current task is about to make, set by `bridge.tracing`:
+# a context variable, so the calls' signatures stay as they are and each task has its own.
+TRACE_HEADERS: ContextVar[TraceHeaders] = ContextVar("talon_trace_headers", default=())
 
 
 def idempotency_key_for(event_id: str) -> str:

@@ -34,6 +34,7 @@ from bridge.talon.addressing import (
     EVENT_ID_HEADER,
     EVENT_QUERY,
     IDEMPOTENCY_NAMESPACE,
+    TRACE_HEADERS,
     checked_key,
     header_safe,
     idempotency_key_for,
@@ -397,6 +398,7 @@ class TalonClient(EventsV3):
             headers.append(("Idempotency-Key", checked_key(idempotency_key)))
         if event_id is not None:
             headers.append((EVENT_ID_HEADER, header_safe(event_id)))
+        headers.extend(TRACE_HEADERS.get())
         request = Request(method, f"{self._text}{path}?{query}", headers, content, self._timeouts)
         started = time.perf_counter()
         try:

@@ -7,6 +7,7 @@ import argparse
 from bridge.environment import help_text, load, warn_unknown
 from bridge.logs import configure_logging
 from bridge.settings import Settings
+from bridge.tracing import from_environment
 
 __all__ = ["HELP", "configure", "run"]
 
@@ -29,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
         return doctor.run(argparse.Namespace(json=False, timeout=10.0, worker_url=None))
     settings = load(Settings)
+    tracing = from_environment()
     configure_logging(settings.log_level, settings.log_format)
     warn_unknown()
     from bridge.worker.root import run_worker  # deferred: heavy imports only when running
 
-    return run_worker(settings)
+    return run_worker(settings, tracing=tracing)

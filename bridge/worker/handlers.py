@@ -57,6 +57,7 @@ class Applied(msgspec.Struct, frozen=True, gc=False):
     created_coupons: list[CreatedCouponRecord]
     created_referrals: list[CreatedReferralRecord]
     replayed: bool
+    status: int = 200  # the HTTP status of the answer
 
     def record(self, cmd: Command, rec: InputRecord, processed_at_ms: int) -> EffectsEmitted:
         """The effects record published for `cmd`, read from `rec`."""
@@ -117,6 +118,7 @@ def _applied(result: ApiResult[IntegrationSummary], state: SessionState | None) 
             for r in body.created_referrals
         ],
         replayed=result.replayed,
+        status=result.status,
     )
 
 

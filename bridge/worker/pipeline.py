@@ -16,10 +16,9 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from bridge import __version__
 from bridge.avro.codec import Codec, RegistryError
 from bridge.commands import Command
-from bridge.dlq import DeadLetter, dead_letter_headers
+from bridge.dlq import DeadLetter, record_letter_headers
 from bridge.engine.concurrency import ConcurrencyLimit
 from bridge.engine.gate import ApiGate, GateReason
 from bridge.engine.offsets import OffsetTracker, Slot
@@ -38,6 +37,7 @@ from bridge.errors import (
 from bridge.kafka.records import InputRecord
 from bridge.metrics import Metrics
 from bridge.settings import Settings
+from bridge.tracing import Tracing
 from bridge.types import TP
 from bridge.worker.admission import Admission
 from bridge.worker.decoding import Decoder
@@ -45,7 +45,7 @@ from bridge.worker.gatekeeper import GateKeeper
 from bridge.worker.handlers import Applied, Handlers
 from bridge.worker.parking import Chains, ParkedSession, ParkingLot
 from bridge.worker.quota import SessionQuota
-from bridge.worker.work import ACTIVE, Observer, Output, OutputHeaders, State, Work, keys
+from bridge.worker.work import ACTIVE, Observer, Output, State, Work, keys
 
 __all__ = ["Pipeline"]
 
@@ -67,8 +67,10 @@ class Pipeline:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         observer: Observer | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
+        self.tracing = tracing or Tracing()
         self.metrics = metrics
         self.handlers = handlers
         self.decoder = Decoder(codec)
@@ -182,6 +184,7 @@ class Pipeline:
             if work.timer is not None:
                 work.timer.cancel()
             work.state = State.DROPPED
+            self.tracing.dropped(work)
             self.buffered -= 1
             self.released += 1
         for entry in became:
@@ -265,12 +268,14 @@ class Pipeline:
             self.observer.calling(work.rec, cmd)
         self._transition(work, State.RUNNING)
         work.attempts += 1
+        self.tracing.calling(work)
         self.in_flight += 1
         sent_at = self._clock()
         try:
             applied = await self.handlers.apply(cmd)
         except ApiError as exc:
             self.in_flight -= 1
+            self.tracing.failed(work, exc)
             self._failed(work, exc, sent_at)
             return
         except InvalidCommandError as exc:
@@ -380,12 +385,14 @@ class Pipeline:
         self._transition(work, State.PRODUCING)
         self._release(work)
         output = self._output()
+        trace = self.tracing.applied(work, applied.status)
         if self.settings.skip_empty_effects and not applied.effects:
             output.finish(work)
             return
         rec = applied.record(cmd, work.rec, int(self._wall() * 1000))
         topic = self.settings.output_topic
-        output.send(work, topic, work.rec.key, self.decoder.codec.encode_effects(rec, topic))
+        value = self.decoder.codec.encode_effects(rec, topic)
+        output.send(work, topic, work.rec.key, value, trace)
         for effect in applied.effects:
             self.metrics.effects_for(effect.effect_type).inc()
 
@@ -401,20 +408,10 @@ class Pipeline:
             )
         if work.entry is not None:
             self._release(work)
-        headers: OutputHeaders = [
-            *dead_letter_headers(
-                rec.headers,
-                letter,
-                topic=rec.topic,
-                partition=rec.partition,
-                offset=rec.offset,
-                timestamp_ms=rec.timestamp_ms,
-                group=self.settings.group_id,
-                version=__version__,
-            )
-        ]
+        headers = record_letter_headers(rec, letter, self.settings.group_id)
+        traced = self.tracing.dead_lettered(work, letter, headers)
         self.metrics.dead_lettered.labels(letter.reason).inc()
-        self._output().send(work, self.settings.dlq_topic, rec.key, rec.value, headers)
+        self._output().send(work, self.settings.dlq_topic, rec.key, rec.value, traced)
 
     def _admit(self, work: Work, key: bytes, parked: ParkedSession) -> DeadLetter | None:
         return self.chains.admit(

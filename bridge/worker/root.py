@@ -32,6 +32,7 @@ from bridge.kafka.records import InputRecord
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.talon.client import TalonClient
+from bridge.tracing import Tracing
 from bridge.types import TP
 from bridge.worker.budget import BudgetKeeper, budget_keeper
 from bridge.worker.decoding import in_thread
@@ -59,6 +60,7 @@ class Worker:
         client: TalonClient | None = None,
         metrics: Metrics | None = None,
         observer: Observer | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
@@ -85,6 +87,7 @@ class Worker:
             ),
             metrics=self.metrics,
             observer=observer,
+            tracing=tracing,
         )
         self.budget: BudgetKeeper | None = budget_keeper(settings, self.pipeline.pacer)
         self.rebalance = Rebalance(
@@ -390,6 +393,7 @@ class Worker:
             sender.stop()
             await loop.run_in_executor(None, sender.join)
             await self.client.aclose()
+            await loop.run_in_executor(None, self.pipeline.tracing.close)
             self.codec.close()
             await health.stop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -416,11 +420,13 @@ class Worker:
         return True
 
 
-def run_worker(settings: Settings, *, observer: Observer | None = None) -> int:
+def run_worker(
+    settings: Settings, *, observer: Observer | None = None, tracing: Tracing | None = None
+) -> int:
     """Run a worker until SIGTERM/SIGINT or a fatal error; returns the exit code."""
 
     async def main() -> int:
-        return await Worker(settings, observer=observer).run()
+        return await Worker(settings, observer=observer, tracing=tracing).run()
 
     with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
         return runner.run(main())

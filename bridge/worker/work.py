@@ -50,6 +50,7 @@ class Work:
         "state",
         "timer",
         "tp",
+        "trace",
     )
 
     def __init__(self, rec: InputRecord, slot: Slot) -> None:
@@ -67,6 +68,7 @@ class Work:
         self.pending = 0  # produced records not yet acknowledged
         self.held: Any = None  # exactly-once: outputs awaiting the transaction
         self.outcome: CommandOutcome = "applied"
+        self.trace: Any = None  # bridge.tracing's, while its API call is traced
 
     @property
     def where(self) -> str:

@@ -144,6 +144,7 @@ def test_image_install_steps_produce_a_working_worker(tmp_path: Path) -> None:
     assert [s[:2] for s in steps] == [["uv", "sync"], ["uv", "sync"]]
     assert {"--locked", "--no-dev", "--no-install-project"} <= set(steps[0])
     assert {"--locked", "--no-dev", "--no-editable"} <= set(steps[1])
+    assert all("--extra" in s and "otlp" in s for s in steps), "the image can export spans"
 
     src, venv = tmp_path / "src", tmp_path / "app" / ".venv"
     src.mkdir()
@@ -199,6 +200,16 @@ def test_image_install_steps_produce_a_working_worker(tmp_path: Path) -> None:
     )
     assert unconfigured.returncode == 2, unconfigured.stderr
     assert re.search(r"\bBRIDGE_[A-Z_]+\b", unconfigured.stderr), unconfigured.stderr
+
+    tracing = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import bridge.tracing as t; t.from_environment()"],
+        env={**run_env, "OTEL_TRACES_EXPORTER": "otlp"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert tracing.returncode == 0, f"the image cannot export spans: {tracing.stderr}"
 
     probe = subprocess.run(
         [

@@ -67,3 +67,11 @@ def test_replay_headers_carry_the_chain_position_and_token_once() -> None:
     assert header(out, dlq.H_REPLAY_OF) == coordinates(IN, 1, 51)
     legacy = replay_headers(letter(2, "b"), replay_id="r")
     assert header(legacy, dlq.H_REPLAY_TOKEN) is None
+
+
+def test_replay_keeps_the_trace_context_of_the_dead_letter() -> None:
+    parent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    before = letter(5, "a", extra=[("traceparent", parent), ("tracestate", b"v=1")])
+    out = replay_headers(before, replay_id="r")
+    assert header(out, "traceparent") == parent.decode()
+    assert header(out, "tracestate") == "v=1"
