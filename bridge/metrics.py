@@ -235,6 +235,12 @@ class Metrics:
             "their stored effects were published.",
             registry=r,
         )
+        self.trace_spans = Counter(
+            "bridge_trace_spans",
+            "Spans handed to the OTLP exporter, by whether the collector took them.",
+            ["result"],
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "bridge_consumer_lag_records",
             "Records between the committed position and the partition's end, per partition.",
@@ -345,6 +351,8 @@ class Metrics:
         for cause in GROUP_CHANGE_CAUSES:
             self.commit_failures.labels(cause)
             self.transactions_aborted.labels(cause)
+        for result in ("exported", "failed"):
+            self.trace_spans.labels(result)
         ProcessCollector(registry=r)
         self.consumed_for = Children(self.consumed)
         self.input_log_resets_for = Children(self.input_log_resets)

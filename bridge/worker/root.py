@@ -89,6 +89,9 @@ class Worker:
             observer=observer,
             tracing=tracing,
         )
+        self.pipeline.tracing.count_spans(
+            lambda result, spans: self.metrics.trace_spans.labels(result).inc(spans)
+        )
         self.budget: BudgetKeeper | None = budget_keeper(settings, self.pipeline.pacer)
         self.rebalance = Rebalance(
             self.pipeline, self.metrics, on_owned=self.budget.owned if self.budget else None

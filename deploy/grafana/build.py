@@ -637,6 +637,16 @@ def overview() -> db.Dashboard:
             "ops",
             q(f"sum(rate(bridge_schema_registry_failures_total{{{S}}}[{RI}]))", "failures"),
         ),
+        ts(
+            "Trace spans exported",
+            "With tracing on: spans the OTLP collector took, and those it did not (collector "
+            "away or refusing; the commands are not affected, their spans are lost).",
+            "ops",
+            q(
+                f"sum by (result) (rate(bridge_trace_spans_total{{{S}}}[{RI}]))",
+                "{{result}}",
+            ),
+        ),
     ]
 
     versions = (

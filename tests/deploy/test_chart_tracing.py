@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from bridge.tracing import OtelTracing, from_environment
+from bridge.tracing import from_environment
+from bridge.tracing.otel import OtelTracing
 from tests.support.chart import Docs, container, one
 
 Render = Callable[..., Docs]

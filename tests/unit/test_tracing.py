@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
 
 from bridge.cli import main
 from bridge.errors import ConfigError
-from bridge.tracing import OtelTracing, Tracing, from_environment, http_headers, output_headers
+from bridge.metrics import Metrics
+from bridge.tracing import Tracing, from_environment, http_headers, output_headers
+from bridge.tracing.otel import CountingExporter, OtelTracing
 
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 STATE = "vendor=opaque,other=1"
@@ -160,3 +167,23 @@ def test_the_worker_exits_2_naming_the_otel_variable(
     assert main(["run"]) == 2
     err = capsys.readouterr().err
     assert "OTEL_TRACES_EXPORTER" in err and "secret-key-123" not in err
+
+
+class _Refusing(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.FAILURE
+
+
+def test_span_exports_are_counted_by_result() -> None:
+    metrics = Metrics(CollectorRegistry())
+    for inner, result in ((InMemorySpanExporter(), "exported"), (_Refusing(), "failed")):
+        exporter = CountingExporter(inner)
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracing = OtelTracing(provider, exporter)
+        tracing.count_spans(lambda r, n: metrics.trace_spans.labels(r).inc(n))
+        for _ in range(3):
+            provider.get_tracer("t").start_span("s").end()
+        tracing.close()
+        sample = metrics.registry.get_sample_value("bridge_trace_spans_total", {"result": result})
+        assert sample == 3

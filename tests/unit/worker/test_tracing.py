@@ -26,7 +26,8 @@ from bridge.settings import Settings
 from bridge.talon import TalonClient
 from bridge.talon.transports.base import Answer, Request
 from bridge.talon.transports.mock import MockTransport, answer
-from bridge.tracing import OtelTracing, Tracing
+from bridge.tracing import Tracing
+from bridge.tracing.otel import OtelTracing
 from bridge.types import TP
 from bridge.worker.handlers import Handlers
 from bridge.worker.pipeline import Pipeline

@@ -18,29 +18,28 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
 
-from bridge import __version__
 from bridge.errors import ApiError, ConfigError
 from bridge.talon.addressing import TRACE_HEADERS, TraceHeaders
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.sampling import Sampler
-    from opentelemetry.trace import Span, Tracer
-
     from bridge.dlq import DeadLetter
 
 __all__ = [
     "TRACEPARENT",
     "TRACESTATE",
+    "SpanCounter",
     "Traced",
     "Tracing",
     "from_environment",
     "http_headers",
     "output_headers",
 ]
+
+# Called with ("exported" or "failed", number of spans) after each export.
+SpanCounter: TypeAlias = Callable[[str, int], None]
 
 TRACEPARENT: Final = "traceparent"
 TRACESTATE: Final = "tracestate"
@@ -157,129 +156,11 @@ class Tracing:
     def dropped(self, work: Traced) -> None:
         """The command's partition was revoked while it waited to retry."""
 
+    def count_spans(self, counter: SpanCounter) -> None:
+        """Report how each export of spans went to `counter`."""
+
     def close(self) -> None:
         """Send what is still buffered; called once the worker has stopped."""
-
-
-class OtelTracing(Tracing):
-    """Tracing on: a span per command's API call, exported by an OpenTelemetry SDK provider."""
-
-    enabled = True
-
-    def __init__(self, provider: TracerProvider) -> None:
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-        self.provider = provider
-        self._tracer: Tracer = provider.get_tracer("talon-bridge", __version__)
-        self._propagator = TraceContextTextMapPropagator()
-
-    def _start(self, work: Traced) -> tuple[Span, TraceHeaders]:
-        from opentelemetry.trace import SpanKind, set_span_in_context
-
-        rec = work.rec
-        incoming = http_headers(rec.headers)
-        parent = self._propagator.extract(dict(incoming)) if incoming else None
-        span = self._tracer.start_span(
-            f"talon {work.command_type}",
-            context=parent,
-            kind=SpanKind.CLIENT,
-            attributes={
-                "talon_bridge.command.type": work.command_type,
-                "messaging.system": "kafka",
-                "messaging.destination.name": rec.topic,
-                "messaging.destination.partition.id": str(rec.partition),
-                "messaging.kafka.offset": rec.offset,
-            },
-        )
-        carrier: dict[str, str] = {}
-        self._propagator.inject(carrier, set_span_in_context(span))
-        work.trace = traced = (span, tuple(carrier.items()))
-        return traced
-
-    def calling(self, work: Traced) -> None:
-        _, trace = work.trace or self._start(work)
-        TRACE_HEADERS.set(trace)
-
-    def failed(self, work: Traced, exc: ApiError) -> None:
-        if work.trace is None:
-            return
-        attributes: dict[str, str | int] = {
-            "talon_bridge.attempt": work.attempts,
-            "error.type": exc.error_class,
-        }
-        if exc.status is not None:
-            attributes["http.response.status_code"] = exc.status
-        work.trace[0].add_event("attempt failed", attributes)
-
-    def _end(self, work: Traced, outcome: str, status: int | None, error: str | None) -> None:
-        from opentelemetry.trace import StatusCode
-
-        span: Span = work.trace[0]
-        span.set_attribute("talon_bridge.outcome", outcome)
-        span.set_attribute("talon_bridge.attempts", work.attempts)
-        if status is not None:
-            span.set_attribute("http.response.status_code", status)
-        if error is not None:
-            span.set_status(StatusCode.ERROR, error)
-        span.end()
-
-    def applied(self, work: Traced, status: int) -> list[tuple[str, str | bytes | None]] | None:
-        if work.trace is None:
-            return super().applied(work, status)
-        self._end(work, "applied", status, None)
-        return output_headers(None, work.trace[1])
-
-    def dead_lettered(
-        self, work: Traced, letter: DeadLetter, headers: list[tuple[str, str | bytes | None]]
-    ) -> list[tuple[str, str | bytes | None]]:
-        if work.trace is None:
-            return headers  # it never reached the API: the incoming context, unchanged
-        outcome = "parked" if letter.reason == "parked" else "dead_lettered"
-        self._end(work, outcome, letter.http_status, letter.reason)
-        return output_headers(headers, work.trace[1])
-
-    def dropped(self, work: Traced) -> None:
-        if work.trace is not None:
-            self._end(work, "dropped", None, None)
-
-    def close(self) -> None:
-        self.provider.shutdown()
-
-
-# OTEL_TRACES_SAMPLER values, as the OpenTelemetry SDK names them.
-_SAMPLERS: Final = (
-    "always_on",
-    "always_off",
-    "traceidratio",
-    "parentbased_always_on",
-    "parentbased_always_off",
-    "parentbased_traceidratio",
-)
-
-
-def _sampler(environ: Mapping[str, str]) -> Sampler:
-    from opentelemetry.sdk.trace import sampling
-
-    name = environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
-    if name not in _SAMPLERS:
-        raise ConfigError("OTEL_TRACES_SAMPLER", f"must be one of {', '.join(_SAMPLERS)}")
-    if name.endswith("traceidratio"):
-        raw = environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
-        try:
-            ratio = float(raw)
-        except ValueError:
-            ratio = -1.0
-        if not 0.0 <= ratio <= 1.0:
-            raise ConfigError("OTEL_TRACES_SAMPLER_ARG", "must be a ratio from 0 to 1")
-        if name == "traceidratio":
-            return sampling.TraceIdRatioBased(ratio)
-        return sampling.ParentBasedTraceIdRatio(ratio)
-    return {
-        "always_on": sampling.ALWAYS_ON,
-        "always_off": sampling.ALWAYS_OFF,
-        "parentbased_always_on": sampling.DEFAULT_ON,
-        "parentbased_always_off": sampling.DEFAULT_OFF,
-    }[name]
 
 
 def from_environment(environ: Mapping[str, str] | None = None) -> Tracing:
@@ -310,20 +191,10 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Tracing:
                 raise ConfigError(name, "must be http/protobuf, the one protocol exported")
             break
     try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from bridge.tracing.otel import build
     except ImportError:
         raise ConfigError(
             "OTEL_TRACES_EXPORTER",
             "otlp needs the OpenTelemetry SDK: install talon-bridge[otlp] (the image has it)",
         ) from None
-    sampler = _sampler(env)
-    resource = Resource.create({"service.version": __version__})
-    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
-        # Neither OTEL_SERVICE_NAME nor OTEL_RESOURCE_ATTRIBUTES named the service.
-        resource = resource.merge(Resource({"service.name": "talon-bridge"}))
-    provider = TracerProvider(sampler=sampler, resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    return OtelTracing(provider)
+    return build(env)
