@@ -75,7 +75,7 @@ class Traced(Protocol):
 
 
 def _valid_traceparent(value: str) -> bool:
-    if len(value) > _MAX_TRACEPARENT or not value.isascii():
+    if len(value) > _MAX_TRACEPARENT or not (value.isascii() and value.isprintable()):
         return False
     match = _TRACEPARENT.fullmatch(value)
     if match is None:
@@ -109,9 +109,11 @@ def http_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> TraceHea
             state = text
     if parent is None or not _valid_traceparent(parent):
         return ()
-    if state is None or len(state) > _MAX_TRACESTATE or not state.isascii():
-        return ((TRACEPARENT, parent),)
-    if not state.isprintable():
+    if (
+        state is None
+        or len(state) > _MAX_TRACESTATE
+        or not (state.isascii() and state.isprintable())
+    ):
         return ((TRACEPARENT, parent),)
     return ((TRACEPARENT, parent), (TRACESTATE, state))
 

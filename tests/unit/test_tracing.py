@@ -58,6 +58,7 @@ def test_the_trace_context_is_read_from_the_headers(
         b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-ext",
         b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nX-Injected: 1",
         b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\xff",
+        b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-\x01",
         b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-" + b"x" * 600,
     ],
 )
