@@ -44,8 +44,12 @@ SpanCounter: TypeAlias = Callable[[str, int], None]
 TRACEPARENT: Final = "traceparent"
 TRACESTATE: Final = "tracestate"
 _NAMES: Final = (TRACEPARENT, TRACESTATE)
-# Version, trace id, parent id, flags; a later version may append fields (W3C Trace Context).
-_TRACEPARENT: Final = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-.*)?")
+# Version, trace id, parent id, flags; a later version may append fields (W3C Trace Context),
+# in printable ASCII here, since the value goes into an HTTP header.
+_TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(?:-[ -~]*)?")
+_VERSION_00_LENGTH: Final = 55
+_ZERO_TRACE_ID: Final = "0" * 32
+_ZERO_PARENT_ID: Final = "0" * 16
 _MAX_TRACEPARENT: Final = 512
 _MAX_TRACESTATE: Final = 512
 
@@ -75,17 +79,14 @@ class Traced(Protocol):
 
 
 def _valid_traceparent(value: str) -> bool:
-    if len(value) > _MAX_TRACEPARENT or not (value.isascii() and value.isprintable()):
+    if len(value) > _MAX_TRACEPARENT or _TRACEPARENT.fullmatch(value) is None:
         return False
-    match = _TRACEPARENT.fullmatch(value)
-    if match is None:
-        return False
-    version, trace_id, parent_id, more = match.groups()
+    version = value[:2]
     return (
         version != "ff"
-        and not (version == "00" and more)
-        and trace_id != "0" * 32
-        and parent_id != "0" * 16
+        and (version != "00" or len(value) == _VERSION_00_LENGTH)
+        and value[3:35] != _ZERO_TRACE_ID
+        and value[36:52] != _ZERO_PARENT_ID
     )
 
 
@@ -138,14 +139,18 @@ class Tracing:
 
     def calling(self, work: Traced) -> None:
         """Set the trace headers of the call about to start (for this task's context)."""
-        TRACE_HEADERS.set(http_headers(work.rec.headers))
+        trace = work.trace
+        if trace is None:
+            trace = work.trace = http_headers(work.rec.headers)  # once, retries reuse it
+        if trace or TRACE_HEADERS.get():
+            TRACE_HEADERS.set(trace)
 
     def failed(self, work: Traced, exc: ApiError) -> None:
         """An attempt failed."""
 
     def applied(self, work: Traced, status: int) -> list[tuple[str, str | bytes | None]] | None:
         """The call went through with `status`: the effects record's headers."""
-        trace = http_headers(work.rec.headers)
+        trace = work.trace
         return output_headers(None, trace) if trace else None
 
     def dead_lettered(

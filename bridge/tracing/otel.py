@@ -10,12 +10,22 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Final
 
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer, set_span_in_context
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+    TraceState,
+    set_span_in_context,
+)
 
 from bridge import __version__
 from bridge.dlq import DeadLetter
@@ -44,15 +54,12 @@ class OtelTracing(Tracing):
         self.provider = provider
         self.exporter = exporter
         self._tracer: Tracer = provider.get_tracer("talon-bridge", __version__)
-        self._propagator = TraceContextTextMapPropagator()
 
     def _start(self, work: Traced) -> tuple[Span, TraceHeaders]:
         rec = work.rec
-        incoming = http_headers(rec.headers)
-        parent = self._propagator.extract(dict(incoming)) if incoming else None
         span = self._tracer.start_span(
             f"talon {work.command_type}",
-            context=parent,
+            context=_parent(http_headers(rec.headers)),
             kind=SpanKind.CLIENT,
             attributes={
                 "talon_bridge.command.type": work.command_type,
@@ -62,9 +69,7 @@ class OtelTracing(Tracing):
                 "messaging.kafka.offset": rec.offset,
             },
         )
-        carrier: dict[str, str] = {}
-        self._propagator.inject(carrier, set_span_in_context(span))
-        work.trace = traced = (span, tuple(carrier.items()))
+        work.trace = traced = (span, _headers(span.get_span_context()))
         return traced
 
     def calling(self, work: Traced) -> None:
@@ -84,10 +89,13 @@ class OtelTracing(Tracing):
 
     def _end(self, work: Traced, outcome: str, status: int | None, error: str | None) -> None:
         span: Span = work.trace[0]
-        span.set_attribute("talon_bridge.outcome", outcome)
-        span.set_attribute("talon_bridge.attempts", work.attempts)
+        attributes: dict[str, str | int] = {
+            "talon_bridge.outcome": outcome,
+            "talon_bridge.attempts": work.attempts,
+        }
         if status is not None:
-            span.set_attribute("http.response.status_code", status)
+            attributes["http.response.status_code"] = status
+        span.set_attributes(attributes)
         if error is not None:
             span.set_status(StatusCode.ERROR, error)
         span.end()
@@ -117,6 +125,31 @@ class OtelTracing(Tracing):
 
     def close(self) -> None:
         self.provider.shutdown()
+
+
+def _parent(incoming: TraceHeaders) -> Context | None:
+    """The context of a valid incoming `traceparent` (checked by `http_headers`): what
+    TraceContextTextMapPropagator.extract makes of it, without parsing it again."""
+    if not incoming:
+        return None
+    parent = incoming[0][1]
+    state = TraceState.from_header([incoming[1][1]]) if len(incoming) > 1 else None
+    context = SpanContext(
+        trace_id=int(parent[3:35], 16),
+        span_id=int(parent[36:52], 16),
+        is_remote=True,
+        trace_flags=TraceFlags(int(parent[53:55], 16)),
+        trace_state=state,
+    )
+    return set_span_in_context(NonRecordingSpan(context))
+
+
+def _headers(context: SpanContext) -> TraceHeaders:
+    """`context` as W3C headers, as TraceContextTextMapPropagator.inject writes them."""
+    parent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    if context.trace_state:
+        return (("traceparent", parent), ("tracestate", context.trace_state.to_header()))
+    return (("traceparent", parent),)
 
 
 class CountingExporter(SpanExporter):

@@ -10,13 +10,15 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, get_current_span, set_span_in_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry
 
 from bridge.cli import main
 from bridge.errors import ConfigError
 from bridge.metrics import Metrics
 from bridge.tracing import Tracing, from_environment, http_headers, output_headers
-from bridge.tracing.otel import CountingExporter, OtelTracing
+from bridge.tracing.otel import CountingExporter, OtelTracing, _headers, _parent
 
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 STATE = "vendor=opaque,other=1"
@@ -188,3 +190,23 @@ def test_span_exports_are_counted_by_result() -> None:
         tracing.close()
         sample = metrics.registry.get_sample_value("bridge_trace_spans_total", {"result": result})
         assert sample == 3
+
+
+@pytest.mark.parametrize(
+    "incoming",
+    [
+        ((("traceparent", PARENT),)),
+        (("traceparent", PARENT), ("tracestate", STATE)),
+        (("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),),
+    ],
+)
+def test_the_context_is_read_and_written_as_the_w3c_propagator_does(
+    incoming: tuple[tuple[str, str], ...],
+) -> None:
+    propagator = TraceContextTextMapPropagator()
+    ours = get_current_span(_parent(incoming)).get_span_context()
+    theirs = get_current_span(propagator.extract(dict(incoming))).get_span_context()
+    assert ours == theirs and ours.trace_state == theirs.trace_state
+    carrier: dict[str, str] = {}
+    propagator.inject(carrier, set_span_in_context(NonRecordingSpan(ours)))
+    assert _headers(ours) == tuple(carrier.items()) == incoming
