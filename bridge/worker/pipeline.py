@@ -230,7 +230,8 @@ class Pipeline:
         if not self.gatekeeper.is_open:
             await self.gatekeeper.wait()
         await self.admission.pace()
-        await self._call(work, cmd)
+        if work.state is State.QUEUED:  # else dropped while waiting: its next owner runs it
+            await self._call(work, cmd)
 
     async def _decode_later(self, work: Work) -> Command | None:
         """Decode a record whose writer schema was not cached on arrival, fetching it from

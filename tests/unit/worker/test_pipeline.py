@@ -550,3 +550,19 @@ async def test_one_profile_has_at_most_its_quota_of_calls_in_flight() -> None:
     await rig.finished(6)
     assert sorted(talon.applied) == [f"s-{i}" for i in range(6)]
     await rig.close()
+
+
+async def test_a_record_dropped_while_waiting_for_the_gate_is_not_called() -> None:
+    talon = Talon()
+    rig = Rig(talon)
+    gate = rig.pipeline.gatekeeper
+    gate._open.clear()  # closed, as by an outage: servers wait at it
+    rig.pipeline.on_batch([_record(i, f"s-{i}", f"e-{i}") for i in range(3)])
+    await asyncio.sleep(0.01)
+    rig.pipeline.drop_pending({PART})  # revoked meanwhile
+    gate._open.set()
+    await asyncio.sleep(0.01)
+    assert talon.calls == [], "the partition's next owner runs them"
+    assert all(not task.done() for task in rig._servers), "the servers keep serving"
+    assert rig.pipeline.buffered == 0
+    await rig.close()
