@@ -381,6 +381,13 @@ class Settings(KafkaSettings):
     metrics_port: int = Field(
         default=9100, ge=0, le=65535, description="port of `/metrics`, `/healthz`, `/readyz`"
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="worker processes in one pod, each a member of the consumer group, behind "
+        "one metrics endpoint (see docs/deployment.md); 1 runs the worker in this process",
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop",
         description="`uvloop` (libuv; about a tenth less CPU per command, see "

@@ -20,6 +20,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="check the setup and exit instead of running (same as `talon-bridge doctor`)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes in this pod, each a member of the consumer group "
+        "(overrides BRIDGE_WORKERS)",
+    )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = help_text()
 
@@ -29,10 +36,15 @@ def run(args: argparse.Namespace) -> int:
         from bridge.tools import doctor
 
         return doctor.run(argparse.Namespace(json=False, timeout=10.0, worker_url=None))
-    settings = load(Settings)
-    tracing = from_environment()
+    overrides = {} if args.workers is None else {"workers": args.workers}
+    settings = load(Settings, overrides)
     configure_logging(settings.log_level, settings.log_format)
     warn_unknown()
+    if settings.workers > 1:
+        from bridge.worker.supervisor import run_supervisor
+
+        return run_supervisor(settings)
+    tracing = from_environment()
     from bridge.worker.root import run_worker  # deferred: heavy imports only when running
 
     return run_worker(settings, tracing=tracing)
