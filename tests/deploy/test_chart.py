@@ -326,6 +326,14 @@ def test_termination_grace_period_outlasts_the_drain(
     assert spec["terminationGracePeriodSeconds"] >= drain + 5
 
 
+@pytest.mark.parametrize(("processes", "expected"), [(None, "1"), (4, "4")])
+def test_worker_processes_set_the_process_count(
+    render: Render, processes: int | None, expected: str
+) -> None:
+    values = None if processes is None else {"worker": {"processes": processes}}
+    assert config_data(render(values))["BRIDGE_WORKERS"] == expected
+
+
 def test_config_change_rolls_the_pods(render: Render) -> None:
     def checksum(values: dict[str, Any] | None) -> str:
         deployment = one(render(values), "Deployment")

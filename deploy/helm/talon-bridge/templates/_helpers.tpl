@@ -310,6 +310,7 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
   "BRIDGE_ON_POISON" $v.worker.onPoison
   "BRIDGE_EXACTLY_ONCE" (toString $v.worker.exactlyOnce)
   "BRIDGE_EVENT_LOOP" $v.worker.eventLoop
+  "BRIDGE_WORKERS" (toString (int64 $v.worker.processes))
   "BRIDGE_METRICS_PORT" (toString (int64 $v.metrics.port))
   "BRIDGE_LOG_LEVEL" $v.worker.logLevel
   "BRIDGE_LOG_FORMAT" $v.worker.logFormat
