@@ -3,8 +3,12 @@ and the one endpoint (metrics merged, probes joined) over real local HTTP endpoi
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -21,7 +25,12 @@ from bridge.settings import Settings
 from bridge.worker import supervisor
 from bridge.worker.fanin import FanIn, merge_expositions, render
 from bridge.worker.health import HealthServer
-from bridge.worker.supervisor import child_environment, exit_status, transactional_id
+from bridge.worker.supervisor import (
+    Supervisor,
+    child_environment,
+    exit_status,
+    transactional_id,
+)
 
 BASE = {
     "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
@@ -309,3 +318,63 @@ async def test_metrics_show_every_process_and_the_supervisor(pod: _Pod) -> None:
         assert f'bridge_ready{{worker="{index}"}} 1.0' in body
     assert body.count("# TYPE bridge_build_info gauge") == 1
     assert 'process_cpu_seconds_total{worker="supervisor"}' in body
+
+
+# --- watching and stopping processes (plain Python children stand in for workers) ---------
+
+# Exits 0 on SIGTERM, as a worker does after its drain; `exit` ends it at once with a code.
+_CHILD = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+print("up", flush=True)
+code = int(sys.argv[1])
+if code >= 0:
+    sys.exit(code)
+while True:
+    time.sleep(1)
+"""
+
+
+def _spawn(code: int = -1) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(code)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"up\n"  # its handler is in place
+    return proc
+
+
+async def _supervise(
+    procs: list[subprocess.Popen[bytes]], after_start: Callable[[Supervisor], None]
+) -> tuple[Supervisor, int]:
+    settings = Settings(**{k.removeprefix("BRIDGE_").lower(): v for k, v in BASE.items()})
+    sup = Supervisor(settings, procs)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    sock.setblocking(False)
+    endpoint = FanIn([], own=CollectorRegistry(), failed=lambda: False, stopping=lambda: False)
+    asyncio.get_running_loop().call_soon(after_start, sup)
+    try:
+        return sup, await sup.run(endpoint, sock)
+    finally:
+        sock.close()
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+async def test_a_stop_request_reaches_every_process_and_a_clean_stop_exits_0() -> None:
+    procs = [_spawn(), _spawn()]
+    sup, status = await _supervise(procs, lambda s: s.request_stop(signal.SIGTERM))
+    assert status == 0
+    assert [p.returncode for p in procs] == [0, 0]
+    assert sup.asked and not sup.failed
+
+
+async def test_a_process_that_exits_unasked_stops_the_others_and_fails_the_pod() -> None:
+    procs = [_spawn(), _spawn(3)]
+    sup, status = await _supervise(procs, lambda s: None)
+    assert status == 3
+    assert procs[0].returncode == 0, "the other process was asked to stop and drained"
+    assert sup.failed
