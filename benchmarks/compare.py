@@ -17,7 +17,9 @@ systems run one after the other against the same simulator, on identical data:
 - **naive**: `benchmarks.naive` (poll, call, publish, commit), time-boxed to
   ``--naive-seconds``;
 - **scale-out**: 2, 4, ... bridge processes in one consumer group (``--scale``), measured
-  from the moment every worker owns partitions; 1 process is the talon-bridge row.
+  from the moment every worker owns partitions; 1 process is the talon-bridge row. With
+  ``--one-pod`` the working tree's processes run as one ``BRIDGE_WORKERS=N`` pod (a supervisor
+  and N worker processes, their CPU and memory summed), as the chart runs them.
 - **talon-bridge@REV** (with ``--baseline REV``): the bridge at that git revision, installed
   into its own environment from a worktree (`benchmarks.baseline`), run wherever the working
   tree's bridge runs (throughput repeats, scale-out, latency) right after it. A last table
@@ -132,6 +134,7 @@ class Cell:
     in_flight: int
     logs: Path
     baseline: tuple[str, Path] | None = None  # the baseline's system name and interpreter
+    one_pod: bool = False  # scale-out as one `BRIDGE_WORKERS=N` pod
 
 
 # ------------------------------------------------------------------ measuring
@@ -185,6 +188,12 @@ def _machine() -> tuple[float, float]:
         ticks = [int(x) for x in f.readline().split()[1:9]]
     idle = ticks[3] + ticks[4]
     return (sum(ticks) - idle) / _TICK, sum(ticks) / _TICK
+
+
+def _children(pid: int) -> list[int]:
+    """A supervisor's worker processes (started before it reports ready)."""
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
 
 
 def _usage(pids: Sequence[int], previous: _Sample | None) -> tuple[float, float]:
@@ -323,13 +332,19 @@ def _system(
         if cell.baseline and system == cell.baseline[0]:
             python = cell.baseline[1]
             env |= BASELINE_ENV
-        workers = [WorkerProcess(env, log_dir=cell.logs, python=python) for _ in range(processes)]
+        pod = cell.one_pod and python is None and processes > 1
+        if pod:
+            env |= {"BRIDGE_WORKERS": str(processes)}
+        count = 1 if pod else processes
+        workers = [WorkerProcess(env, log_dir=cell.logs, python=python) for _ in range(count)]
         with contextlib.ExitStack() as stack:
             for w in workers:
                 w.start(wait_ready=False)
                 stack.push(w.__exit__)
             wait_for(lambda: all(w.ready() for w in workers), 120, "the workers to be ready")
             pids = [w.proc.pid for w in workers if w.proc is not None]
+            if pod:
+                pids += _children(pids[0])
             yield _Running(pids, group, lambda: True)
         return
     if system == PC:
@@ -671,6 +686,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=1,
         help="throughput runs of bridge and PC per cell, alternated; the median is reported",
     )
+    parser.add_argument(
+        "--one-pod",
+        action="store_true",
+        help="scale-out runs the working tree's processes as one BRIDGE_WORKERS=N pod",
+    )
     parser.add_argument("--naive-seconds", type=float, default=20)
     parser.add_argument("--latency-seconds", type=float, default=20, help="0 skips latency")
     parser.add_argument(
@@ -729,6 +749,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         args.in_flight,
                         logs,
                         baseline,
+                        args.one_pod,
                     )
                     rows, scale = run_cell(cell, args, _ints(args.scale))
                     results += rows
