@@ -204,6 +204,10 @@ def test_hpa_and_keda_rejected_by_template_without_schema(render_result: RenderR
             "2 replicas but 1 partitions",
         ),
         ({"terminationGracePeriodSeconds": 34}, "at least worker.drainTimeout + 5 (35)"),
+        (
+            {"worker": {"processes": 2}, "resources": {"limits": {"memory": "1.5Gi"}}},
+            'resources.limits.memory: "1.5Gi" cannot be multiplied by worker.processes',
+        ),
         ({"talon": {"baseUrl": "http://acme.talon.one"}}, "talon.baseUrl is plain http"),
         ({"talon": {"baseUrl": "https://k:s@acme.talon.one"}}, "talon.baseUrl holds credentials"),
         (
@@ -332,6 +336,24 @@ def test_worker_processes_set_the_process_count(
 ) -> None:
     values = None if processes is None else {"worker": {"processes": processes}}
     assert config_data(render(values))["BRIDGE_WORKERS"] == expected
+
+
+def test_resources_are_per_worker_process(render: Render) -> None:
+    values = {
+        "worker": {"processes": 3},
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "256Mi"},
+            "limits": {"cpu": 1, "memory": 536870912, "ephemeral-storage": "1G"},
+        },
+    }
+    resources = container(one(render(values), "Deployment"))["resources"]
+    assert resources == {
+        "requests": {"cpu": "750m", "memory": "768Mi"},
+        "limits": {"cpu": "3", "memory": "1610612736", "ephemeral-storage": "3G"},
+    }
+    values["resources"]["limits"]["cpu"] = 0.5
+    limits = container(one(render(values), "Deployment"))["resources"]["limits"]
+    assert limits["cpu"] == "1500m"
 
 
 def test_config_change_rolls_the_pods(render: Render) -> None:

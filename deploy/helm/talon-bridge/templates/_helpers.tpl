@@ -610,3 +610,46 @@ librdkafka SASL mechanism in KEDA's spelling.
 {{- define "talon-bridge.kedaSasl" -}}
 {{- get (dict "PLAIN" "plaintext" "SCRAM-SHA-256" "scram_sha256" "SCRAM-SHA-512" "scram_sha512") .Values.kafka.sasl.mechanism }}
 {{- end }}
+
+{{/*
+The worker container's resources: `resources` is per worker process, so the pod asks for
+`worker.processes` times each quantity.
+*/}}
+{{- define "talon-bridge.workerResources" -}}
+{{- $n := int .Values.worker.processes -}}
+{{- $pod := dict -}}
+{{- range $kind, $quantities := .Values.resources -}}
+{{- $scaled := dict -}}
+{{- range $name, $q := $quantities -}}
+{{- $_ := set $scaled $name (include "talon-bridge.scaleQuantity" (list $q $n $kind $name)) -}}
+{{- end -}}
+{{- $_ := set $pod $kind $scaled -}}
+{{- end -}}
+{{- toYaml $pod -}}
+{{- end -}}
+
+{{/* A Kubernetes quantity times a whole number: "250m" x 2 = "500m", "256Mi" x 2 = "512Mi". */}}
+{{- define "talon-bridge.scaleQuantity" -}}
+{{- $v := index . 0 -}}
+{{- $n := index . 1 -}}
+{{- $q := toString $v -}}
+{{- if or (kindIs "float64" $v) (kindIs "int" $v) (kindIs "int64" $v) -}}
+{{- $f := mulf $v $n -}}
+{{- if eq $f (floor $f) -}}
+{{- printf "%d" (int64 $f) -}}
+{{- else -}}
+{{- printf "%dm" (int64 (mulf $f 1000)) -}}
+{{- end -}}
+{{- else if eq $n 1 -}}
+{{- $q -}}
+{{- else if regexMatch "^[0-9]+$" $q -}}
+{{- mul (atoi $q) $n -}}
+{{- else if regexMatch "^[0-9]*\\.[0-9]+$" $q -}}
+{{- printf "%dm" (int64 (mulf (float64 $q) 1000 $n)) -}}
+{{- else if regexMatch "^[0-9]+(m|k|Ki|Mi|Gi|Ti|M|G|T)$" $q -}}
+{{- $unit := regexFind "[a-zA-Z]+$" $q -}}
+{{- printf "%d%s" (mul (atoi (trimSuffix $unit $q)) $n) $unit -}}
+{{- else -}}
+{{- fail (printf "resources.%s.%s: %q cannot be multiplied by worker.processes; give a whole number with a unit, e.g. 500m or 512Mi" (index . 2) (index . 3) $q) -}}
+{{- end -}}
+{{- end -}}
