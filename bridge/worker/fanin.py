@@ -21,6 +21,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from bridge.worker.health import endpoint_runner
+
 __all__ = ["SUPERVISOR", "FanIn", "merge_expositions", "render"]
 
 log = logging.getLogger(__name__)
@@ -128,12 +130,7 @@ class FanIn:
 
     async def start(self, sock: socket.socket) -> None:
         self._http = aiohttp.ClientSession()
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
+        self._runner = await endpoint_runner(self._metrics, self._healthz, self._readyz)
         await web.SockSite(self._runner, sock).start()
 
     async def stop(self) -> None:

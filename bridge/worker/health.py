@@ -7,12 +7,25 @@ joined its consumer group and holds its partitions, work can flow, and the API k
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["HealthServer"]
+__all__ = ["HealthServer", "endpoint_runner"]
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+async def endpoint_runner(metrics: Handler, healthz: Handler, readyz: Handler) -> web.AppRunner:
+    """The endpoint's three routes, set up and ready for a site."""
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    return runner
 
 
 class HealthServer:
@@ -42,12 +55,7 @@ class HealthServer:
         return web.json_response({"ready": ok}, status=200 if ok else 503)
 
     async def start(self, host: str, port: int) -> int:
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
+        self._runner = await endpoint_runner(self._metrics, self._healthz, self._readyz)
         site = web.TCPSite(self._runner, host, port)
         await site.start()
         server = site._server  # noqa: SLF001 - the only way to learn an ephemeral port

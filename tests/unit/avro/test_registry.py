@@ -17,6 +17,7 @@ from bridge.avro.registry import client_config
 from bridge.environment import load
 from bridge.errors import ConfigError, DecodeError
 from bridge.settings import KafkaSettings
+from tests.support.environment import clean_environment
 
 # A Confluent-framed record naming schema id 7, which no codec has cached.
 FRAMED = b"\x00\x00\x00\x00\x07\x02"
@@ -137,11 +138,7 @@ def test_ca_bundle_is_handed_to_the_client(tmp_path: Path) -> None:
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for key in list(__import__("os").environ):
-        if key.startswith("BRIDGE_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("BRIDGE_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    return monkeypatch
+    return clean_environment(monkeypatch, {"BRIDGE_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092"})
 
 
 @pytest.mark.parametrize(

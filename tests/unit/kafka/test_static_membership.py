@@ -9,22 +9,12 @@ from bridge.environment import load
 from bridge.errors import ConfigError
 from bridge.kafka.config import consumer_config
 from bridge.settings import KafkaSettings, Settings
-
-BASE = {
-    "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
-    "BRIDGE_TALON_BASE_URL": "https://acme.talon.one/",
-    "BRIDGE_TALON_API_KEY": "secret-key-123",
-}
+from tests.support.environment import clean_environment
 
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for key in list(__import__("os").environ):
-        if key.startswith("BRIDGE_"):
-            monkeypatch.delenv(key)
-    for key, value in BASE.items():
-        monkeypatch.setenv(key, value)
-    return monkeypatch
+    return clean_environment(monkeypatch)
 
 
 @pytest.mark.parametrize("protocol", ["classic", "consumer"])

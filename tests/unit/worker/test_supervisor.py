@@ -31,22 +31,12 @@ from bridge.worker.supervisor import (
     exit_status,
     transactional_id,
 )
-
-BASE = {
-    "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
-    "BRIDGE_TALON_BASE_URL": "https://acme.talon.one/",
-    "BRIDGE_TALON_API_KEY": "secret-key-123",
-}
+from tests.support.environment import MINIMAL, clean_environment
 
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for key in list(os.environ):
-        if key.startswith("BRIDGE_"):
-            monkeypatch.delenv(key)
-    for key, value in BASE.items():
-        monkeypatch.setenv(key, value)
-    return monkeypatch
+    return clean_environment(monkeypatch)
 
 
 # --- settings and the command line ---------------------------------------------------------
@@ -129,7 +119,7 @@ def test_each_process_runs_alone_on_its_own_port(env: pytest.MonkeyPatch) -> Non
     assert child["BRIDGE_WORKERS"] == "1"
     assert child["BRIDGE_METRICS_PORT"] == "41234"
     assert child["BRIDGE_TRANSACTIONAL_ID"] == "bridge-7-1"
-    assert child["BRIDGE_TALON_API_KEY"] == BASE["BRIDGE_TALON_API_KEY"]
+    assert child["BRIDGE_TALON_API_KEY"] == MINIMAL["BRIDGE_TALON_API_KEY"]
 
 
 def test_without_a_transactional_id_each_process_makes_its_own(env: pytest.MonkeyPatch) -> None:
@@ -345,7 +335,7 @@ def _spawn(code: int = -1) -> subprocess.Popen[bytes]:
 async def _supervise(
     procs: list[subprocess.Popen[bytes]], after_start: Callable[[Supervisor], None]
 ) -> tuple[Supervisor, int]:
-    settings = Settings(**{k.removeprefix("BRIDGE_").lower(): v for k, v in BASE.items()})
+    settings = Settings(**{k.removeprefix("BRIDGE_").lower(): v for k, v in MINIMAL.items()})
     sup = Supervisor(settings, procs)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
