@@ -18,6 +18,7 @@ from bridge import __version__
 from bridge.types import DeadLetterReason, DeadLetterStage, Headers
 
 __all__ = [
+    "H_APPLICATION",
     "H_ATTEMPTS",
     "H_BRIDGE_VERSION",
     "H_ERROR_BODY",
@@ -69,6 +70,8 @@ H_ATTEMPTS = "__talon.bridge.attempts"
 H_FIRST_FAILURE = "__talon.bridge.failure.first"
 H_LAST_FAILURE = "__talon.bridge.failure.last"
 H_PARKED_BEHIND = "__talon.bridge.parked.behind"
+# The Talon.One application the record went to (absent when it was routed to none).
+H_APPLICATION = "__talon.bridge.application"
 # The record's place in its session's parking chain (0: the poison) and the token proving it.
 H_PARKED_POSITION = "__talon.bridge.parked.position"
 H_PARKED_TOKEN = "__talon.bridge.parked.token"  # noqa: S105 (a header name)
@@ -133,6 +136,7 @@ def dead_letter_headers(
     timestamp_ms: int,
     group: str,
     version: str,
+    application: str | None = None,
 ) -> Headers:
     """The original headers (minus stale error headers of an earlier dead-lettering) plus ours."""
     kept = [
@@ -158,6 +162,8 @@ def dead_letter_headers(
         (H_GROUP, group.encode()),
         (H_BRIDGE_VERSION, version.encode()),
     ]
+    if application:
+        out.append((H_APPLICATION, application.encode()))
     if letter.http_status is not None:
         out.append((H_HTTP_STATUS, str(letter.http_status).encode()))
     if letter.body:
@@ -184,9 +190,10 @@ class _Consumed(Protocol):
 
 
 def record_letter_headers(
-    rec: _Consumed, letter: DeadLetter, group: str
+    rec: _Consumed, letter: DeadLetter, group: str, application: str | None = None
 ) -> list[tuple[str, str | bytes | None]]:
-    """`dead_letter_headers` of a record this worker consumed in `group`."""
+    """`dead_letter_headers` of a record this worker consumed in `group`, bound for
+    `application` (None: routed to none)."""
     return [
         *dead_letter_headers(
             rec.headers,
@@ -197,5 +204,6 @@ def record_letter_headers(
             timestamp_ms=rec.timestamp_ms,
             group=group,
             version=__version__,
+            application=application,
         )
     ]

@@ -6,6 +6,7 @@ client library appends it), and only bounded labels: never a session, profile or
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final, Generic, TypeVar, get_args
 
 from prometheus_client import (
@@ -111,21 +112,23 @@ class Metrics:
         )
         self.dead_lettered = Counter(
             "bridge_dead_letters",
-            "Records written to the dead-letter topic, by reason.",
-            ["reason"],
+            "Records written to the dead-letter topic, by reason and Talon.One application "
+            "(empty for records routed to none).",
+            ["reason", "application"],
             registry=r,
         )
         self.api_duration = Histogram(
             "bridge_api_request_duration_seconds",
-            "Talon.One request duration, by operation and outcome.",
-            ["operation", "outcome"],
+            "Talon.One request duration, by application, operation and outcome.",
+            ["application", "operation", "outcome"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.api_errors = Counter(
             "bridge_api_errors",
-            "Talon.One request failures by class (409, 429, 5xx, timeout, 4xx, auth, connection).",
-            ["operation", "error_class"],
+            "Talon.One request failures by application and class (409, 429, 5xx, timeout, 4xx, "
+            "auth, connection).",
+            ["application", "operation", "error_class"],
             registry=r,
         )
         self.e2e_latency = Histogram(
@@ -278,30 +281,37 @@ class Metrics:
         )
         self.api_healthy = Gauge(
             "bridge_api_auth_ok",
-            "0 while Talon.One rejects the API key (401/403), else 1.",
+            "0 while Talon.One rejects the application's API key (401/403), else 1.",
+            ["application"],
             registry=r,
         )
         self.api_outage = Gauge(
             "bridge_api_outage",
             "1 while Talon.One fails calls across many sessions (an outage): intake is paused "
-            "and calls are probed with backoff instead of counting against retry budgets.",
+            "and calls are probed with backoff instead of counting against retry budgets; per "
+            "Talon.One application.",
+            ["application"],
             registry=r,
         )
         self.api_gate_closed = Gauge(
             "bridge_api_gate_closed",
-            "1 while the API gate holds every call, by reason: outage, auth or throttled "
-            "(429s go on although the send rate was lowered).",
-            ["reason"],
+            "1 while an application's API gate holds its calls, by reason: outage, auth or "
+            "throttled (429s go on although the send rate was lowered).",
+            ["application", "reason"],
             registry=r,
         )
         self.api_retry_after = Gauge(
             "bridge_api_retry_after_seconds",
-            "Seconds left until the latest Retry-After Talon.One named (0 when none is in force).",
+            "Seconds left until the latest Retry-After an application named (0 when none is in "
+            "force).",
+            ["application"],
             registry=r,
         )
         self.api_pacing_limit = Gauge(
             "bridge_api_pacing_limit_per_second",
-            "Calls per second the pacer allows, learnt from 429s (0 while it does not limit).",
+            "Calls per second an application's pacer allows, learnt from 429s (0 while it does "
+            "not limit).",
+            ["application"],
             registry=r,
         )
         self.api_group_budget = Gauge(
@@ -331,7 +341,6 @@ class Metrics:
         self.ready = Gauge("bridge_ready", "1 when the worker is ready to take work.", registry=r)
         self.build = Info("bridge_build", "Build information.", registry=r)
         self.running_on("")  # known once the worker runs on its loop
-        self.api_healthy.set(1)
         # Known label sets start at 0, so rate() and increase() see their first events.
         for ct in COMMAND_TYPES:
             for outcome in COMMAND_OUTCOMES:
@@ -339,11 +348,6 @@ class Metrics:
             if ct != "unknown":
                 for rc in RETRY_CLASSES:
                     self.retried.labels(ct, rc)
-        for op in OPERATIONS:
-            for ec in API_ERROR_CLASSES:
-                self.api_errors.labels(op, ec)
-        for reason in DLQ_REASONS:
-            self.dead_lettered.labels(reason)
         for kind in DELIVERY_KINDS:
             self.delivery_failures.labels(kind)
         for direction in ("down", "up"):
@@ -360,6 +364,23 @@ class Metrics:
         self.effects_for = Children(self.effects)
         self.api_duration_for = Children(self.api_duration)
         self.api_errors_for = Children(self.api_errors)
+        self.dead_lettered_for = Children(self.dead_lettered)
+
+    def serve(self, applications: Iterable[str], *, routed: bool = False) -> None:
+        """Export the series of each Talon.One application the worker serves, from 0 (or,
+        for the key's health, 1); `routed`: records are routed by a table, so some may go
+        to none."""
+        if routed:
+            self.dead_lettered.labels("unroutable", "")
+        for app in applications:
+            self.api_healthy.labels(app).set(1)
+            self.api_outage.labels(app)
+            for op in OPERATIONS:
+                for ec in API_ERROR_CLASSES:
+                    self.api_errors.labels(app, op, ec)
+            for reason in DLQ_REASONS:
+                if reason != "unroutable":
+                    self.dead_lettered.labels(reason, app)
 
     def running_on(self, event_loop: str) -> None:
         """Record the event loop the worker runs on, beside the version."""

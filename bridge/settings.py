@@ -28,6 +28,12 @@ import orjson
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bridge.applications import (
+    ApplicationsTable,
+    one_application_setting,
+    single_application,
+    table_setting,
+)
 from bridge.types import EventsApi, HttpEngine, LogFormat
 
 __all__ = ["ENV_PREFIX", "SECRETS_DIR", "KafkaSettings", "Settings", "is_secret_property"]
@@ -142,6 +148,12 @@ class KafkaSettings(BaseSettings):
     )
     schema_registry_logical_cluster: str | None = Field(
         default=None, description="the registry's logical cluster ID, for Confluent Cloud"
+    )
+    application_header: str = Field(
+        default="talon-application",
+        min_length=1,
+        description="record header naming the application a record goes to (with "
+        "`BRIDGE_APPLICATIONS_FILE`; it beats the topic)",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="`DEBUG`, `INFO`, `WARNING` or `ERROR`"
@@ -275,11 +287,23 @@ class Settings(KafkaSettings):
         description="accept an `http://` base URL, which sends the API key in clear text (a "
         "local simulator only)",
     )
-    talon_base_url: str = Field(
-        min_length=1,
-        description="Talon.One deployment URL, e.g. `https://acme.europe-west1.talon.one`",
+    # Before the base URL and key, which it makes optional.
+    applications_file: Annotated[ApplicationsTable | None, NoDecode] = Field(
+        default=None,
+        description="YAML or JSON routing table of several Talon.One applications (see "
+        "docs/operations.md); unset: one, `default`, from the two settings below",
     )
-    talon_api_key: SecretStr = Field(description="Integration API key (secret, never logged)")
+    talon_base_url: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Talon.One deployment URL, e.g. `https://acme.europe-west1.talon.one` "
+        "(required without `BRIDGE_APPLICATIONS_FILE`)",
+    )
+    talon_api_key: SecretStr | None = Field(
+        default=None,
+        description="Integration API key (secret, never logged; required without "
+        "`BRIDGE_APPLICATIONS_FILE`)",
+    )
     talon_connect_timeout: float = Field(
         default=2.0, gt=0, description="seconds to open a connection to Talon.One"
     )
@@ -401,20 +425,19 @@ class Settings(KafkaSettings):
             raise ValueError("uvloop is not installed on this platform; set asyncio")
         return value
 
-    @field_validator("talon_base_url")
+    @field_validator("applications_file", mode="before")
     @classmethod
-    def _base_url(cls, value: str, info: ValidationInfo) -> str:
-        value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        if "@" in urlsplit(value).netloc:
-            raise ValueError(f"holds credentials; the API key goes in {ENV_PREFIX}TALON_API_KEY")
-        if value.startswith("http://") and not info.data.get("talon_allow_insecure_http"):
-            raise ValueError(
-                "is plain http, which sends the API key in clear text; use https "
-                f"(or set {ENV_PREFIX}TALON_ALLOW_INSECURE_HTTP=true for a local simulator)"
-            )
-        return value
+    def _table(cls, value: Any, info: ValidationInfo) -> Any:
+        return table_setting(value, info.data)
+
+    @field_validator("talon_base_url", "talon_api_key")
+    @classmethod
+    def _one_application(cls, value: Any, info: ValidationInfo) -> Any:
+        return one_application_setting(value, info.data)
+
+    def applications(self) -> ApplicationsTable:
+        """The routing table, or one application, `default`, from the base URL and key."""
+        return self.applications_file or single_application(self.talon_base_url, self.talon_api_key)
 
 
 # librdkafka properties whose values are credentials (plus Java's JAAS line, which embeds them).

@@ -71,10 +71,11 @@ DeadLetterReason: TypeAlias = Literal[
     "parked",
     "internal",
     "hot-session",
+    "unroutable",
     DecodeReason,
 ]
 # Where a dead-lettered record failed (header __connect.errors.stage).
-DeadLetterStage: TypeAlias = Literal["decode", "validate", "api", "parked", "quota"]
+DeadLetterStage: TypeAlias = Literal["decode", "validate", "api", "parked", "quota", "route"]
 
 # The topics the producer writes to (bridge_producer_delivery_failures).
 DeliveryKind: TypeAlias = Literal["effects", "dlq", "parking"]

@@ -24,7 +24,7 @@ from bridge.environment import load, warn_unknown
 from bridge.settings import Settings
 from bridge.tools.doctor_kafka import kafka_checks
 from bridge.tools.doctor_report import Check, Status, render
-from bridge.tools.doctor_services import registry_checks, talon_check, worker_check
+from bridge.tools.doctor_services import registry_checks, talon_checks, worker_check
 
 __all__ = ["HELP", "Check", "Status", "configure", "diagnose", "run"]
 
@@ -40,7 +40,7 @@ def diagnose(
     """
     rows = kafka_checks(settings, timeout)
     rows += registry_checks(settings)
-    rows.append(talon_check(settings))
+    rows.extend(talon_checks(settings))
     if worker_url:
         rows.append(worker_check(worker_url.rstrip("/"), timeout))
     return rows

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+from bridge.applications import Application
 from bridge.avro.codec import Codec, RegistryError
 from bridge.errors import ApiConnectionError, ApiError, ApiTimeoutError, FatalApiError
 from bridge.settings import ENV_PREFIX, Settings
 from bridge.tools.doctor_report import Check
 
-__all__ = ["DRY_SESSION_ID", "registry_checks", "talon_check", "worker_check"]
+__all__ = ["DRY_SESSION_ID", "registry_checks", "talon_checks", "worker_check"]
 
 # The session ID of the dry call; Talon.One stores nothing for a dry request.
 DRY_SESSION_ID = "talon-bridge-doctor"
@@ -55,17 +56,30 @@ def registry_checks(settings: Settings) -> list[Check]:
 # --- Talon.One --------------------------------------------------------------------------------
 
 
-def talon_check(settings: Settings) -> Check:
-    return asyncio.run(_dry_call(settings))
+def talon_checks(settings: Settings) -> list[Check]:
+    """A dry call with each application's key (one, `default`, without a routing table)."""
+
+    async def all_of() -> list[Check]:
+        table = settings.applications()
+        several = settings.applications_file is not None
+        return [await _dry_call(settings, app, several=several) for app in table.applications]
+
+    return asyncio.run(all_of())
 
 
-async def _dry_call(settings: Settings) -> Check:
+async def _dry_call(settings: Settings, app: Application, *, several: bool) -> Check:
     from bridge.talon import IntegrationRequest, NewCustomerSessionV2, TalonClient
 
-    subject = settings.talon_base_url
+    subject = f"{app.name}: {app.base_url}" if several else app.base_url
+    key_fix = (
+        f"put an Integration API key of the Application in {app.name}'s api_key_file"
+        if several
+        else f"set {ENV_PREFIX}TALON_API_KEY to an Integration API key of the Application"
+    )
+    url_fix = f"{app.name}'s base_url" if several else f"{ENV_PREFIX}TALON_BASE_URL"
     client = TalonClient(
-        settings.talon_base_url,
-        settings.talon_api_key.get_secret_value(),
+        app.base_url,
+        app.api_key.get_secret_value(),
         connect_timeout=settings.talon_connect_timeout,
         read_timeout=settings.talon_read_timeout,
         pool_timeout=settings.talon_pool_timeout,
@@ -78,20 +92,14 @@ async def _dry_call(settings: Settings) -> Check:
         async with client:
             await client.update_customer_session(DRY_SESSION_ID, body, dry=True)
     except FatalApiError as exc:
-        return Check(
-            "talon",
-            subject,
-            "fail",
-            f"API key rejected (HTTP {exc.status})",
-            f"set {ENV_PREFIX}TALON_API_KEY to an Integration API key of the Application",
-        )
+        return Check("talon", subject, "fail", f"API key rejected (HTTP {exc.status})", key_fix)
     except (ApiConnectionError, ApiTimeoutError) as exc:
         return Check(
             "talon",
             subject,
             "fail",
             f"unreachable: {exc.message}",
-            f"check {ENV_PREFIX}TALON_BASE_URL and the egress network path",
+            f"check {url_fix} and the egress network path",
         )
     except ApiError as exc:
         return Check("talon", subject, "fail", f"dry call failed: {exc.message}")

@@ -100,10 +100,13 @@ class Admission:
 
     # --- answers ---------------------------------------------------------------------------
 
-    def accepted(self, sent_at: float) -> None:
-        """A call sent at `sent_at` succeeded."""
+    def accepted(self, sent_at: float, pacer: Pacer | None = None) -> None:
+        """A call sent at `sent_at` succeeded; `pacer` is its application's, when that is
+        not the worker-wide one."""
         now = self._clock()
         self.pacer.on_accepted(now, sent_at)
+        if pacer is not None and pacer is not self.pacer:
+            pacer.on_accepted(now, sent_at)
         if self.limit is not None:
             self._learn(now, sent_at, dropped=False)
 

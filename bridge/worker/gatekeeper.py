@@ -1,7 +1,9 @@
-"""The API gate on the event loop: calls wait on it, timers reopen it to probe.
+"""An application's API gate on the event loop: timers reopen it to probe.
 
-The gate's rules are `bridge.engine.gate`'s; this adds the waiting, the reopening timer, the
-gauges that say why it is closed and the log lines.
+The gate's rules are `bridge.engine.gate`'s; this adds the reopening timer, the gauges that
+say why it is closed and the log lines. Records of a closed application wait in its
+`Application.held` list (bridge/worker/applications.py), not in a server: `on_open` puts
+them back in the ready queue when the gate reopens.
 """
 
 from __future__ import annotations
@@ -21,57 +23,67 @@ __all__ = ["GateKeeper"]
 log = logging.getLogger("bridge.worker.root")
 
 _MESSAGES: dict[GateReason, str] = {
-    "auth": "Talon.One rejected the API key; pausing intake and probing",
-    "outage": "Talon.One looks down; pausing intake and probing",
-    "throttled": "Talon.One keeps rate-limiting; pausing intake until its Retry-After",
+    "auth": "Talon.One rejected the API key; holding the application's records and probing",
+    "outage": "Talon.One looks down; holding the application's records and probing",
+    "throttled": "Talon.One keeps rate-limiting; holding the application's records until its "
+    "Retry-After",
 }
 
 
 class GateKeeper:
-    """Closes the gate (intake pauses, every call waits), reopens it with growing backoff to
+    """Closes the gate (the application's records wait), reopens it with growing backoff to
     probe, never before the latest Retry-After, so a rotated key or a recovered API resumes
     by itself."""
 
     def __init__(
-        self, gate: ApiGate, pacer: Pacer, metrics: Metrics, clock: Callable[[], float]
+        self,
+        gate: ApiGate,
+        pacer: Pacer,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        *,
+        application: str,
+        on_open: Callable[[], None] | None = None,
     ) -> None:
         self.gate = gate
+        self.application = application
+        self.is_open = True  # mirrors `gate.is_open` between a close and its reopening timer
+        self.on_open = on_open
         self._pacer = pacer
-        self._metrics = metrics
         self._clock = clock
-        self._open = asyncio.Event()  # mirrors `gate.is_open`, for calls to wait on
-        self._open.set()
+        self._healthy = metrics.api_healthy.labels(application)
+        self._outage = metrics.api_outage.labels(application)
         self._timer: asyncio.TimerHandle | None = None
-
-    @property
-    def is_open(self) -> bool:
-        return self._open.is_set()
-
-    async def wait(self) -> None:
-        if not self._open.is_set():
-            await self._open.wait()
 
     def close(self, reason: GateReason, exc: ApiError) -> None:
         probe_at = self.gate.close(reason, self._clock(), self._pacer.not_before)
         if probe_at is None:
             return  # closed already
-        self._open.clear()
+        self.is_open = False
         self._schedule_reopen(probe_at)
         if reason == "auth":
-            self._metrics.api_healthy.set(0)
+            self._healthy.set(0)
         elif reason == "outage":
-            self._metrics.api_outage.set(1)
+            self._outage.set(1)
         if self.gate.closures == 1:
             log.error(
-                _MESSAGES[reason], extra={"status": exc.status, "error_class": exc.error_class}
+                _MESSAGES[reason],
+                extra={
+                    "application": self.application,
+                    "status": exc.status,
+                    "error_class": exc.error_class,
+                },
             )
 
     def succeeded(self) -> None:
         recovered = self.gate.succeeded()
         if recovered is not None:
-            log.info("Talon.One answers again; resuming", extra={"after": recovered})
-            self._metrics.api_healthy.set(1)
-            self._metrics.api_outage.set(0)
+            log.info(
+                "Talon.One answers again; resuming",
+                extra={"application": self.application, "after": recovered},
+            )
+            self._healthy.set(1)
+            self._outage.set(0)
 
     def _schedule_reopen(self, probe_at: float) -> None:
         """Reopen at `probe_at`, or at the latest Retry-After if that is later (an answer
@@ -89,4 +101,6 @@ class GateKeeper:
         if not self.gate.reopen(self._clock(), self._pacer.not_before):
             self._schedule_reopen(probe_at)
             return
-        self._open.set()
+        self.is_open = True
+        if self.on_open is not None:
+            self.on_open()

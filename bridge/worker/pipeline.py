@@ -13,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 
+from bridge.applications import DEFAULT_APPLICATION
 from bridge.avro.codec import Codec, RegistryError
 from bridge.commands import Command
-from bridge.dlq import DeadLetter, record_letter_headers
+from bridge.dlq import DeadLetter, header, record_letter_headers
 from bridge.engine.concurrency import ConcurrencyLimit
-from bridge.engine.gate import ApiGate, GateReason
+from bridge.engine.gate import GateReason
 from bridge.engine.offsets import OffsetTracker, Slot
 from bridge.engine.outcome import Hold, Retry, decide
 from bridge.engine.pacing import Pacer
@@ -40,8 +41,8 @@ from bridge.settings import Settings
 from bridge.tracing import Tracing
 from bridge.types import TP
 from bridge.worker.admission import Admission
+from bridge.worker.applications import Application
 from bridge.worker.decoding import Decoder
-from bridge.worker.gatekeeper import GateKeeper
 from bridge.worker.handlers import Applied, Handlers
 from bridge.worker.parking import Chains, ParkedSession, ParkingLot
 from bridge.worker.quota import SessionQuota
@@ -55,14 +56,18 @@ log = logging.getLogger("bridge.worker.root")
 
 class Pipeline:
     """Takes records in, schedules them per session, calls Talon.One and hands the outputs
-    to `output` (set before serving)."""
+    to `output` (set before serving).
+
+    `handlers` is one application's (served as `default`, every record goes to it), or one
+    per application of the settings' routing table (`BRIDGE_APPLICATIONS_FILE`), by name.
+    """
 
     def __init__(
         self,
         settings: Settings,
         *,
         codec: Codec,
-        handlers: Handlers,
+        handlers: Handlers | Mapping[str, Handlers],
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -72,7 +77,6 @@ class Pipeline:
         self.settings = settings
         self.tracing = tracing or Tracing()
         self.metrics = metrics
-        self.handlers = handlers
         self.decoder = Decoder(codec)
         self.observer = observer
         self._clock, self._wall = clock, wall
@@ -104,13 +108,55 @@ class Pipeline:
         # which keeps latency low and leaves little to redo after a crash or a revoke.
         self._ready: asyncio.PriorityQueue[tuple[int, Sequenced[Work]]] = asyncio.PriorityQueue()
         self._arrivals = 0
-        self.pacer = Pacer()
-        self.gatekeeper = GateKeeper(
-            ApiGate(max_backoff=settings.retry_max_delay), self.pacer, metrics, clock
-        )
+        self.table = table = settings.applications_file
+        if isinstance(handlers, Handlers):
+            handlers = {DEFAULT_APPLICATION: handlers}
+        # The worker-wide pace (the group budget's share): with one application, its own
+        # pacer; with several, one that only the budget limits.
+        self.pacer = Pacer() if table is None else Pacer(initial=None)
+        self.applications = {
+            name: Application(
+                name,
+                h,
+                metrics,
+                clock,
+                max_backoff=settings.retry_max_delay,
+                on_open=self._reopened,
+                pacer=self.pacer if table is None else None,
+            )
+            for name, h in handlers.items()
+        }
+        self._serving = list(self.applications.values())
+        metrics.serve(self.applications, routed=table is not None)
+        # Without a table every record goes to the one application: no per-record routing.
+        self._only = self._serving[0] if table is None else None
+        self._header = settings.application_header
+        # The first application's, for callers that serve one.
+        self.gatekeeper = self._serving[0].gatekeeper
         self.gate = self.gatekeeper.gate
         limit = ConcurrencyLimit(settings.max_in_flight) if settings.adaptive_in_flight else None
         self.admission = Admission(self.pacer, limit, metrics, clock, lambda: self.in_flight)
+
+    @property
+    def all_closed(self) -> bool:
+        """Every application's gate is closed: nothing read now could run."""
+        return not any(app.gatekeeper.is_open for app in self._serving)
+
+    @property
+    def auth_rejected(self) -> bool:
+        """Some application's key is rejected."""
+        return any(app.gate.auth_rejected for app in self._serving)
+
+    def _route(self, rec: InputRecord) -> Application | None:
+        assert self.table is not None  # noqa: S101 - only called with a table
+        named = header(rec.headers, self._header) if rec.headers else None
+        name = self.table.route(rec.topic, named)
+        return None if name is None else self.applications[name]
+
+    def _reopened(self, app: Application) -> None:
+        put = self._ready.put_nowait
+        for item in app.take_held():
+            put(item)
 
     # --- intake ------------------------------------------------------------------------------
 
@@ -123,6 +169,7 @@ class Pipeline:
         consumed = self.metrics.consumed_for
         decode = self.decoder.decode
         arrival = self._arrivals
+        only = self._only
         for rec in records:
             tp = (rec.topic, rec.partition)
             if tp not in self.assigned:
@@ -133,6 +180,7 @@ class Pipeline:
                 slot = self._log_restarted(rec)
             work = Work(rec, slot)
             work.seq = arrival = arrival + 1
+            work.app = only if only is not None else self._route(rec)
             try:
                 work.command = decode(rec)
             except DecodeError as exc:
@@ -189,6 +237,8 @@ class Pipeline:
             self.released += 1
         for entry in became:
             self._ready.put_nowait((entry.item.seq, entry))
+        for app in self._serving:
+            app.forget_dropped()
 
     # --- serving -----------------------------------------------------------------------------
 
@@ -218,6 +268,10 @@ class Pipeline:
             if diverted is not None:
                 self._dead_letter(work, diverted)
                 return
+        app = work.app
+        if app is None:
+            self._dead_letter(work, self._unrouted(work.rec))
+            return
         cmd = work.command
         if cmd is None and work.error is None:
             cmd = await self._decode_later(work)
@@ -227,11 +281,26 @@ class Pipeline:
             err = work.error or DecodeError("invalid", "no command")
             self._dead_letter(work, DeadLetter("decode", "DecodeError", err.reason, err.message))
             return
-        if not self.gatekeeper.is_open:
-            await self.gatekeeper.wait()
+        gatekeeper = app.gatekeeper
+        if not gatekeeper.is_open:
+            app.hold(entry)  # not in a server: other applications' records go on
+            return
         await self.admission.pace()
-        if work.state is State.QUEUED:  # else dropped while waiting: its next owner runs it
-            await self._call(work, cmd)
+        if app.pacer is not self.admission.pacer:
+            await app.pace()
+        if work.state is not State.QUEUED:
+            return  # dropped while waiting: its next owner runs it
+        if not gatekeeper.is_open:
+            app.hold(entry)  # closed while it waited for its pace
+            return
+        await self._call(work, app, cmd)
+
+    def _unrouted(self, rec: InputRecord) -> DeadLetter:
+        assert self.table is not None  # noqa: S101 - every record is routed without a table
+        named = header(rec.headers, self._header) if rec.headers else None
+        return DeadLetter(
+            "route", "UnroutableRecord", "unroutable", self.table.unrouted(rec.topic, named)
+        )
 
     async def _decode_later(self, work: Work) -> Command | None:
         """Decode a record whose writer schema was not cached on arrival, fetching it from
@@ -264,7 +333,7 @@ class Pipeline:
         work.error = failure
         return None
 
-    async def _call(self, work: Work, cmd: Command) -> None:
+    async def _call(self, work: Work, app: Application, cmd: Command) -> None:
         if self.observer is not None:
             self.observer.calling(work.rec, cmd)
         self._transition(work, State.RUNNING)
@@ -273,11 +342,11 @@ class Pipeline:
         self.in_flight += 1
         sent_at = self._clock()
         try:
-            applied = await self.handlers.apply(cmd)
+            applied = await app.handlers.apply(cmd)
         except ApiError as exc:
             self.in_flight -= 1
             self.tracing.failed(work, exc)
-            self._failed(work, exc, sent_at)
+            self._failed(work, app, exc, sent_at)
             return
         except InvalidCommandError as exc:
             self.in_flight -= 1
@@ -292,11 +361,11 @@ class Pipeline:
             self._dead_letter(work, DeadLetter("api", type(exc).__name__, "internal", str(exc)))
             return
         self.in_flight -= 1
-        self.admission.accepted(sent_at)
-        self.gatekeeper.succeeded()
+        self.admission.accepted(sent_at, app.pacer)
+        app.gatekeeper.succeeded()
         self._publish(work, cmd, applied)
 
-    def _failed(self, work: Work, exc: ApiError, sent_at: float) -> None:
+    def _failed(self, work: Work, app: Application, exc: ApiError, sent_at: float) -> None:
         now = self._clock()
         self.admission.failed(now, sent_at, exc)
         if work.first_failure is None:
@@ -305,12 +374,12 @@ class Pipeline:
         if isinstance(exc, RateLimitedError):
             # "Slow down", never an outage: the pacer lowers the rate; only 429s to calls it
             # had already slowed count towards closing the gate.
-            slowed = self.pacer.on_throttled(now, sent_at, exc.retry_after)
-            if self.gate.throttled(work.rec.key, slowed=slowed):
+            slowed = app.pacer.on_throttled(now, sent_at, exc.retry_after)
+            if app.gate.throttled(work.rec.key, slowed=slowed):
                 hold = "throttled"
         elif isinstance(exc, RetryableApiError) and not isinstance(exc, ConflictError):
-            self.pacer.on_retry_after(now, exc.retry_after)
-            if self.gate.failed(work.rec.key):
+            app.pacer.on_retry_after(now, exc.retry_after)
+            if app.gate.failed(work.rec.key):
                 hold = "outage"
         outcome = decide(
             exc,
@@ -320,7 +389,7 @@ class Pipeline:
             hold=hold,
         )
         if isinstance(outcome, Hold):
-            self._hold(work, outcome.reason, exc)
+            self._hold(work, app, outcome.reason, exc)
             return
         if isinstance(outcome, Retry):
             self.metrics.retried.labels(work.command_type, exc.error_class).inc()
@@ -332,7 +401,12 @@ class Pipeline:
             body = dump() if dump is not None else str(exc.body)
         log.warning(
             "dead-lettering a command",
-            extra={**work.log_extra(), "status": exc.status, "error_class": exc.error_class},
+            extra={
+                **work.log_extra(),
+                "application": app.name,
+                "status": exc.status,
+                "error_class": exc.error_class,
+            },
         )
         wall = self._wall()
         self._dead_letter(
@@ -369,11 +443,11 @@ class Pipeline:
             work.state = State.QUEUED
             self._ready.put_nowait((work.seq, work.entry))
 
-    def _hold(self, work: Work, reason: GateReason, exc: ApiError) -> None:
+    def _hold(self, work: Work, app: Application, reason: GateReason, exc: ApiError) -> None:
         # No record is to blame, so none spends its retry budget; the held call waits too.
         work.attempts -= 1
         work.first_failure = None
-        self.gatekeeper.close(reason, exc)
+        app.gatekeeper.close(reason, exc)
         self._backoff(work, 0)
 
     # --- outputs -----------------------------------------------------------------------------
@@ -409,9 +483,10 @@ class Pipeline:
             )
         if work.entry is not None:
             self._release(work)
-        headers = record_letter_headers(rec, letter, self.settings.group_id)
+        app = work.app.name if work.app is not None else ""
+        headers = record_letter_headers(rec, letter, self.settings.group_id, app or None)
         traced = self.tracing.dead_lettered(work, letter, headers)
-        self.metrics.dead_lettered.labels(letter.reason).inc()
+        self.metrics.dead_lettered_for(letter.reason, app).inc()
         self._output().send(work, self.settings.dlq_topic, rec.key, rec.value, traced)
 
     def _admit(self, work: Work, key: bytes, parked: ParkedSession) -> DeadLetter | None:

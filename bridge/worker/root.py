@@ -19,8 +19,8 @@ from functools import partial
 from typing import Any
 
 from bridge import __version__
+from bridge.applications import DEFAULT_APPLICATION
 from bridge.avro.codec import Codec, RegistryError
-from bridge.engine.gate import GATE_REASONS, GateReason
 from bridge.errors import ConfigError, KafkaFatalError, KafkaUnreachableError
 from bridge.kafka.cluster import Cluster
 from bridge.kafka.config import consumer_config
@@ -34,6 +34,7 @@ from bridge.settings import Settings
 from bridge.talon.client import TalonClient
 from bridge.tracing import Tracing
 from bridge.types import TP
+from bridge.worker.applications import talon_client
 from bridge.worker.budget import BudgetKeeper, budget_keeper
 from bridge.worker.decoding import in_thread
 from bridge.worker.handlers import Handlers
@@ -65,26 +66,28 @@ class Worker:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.codec = codec or Codec.from_settings(settings)
-        self.client = client or TalonClient(
-            settings.talon_base_url,
-            settings.talon_api_key.get_secret_value(),
-            connect_timeout=settings.talon_connect_timeout,
-            read_timeout=settings.talon_read_timeout,
-            pool_timeout=settings.talon_pool_timeout,
-            call_timeout=settings.talon_call_timeout,
-            max_connections=settings.max_in_flight,
-            http_engine=settings.talon_http_engine,
-            idempotency_keys=settings.talon_idempotency_keys,
-            observer=self._observe_api,
+        # One client (its own connections and key) per Talon.One application.
+        self.clients = (
+            {DEFAULT_APPLICATION: client}
+            if client is not None
+            else {
+                app.name: talon_client(settings, app, partial(self._observe_api, app.name))
+                for app in settings.applications().applications
+            }
         )
+        self.client = next(iter(self.clients.values()))
+        handlers = {
+            name: Handlers(
+                c,
+                events_api=settings.talon_events_api,
+                on_deduplicated=self.metrics.events_deduplicated.inc,
+            )
+            for name, c in self.clients.items()
+        }
         self.pipeline = Pipeline(
             settings,
             codec=self.codec,
-            handlers=Handlers(
-                self.client,
-                events_api=settings.talon_events_api,
-                on_deduplicated=self.metrics.events_deduplicated.inc,
-            ),
+            handlers=handlers,
             metrics=self.metrics,
             observer=observer,
             tracing=tracing,
@@ -124,10 +127,8 @@ class Worker:
         m.parked_oldest_age.set_function(p.parking.oldest_age)
         m.parked_waiting.set_function(p.parking.waiting)
         m.ready.set_function(lambda: 1.0 if self.ready() else 0.0)
-        for reason in GATE_REASONS:
-            m.api_gate_closed.labels(reason).set_function(partial(self._gate_closed_for, reason))
-        m.api_retry_after.set_function(lambda: p.pacer.retry_after_in_force(time.monotonic()))
-        m.api_pacing_limit.set_function(lambda: p.pacer.limit or 0.0)
+        for app in p.applications.values():
+            app.export(m)
         budget, limit = self.budget, p.admission.limit
         m.api_group_budget.set_function(lambda: budget.budget if budget else 0.0)
         m.api_budget_share.set_function(lambda: budget.share if budget else 0.0)
@@ -136,9 +137,6 @@ class Worker:
         for topic in self.settings.input_topics:
             m.input_topic_missing.labels(topic).set_function(partial(self._topic_missing, topic))
             m.input_log_resets_for(topic)  # exported as 0 from the start
-
-    def _gate_closed_for(self, reason: GateReason) -> float:
-        return 1.0 if self.pipeline.gate.closed_for(reason) else 0.0
 
     def _paused_partitions(self) -> int:
         consumer = self._consumer
@@ -160,8 +158,9 @@ class Worker:
 
     @property
     def intake_held(self) -> bool:
-        # A fatal state, a rejected key or an outage pauses intake: nothing new is read.
-        return self._fatal is not None or not self.pipeline.gatekeeper.is_open
+        # A fatal state, or every application's gate closed (a rejected key, an outage)
+        # pauses intake: nothing new is read. One closed application holds its own records.
+        return self._fatal is not None or self.pipeline.all_closed
 
     def on_batch(self, records: list[InputRecord]) -> None:
         self.pipeline.on_batch(records)
@@ -192,10 +191,10 @@ class Worker:
         self._exit_code = 1
         self._stop.set()
 
-    def _observe_api(self, operation: str, outcome: str, seconds: float) -> None:
-        self.metrics.api_duration_for(operation, outcome).observe(seconds)
+    def _observe_api(self, application: str, operation: str, outcome: str, seconds: float) -> None:
+        self.metrics.api_duration_for(application, operation, outcome).observe(seconds)
         if outcome != "2xx":
-            self.metrics.api_errors_for(operation, outcome).inc()
+            self.metrics.api_errors_for(application, operation, outcome).inc()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -203,7 +202,7 @@ class Worker:
         consumer = self._consumer
         return (
             self._fatal is None
-            and not self.pipeline.gate.auth_rejected
+            and not self.pipeline.auth_rejected
             and not self._stop.is_set()
             and consumer is not None
             and consumer.is_alive()
@@ -277,6 +276,7 @@ class Worker:
                 "on_poison": settings.on_poison,
                 "exactly_once": settings.exactly_once,
                 "talon_max_rps": settings.talon_max_rps,
+                "applications": list(self.clients),
                 "adaptive_in_flight": settings.adaptive_in_flight,
             },
         )
@@ -395,7 +395,8 @@ class Worker:
                 reader.stop()
             sender.stop()
             await loop.run_in_executor(None, sender.join)
-            await self.client.aclose()
+            for client in self.clients.values():
+                await client.aclose()
             await loop.run_in_executor(None, self.pipeline.tracing.close)
             self.codec.close()
             await health.stop()

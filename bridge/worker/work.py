@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Hashable, Iterable
 from enum import IntEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.commands import Command
 from bridge.engine.offsets import Slot
@@ -16,6 +16,9 @@ from bridge.kafka.delivery import OutputHeaders
 from bridge.kafka.records import InputRecord
 from bridge.logs import where
 from bridge.types import TP, CommandOutcome
+
+if TYPE_CHECKING:
+    from bridge.worker.applications import Application
 
 __all__ = ["ACTIVE", "Observer", "Output", "OutputHeaders", "State", "Work", "keys"]
 
@@ -36,6 +39,7 @@ class Work:
     """One consumed record on its way through the worker."""
 
     __slots__ = (
+        "app",
         "attempts",
         "command",
         "entry",
@@ -69,6 +73,7 @@ class Work:
         self.held: Any = None  # exactly-once: outputs awaiting the transaction
         self.outcome: CommandOutcome = "applied"
         self.trace: Any = None  # bridge.tracing's, while its API call is traced
+        self.app: Application | None = None  # where its call goes; None: routed nowhere
 
     @property
     def where(self) -> str:

@@ -241,7 +241,9 @@ def test_every_problem_is_named_at_once(
         "BRIDGE_ON_POISON",
     ]
     assert info.value.problems[0][1] == "is not valid JSON"
-    assert info.value.problems[1][1] == "is required but not set"
+    assert info.value.problems[1][1] == (
+        "is required but not set (or set BRIDGE_APPLICATIONS_FILE)"
+    )
     assert main(["run"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
@@ -280,7 +282,7 @@ def test_a_misspelt_required_variable_is_named_in_the_error(env: pytest.MonkeyPa
     with pytest.raises(ConfigError) as info:
         load(Settings)
     assert info.value.problems == [
-        ("BRIDGE_TALON_API_KEY", "is required but not set"),
+        ("BRIDGE_TALON_API_KEY", "is required but not set (or set BRIDGE_APPLICATIONS_FILE)"),
         (
             "BRIDGE_TALON_APIKEY",
             "is not a setting of talon-bridge and is ignored; did you mean BRIDGE_TALON_API_KEY?",

@@ -16,7 +16,7 @@ from bridge.avro.codec import Codec
 from bridge.commands import Command, UpdateCustomerSession
 from bridge.dlq import H_PARKED_POSITION, H_REASON, header
 from bridge.engine.pacing import Pacer
-from bridge.errors import KafkaFatalError, ProducerFatalError
+from bridge.errors import KafkaFatalError, ProducerFatalError, ServerError
 from bridge.kafka.delivery import Delivered, DeliveryError, Transactions
 from bridge.kafka.records import InputRecord
 from bridge.metrics import Metrics
@@ -190,6 +190,8 @@ class Rig:
         return [header(h, H_REASON) for _, _, h in self.dlq()]
 
     def metric(self, name: str, **labels: str) -> float:
+        if name.startswith("bridge_api_"):
+            labels.setdefault("application", "default")
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
 
     def total(self, name: str) -> float:
@@ -221,7 +223,8 @@ async def test_sessions_run_in_order_one_call_at_a_time_and_all_offsets_finish()
 @pytest.mark.parametrize("adaptive", [False, True])
 async def test_servers_keep_under_the_adaptive_in_flight_limit(adaptive: bool) -> None:
     rig = Rig(Talon(delay=0.005), servers=16, max_in_flight=16, adaptive_in_flight=adaptive)
-    rig.pipeline.admission.pacer = Pacer(initial=None)  # no slow start: servers go at once
+    # No slow start: servers go at once.
+    rig.pipeline.admission.pacer = rig.pipeline.applications["default"].pacer = Pacer(initial=None)
     limit = rig.pipeline.admission.limit
     if adaptive:
         assert limit is not None
@@ -552,15 +555,17 @@ async def test_one_profile_has_at_most_its_quota_of_calls_in_flight() -> None:
     await rig.close()
 
 
-async def test_a_record_dropped_while_waiting_for_the_gate_is_not_called() -> None:
+async def test_a_record_dropped_while_held_at_the_gate_is_not_called() -> None:
     talon = Talon()
-    rig = Rig(talon)
-    gate = rig.pipeline.gatekeeper
-    gate._open.clear()  # closed, as by an outage: servers wait at it
+    rig = Rig(talon, retry_max_delay=0.3)  # the gate reopens after 0.3 s
+    app = rig.pipeline.applications["default"]
+    app.gatekeeper.close("outage", ServerError("down", status=503))  # its records are held
     rig.pipeline.on_batch([_record(i, f"s-{i}", f"e-{i}") for i in range(3)])
-    await asyncio.sleep(0.01)
+    await rig.until(lambda: len(app.held) == 3)
+    assert all(not task.done() for task in rig._servers), "held, not waiting in a server"
     rig.pipeline.drop_pending({PART})  # revoked meanwhile
-    gate._open.set()
+    assert app.held == []
+    await rig.until(lambda: app.gatekeeper.is_open)
     await asyncio.sleep(0.01)
     assert talon.calls == [], "the partition's next owner runs them"
     assert all(not task.done() for task in rig._servers), "the servers keep serving"
