@@ -125,6 +125,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"{', '.join(COMMAND_TYPES)} (unknown: the value does not decode)",
     )
     f.add_argument(
+        "--application",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="dead letters of this Talon.One application (__talon.bridge.application); they "
+        "are re-sent with BRIDGE_APPLICATION_HEADER naming it, so they go back there",
+    )
+    f.add_argument(
         "--header",
         action="append",
         default=[],
@@ -211,6 +219,7 @@ def build_selection(args: argparse.Namespace, now_ms: int) -> tuple[Selection, d
         command_types=frozenset(args.command_type),
         headers=headers,
         offsets=offsets,
+        applications=frozenset(args.application),
     )
     identity: dict[str, Any] = {
         "to": args.target,
@@ -227,6 +236,8 @@ def build_selection(args: argparse.Namespace, now_ms: int) -> tuple[Selection, d
         "force": bool(args.force),
         "maxReplays": args.max_replays,
     }
+    if args.application:  # only then: the groups of earlier selections keep their names
+        identity["applications"] = sorted(set(args.application))
     return selection, identity
 
 

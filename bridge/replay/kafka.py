@@ -214,12 +214,22 @@ class Sender:
         self._log_progress = log_progress
         self._next_commit = 0.0
         self._last_commit: dict[int, int] = {}
+        self._route_header: str | None = None
         self.result = SendResult()
 
     # --- replay ----------------------------------------------------------------------------
 
-    def replay(self, items: Sequence[Planned], *, replay_id: str, rate: float | None) -> None:
-        """Send `items` in order, `rate` records per second at most, chains back-to-back."""
+    def replay(
+        self,
+        items: Sequence[Planned],
+        *,
+        replay_id: str,
+        rate: float | None,
+        route_header: str | None = None,
+    ) -> None:
+        """Send `items` in order, `rate` records per second at most, chains back-to-back;
+        with `route_header`, each names the application it went to (`replay_headers`)."""
+        self._route_header = route_header
         for it in items:
             self._tracker.hold(*it.record.position)
         started = time.monotonic()
@@ -268,7 +278,9 @@ class Sender:
         if it.target is None:
             raise ValueError("a record to replay has no target topic")
         pos = r.position
-        headers: list[tuple[str, str | bytes | None]] = [*replay_headers(r, replay_id=replay_id)]
+        headers: list[tuple[str, str | bytes | None]] = [
+            *replay_headers(r, replay_id=replay_id, route_header=self._route_header)
+        ]
 
         def delivered(err: KafkaError | None, _msg: object) -> None:
             if err is None:

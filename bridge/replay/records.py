@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bridge.dlq import (
+    H_APPLICATION,
     H_ERROR_CLASS,
     H_EXCEPTION_CLASS,
     H_HTTP_STATUS,
@@ -71,6 +72,7 @@ class DeadLetterRecord:
     replay_count: int
     chain_position: int | None = None  # place in its session's parking chain (0: the poison)
     chain_token: str | None = None
+    application: str | None = None  # the Talon.One application it went to
 
     @classmethod
     def build(
@@ -116,6 +118,7 @@ class DeadLetterRecord:
             replay_count=max(0, _int(header(hs, H_REPLAY_COUNT)) or 0),
             chain_position=_int(header(hs, H_PARKED_POSITION)),
             chain_token=header(hs, H_PARKED_TOKEN),
+            application=header(hs, H_APPLICATION),
         )
 
     @property
@@ -138,16 +141,32 @@ class DeadLetterRecord:
         return self.reason == PARKED or self.parked_behind is not None
 
 
-def replay_headers(r: DeadLetterRecord, *, replay_id: str, count: int | None = None) -> Headers:
+def replay_headers(
+    r: DeadLetterRecord,
+    *,
+    replay_id: str,
+    count: int | None = None,
+    route_header: str | None = None,
+) -> Headers:
     """The headers of the re-sent record: the record's own, minus error headers, plus replay ones.
+
+    With `route_header`, a record that went to an application is re-sent with that header
+    naming it, so the worker routes it back there whatever its topic.
 
     ``replay.of`` names where the record was consumed before it was dead-lettered (the
     worker releases a parked session when its poison comes back with it); ``replay.dlq``
     names the dead letter it came from, so every re-sent record can be traced and counted.
     """
-    kept = [(k, v) for k, v in r.headers if not k.startswith(_ERROR_PREFIXES)]
+    route = r.application if route_header else None
+    kept = [
+        (k, v)
+        for k, v in r.headers
+        if not k.startswith(_ERROR_PREFIXES) and (route is None or k != route_header)
+    ]
     of = r.original or header(r.headers, H_REPLAY_OF)
     out = [*kept]
+    if route is not None and route_header is not None:
+        out.append((route_header, route.encode()))
     if of:
         out.append((H_REPLAY_OF, of.encode()))
     if r.chain_position is not None and r.chain_token:

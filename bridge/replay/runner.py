@@ -165,7 +165,8 @@ def _execute(
         if args.discard:
             sender.discard(to_send, the_plan.releases, settings.parking_topic)
         else:
-            sender.replay(to_send, replay_id=replay_id, rate=args.rate)
+            route = settings.application_header if args.application else None
+            sender.replay(to_send, replay_id=replay_id, rate=args.rate, route_header=route)
     result = sender.result
 
     def outcome(p: Planned) -> str:

@@ -126,6 +126,7 @@ class Selection:
     command_types: frozenset[str] = frozenset()
     headers: tuple[tuple[str, str], ...] = ()
     offsets: tuple[OffsetRange, ...] = ()
+    applications: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if (
@@ -156,6 +157,8 @@ class Selection:
         if self.statuses and not any(_status_matches(s, r.status) for s in self.statuses):
             return False
         if self.command_types and r.command_type not in self.command_types:
+            return False
+        if self.applications and r.application not in self.applications:
             return False
         if any(header(r.headers, k) != v for k, v in self.headers):
             return False

@@ -7,16 +7,18 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from bridge.avro.codec import Codec
-from bridge.commands import Command
-from bridge.dlq import H_APPLICATION, H_REASON, H_STAGE, header
+from bridge.commands import Command, UpdateCustomerSession
+from bridge.dlq import H_APPLICATION, H_REASON, H_REPLAY_ID, H_STAGE, header
 from bridge.simulator.process import SimulatorProcess
 from bridge.tools.harness import WorkerProcess, read_topic, wait_for
 from bridge.tools.produce import LoadSpec, generate
 from tests.support.bridge import API_KEY, Bridge
 from tests.support.oracle import assert_applied_in_order
+from tests.support.replay import command, run_replay
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -37,20 +39,23 @@ def _deployment(
     tmp_path: Path,
     a: SimulatorProcess,
     b: SimulatorProcess,
+    *,
+    b_takes_the_topic: bool = False,
 ) -> Bridge:
-    """A bridge whose records go to `a` (the default) unless their header names `b`."""
+    """A bridge whose records go to `a` (the default) unless their header names `b`; or,
+    `b_takes_the_topic`, to `b` unless their header names `a` (no default)."""
     (tmp_path / "a.key").write_text(API_KEY, encoding="utf-8")
     (tmp_path / "b.key").write_text(KEY_B, encoding="utf-8")
-    table = {
-        "applications": [
-            {"name": "a", "base_url": a.base_url, "api_key_file": str(tmp_path / "a.key")},
-            {"name": "b", "base_url": b.base_url, "api_key_file": str(tmp_path / "b.key")},
-        ],
-        "default": "a",
-    }
     path = tmp_path / "applications.json"
-    path.write_text(json.dumps(table), encoding="utf-8")
     bridge = bridge_factory(partitions=4, BRIDGE_APPLICATIONS_FILE=str(path))
+    apps = [
+        {"name": "a", "base_url": a.base_url, "api_key_file": str(tmp_path / "a.key")},
+        {"name": "b", "base_url": b.base_url, "api_key_file": str(tmp_path / "b.key")},
+    ]
+    if b_takes_the_topic:
+        apps[1]["topics"] = [bridge.input]  # type: ignore[assignment]
+    table = {"applications": apps, "default": None if b_takes_the_topic else "a"}
+    path.write_text(json.dumps(table), encoding="utf-8")
     # The table alone says where the applications are.
     del bridge.env["BRIDGE_TALON_BASE_URL"], bridge.env["BRIDGE_TALON_API_KEY"]
     return bridge
@@ -141,3 +146,46 @@ def test_a_record_naming_an_unknown_application_is_dead_lettered(
     assert len(first) == 3 and all(header(m.headers(), H_REASON) == "unroutable" for m in first)
     assert_applied_in_order(to_a, simulator.journal())
     assert _applied(simulator_b) == 0
+
+
+def test_replay_of_an_application_sends_its_dead_letters_back_to_it(
+    bridge_factory: Callable[..., Bridge],
+    simulator: SimulatorProcess,
+    simulator_b: SimulatorProcess,
+    tmp_path: Path,
+) -> None:
+    bridge = _deployment(bridge_factory, tmp_path, simulator, simulator_b, b_takes_the_topic=True)
+    victim = "apps-victim"
+    mine = [command(f"victim:{i}", victim) for i in range(4)]
+    payload = mine[0].payload
+    assert isinstance(payload, UpdateCustomerSession)
+    # An attribute b's simulator refuses (400): dead-lettered, the rest parked behind it.
+    mine[0] = msgspec.structs.replace(
+        mine[0],
+        payload=msgspec.structs.replace(payload, attributes={"x-undefined-tier": "gold"}),
+    )
+    to_a = list(generate(LoadSpec(sessions=10, run_id="apps-replay-a")))
+    with WorkerProcess(bridge.env) as worker:
+        _produce(bridge, mine, None)  # to b, by topic
+        _produce(bridge, to_a, "a")
+        total = len(mine) + len(to_a)
+        wait_for(lambda: worker.metric_sum(PROCESSED) >= total, 60, "all records finished")
+        letters = read_topic(bridge.conf, bridge.dlq, expected=len(mine), timeout=30)
+        assert {header(m.headers(), H_APPLICATION) for m in letters} == {"b"}
+        simulator_b.set_faults(reject_attribute_prefixes=[])  # the cause is fixed
+        # a has no dead letters: selecting it replays nothing.
+        assert "replayed   0" in run_replay(bridge.env, "--application", "a").stderr
+        done = run_replay(bridge.env, "--application", "b")
+        assert done.returncode == 0, done.stderr
+        assert f"replayed   {len(mine)}" in done.stderr
+        wait_for(
+            lambda: len(simulator_b.journal(session=victim)) >= len(mine), 60, "victim applied"
+        )
+    assert [e["eventId"] for e in simulator_b.journal(session=victim)] == [c.event_id for c in mine]
+    assert simulator.journal(session=victim) == []
+    sent = [
+        m
+        for m in read_topic(bridge.conf, bridge.input, expected=total + len(mine), timeout=30)
+        if header(m.headers(), H_REPLAY_ID) is not None
+    ]
+    assert [header(m.headers(), "talon-application") for m in sent] == ["b"] * len(mine)

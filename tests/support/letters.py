@@ -27,6 +27,7 @@ def letter(
     extra: list[tuple[str, bytes]] | None = None,
     original_headers: bool = True,
     chain: tuple[int, str] | None = None,
+    application: str | None = None,
 ) -> DeadLetterRecord:
     """A dead letter as the worker writes it; `behind` makes it a parked record."""
     topic, part, off = source or (IN, partition, 1000 + offset)
@@ -50,6 +51,7 @@ def letter(
         timestamp_ms=T0,
         group="g",
         version="0",
+        application=application,
     )
     if not original_headers:
         hs = [(k, v) for k, v in hs if not k.startswith("__connect.errors.")]

@@ -102,6 +102,14 @@ def test_sessions_file_lines(tmp_path: Path) -> None:
         build_selection(parse("--sessions-file", str(tmp_path / "empty.txt")), 0)
 
 
+def test_application_reaches_the_selection_and_only_then_its_identity() -> None:
+    selection, identity = build_selection(parse("--application", "fr", "--application", "de"), 0)
+    assert selection.applications == {"de", "fr"}
+    assert identity["applications"] == ["de", "fr"]
+    _, plain = build_selection(parse("--session", "s-1"), 0)
+    assert "applications" not in plain, "earlier selections keep their progress groups"
+
+
 def test_every_filter_reaches_the_selection() -> None:
     args = parse(
         "--since",

@@ -75,3 +75,23 @@ def test_replay_keeps_the_trace_context_of_the_dead_letter() -> None:
     out = replay_headers(before, replay_id="r")
     assert header(out, "traceparent") == parent.decode()
     assert header(out, "tracestate") == "v=1"
+
+
+def test_a_record_is_routed_back_to_the_application_it_went_to() -> None:
+    went = letter(
+        4,
+        "a",
+        application="fr",
+        extra=[("talon-application", b"fr-old")],
+    )
+    assert went.application == "fr"
+    out = replay_headers(went, replay_id="r", route_header="talon-application")
+    assert [v for k, v in out if k == "talon-application"] == [b"fr"], "one routing header"
+    assert header(out, dlq.H_APPLICATION) is None, "the dead letter's own header is dropped"
+    # Without the option the record's own headers are kept as they were.
+    plain = replay_headers(went, replay_id="r")
+    assert [v for k, v in plain if k == "talon-application"] == [b"fr-old"]
+    # A record that went to no application keeps its headers as they are.
+    nowhere = letter(5, "b", extra=[("talon-application", b"it")])
+    routed = replay_headers(nowhere, replay_id="r", route_header="talon-application")
+    assert [v for k, v in routed if k == "talon-application"] == [b"it"]

@@ -164,3 +164,14 @@ def test_selection_digest_is_stable_and_order_free() -> None:
     b = selection_digest({"force": False, "to": None, "reasons": ["permanent"]})
     assert a == b and len(a) == 12
     assert a != selection_digest({"reasons": ["parked"], "to": None, "force": False})
+
+
+def test_application_filter_selects_the_dead_letters_of_an_application() -> None:
+    records = [
+        letter(0, "a", application="de"),
+        letter(1, "b", application="fr"),
+        letter(2, "c"),  # routed to none
+    ]
+    assert select(records, applications=frozenset({"fr"})) == [1]
+    assert select(records, applications=frozenset({"de", "fr"})) == [0, 1]
+    assert select(records) == [0, 1, 2]
