@@ -199,13 +199,15 @@ def flag_timeline(
 def outage_timeline(width: int = 12) -> statetimeline.Panel:
     return flag_timeline(
         "Talon.One outage gate",
-        "Per worker: closed while Talon.One fails calls across many sessions; intake pauses and "
-        "calls are probed with backoff (alert after 3m).",
-        f"max by (pod) (bridge_api_outage{{{S}}})",
+        "Per worker and application: closed while Talon.One fails the application's calls "
+        "across many sessions; its records wait and its calls are probed with backoff (alert "
+        "after 3m).",
+        f"max by (pod, application) (bridge_api_outage{{{S}}})",
         "outage",
         "open",
         good=0,
         width=width,
+        legend="{{pod}} {{application}}",
     )
 
 
@@ -364,8 +366,8 @@ def overview() -> db.Dashboard:
             steps=((None, "green"), (1, "orange")),
         ),
         st(
-            "API key",
-            "Whether Talon.One accepts the API key on every worker.",
+            "API keys",
+            "Whether Talon.One accepts the API key of every application on every worker.",
             "none",
             q(f"min(bridge_api_auth_ok{{{S}}})"),
             steps=((None, "red"), (1, "green")),
@@ -431,13 +433,30 @@ def overview() -> db.Dashboard:
         ),
         ts(
             "Dead letters by reason",
-            "Commands written to the dead-letter topic, by reason.",
+            "Commands written to the dead-letter topic, by reason and Talon.One application "
+            "(none: routed to no application).",
             "ops",
             q(
-                f"sum by (reason) (rate(bridge_dead_letters_total{{{S}}}[{RI}]))",
-                "{{reason}}",
+                "sum by (application, reason) "
+                f"(rate(bridge_dead_letters_total{{{S}}}[{RI}]))",
+                "{{application}} {{reason}}",
             ),
             stacked=True,
+        ),
+        ts(
+            "API calls by application",
+            "Talon.One calls per second to each application, and the share of them without a "
+            "2xx (one application failing shows here alone).",
+            "reqps",
+            q(
+                f"sum by (application) (rate({api_count}{{{S}}}[{RI}]))",
+                "{{application}}",
+            ),
+            q(
+                f'sum by (application) (rate({api_count}{{{S}, outcome!="2xx"}}[{RI}]))',
+                "{{application}} not 2xx",
+            ),
+            width=24,
         ),
     ]
 
@@ -703,17 +722,23 @@ def overview() -> db.Dashboard:
 
 
 def talon_api() -> db.Dashboard:
-    op = f'{S}, operation=~"$operation"'
+    app = f'{S}, application=~"$application"'
+    op = f'{app}, operation=~"$operation"'
     count = "bridge_api_request_duration_seconds_count"
     operation_var = query_var(
         "operation", "Operation", f'label_values({count}{{namespace=~"$namespace"}}, operation)'
     )
+    application_var = query_var(
+        "application",
+        "Application",
+        f'label_values({count}{{namespace=~"$namespace"}}, application)',
+    )
     board = base(
         "talon-bridge-talon-api",
         "talon-bridge / Talon.One API",
-        "The Integration API as the bridge sees it, per operation: rate, outcome mix, latency, "
-        "retries, idempotent replays and the API key's status.",
-    ).variables(variables(operation_var))  # type: ignore[arg-type]
+        "The Integration API as the bridge sees it, per Talon.One application and operation: "
+        "rate, outcome mix, latency, retries, idempotent replays and each API key's status.",
+    ).variables(variables(application_var, operation_var))  # type: ignore[arg-type]
 
     summary = [
         st(
@@ -768,23 +793,43 @@ def talon_api() -> db.Dashboard:
         ),
         st(
             "API key",
-            "Whether Talon.One accepts the API key on every worker.",
+            "Whether Talon.One accepts the selected applications' API keys on every worker.",
             "none",
-            q(f"min(bridge_api_auth_ok{{{S}}})"),
+            q(f"min(bridge_api_auth_ok{{{app}}})"),
             steps=((None, "red"), (1, "green")),
             mappings=flag_mapping("accepted", "REJECTED"),
         ),
         st(
             "Outage gate",
-            "Whether any worker has paused intake because Talon.One fails across sessions.",
+            "Whether any worker holds a selected application's records because Talon.One "
+            "fails its calls across sessions.",
             "none",
-            q(f"max(bridge_api_outage{{{S}}})"),
+            q(f"max(bridge_api_outage{{{app}}})"),
             steps=((None, "green"), (1, "red")),
             mappings=flag_mapping("CLOSED", "open", good=0),
         ),
     ]
 
     traffic = [
+        ts(
+            "Requests by application",
+            "Calls per second to each Talon.One application.",
+            "reqps",
+            q(f"sum by (application) (rate({count}{{{op}}}[{RI}]))", "{{application}}"),
+            width=12,
+        ),
+        ts(
+            "Error ratio by application",
+            "Share of each application's calls without a 2xx: one misbehaving application "
+            "shows here alone, and pauses only its own records.",
+            "percentunit",
+            q(
+                f'sum by (application) (rate({count}{{{op}, outcome!="2xx"}}[{RI}])) '
+                f"/ sum by (application) (rate({count}{{{op}}}[{RI}]))",
+                "{{application}}",
+            ),
+            width=12,
+        ),
         ts(
             "Requests by operation",
             "Calls per second of each Integration API operation.",
@@ -932,19 +977,22 @@ def talon_api() -> db.Dashboard:
         ),
         flag_timeline(
             "API key status",
-            "Per worker: accepted, or rejected with 401/403 (intake paused, probing).",
-            f"min by (pod) (bridge_api_auth_ok{{{S}}})",
+            "Per worker and application: accepted, or rejected with 401/403 (the "
+            "application's records wait, probing).",
+            f"min by (pod, application) (bridge_api_auth_ok{{{app}}})",
             "accepted",
             "rejected",
+            legend="{{pod}} {{application}}",
         ),
         outage_timeline(),
         ts(
             "Auth failures",
-            "Calls answered 401/403 per worker.",
+            "Calls answered 401/403 per worker and application.",
             "reqps",
             q(
-                f'sum by (pod) (rate(bridge_api_errors_total{{{S}, error_class="auth"}}[{RI}]))',
-                "{{pod}}",
+                "sum by (pod, application) "
+                f'(rate(bridge_api_errors_total{{{app}, error_class="auth"}}[{RI}]))',
+                "{{pod}} {{application}}",
             ),
             width=12,
         ),
@@ -964,24 +1012,33 @@ def talon_api() -> db.Dashboard:
         ),
         ts(
             "Pacing limit",
-            "Per worker: calls per second the pacer allows, learnt from 429s (0: not limiting), "
-            "beside the calls actually sent.",
+            "Per worker and application: calls per second its pacer allows, learnt from 429s "
+            "(0: not limiting), beside the calls actually sent.",
             "reqps",
-            q(f"max by (pod) (bridge_api_pacing_limit_per_second{{{S}}})", "{{pod}} limit"),
-            q(f"sum by (pod) (rate({count}{{{S}}}[{RI}]))", "{{pod}} sent"),
+            q(
+                f"max by (pod, application) (bridge_api_pacing_limit_per_second{{{app}}})",
+                "{{pod}} {{application}} limit",
+            ),
+            q(
+                f"sum by (pod, application) (rate({count}{{{app}}}[{RI}]))",
+                "{{pod}} {{application}} sent",
+            ),
             width=8,
         ),
         ts(
             "API gate and Retry-After",
-            "Per worker and reason (outage, auth, throttled): 1 while the gate holds every "
-            "call; and the seconds left of the latest Retry-After, before which it does not "
-            "reopen.",
+            "Per worker, application and reason (outage, auth, throttled): 1 while the "
+            "application's gate holds its calls; and the seconds left of its latest "
+            "Retry-After, before which it does not reopen.",
             "short",
             q(
-                f"max by (pod, reason) (bridge_api_gate_closed{{{S}}})",
-                "{{pod}} gate {{reason}}",
+                f"max by (pod, application, reason) (bridge_api_gate_closed{{{app}}})",
+                "{{pod}} {{application}} gate {{reason}}",
             ),
-            q(f"max by (pod) (bridge_api_retry_after_seconds{{{S}}})", "{{pod}} Retry-After s"),
+            q(
+                f"max by (pod, application) (bridge_api_retry_after_seconds{{{app}}})",
+                "{{pod}} {{application}} Retry-After s",
+            ),
             width=8,
         ),
         ts(

@@ -45,6 +45,7 @@ GRAFANA_VARIABLES = {
     "__rate_interval": "1m",
     "namespace": ".*",
     "pod": ".*",
+    "application": ".*",
     "topic": ".*",
     "operation": ".*",
 }
