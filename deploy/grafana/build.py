@@ -437,8 +437,7 @@ def overview() -> db.Dashboard:
             "(none: routed to no application).",
             "ops",
             q(
-                "sum by (application, reason) "
-                f"(rate(bridge_dead_letters_total{{{S}}}[{RI}]))",
+                f"sum by (application, reason) (rate(bridge_dead_letters_total{{{S}}}[{RI}]))",
                 "{{application}} {{reason}}",
             ),
             stacked=True,

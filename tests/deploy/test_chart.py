@@ -66,6 +66,29 @@ VARIANTS: dict[str, tuple[tuple[str, ...], dict[str, Any] | None]] = {
             "terminationGracePeriodSeconds": 90,
         },
     ),
+    "several-applications": (
+        (),
+        {
+            "talon": {
+                "applications": [
+                    {
+                        "name": "de",
+                        "baseUrl": "https://acme.europe-west1.talon.one",
+                        "existingSecret": "talon-one-de",
+                        "topics": ["talon.commands"],
+                    },
+                    {
+                        "name": "fr",
+                        "baseUrl": "https://acme-fr.europe-west1.talon.one",
+                        "existingSecret": "talon-one-fr",
+                        "existingSecretKey": "key",
+                    },
+                ],
+                "defaultApplication": "fr",
+            },
+            "replay": {"enabled": True},
+        },
+    ),
     "registry-and-secret-config": (
         (),
         {

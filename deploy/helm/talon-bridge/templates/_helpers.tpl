@@ -315,7 +315,11 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
   "BRIDGE_LOG_LEVEL" $v.worker.logLevel
   "BRIDGE_LOG_FORMAT" $v.worker.logFormat
   "BRIDGE_SECRETS_DIR" $v.worker.secretsDir
+  "BRIDGE_APPLICATION_HEADER" $v.talon.applicationHeader
 }}
+{{- if $v.talon.applications }}
+{{- $_ := set $s "BRIDGE_APPLICATIONS_FILE" (printf "%s/applications.yaml" (include "talon-bridge.applicationsDir" .)) }}
+{{- end }}
 {{- with $v.talon.maxRps }}
 {{- $_ := set $s "BRIDGE_TALON_MAX_RPS" (toString .) }}
 {{- end }}
@@ -405,6 +409,34 @@ the Secret that holds inline (chart-managed) values.
 {{- end }}
 
 {{/*
+Several Talon.One applications: where the routing table and each application's key are mounted.
+*/}}
+{{- define "talon-bridge.applicationsDir" -}}/etc/talon-bridge/applications{{- end }}
+{{- define "talon-bridge.applicationKeysDir" -}}/var/run/secrets/talon-apps{{- end }}
+{{- define "talon-bridge.applicationsName" -}}
+{{- printf "%s-applications" (include "talon-bridge.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The routing table (BRIDGE_APPLICATIONS_FILE) from talon.applications; keys are files, never in it.
+*/}}
+{{- define "talon-bridge.applicationsTable" -}}
+{{- $keys := include "talon-bridge.applicationKeysDir" . -}}
+applications:
+{{- range .Values.talon.applications }}
+  - name: {{ .name | quote }}
+    base_url: {{ .baseUrl | quote }}
+    api_key_file: {{ printf "%s/%s/api-key" $keys .name | quote }}
+    {{- with .topics }}
+    topics: {{ toJson . }}
+    {{- end }}
+{{- end }}
+{{- with .Values.talon.defaultApplication }}
+default: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
 The projected volume of secret files: one file per setting, named like its variable.
 */}}
 {{- define "talon-bridge.secretSources" -}}
@@ -451,6 +483,22 @@ Volumes shared by the worker and the replay Job: /tmp, secret files, TLS files.
       {{- . | trim | nindent 6 }}
 {{- end }}
 {{- include "talon-bridge.tlsVolume" . }}
+{{- with .Values.talon.applications }}
+- name: talon-applications
+  configMap:
+    name: {{ include "talon-bridge.applicationsName" $ }}
+- name: talon-application-keys
+  projected:
+    defaultMode: 0440
+    sources:
+      {{- range . }}
+      - secret:
+          name: {{ .existingSecret }}
+          items:
+            - key: {{ .existingSecretKey | default "api-key" }}
+              path: {{ printf "%s/api-key" .name }}
+      {{- end }}
+{{- end }}
 {{- if and .Values.kafka.schemaRegistryUrl .Values.kafka.schemaRegistry.caSecret }}
 - name: registry-ca
   secret:
@@ -508,6 +556,14 @@ The Kafka TLS files (CA, client certificate and key) under fixed names, from one
   mountPath: {{ .Values.kafka.tls.mountPath }}
   readOnly: true
 {{- end }}
+{{- if .Values.talon.applications }}
+- name: talon-applications
+  mountPath: {{ include "talon-bridge.applicationsDir" . }}
+  readOnly: true
+- name: talon-application-keys
+  mountPath: {{ include "talon-bridge.applicationKeysDir" . }}
+  readOnly: true
+{{- end }}
 {{- if and .Values.kafka.schemaRegistryUrl .Values.kafka.schemaRegistry.caSecret }}
 - name: registry-ca
   mountPath: /var/run/secrets/talon-bridge-registry
@@ -543,6 +599,29 @@ producer flush and consumer close. An explicit value must leave at least 5 s aft
 Checks of values combinations that the schema cannot express; rendered once by the Deployment.
 */}}
 {{- define "talon-bridge.validate" -}}
+{{- with .Values.talon.applications }}
+{{- if or $.Values.talon.baseUrl $.Values.talon.apiKey $.Values.talon.existingSecret }}
+{{- fail "talon.applications replaces talon.baseUrl, talon.apiKey and talon.existingSecret: unset them (each application has its baseUrl and existingSecret)" }}
+{{- end }}
+{{- $names := list }}
+{{- range . }}
+{{- if has .name $names }}
+{{- fail (printf "talon.applications: the name %q is given twice" .name) }}
+{{- end }}
+{{- $names = append $names .name }}
+{{- if regexMatch "://[^/]*@" .baseUrl }}
+{{- fail (printf "talon.applications (%s): baseUrl holds credentials, which would land in the ConfigMap: the API key goes in existingSecret" .name) }}
+{{- end }}
+{{- if and (hasPrefix "http://" .baseUrl) (not $.Values.talon.allowInsecureHttp) }}
+{{- fail (printf "talon.applications (%s): baseUrl is plain http, which sends the API key in clear text: use https (talon.allowInsecureHttp: true only for a local simulator)" .name) }}
+{{- end }}
+{{- end }}
+{{- with $.Values.talon.defaultApplication }}
+{{- if not (has . $names) }}
+{{- fail (printf "talon.defaultApplication %q is not one of talon.applications" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- $v := .Values }}
 {{- if and $v.autoscaling.enabled $v.keda.enabled }}
 {{- fail "autoscaling.enabled and keda.enabled are mutually exclusive: KEDA manages its own HorizontalPodAutoscaler and rejects a target that another autoscaler already scales" }}
