@@ -20,12 +20,12 @@ PROCESSED = "bridge_commands_processed_total"
 LIMIT = "bridge_in_flight_limit"
 SHARE = "bridge_api_budget_share_per_second"
 BUDGET = "bridge_api_group_budget_per_second"
-PACING = "bridge_api_pacing_limit_per_second"
+PACING = 'bridge_api_pacing_limit_per_second{application="default"}'
 ASSIGNED = "bridge_assigned_partitions"
 
 
 def _gauge(worker: WorkerProcess, name: str) -> float:
-    """One unlabelled series, by its exact name (-1 while the worker does not answer)."""
+    """One series, by its exact name and labels (-1 while the worker does not answer)."""
     return worker.metrics().get(name, -1.0)
 
 

@@ -61,7 +61,10 @@ def test_maintenance_window_of_503_honours_retry_after(
         wait_for(lambda: worker.metric_sum(PROCESSED) > len(commands) / 5, 60, "progress")
         simulator.set_faults(outage=True, retry_after_s=10)
         wait_for(
-            lambda: worker.metric_sum('bridge_api_gate_closed{reason="outage"}') == 1,
+            lambda: (
+                worker.metric_sum('bridge_api_gate_closed{application="default",reason="outage"}')
+                == 1
+            ),
             30,
             "the gate closed",
         )

@@ -172,7 +172,11 @@ def observed_run(
         # A short API key rejection under traffic: the worker pauses, probes, and resumes.
         simulator.set_faults(auth_failure=True)
         produce(during)
-        wait_until(lambda: worker.metrics().get("bridge_api_auth_ok") == 0, 30, "the key rejected")
+        wait_until(
+            lambda: worker.metrics().get('bridge_api_auth_ok{application="default"}') == 0,
+            30,
+            "the key rejected",
+        )
         if prometheus is not None:
             wait_until(
                 lambda: bool(prometheus.query("min_over_time(bridge_api_auth_ok[1m]) == 0")),

@@ -130,7 +130,9 @@ def test_log_holds_no_secrets_and_locates_every_record(
             sim.set_faults(auth_failure=True)
             produce(commands[half : half + 20])
             wait_until(
-                lambda: worker.metrics().get("bridge_api_auth_ok") == 0, 30, "the key rejected"
+                lambda: worker.metrics().get('bridge_api_auth_ok{application="default"}') == 0,
+                30,
+                "the key rejected",
             )
             sim.set_faults(auth_failure=False)
             produce(commands[half + 20 :])
