@@ -37,11 +37,10 @@ __all__ = [
     "DEFAULT_APPLICATION",
     "Application",
     "ApplicationsTable",
+    "application_setting",
     "check_base_url",
     "load_table",
-    "one_application_setting",
     "single_application",
-    "table_setting",
 ]
 
 # The one application of a deployment without a routing table, as metrics and logs name it.
@@ -221,7 +220,7 @@ def load_table(path: str, *, input_topics: list[str], allow_http: bool) -> Appli
     return ApplicationsTable(applications=tuple(applications), default=parsed.default)
 
 
-def table_setting(value: Any, settings: dict[str, Any]) -> Any:
+def _table_setting(value: Any, settings: dict[str, Any]) -> Any:
     """`BRIDGE_APPLICATIONS_FILE`'s value: the loaded table, given the settings read so far."""
     if not isinstance(value, str):
         return value
@@ -242,12 +241,16 @@ def single_application(base_url: str | None, api_key: SecretStr | None) -> Appli
     return ApplicationsTable(applications=(one,), default=DEFAULT_APPLICATION)
 
 
-def one_application_setting(value: Any, settings: dict[str, Any]) -> Any:
-    """`BRIDGE_TALON_BASE_URL` or `BRIDGE_TALON_API_KEY`: required without a table."""
+def application_setting(field: str, value: Any, settings: dict[str, Any]) -> Any:
+    """A setting's value as given (before its type is checked), given the settings read so
+    far: `BRIDGE_APPLICATIONS_FILE` becomes the loaded table; `BRIDGE_TALON_BASE_URL` and
+    `BRIDGE_TALON_API_KEY` are required without it, the URL checked."""
+    if field == "applications_file":
+        return _table_setting(value, settings)
     # A table that failed to load is reported as such, not as these missing.
     if value is None and "applications_file" in settings and not settings["applications_file"]:
         raise ValueError("is required but not set (or set BRIDGE_APPLICATIONS_FILE)")
-    if isinstance(value, str):  # the base URL
+    if field == "talon_base_url" and isinstance(value, str):
         return check_base_url(
             value,
             allow_http=bool(settings.get("talon_allow_insecure_http")),

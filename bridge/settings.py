@@ -28,12 +28,7 @@ import orjson
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bridge.applications import (
-    ApplicationsTable,
-    one_application_setting,
-    single_application,
-    table_setting,
-)
+from bridge import applications as apps
 from bridge.types import EventsApi, HttpEngine, LogFormat
 
 __all__ = ["ENV_PREFIX", "SECRETS_DIR", "KafkaSettings", "Settings", "is_secret_property"]
@@ -288,7 +283,7 @@ class Settings(KafkaSettings):
         "local simulator only)",
     )
     # Before the base URL and key, which it makes optional.
-    applications_file: Annotated[ApplicationsTable | None, NoDecode] = Field(
+    applications_file: Annotated[apps.ApplicationsTable | None, NoDecode] = Field(
         default=None,
         description="YAML or JSON routing table of several Talon.One applications (see "
         "docs/operations.md); unset: one, `default`, from the two settings below",
@@ -425,19 +420,16 @@ class Settings(KafkaSettings):
             raise ValueError("uvloop is not installed on this platform; set asyncio")
         return value
 
-    @field_validator("applications_file", mode="before")
+    @field_validator("applications_file", "talon_base_url", "talon_api_key", mode="before")
     @classmethod
-    def _table(cls, value: Any, info: ValidationInfo) -> Any:
-        return table_setting(value, info.data)
+    def _applications(cls, value: Any, info: ValidationInfo) -> Any:
+        return apps.application_setting(info.field_name or "", value, info.data)
 
-    @field_validator("talon_base_url", "talon_api_key")
-    @classmethod
-    def _one_application(cls, value: Any, info: ValidationInfo) -> Any:
-        return one_application_setting(value, info.data)
-
-    def applications(self) -> ApplicationsTable:
+    def applications(self) -> apps.ApplicationsTable:
         """The routing table, or one application, `default`, from the base URL and key."""
-        return self.applications_file or single_application(self.talon_base_url, self.talon_api_key)
+        return self.applications_file or apps.single_application(
+            self.talon_base_url, self.talon_api_key
+        )
 
 
 # librdkafka properties whose values are credentials (plus Java's JAAS line, which embeds them).

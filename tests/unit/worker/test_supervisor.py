@@ -159,7 +159,7 @@ def _worker_metrics(consumed: float, ready: bool) -> Metrics:
     metrics = Metrics(CollectorRegistry())
     metrics.consumed.labels("talon.commands").inc(consumed)
     metrics.ready.set_function(lambda: 1.0 if ready else 0.0)
-    metrics.api_duration_for("update_session", "2xx").observe(0.02)
+    metrics.api_duration_for("default", "update_session", "2xx").observe(0.02)
     metrics.running_on("uvloop")
     return metrics
 
