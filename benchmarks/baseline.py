@@ -4,7 +4,9 @@
 installs it into that worktree's own virtualenv with `uv sync --locked`, so the baseline runs
 with the dependencies it was released with. Benchmarks then start its worker with that
 interpreter (`WorkerProcess(python=...)`) on the same broker, simulator and load as the
-working tree's.
+working tree's. `encoder` writes that load with the revision's own `Command` schema: a
+revision older than the current schema knows no records written with it, and would send
+every one to the dead-letter topic instead of calling the API.
 """
 
 from __future__ import annotations
@@ -12,9 +14,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["ENV", "install"]
+from bridge.avro.codec import Codec
+from bridge.avro.schemas import load_schemas
+from bridge.commands import Command
+
+__all__ = ["ENV", "encoder", "install"]
 
 CACHE = Path(os.environ.get("TALON_BRIDGE_CACHE", Path.home() / ".cache" / "talon-bridge"))
 
@@ -65,3 +72,12 @@ def _check_imports_own(python: Path, where: Path) -> None:
     ).stdout
     if not Path(out).resolve().is_relative_to(where.resolve()):
         raise SystemExit(f"the baseline's interpreter imports {out}, not {where}")
+
+
+def encoder(python: Path | None) -> Callable[[Command, str], bytes]:
+    """Encodes commands for the worker that `python` runs: the working tree's (None), or an
+    installed revision's, with the `Command` schema that revision bundles."""
+    if python is None:
+        return Codec().encode_command
+    where = python.parents[2]  # <worktree>/.venv/bin/python
+    return Codec(schemas=load_schemas(where / "schemas" / "avro")).encode_command

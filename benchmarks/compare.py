@@ -85,7 +85,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from benchmarks.baseline import ENV as BASELINE_ENV
-from benchmarks.baseline import install
+from benchmarks.baseline import encoder, install
 from benchmarks.e2e import API_KEY, bridge_env, broker, fresh_topics, make_commands, start_naive
 from benchmarks.peer_report import (
     BRIDGE,
@@ -270,6 +270,13 @@ def _produce(cell: Cell, topic: str, commands: Sequence[Command]) -> None:
     produce_commands(cell.conf, topic, iter(commands), encode=Codec().encode_command)
 
 
+def _encoder(cell: Cell, system: str) -> Callable[[Command, str], bytes]:
+    """How `system`'s input is encoded: the baseline reads only its own revision's schema."""
+    if cell.baseline and system == cell.baseline[0]:
+        return encoder(cell.baseline[1])
+    return Codec().encode_command
+
+
 # ------------------------------------------------------------------ the systems
 
 
@@ -378,7 +385,7 @@ def _throughput(
         # Far more than it can finish in its time box.
         warmup, commands = (), commands[: min(len(commands), 5000)]
     backlog = [*warmup, *commands]
-    produce_commands(cell.conf, topics["in"], iter(backlog), encode=Codec().encode_command)
+    produce_commands(cell.conf, topics["in"], iter(backlog), encode=_encoder(cell, system))
     cell.sim.reset()
     counter = _OutputCounter(cell.conf, topics["out"], cell.partitions)
     res = Result(system, cell.latency_ms, cell.sessions, processes, load=_load())
@@ -463,7 +470,7 @@ def _latency(cell: Cell, system: str, rate: float, seconds: float, warmup: int) 
     )
     counter = _OutputCounter(cell.conf, topics["out"], cell.partitions)
     res = Result(system, cell.latency_ms, cell.sessions, latency_rate=rate, load=_load())
-    encode = Codec().encode_command
+    encode = _encoder(cell, system)
     admin = AdminClient(cell.conf)
     # The naive consumer's time box must outlast the warm-up and the measured commands.
     naive_s = seconds + warmup / max(rate, 1.0) + 120

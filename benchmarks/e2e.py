@@ -58,7 +58,7 @@ import orjson
 import uvloop
 
 from benchmarks.baseline import ENV as BASELINE_ENV
-from benchmarks.baseline import install
+from benchmarks.baseline import encoder, install
 from benchmarks.procstat import cpu_seconds, peak_rss_mb
 from bridge.avro.codec import Codec
 from bridge.commands import Command, ReturnCartItems, TrackEvent, UpdateCustomerSession
@@ -151,7 +151,7 @@ def run_bridge(
 ) -> Row:
     conf = {"bootstrap.servers": bootstrap}
     topics = fresh_topics(conf, partitions)
-    produce_commands(conf, topics["in"], iter(commands), encode=Codec().encode_command)
+    produce_commands(conf, topics["in"], iter(commands), encode=encoder(python))
     sim.reset()
     env = bridge_env(bootstrap, sim, topics, f"bench-{uuid.uuid4().hex[:6]}", in_flight)
     if python is not None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
@@ -135,7 +136,7 @@ class Codec:
         self._effects = self._record(schemas.get(EFFECTS_EMITTED))
         # The hand-written reader and writer only for the exact schemas they follow.
         self._read_command = (
-            command_reader.read
+            partial(command_reader.read, carts=command_reader.Carts())
             if self._command.current.fingerprint == command_reader.FINGERPRINT
             else None
         )

@@ -116,14 +116,45 @@ def _array(
     parts.append(_NULL)
 
 
+# Rule names and effect types repeat across effects and records; their encodings are kept.
+_NAMES: dict[str, bytes] = {}
+_NAMES_MAX: Final = 4096
+# An effect's seven optional fields, all null: the common case.
+_NO_OPTIONALS: Final = _NULL * 7
+
+
+def _name(value: str) -> bytes:
+    found = _NAMES.get(value)
+    if found is None:
+        found = _str(value)
+        if type(value) is str:  # a str subclass may encode differently
+            if len(_NAMES) >= _NAMES_MAX:
+                _NAMES.clear()
+            _NAMES[value] = found
+    return found
+
+
 def _effect(e: EffectRecord) -> tuple[bytes, ...]:
-    return (
+    head = (
         _long(e.campaign_id),
         _long(e.ruleset_id),
         _int(e.rule_index),
-        _str(e.rule_name),
-        _str(e.effect_type),
+        _name(e.rule_name),
+        _name(e.effect_type),
         _str(e.props),
+    )
+    if (
+        e.triggered_by_coupon is None
+        and e.triggered_for_catalog_item is None
+        and e.condition_index is None
+        and e.evaluation_group_id is None
+        and e.evaluation_group_mode is None
+        and e.campaign_revision_id is None
+        and e.campaign_revision_version_id is None
+    ):
+        return (*head, _NO_OPTIONALS)
+    return (
+        *head,
         _optional(_long, e.triggered_by_coupon),
         _optional(_long, e.triggered_for_catalog_item),
         _optional(_int, e.condition_index),
