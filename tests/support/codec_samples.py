@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from bridge.avro.codec import Codec
-from bridge.avro.schemas import make_schema
+from bridge.avro.datum import _strip_logical_types
+from bridge.avro.mapping import command_from_avro, command_to_avro
+from bridge.avro.schemas import get_schema, make_schema
 from bridge.commands import (
     AdditionalCost,
     CartItem,
@@ -349,3 +351,23 @@ effects_records = st.builds(
 )
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@cache
+def _fastavro_command() -> Any:
+    return fastavro.parse_schema(_strip_logical_types(get_schema("Command").definition))
+
+
+def fastavro_body(cmd: Command) -> bytes:
+    """`cmd` as fastavro writes it with the bundled Command schema (the reference encoder)."""
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, _fastavro_command(), command_to_avro(cmd))
+    return out.getvalue()
+
+
+def fastavro_read(body: bytes) -> Command:
+    """`body` as fastavro reads it, the whole of it (the reference decoder)."""
+    buf = io.BytesIO(body)
+    datum = fastavro.schemaless_reader(buf, _fastavro_command(), None)
+    assert buf.tell() == len(body)
+    return command_from_avro(datum)  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from bridge.avro import reader as command_reader
 from bridge.avro import writer as effects_writer
 from bridge.avro.codec import Codec
 from bridge.avro.datum import _strip_logical_types
-from bridge.avro.mapping import command_from_avro, command_to_avro, effects_to_avro
+from bridge.avro.mapping import effects_to_avro
 from bridge.avro.schemas import get_schema
 from bridge.commands import Command, EffectsEmitted, SessionState
 from bridge.errors import EncodeError
@@ -30,6 +30,8 @@ from tests.support.codec_samples import (
     UPDATE_FULL,
     commands,
     effects_records,
+    fastavro_body,
+    fastavro_read,
     shared_codec,
 )
 
@@ -98,29 +100,11 @@ def test_effects_that_do_not_fit_are_encode_errors(change: dict[str, Any]) -> No
         Codec().encode_effects(msgspec.structs.replace(EFFECTS, **change), EFFECTS_TOPIC)
 
 
-@cache
-def _fastavro_command() -> Any:
-    return fastavro.parse_schema(_strip_logical_types(get_schema("Command").definition))
-
-
-def _fastavro_body(cmd: Command) -> bytes:
-    out = io.BytesIO()
-    fastavro.schemaless_writer(out, _fastavro_command(), command_to_avro(cmd))
-    return out.getvalue()
-
-
-def _fastavro_read(body: bytes) -> Command:
-    buf = io.BytesIO(body)
-    datum = fastavro.schemaless_reader(buf, _fastavro_command(), None)
-    assert buf.tell() == len(body)
-    return command_from_avro(datum)  # type: ignore[arg-type]
-
-
 @PROPERTY
 @given(cmd=commands)
 def test_property_command_reader_matches_fastavro(cmd: Command) -> None:
-    body = _fastavro_body(cmd)
-    assert command_reader.read(body, 0) == _fastavro_read(body) == cmd
+    body = fastavro_body(cmd)
+    assert command_reader.read(body, 0) == fastavro_read(body) == cmd
 
 
 @PROPERTY
@@ -129,7 +113,7 @@ def test_property_command_reader_accepts_nothing_fastavro_refuses(
     cmd: Command, data: st.DataObject
 ) -> None:
     # Damaged commands: whatever the hand-written reader accepts, fastavro reads the same way.
-    body = bytearray(_fastavro_body(cmd))
+    body = bytearray(fastavro_body(cmd))
     for _ in range(data.draw(st.integers(1, 3))):
         at = data.draw(st.integers(0, len(body)))
         edit = data.draw(st.sampled_from(["flip", "cut", "insert"]))
@@ -143,7 +127,7 @@ def test_property_command_reader_accepts_nothing_fastavro_refuses(
         fast = command_reader.read(bytes(body), 0)
     except command_reader.Unreadable:
         return
-    assert _fastavro_read(bytes(body)) == fast
+    assert fastavro_read(bytes(body)) == fast
 
 
 def test_command_reader_follows_the_bundled_schema() -> None:

@@ -3,38 +3,12 @@ and reads exactly what fastavro reads, whatever the bytes."""
 
 from __future__ import annotations
 
-import io
-from functools import cache
-from typing import Any
-
-import fastavro
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.avro import reader as command_reader
-from bridge.avro.datum import _strip_logical_types
-from bridge.avro.mapping import command_from_avro, command_to_avro
-from bridge.avro.schemas import get_schema
 from bridge.commands import CartItem, Command, UpdateCustomerSession
-from tests.support.codec_samples import PROPERTY, cart_items
-
-
-@cache
-def _schema() -> Any:
-    return fastavro.parse_schema(_strip_logical_types(get_schema("Command").definition))
-
-
-def _body(cmd: Command) -> bytes:
-    out = io.BytesIO()
-    fastavro.schemaless_writer(out, _schema(), command_to_avro(cmd))
-    return out.getvalue()
-
-
-def _fastavro_read(body: bytes) -> Command:
-    buf = io.BytesIO(body)
-    datum = fastavro.schemaless_reader(buf, _schema(), None)
-    assert buf.tell() == len(body)
-    return command_from_avro(datum)  # type: ignore[arg-type]
+from tests.support.codec_samples import PROPERTY, cart_items, fastavro_body, fastavro_read
 
 
 def _update(session: str, cart: list[CartItem] | None, step: int = 0) -> Command:
@@ -76,8 +50,8 @@ def test_property_remembered_carts_read_as_fastavro_reads(
         elif edit == "other-session":
             session = "s-2"
         cmd = _update(session, cart, step)
-        body = _body(cmd)
-        assert command_reader.read(body, 0, carts) == _fastavro_read(body) == cmd
+        body = fastavro_body(cmd)
+        assert command_reader.read(body, 0, carts) == fastavro_read(body) == cmd
 
 
 @PROPERTY
@@ -86,8 +60,8 @@ def test_property_remembered_carts_accept_nothing_fastavro_refuses(
     before: list[CartItem], extra: CartItem, data: st.DataObject
 ) -> None:
     carts = command_reader.Carts()
-    command_reader.read(_body(_update("s-1", before)), 0, carts)
-    body = bytearray(_body(_update("s-1", [*before, extra], 1)))
+    command_reader.read(fastavro_body(_update("s-1", before)), 0, carts)
+    body = bytearray(fastavro_body(_update("s-1", [*before, extra], 1)))
     for _ in range(data.draw(st.integers(1, 3))):
         at = data.draw(st.integers(0, len(body)))
         edit = data.draw(st.sampled_from(["flip", "cut", "insert"]))
@@ -101,7 +75,7 @@ def test_property_remembered_carts_accept_nothing_fastavro_refuses(
         fast = command_reader.read(bytes(body), 0, carts)
     except command_reader.Unreadable:
         return
-    assert _fastavro_read(bytes(body)) == fast
+    assert fastavro_read(bytes(body)) == fast
 
 
 def _line(n: int) -> CartItem:
@@ -121,7 +95,7 @@ def test_a_long_cart_growing_line_by_line_reads_the_same() -> None:
     for n in range(300):
         cart = [*cart, _line(n)]
         cmd = _update("s-1", cart, n)
-        assert command_reader.read(_body(cmd), 0, carts) == cmd
+        assert command_reader.read(fastavro_body(cmd), 0, carts) == cmd
     assert len(carts) == 1
 
 
@@ -137,14 +111,14 @@ def _varint(n: int) -> bytes:
 
 def _blocked(lines: list[CartItem], blocks: list[int], negative: bool) -> bytes:
     """An update whose cart comes in `blocks` (item counts), with block sizes if `negative`."""
-    empty = _body(_update("s-1", []))
+    empty = fastavro_body(_update("s-1", []))
     head, tail = empty.split(b"\x02\x00", 1)  # the cart branch, then its count 0
     out = bytearray(head + b"\x02")
     at = 0
     for count in blocks:
         # Each one-line body is head + branch + count 1 + the line + end + tail.
         items = b"".join(
-            _body(_update("s-1", [x]))[len(head) + 2 : -len(tail) - 1]
+            fastavro_body(_update("s-1", [x]))[len(head) + 2 : -len(tail) - 1]
             for x in lines[at : at + count]
         )
         out += _varint(-count) + _varint(len(items)) if negative else _varint(count)
@@ -157,19 +131,19 @@ def test_carts_in_several_blocks_are_read_and_not_remembered() -> None:
     lines = [_line(n) for n in range(5)]
     for blocks, negative in (([5], True), ([2, 3], False), ([1, 1, 3], True)):
         carts = command_reader.Carts()
-        command_reader.read(_body(_update("s-1", lines[:2])), 0, carts)
+        command_reader.read(fastavro_body(_update("s-1", lines[:2])), 0, carts)
         body = _blocked(lines, blocks, negative)
-        assert command_reader.read(body, 0, carts) == _fastavro_read(body) == _update("s-1", lines)
+        assert command_reader.read(body, 0, carts) == fastavro_read(body) == _update("s-1", lines)
         assert len(carts) == 0
         # Nothing remembered: a plain update of a different cart still reads right.
         other = _update("s-1", [_line(9), *lines], 1)
-        assert command_reader.read(_body(other), 0, carts) == other
+        assert command_reader.read(fastavro_body(other), 0, carts) == other
 
 
 def test_carts_keep_the_most_recently_read_sessions() -> None:
     carts = command_reader.Carts(size=2)
     for session in ("a", "b", "a", "c"):
-        command_reader.read(_body(_update(session, [_line(1)])), 0, carts)
+        command_reader.read(fastavro_body(_update(session, [_line(1)])), 0, carts)
     assert len(carts) == 2
     assert carts.get("b") is None
     assert carts.get("a") is not None
@@ -177,7 +151,7 @@ def test_carts_keep_the_most_recently_read_sessions() -> None:
 
 def test_an_unreadable_update_is_not_remembered() -> None:
     carts = command_reader.Carts()
-    body = _body(_update("s-1", [_line(1)]))
+    body = fastavro_body(_update("s-1", [_line(1)]))
     try:
         command_reader.read(body + b"\x00", 0, carts)
     except command_reader.Unreadable:
