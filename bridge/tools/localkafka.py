@@ -15,10 +15,8 @@ manage a detached broker on `KAFKA_PORT` (default 9092); `up` and `down` are ide
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from bridge.tools.daemons import read_pid, stop_child, stop_pid
 from bridge.tools.kafka_listeners import Listener
 from bridge.tools.ports import free_port
 
@@ -256,13 +255,7 @@ class LocalKafka:
         return self.bootstrap
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc, timeout)
         self.proc = None
 
     def kill(self) -> None:
@@ -294,23 +287,8 @@ def _run_dir(port: int) -> Path:
     return CACHE_ROOT / "run" / f"kafka-{port}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _read_pid(port: int) -> int | None:
-    pid_file = _run_dir(port) / "broker.pid"
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        pid = int(pid_file.read_text().strip())
-        if _pid_alive(pid):
-            return pid
-    return None
+    return read_pid(_run_dir(port) / "broker.pid")
 
 
 def up(port: int, *, full_jit: bool = False) -> int:
@@ -331,12 +309,7 @@ def up(port: int, *, full_jit: bool = False) -> int:
 def down(port: int) -> int:
     pid = _read_pid(port)
     if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        stop_pid(pid)
         _log(f"Kafka on 127.0.0.1:{port} stopped")
     shutil.rmtree(_run_dir(port), ignore_errors=True)
     return 0

@@ -27,7 +27,6 @@ import fcntl
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from types import TracebackType
 
 import httpx
 
+from bridge.tools.daemons import read_pid, stop_child, stop_pid
 from bridge.tools.ports import free_port
 
 __all__ = ["APICURIO_VERSION", "LocalRegistry", "build_registry"]
@@ -245,13 +245,7 @@ class LocalRegistry:
         return self.url
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc, timeout)
         self.proc = None
 
     def close(self) -> None:
@@ -278,11 +272,7 @@ def _pid_file(port: int) -> Path:
 
 
 def _running_pid(port: int) -> int | None:
-    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
-        pid = int(_pid_file(port).read_text().strip())
-        os.kill(pid, 0)
-        return pid
-    return None
+    return read_pid(_pid_file(port))
 
 
 def up(port: int) -> int:
@@ -304,12 +294,7 @@ def up(port: int) -> int:
 def down(port: int) -> int:
     pid = _running_pid(port)
     if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while _running_pid(port) is not None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _running_pid(port) is not None:
-            os.kill(pid, signal.SIGKILL)
+        stop_pid(pid)
         _log(f"Schema Registry on 127.0.0.1:{port} stopped")
     _pid_file(port).unlink(missing_ok=True)  # the log stays, for a look afterwards
     return 0
