@@ -3,7 +3,6 @@ two workers no longer meet on one customer profile."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from bridge.simulator.process import SimulatorProcess
 from bridge.tools.harness import WorkerProcess, read_topic, wait_for
 from bridge.tools.produce import produce_commands
 from tests.support.bridge import Bridge
+from tests.support.environment import clean_environment
 from tests.support.oracle import assert_applied_in_order
 
 pytestmark = pytest.mark.kafka
@@ -50,12 +50,14 @@ def test_send_puts_a_customers_sessions_on_its_profiles_partition(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     topic = topic_factory("send-profile", 12)
-    for key in list(os.environ):
-        if key.startswith("BRIDGE_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("BRIDGE_SECRETS_DIR", str(tmp_path / "no-secrets"))
-    monkeypatch.setenv("BRIDGE_KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
-    monkeypatch.setenv("BRIDGE_INPUT_TOPICS", topic)
+    clean_environment(
+        monkeypatch,
+        {
+            "BRIDGE_SECRETS_DIR": str(tmp_path / "no-secrets"),
+            "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "BRIDGE_INPUT_TOPICS": topic,
+        },
+    )
     lines = []
     for n in range(20):
         session = f"cart-{n}"

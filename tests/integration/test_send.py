@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import get_args
@@ -18,6 +17,7 @@ from bridge.tools.harness import read_topic
 from bridge.tools.send import parse_command
 from bridge.types import CommandType
 from tests.support.docs import producer_examples
+from tests.support.environment import clean_environment
 
 pytestmark = pytest.mark.kafka
 
@@ -32,12 +32,14 @@ def test_send_round_trips_every_command_type(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     topic = topic_factory("send", 3)
-    for key in list(os.environ):
-        if key.startswith("BRIDGE_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("BRIDGE_SECRETS_DIR", str(tmp_path / "no-secrets"))
-    monkeypatch.setenv("BRIDGE_KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
-    monkeypatch.setenv("BRIDGE_INPUT_TOPICS", topic)
+    clean_environment(
+        monkeypatch,
+        {
+            "BRIDGE_SECRETS_DIR": str(tmp_path / "no-secrets"),
+            "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "BRIDGE_INPUT_TOPICS": topic,
+        },
+    )
     monkeypatch.setenv("BRIDGE_ENCODING", encoding)
     registry = SchemaRegistryClient.new_client({"url": "mock://send-reader"})
     if encoding == "confluent":
