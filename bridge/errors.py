@@ -218,6 +218,10 @@ class KafkaFatalError(BridgeError):
     """librdkafka reported a fatal error; the client must be recreated."""
 
 
+class OutputTooLargeError(BridgeError):
+    """The producer refused a record before queueing it: larger than its message.max.bytes."""
+
+
 class ProducerFatalError(KafkaFatalError):
     """A delivery report carried a fatal error: the producer cannot send any more. The worker
     stops and exits 1; the record's offset stays uncommitted."""

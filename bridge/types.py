@@ -72,10 +72,13 @@ DeadLetterReason: TypeAlias = Literal[
     "internal",
     "hot-session",
     "unroutable",
+    "output-too-large",
     DecodeReason,
 ]
 # Where a dead-lettered record failed (header __connect.errors.stage).
-DeadLetterStage: TypeAlias = Literal["decode", "validate", "api", "parked", "quota", "route"]
+DeadLetterStage: TypeAlias = Literal[
+    "decode", "validate", "api", "parked", "quota", "route", "publish"
+]
 
 # The topics the producer writes to (bridge_producer_delivery_failures).
 DeliveryKind: TypeAlias = Literal["effects", "dlq", "parking"]

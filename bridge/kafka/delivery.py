@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
-from bridge.errors import KafkaFatalError
+from bridge.errors import KafkaFatalError, OutputTooLargeError
 from bridge.kafka.config import new_client, producer_config
 from bridge.kafka.producer import ProducerPoller, produce
 from bridge.settings import Settings
@@ -82,15 +82,22 @@ class Sender:
         headers: OutputHeaders | None,
         token: Any,
     ) -> None:
-        produce(
-            self.producer,
-            topic,
-            value=value,
-            key=key,
-            headers=headers,
-            on_delivery=self._poller.callback(token),
-            poll_timeout=_LOOP_POLL_TIMEOUT,
-        )
+        """Raises `OutputTooLargeError` for a record the producer will never take."""
+        try:
+            produce(
+                self.producer,
+                topic,
+                value=value,
+                key=key,
+                headers=headers,
+                on_delivery=self._poller.callback(token),
+                poll_timeout=_LOOP_POLL_TIMEOUT,
+            )
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                raise OutputTooLargeError(err.str()) from None
+            raise
 
     def _delivered(self, batch: list[tuple[Any, KafkaError | None]]) -> None:
         if any(err is not None for _, err in batch):

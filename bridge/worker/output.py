@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.errors import KafkaFatalError, ProducerFatalError
+from bridge.errors import KafkaFatalError, OutputTooLargeError, ProducerFatalError
 from bridge.kafka.delivery import (
     Delivered,
     DeliveryError,
@@ -76,7 +76,11 @@ class AtLeastOnce:
         headers: OutputHeaders | None = None,
     ) -> None:
         work.pending += 1
-        self._sender.send(topic, key, value, headers, (work, topic, key, value, headers))
+        try:
+            self._sender.send(topic, key, value, headers, (work, topic, key, value, headers))
+        except OutputTooLargeError:
+            work.pending -= 1
+            raise
 
     def finish(self, work: Work) -> None:
         # What it did produce (a parking record) may still await its acknowledgement.

@@ -32,6 +32,7 @@ from bridge.errors import (
     ConflictError,
     DecodeError,
     InvalidCommandError,
+    OutputTooLargeError,
     RateLimitedError,
     RetryableApiError,
 )
@@ -50,6 +51,8 @@ from bridge.worker.work import ACTIVE, Observer, Output, State, Work, keys
 
 __all__ = ["Pipeline"]
 
+# A record whose call was applied is no poison: its session goes on unparked.
+_UNPARKED = frozenset({"parked", "output-too-large"})
 # The worker's log lines keep its logger name, which log filters and alerts key on.
 log = logging.getLogger("bridge.worker.root")
 
@@ -467,7 +470,19 @@ class Pipeline:
         rec = applied.record(cmd, work.rec, int(self._wall() * 1000))
         topic = self.settings.output_topic
         value = self.decoder.codec.encode_effects(rec, topic)
-        output.send(work, topic, work.rec.key, value, trace)
+        try:
+            output.send(work, topic, work.rec.key, value, trace)
+        except OutputTooLargeError as exc:
+            # The call was applied, but its answer can never be published: the record goes
+            # to the dead-letter topic (which takes it, as it came from Kafka) instead of
+            # holding its partition.
+            log.error(
+                "effects record too large to publish",
+                extra={**work.log_extra(), "bytes": len(value)},
+            )
+            letter = DeadLetter("publish", "OutputTooLargeError", "output-too-large", str(exc))
+            self._dead_letter(work, letter)
+            return
         for effect in applied.effects:
             self.metrics.effects_for(effect.effect_type).inc()
 
@@ -475,7 +490,7 @@ class Pipeline:
         self._transition(work, State.PRODUCING)
         rec = work.rec
         work.outcome = "parked" if letter.reason == "parked" else "dead_lettered"
-        if self.park and rec.key is not None and letter.reason != "parked":
+        if self.park and rec.key is not None and letter.reason not in _UNPARKED:
             # Parked before the keys are released, so the session's next command sees it.
             event_id = work.command.event_id if work.command is not None else None
             letter = self.chains.park_behind(

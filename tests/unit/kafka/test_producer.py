@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
+from confluent_kafka import Producer
+
+from bridge.errors import OutputTooLargeError
+from bridge.kafka.delivery import Sender
 from bridge.kafka.producer import produce
 
 
@@ -62,3 +68,14 @@ def test_optional_arguments_are_passed_only_when_given() -> None:
         )
     ]
     assert producer.polls == [0.05]
+
+
+async def test_a_record_over_the_size_limit_is_refused_by_name_not_queued() -> None:
+    # A real librdkafka producer checks message.max.bytes before any broker is involved.
+    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "message.max.bytes": 1_000})
+    sender = Sender(producer, asyncio.get_running_loop())
+    with pytest.raises(OutputTooLargeError, match="too large"):
+        sender.send("out", b"k", b"x" * 2_000, None, token=None)
+    assert len(producer) == 0
+    sender.send("out", b"k", b"x" * 100, None, token=None)
+    assert len(producer) == 1

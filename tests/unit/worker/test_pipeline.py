@@ -16,7 +16,7 @@ from bridge.avro.codec import Codec
 from bridge.commands import Command, UpdateCustomerSession
 from bridge.dlq import H_PARKED_POSITION, H_REASON, header
 from bridge.engine.pacing import Pacer
-from bridge.errors import KafkaFatalError, ProducerFatalError, ServerError
+from bridge.errors import KafkaFatalError, OutputTooLargeError, ProducerFatalError, ServerError
 from bridge.kafka.delivery import Delivered, DeliveryError, Transactions
 from bridge.kafka.records import InputRecord
 from bridge.metrics import Metrics
@@ -410,6 +410,7 @@ class FakeSender:
     def __init__(self) -> None:
         self.sent: list[str] = []
         self.fail: dict[str, DeliveryError] = {}
+        self.too_large: set[str] = set()  # topics whose records the producer refuses
         self.on_delivered: Callable[[list[Delivered]], None] = lambda batch: None
 
     def send(
@@ -420,6 +421,8 @@ class FakeSender:
         headers: OutputHeaders | None,
         token: Any,
     ) -> None:
+        if topic in self.too_large:
+            raise OutputTooLargeError("Broker: Message size too large")
         self.sent.append(topic)
         report = [(token, self.fail.pop(topic, None))]
         asyncio.get_running_loop().call_soon(self.on_delivered, report)
@@ -452,6 +455,23 @@ async def test_a_failed_delivery_is_sent_again_and_the_offset_waits_for_it() -> 
     await rig.finished(2)
     assert sender.sent == [effects] * 3
     assert rig.metric("bridge_producer_delivery_failures_total", kind="effects") == 1.0
+    assert fatal == []
+    await rig.close()
+
+
+async def test_an_effects_record_too_large_to_produce_is_dead_lettered_in_its_place() -> None:
+    sender, fatal = FakeSender(), list[KafkaFatalError]()
+    rig = Rig(Talon(), servers=1, output=_at_least_once(sender, fatal), on_poison="park")
+    sender.too_large.add(rig.settings.output_topic)
+    rig.pipeline.on_batch([_record(0, "s-1", "e-0"), _record(1, "s-1", "e-1")])
+    await rig.finished(2)
+    assert sender.sent == [rig.settings.dlq_topic] * 2
+    assert rig.talon.applied == {"s-1": ["e-0", "e-1"]}, "the session is not parked"
+    assert (
+        rig.metric("bridge_dead_letters_total", reason="output-too-large", application="default")
+        == 2.0
+    )
+    assert rig.pipeline.offsets.position(PART) == 2
     assert fatal == []
     await rig.close()
 
