@@ -148,6 +148,7 @@ def run_bridge(
     partitions: int,
     in_flight: int,
     python: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Row:
     conf = {"bootstrap.servers": bootstrap}
     topics = fresh_topics(conf, partitions)
@@ -156,6 +157,7 @@ def run_bridge(
     env = bridge_env(bootstrap, sim, topics, f"bench-{uuid.uuid4().hex[:6]}", in_flight)
     if python is not None:
         env |= BASELINE_ENV
+    env |= extra_env or {}
     with WorkerProcess(env, python=python) as worker:
         assert worker.proc is not None
         pid = worker.proc.pid
@@ -537,6 +539,12 @@ def _ratios(bridge: list[Row], ceiling: list[Row]) -> str:
     return f"bridge / ceiling by round: {each}; median {statistics.median(ratios):.1%}"
 
 
+def _assignment(text: str) -> str:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE")
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -574,6 +582,15 @@ def main() -> None:
     )
     parser.add_argument("--bootstrap", default=None, help="an existing broker")
     parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        type=_assignment,
+        help="a setting for every throughput run's worker (baseline included), repeatable; "
+        "e.g. BRIDGE_KAFKA_CONFIG='{\"linger.ms\": 50}'",
+    )
+    parser.add_argument(
         "--skip", default="", help="comma list of: naive,ceiling,latency,raw-latency"
     )
     parser.add_argument(
@@ -591,6 +608,7 @@ def main() -> None:
         "environment from a worktree",
     )
     args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.worker_env)
     skip = set(filter(None, args.skip.split(",")))
     fractions = sorted(float(f) for f in args.latency_fractions.split(",") if f.strip())
     if not fractions or not all(0 < f <= 1 for f in fractions):
@@ -607,7 +625,7 @@ def main() -> None:
             # A fresh broker compiles its fetch and produce paths during the first run: the
             # bridge should not pay for that where the ceiling, which has no Kafka, does not.
             warmup = commands[: args.warmup_commands]
-            run_bridge(bootstrap, sim, warmup, args.partitions, args.in_flight)
+            run_bridge(bootstrap, sim, warmup, args.partitions, args.in_flight, None, extra)
         # Rounds alternate the bridge and the ceiling, so that a slow spell of the shared
         # machine weighs on both sides of the ratio instead of one.
         bridge_rows: list[Row] = []
@@ -615,13 +633,13 @@ def main() -> None:
         baseline_rows: list[Row] = []
         for n in range(1, args.rounds + 1):
             suffix = f", round {n}" if args.rounds > 1 else ""
-            row = run_bridge(bootstrap, sim, commands, args.partitions, args.in_flight)
+            row = run_bridge(bootstrap, sim, commands, args.partitions, args.in_flight, None, extra)
             bridge_rows.append(replace(row, name=f"bridge{suffix}"))
             rows.append(bridge_rows[-1])
             print(f"{bridge_rows[-1].name}: {row.rate:,.0f}/s", flush=True)
             if baseline is not None:
                 row = run_bridge(
-                    bootstrap, sim, commands, args.partitions, args.in_flight, baseline
+                    bootstrap, sim, commands, args.partitions, args.in_flight, baseline, extra
                 )
                 baseline_rows.append(replace(row, name=f"bridge at {args.baseline}{suffix}"))
                 rows.append(baseline_rows[-1])
