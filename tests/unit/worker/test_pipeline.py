@@ -83,7 +83,13 @@ class Talon:
     """Answers per session from a script of statuses (200 when it runs out), and journals
     the event IDs it applied, per session."""
 
-    def __init__(self, script: dict[str, list[int]] | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        script: dict[str, list[int]] | None = None,
+        delay: float = 0.0,
+        effects: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.ok = {**OK, "effects": effects or []}
         self.script = defaultdict(list, script or {})
         self.delay = delay
         self.applied: dict[str, list[str]] = defaultdict(list)
@@ -113,7 +119,7 @@ class Talon:
             status = 503
         if status == 200:
             self.applied[session].append(event_id)
-            return answer(200, json=OK)
+            return answer(200, json=self.ok)
         body = {400: BAD_REQUEST, 401: UNAUTHORIZED}.get(status, {"message": "no"})
         return answer(status, json=body)
 
@@ -217,6 +223,27 @@ async def test_sessions_run_in_order_one_call_at_a_time_and_all_offsets_finish()
         assert mine == sorted(mine), "effects of a session are produced in call order"
     assert rig.pipeline.offsets.commit_positions() == {PART: 30}
     assert rig.pipeline.buffered == 0 and rig.pipeline.released == 30
+    await rig.close()
+
+
+def _effect(effect_type: str, value: int) -> dict[str, Any]:
+    return {
+        "campaignId": 12,
+        "rulesetId": 34,
+        "ruleIndex": 0,
+        "ruleName": "rule",
+        "effectType": effect_type,
+        "props": {"name": f"off#{value}", "value": value},
+    }
+
+
+async def test_published_effects_are_counted_by_type() -> None:
+    kinds = ["setDiscount", "addLoyaltyPoints", "setDiscount"]
+    rig = Rig(Talon(effects=[_effect(k, n) for n, k in enumerate(kinds)]))
+    rig.pipeline.on_batch([_record(i, f"s-{i}", f"e-{i}") for i in range(4)])
+    await rig.finished(4)
+    assert rig.metric("bridge_effects_published_total", effect_type="setDiscount") == 8.0
+    assert rig.metric("bridge_effects_published_total", effect_type="addLoyaltyPoints") == 4.0
     await rig.close()
 
 
