@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from bridge.errors import KafkaFatalError, OutputTooLargeError
 from bridge.kafka.config import new_client, producer_config
-from bridge.kafka.producer import ProducerPoller, produce
+from bridge.kafka.producer import DEFAULT_MESSAGE_MAX_BYTES, ProducerPoller, produce, wire_size
 from bridge.settings import Settings
 from bridge.types import TP
 
@@ -28,6 +28,7 @@ __all__ = [
     "TransactionError",
     "Transactions",
     "worker_producer",
+    "worker_transactions",
 ]
 
 OutputHeaders = list[tuple[str, str | bytes | None]]
@@ -124,9 +125,24 @@ class Sender:
 class Transactions:
     """The producer's transaction calls; every one blocks, so callers run them in a thread."""
 
-    def __init__(self, producer: Producer, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        timeout: float = 30.0,
+        max_bytes: int = DEFAULT_MESSAGE_MAX_BYTES,
+    ) -> None:
         self._producer = producer
         self._timeout = timeout
+        self._max_bytes = max_bytes
+
+    def check(self, key: bytes | None, value: bytes | None, headers: OutputHeaders | None) -> None:
+        """Raises `OutputTooLargeError` for a record `send` would be refused, as it is held:
+        at commit the refusal would fail every record of the transaction."""
+        size = wire_size(key, value, headers)
+        if size > self._max_bytes:
+            raise OutputTooLargeError(
+                f"Message size too large: {size} bytes over message.max.bytes {self._max_bytes}"
+            )
 
     def start(self) -> None:
         self._producer.init_transactions(self._timeout)
@@ -165,3 +181,12 @@ class Transactions:
             self._producer.abort_transaction(self._timeout)
         finally:
             self._producer.begin_transaction()
+
+
+def worker_transactions(producer: Producer, settings: Settings) -> Transactions:
+    """The transaction calls of the worker's producer, which takes records up to its
+    message.max.bytes."""
+    conf = producer_config(settings)
+    return Transactions(
+        producer, max_bytes=int(conf.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+    )

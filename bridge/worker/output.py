@@ -140,6 +140,7 @@ class ExactlyOnce:
         value: bytes | None,
         headers: OutputHeaders | None = None,
     ) -> None:
+        self.txn.check(key, value, headers)
         if work.held is None:
             work.held = HeldOutput(work.rec.offset)
         if work.state is State.PRODUCING:
@@ -204,6 +205,10 @@ class TransactionalOutput:
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._kafka.start)
+
+    def check(self, key: bytes | None, value: bytes | None, headers: OutputHeaders | None) -> None:
+        """Raises `OutputTooLargeError` for a record the producer would refuse."""
+        self._kafka.check(key, value, headers)
 
     def hold(self, tp: TP, output: HeldOutput) -> None:
         self._held.setdefault(tp, []).append(output)

@@ -25,7 +25,7 @@ from bridge.errors import ConfigError, KafkaFatalError, KafkaUnreachableError
 from bridge.kafka.cluster import Cluster
 from bridge.kafka.config import consumer_config
 from bridge.kafka.consumer import ConsumerThread
-from bridge.kafka.delivery import Sender, TransactionError, Transactions, worker_producer
+from bridge.kafka.delivery import Sender, TransactionError, worker_producer, worker_transactions
 from bridge.kafka.lag import LagReporter
 from bridge.kafka.parking_log import ParkingReader, parking_topic_problem
 from bridge.kafka.records import InputRecord
@@ -311,7 +311,8 @@ class Worker:
         producer = worker_producer(settings)
         sender = Sender(producer, loop)
         if settings.exactly_once:
-            self._txn = TransactionalOutput(Transactions(producer), on_abort=self._count_abort)
+            transactions = worker_transactions(producer, settings)
+            self._txn = TransactionalOutput(transactions, on_abort=self._count_abort)
             self.pipeline.output = ExactlyOnce(self._txn, self.pipeline.complete)
             await self._txn.start()
         else:

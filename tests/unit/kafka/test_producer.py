@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.errors import OutputTooLargeError
 from bridge.kafka.delivery import Sender
-from bridge.kafka.producer import produce
+from bridge.kafka.producer import produce, wire_size
 
 
 class FullThenFree:
@@ -94,3 +97,52 @@ async def test_a_record_over_the_size_limit_is_refused_by_name_not_queued() -> N
     assert producer.taken == 0
     sender.send("out", b"k", b"x" * 100, None, token=None)
     assert producer.taken == 1
+
+
+_LIMIT = 4_000
+
+
+@pytest.fixture(scope="module")
+def oracle() -> Iterator[Producer]:
+    # Refusals happen before queueing; what is taken stays queued, so the queue gets room.
+    producer = Producer(
+        {
+            "bootstrap.servers": "127.0.0.1:1",
+            "message.max.bytes": _LIMIT,
+            "queue.buffering.max.messages": 10_000_000,
+            "queue.buffering.max.kbytes": 2_000_000,
+        }
+    )
+    yield producer
+    producer.purge()
+
+
+def _taken(
+    producer: Producer,
+    key: bytes | None,
+    value: bytes,
+    headers: list[tuple[str, str | bytes | None]],
+) -> bool:
+    try:
+        producer.produce("t", key=key, value=value, headers=headers)
+    except KafkaException:
+        return False
+    return True
+
+
+_header_values = st.one_of(st.none(), st.binary(max_size=300), st.text(max_size=100))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    key=st.one_of(st.none(), st.binary(max_size=700)),
+    headers=st.lists(st.tuples(st.text(min_size=1, max_size=80), _header_values), max_size=6),
+)
+def test_wire_size_is_the_size_librdkafka_refuses_by(
+    oracle: Producer, key: bytes | None, headers: list[tuple[str, str | bytes | None]]
+) -> None:
+    # The largest value `wire_size` allows is taken; one byte more is refused.
+    room = _LIMIT - wire_size(key, b"", headers)
+    assert room > 0
+    assert _taken(oracle, key, b"v" * room, headers)
+    assert not _taken(oracle, key, b"v" * (room + 1), headers)
