@@ -10,7 +10,7 @@ tools render poorly, so they are not used.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +29,8 @@ __all__ = [
     "H_GROUP",
     "H_HTTP_STATUS",
     "H_LAST_FAILURE",
+    "H_OMITTED",
+    "H_ORIGINAL_BYTES",
     "H_ORIGINAL_OFFSET",
     "H_ORIGINAL_PARTITION",
     "H_ORIGINAL_TIMESTAMP",
@@ -51,6 +53,7 @@ __all__ = [
     "dead_letter_headers",
     "header",
     "record_letter_headers",
+    "smaller_letters",
 ]
 
 H_ORIGINAL_TOPIC = "__connect.errors.topic"
@@ -75,6 +78,10 @@ H_APPLICATION = "__talon.bridge.application"
 # The record's place in its session's parking chain (0: the poison) and the token proving it.
 H_PARKED_POSITION = "__talon.bridge.parked.position"
 H_PARKED_TOKEN = "__talon.bridge.parked.token"  # noqa: S105 (a header name)
+# What a dead letter left out of the original record (comma-separated: value, headers, key,
+# details) because the producer refused it whole, and the original's size in bytes.
+H_OMITTED = "__talon.bridge.omitted"
+H_ORIGINAL_BYTES = "__talon.bridge.original.bytes"
 # Replay headers survive a later dead-lettering, so replay counts keep adding up.
 REPLAY_PREFIX = "__talon.bridge.replay."
 H_REPLAY_OF = REPLAY_PREFIX + "of"  # topic/partition/offset the record was first consumed at
@@ -174,6 +181,38 @@ def dead_letter_headers(
         out.append((H_PARKED_POSITION, str(letter.chain_position).encode()))
         out.append((H_PARKED_TOKEN, letter.chain_token.encode()))
     return out
+
+
+Letter = tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]]]
+
+# Kept by the last resort: where the original is, and why it failed.
+_ESSENTIAL = frozenset(
+    {H_ORIGINAL_TOPIC, H_ORIGINAL_PARTITION, H_ORIGINAL_OFFSET, H_STAGE, H_REASON}
+)
+
+
+def smaller_letters(letter: Letter, original_bytes: int) -> Iterator[Letter]:
+    """`letter`, then ever smaller forms of it for a producer that refuses it as too large.
+
+    A record up to the input topic's size limit can exceed the producer's message.max.bytes
+    once our headers are added, and so can one with a crafted key or headers. Each smaller
+    form drops more of the original (it stays in its own topic, at the coordinates the
+    headers give, while retention keeps it), and says what it dropped in `H_OMITTED`:
+    the value and the original headers; then the key; then all but the coordinates and
+    the reason.
+    """
+    key, _, headers = letter
+    yield letter
+    ours = [
+        (k, v)
+        for k, v in headers
+        if k.startswith(_OURS) and (v is None or len(v) <= MAX_BODY_BYTES)
+    ]
+    size = (H_ORIGINAL_BYTES, str(original_bytes).encode())
+    yield key, None, [*ours, (H_OMITTED, b"value,headers"), size]
+    yield None, None, [*ours, (H_OMITTED, b"value,headers,key"), size]
+    essential = [(k, v) for k, v in ours if k in _ESSENTIAL]
+    yield None, None, [*essential, (H_OMITTED, b"value,headers,key,details"), size]
 
 
 class _Consumed(Protocol):

@@ -117,6 +117,12 @@ class Metrics:
             ["reason", "application"],
             registry=r,
         )
+        self.dead_letters_value_omitted = Counter(
+            "bridge_dead_letters_value_omitted",
+            "Dead letters sent without the original record's value: the producer refused the "
+            "record whole (larger than message.max.bytes with our headers).",
+            registry=r,
+        )
         self.api_duration = Histogram(
             "bridge_api_request_duration_seconds",
             "Talon.One request duration, by application, operation and outcome.",

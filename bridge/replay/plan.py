@@ -13,6 +13,9 @@ done (handled by an earlier run of the same selection). The rules:
 * Within a session, records keep their DLQ order (the worker writes a session's dead letters,
   in order, to one DLQ partition), with each poison ahead of its parked records, and these in
   chain order (``__talon.bridge.parked.position``), one copy per place.
+* A dead letter the worker wrote without the original's value (``__talon.bridge.omitted``:
+  it was too large for the producer) is refused (``value-omitted``); the original is in its
+  own topic, at the coordinates the headers give, while retention keeps it.
 
 The headers a record is re-sent with are `replay.records.replay_headers`.
 """
@@ -35,6 +38,7 @@ __all__ = [
     "SKIP_PARKED_WITHOUT_POISON",
     "SKIP_POISON_SKIPPED",
     "SKIP_UNKNOWN_TARGET",
+    "SKIP_VALUE_OMITTED",
     "Action",
     "Plan",
     "Planned",
@@ -49,6 +53,7 @@ SKIP_PARKED_WITHOUT_POISON = "parked-without-poison"
 SKIP_POISON_SKIPPED = "poison-skipped"
 SKIP_DUPLICATE = "duplicate"
 SKIP_BRIDGE_TOPIC = "bridge-topic"
+SKIP_VALUE_OMITTED = "value-omitted"
 # Skips that leave nothing undone: a second dead letter of the same source record.
 SAFE_SKIPS = frozenset({SKIP_DUPLICATE})
 
@@ -201,21 +206,32 @@ def _decide(
             return skip(SKIP_POISON_SKIPPED)
     if policy.discard:
         return Planned(record=r, action="discard")
+    if r.omitted is not None:
+        # Sent without its value, there is nothing to replay: the original is in its topic.
+        return skip(SKIP_VALUE_OMITTED)
     target = policy.to or r.original_topic
     if target is None:
         return skip(SKIP_NO_ORIGINAL_TOPIC)
-    if target in policy.protected and not policy.force:
-        return Planned(record=r, action="skip", skip_reason=SKIP_BRIDGE_TOPIC, target=target)
-    if policy.topics is not None and target not in policy.topics:
-        return Planned(record=r, action="skip", skip_reason=SKIP_UNKNOWN_TARGET, target=target)
-    if r.replay_count >= policy.max_replays and not policy.force:
-        return Planned(record=r, action="skip", skip_reason=SKIP_MAX_REPLAYS, target=target)
+    refused = _target_refusal(r, target, policy)
+    if refused is not None:
+        return Planned(record=r, action="skip", skip_reason=refused, target=target)
     return Planned(
         record=r,
         action="replay",
         target=target,
         target_partition=_target_partition(r, target, policy.topics),
     )
+
+
+def _target_refusal(r: DeadLetterRecord, target: str, policy: Policy) -> str | None:
+    """Why `r` may not go to `target`, or None."""
+    if target in policy.protected and not policy.force:
+        return SKIP_BRIDGE_TOPIC
+    if policy.topics is not None and target not in policy.topics:
+        return SKIP_UNKNOWN_TARGET
+    if r.replay_count >= policy.max_replays and not policy.force:
+        return SKIP_MAX_REPLAYS
+    return None
 
 
 def _target_partition(

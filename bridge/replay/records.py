@@ -14,6 +14,7 @@ from bridge.dlq import (
     H_ERROR_CLASS,
     H_EXCEPTION_CLASS,
     H_HTTP_STATUS,
+    H_OMITTED,
     H_ORIGINAL_OFFSET,
     H_ORIGINAL_PARTITION,
     H_ORIGINAL_TOPIC,
@@ -73,6 +74,7 @@ class DeadLetterRecord:
     chain_position: int | None = None  # place in its session's parking chain (0: the poison)
     chain_token: str | None = None
     application: str | None = None  # the Talon.One application it went to
+    omitted: str | None = None  # what the worker left out of it (too large to dead-letter)
 
     @classmethod
     def build(
@@ -119,6 +121,7 @@ class DeadLetterRecord:
             chain_position=_int(header(hs, H_PARKED_POSITION)),
             chain_token=header(hs, H_PARKED_TOKEN),
             application=header(hs, H_APPLICATION),
+            omitted=header(hs, H_OMITTED),
         )
 
     @property

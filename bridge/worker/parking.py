@@ -40,6 +40,7 @@ from bridge.dlq import (
     coordinates,
     header,
 )
+from bridge.errors import OutputTooLargeError
 from bridge.kafka.records import InputRecord
 
 __all__ = ["Chains", "ParkedSession", "ParkingLot", "Write", "encode_parked", "precedes"]
@@ -146,6 +147,15 @@ class ParkingLot:
         """Set the session's chain; the caller writes it to the parking topic."""
         self._parked[session] = parked
         self._echoes[session] = self._echoes.get(session, 0) + 1
+
+    def withdraw(self, session: bytes) -> None:
+        """Undo the `put` of a session parked afresh whose write was refused: no echo comes."""
+        self._parked.pop(session, None)
+        echoes = self._echoes.get(session, 0) - 1
+        if echoes > 0:
+            self._echoes[session] = echoes
+        else:
+            self._echoes.pop(session, None)
 
     def release(self, session: bytes) -> ParkedSession | None:
         """Release the session; the caller writes the tombstone to the parking topic."""
@@ -296,7 +306,14 @@ class Chains:
             )
         fresh = ParkedSession.new(here, letter.reason, event_id)
         self.lot.put(key, fresh)
-        write(key, encode_parked(fresh))
+        try:
+            write(key, encode_parked(fresh))
+        except OutputTooLargeError:
+            # A key too large for the producer cannot be parked: its parking record could
+            # never be written, so the dead letter goes without holding the session.
+            self.lot.withdraw(key)
+            self._log.error("session key too large to park; not parked", extra=extra)
+            return letter
         self._log.warning("session parked behind its dead letter", extra=extra)
         return replace(letter, chain_position=0, chain_token=fresh.token(0, here, rec.value))
 

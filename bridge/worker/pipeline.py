@@ -19,7 +19,7 @@ from functools import partial
 from bridge.applications import DEFAULT_APPLICATION
 from bridge.avro.codec import Codec, RegistryError
 from bridge.commands import Command
-from bridge.dlq import DeadLetter, header, record_letter_headers
+from bridge.dlq import DeadLetter, header, record_letter_headers, smaller_letters
 from bridge.engine.concurrency import ConcurrencyLimit
 from bridge.engine.gate import GateReason
 from bridge.engine.offsets import OffsetTracker, Slot
@@ -36,6 +36,7 @@ from bridge.errors import (
     RateLimitedError,
     RetryableApiError,
 )
+from bridge.kafka.producer import wire_size
 from bridge.kafka.records import InputRecord
 from bridge.metrics import Metrics
 from bridge.settings import Settings
@@ -508,7 +509,23 @@ class Pipeline:
         headers = record_letter_headers(rec, letter, self.settings.group_id, app or None)
         traced = self.tracing.dead_lettered(work, letter, headers)
         self.metrics.dead_lettered_for(letter.reason, app).inc()
-        self._output().send(work, self.settings.dlq_topic, rec.key, rec.value, traced)
+        output = self._output()
+        original = wire_size(rec.key, rec.value, list(rec.headers or ()))
+        letters = list(smaller_letters((rec.key, rec.value, traced), original))
+        for i, (key, value, letter_headers) in enumerate(letters):
+            try:
+                output.send(work, self.settings.dlq_topic, key, value, letter_headers)
+            except OutputTooLargeError:
+                if i == len(letters) - 1:
+                    raise  # only a message.max.bytes below any record's framing gets here
+                continue
+            if i > 0:
+                log.error(
+                    "record too large to dead-letter whole; its value is left out",
+                    extra={**work.log_extra(), "bytes": original},
+                )
+                self.metrics.dead_letters_value_omitted.inc()
+            return
 
     def _admit(self, work: Work, key: bytes, parked: ParkedSession) -> DeadLetter | None:
         return self.chains.admit(

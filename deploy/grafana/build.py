@@ -434,13 +434,18 @@ def overview() -> db.Dashboard:
         ts(
             "Dead letters by reason",
             "Commands written to the dead-letter topic, by reason and Talon.One application "
-            "(none: routed to no application).",
+            "(none: routed to no application); value left out: too large to dead-letter "
+            "whole, replay refuses them.",
             "ops",
             q(
                 f"sum by (application, reason) (rate(bridge_dead_letters_total{{{S}}}[{RI}]))",
                 "{{application}} {{reason}}",
             ),
-            stacked=True,
+            # A subset of the reasons' records, so the series are not stacked.
+            q(
+                f"sum(rate(bridge_dead_letters_value_omitted_total{{{S}}}[{RI}]))",
+                "value left out",
+            ),
         ),
         ts(
             "API calls by application",

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import msgspec
 import orjson
 import pytest
+from confluent_kafka import Producer
 
 from bridge import dlq
 from bridge.avro.codec import Codec
@@ -169,6 +170,49 @@ def test_undecodable_records_go_to_the_dlq_with_a_reason(
     assert applied == len(good), "count in = applied + dead-lettered"
     effects = read_topic(bridge.conf, bridge.output, expected=len(good), timeout=30)
     assert len(effects) == len(good)
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def test_records_too_large_to_dead_letter_whole_go_without_their_value(
+    bridge_factory: Callable[..., Bridge], simulator: SimulatorProcess, exactly_once: bool
+) -> None:
+    # The input topic takes up to 1,048,588 bytes, the producer's message.max.bytes is
+    # 1,000,000: a dead letter of a record in between (or with a crafted key or headers)
+    # would be refused, and must not stall its partition or stop the worker.
+    bridge = bridge_factory(partitions=2, BRIDGE_EXACTLY_ONCE=str(exactly_once).lower())
+    huge = 1_040_000
+    big: list[tuple[bytes, bytes, list[tuple[str, bytes]] | None]] = [
+        (b"k-big-value", b"\x7f" + b"x" * huge, None),
+        (b"k-big-headers", b"\x7fsmall", [("h", b"y" * huge)]),
+        (b"k" * huge, b"\x7fsmall", None),
+    ]
+    good = list(generate(LoadSpec(sessions=10, run_id="too-large")))
+    with WorkerProcess(bridge.env) as worker:
+        producer = Producer({**bridge.conf, "message.max.bytes": 2_000_000})
+        for key, value, headers in big:
+            producer.produce(bridge.input, key=key, value=value, headers=headers)
+        assert producer.flush(30) == 0
+        bridge.produce(good)
+        total = len(big) + len(good)
+        wait_for(
+            lambda: worker.metric_sum("bridge_commands_processed_total") >= total,
+            90,
+            "every record finished",
+        )
+        assert worker.ready(), "the worker keeps running"
+        assert worker.metric_sum("bridge_dead_letters_value_omitted_total") == len(big)
+        ends = end_offsets(bridge.conf, bridge.input)
+        wait_committed(bridge.conf, bridge.group, bridge.input, ends, 60, "all committed")
+    letters = read_topic(bridge.conf, bridge.dlq, expected=len(big), timeout=30)
+    by_key = {m.key(): _headers(m) for m in letters}
+    assert all(m.value() is None for m in letters)
+    assert by_key[b"k-big-value"][dlq.H_OMITTED] == "value,headers"
+    assert by_key[b"k-big-headers"][dlq.H_OMITTED] == "value,headers"
+    assert by_key[None][dlq.H_OMITTED] == "value,headers,key"
+    for headers in by_key.values():
+        assert headers[dlq.H_REASON] == "unknown-magic"
+        assert int(headers[dlq.H_ORIGINAL_BYTES]) > huge
+    assert simulator.stats()["applied"] == len(good)
 
 
 class _Registry:

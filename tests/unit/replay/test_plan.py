@@ -13,6 +13,7 @@ from bridge.replay.plan import (
     SKIP_PARKED_WITHOUT_POISON,
     SKIP_POISON_SKIPPED,
     SKIP_UNKNOWN_TARGET,
+    SKIP_VALUE_OMITTED,
     Policy,
     plan,
 )
@@ -124,6 +125,23 @@ def test_no_original_topic_is_skipped_unless_a_target_is_given() -> None:
     assert (p.items[0].action, p.items[0].skip_reason) == ("skip", SKIP_NO_ORIGINAL_TOPIC)
     p = plan([bare], Selection(), Policy(to="retry"))
     assert (p.items[0].action, p.items[0].target) == ("replay", "retry")
+
+
+def test_a_letter_sent_without_its_value_is_refused_even_forced_but_may_be_discarded() -> None:
+    bare = DeadLetterRecord.build(
+        topic=DLQ,
+        partition=0,
+        offset=3,
+        timestamp_ms=0,
+        key=None,
+        value=None,
+        headers=[*letter(3, "a").headers, (dlq.H_OMITTED, b"value,headers,key")],
+    )
+    assert bare.omitted == "value,headers,key"
+    for policy in (Policy(), Policy(force=True), Policy(to="retry")):
+        p = plan([bare], Selection(), policy)
+        assert (p.items[0].action, p.items[0].skip_reason) == ("skip", SKIP_VALUE_OMITTED)
+    assert plan([bare], Selection(), Policy(discard=True)).items[0].action == "discard"
 
 
 # --- order, progress, duplicates ---------------------------------------------------------------

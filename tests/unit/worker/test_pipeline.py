@@ -14,10 +14,20 @@ import pytest
 
 from bridge.avro.codec import Codec
 from bridge.commands import Command, UpdateCustomerSession
-from bridge.dlq import H_PARKED_POSITION, H_REASON, header
+from bridge.dlq import (
+    H_OMITTED,
+    H_ORIGINAL_BYTES,
+    H_PARKED_POSITION,
+    H_REASON,
+    DeadLetter,
+    header,
+    record_letter_headers,
+    smaller_letters,
+)
 from bridge.engine.pacing import Pacer
 from bridge.errors import KafkaFatalError, OutputTooLargeError, ProducerFatalError, ServerError
 from bridge.kafka.delivery import Delivered, DeliveryError, Transactions
+from bridge.kafka.producer import wire_size
 from bridge.kafka.records import InputRecord
 from bridge.metrics import Metrics
 from bridge.settings import Settings
@@ -438,6 +448,8 @@ class FakeSender:
         self.sent: list[str] = []
         self.fail: dict[str, DeliveryError] = {}
         self.too_large: set[str] = set()  # topics whose records the producer refuses
+        self.max_bytes: int | None = None  # the producer's message.max.bytes
+        self.records: list[tuple[str, bytes | None, bytes | None, OutputHeaders | None]] = []
         self.on_delivered: Callable[[list[Delivered]], None] = lambda batch: None
 
     def send(
@@ -448,9 +460,12 @@ class FakeSender:
         headers: OutputHeaders | None,
         token: Any,
     ) -> None:
-        if topic in self.too_large:
+        if topic in self.too_large or (
+            self.max_bytes is not None and wire_size(key, value, headers) > self.max_bytes
+        ):
             raise OutputTooLargeError("Broker: Message size too large")
         self.sent.append(topic)
+        self.records.append((topic, key, value, headers))
         report = [(token, self.fail.pop(topic, None))]
         asyncio.get_running_loop().call_soon(self.on_delivered, report)
 
@@ -503,6 +518,56 @@ async def test_an_effects_record_too_large_to_produce_is_dead_lettered_in_its_pl
     await rig.close()
 
 
+async def test_a_record_too_large_to_dead_letter_whole_goes_without_its_value() -> None:
+    # Up to the input topic's limit, a record with our headers added can outgrow the
+    # producer's: it is dead-lettered without what makes it too large, never held.
+    sender, fatal = FakeSender(), list[KafkaFatalError]()
+    sender.max_bytes = 3_000
+    rig = Rig(Talon(), servers=1, output=_at_least_once(sender, fatal))
+    big_value = _record(0, "s-1", "e-0", value=b"\x7f" + b"x" * 5_000)
+    big_headers = _record(1, "s-2", "e-1", value=b"\x7fsmall", headers=[("h", b"y" * 5_000)])
+    big_key = _record(2, "s-3", "e-2", value=b"\x7fsmall")
+    big_key.key = b"k" * 5_000
+    small = _record(3, "s-4", "e-3", value=b"\x7fsmall")
+    rig.pipeline.on_batch([big_value, big_headers, big_key, small])
+    await rig.finished(4)
+    s = rig.settings
+    letters = [(k, v, h) for t, k, v, h in sender.records if t == s.dlq_topic]
+    (k0, v0, h0), (k1, v1, h1), (k2, v2, h2), (k3, v3, h3) = letters
+    parked = [k for t, k, _, _ in sender.records if t == s.parking_topic]
+    assert parked == [b"s-1", b"s-2", b"s-4"], "a key too large to park is not parked"
+    assert (k0, v0, header(h0, H_OMITTED)) == (b"s-1", None, "value,headers")
+    assert header(h0, H_ORIGINAL_BYTES) == str(wire_size(b"s-1", big_value.value)), "its size"
+    assert header(h0, H_REASON) == "unknown-magic", "and why it failed"
+    assert (k1, v1, header(h1, H_OMITTED)) == (b"s-2", None, "value,headers")
+    assert "h" not in dict(h1 or ())
+    assert (k2, v2, header(h2, H_OMITTED)) == (None, None, "value,headers,key")
+    assert (k3, v3, header(h3, H_OMITTED)) == (b"s-4", b"\x7fsmall", None), "whole when it fits"
+    assert rig.metric("bridge_dead_letters_value_omitted_total") == 3.0
+    assert fatal == []
+    await rig.close()
+
+
+def test_the_smallest_letter_keeps_only_where_the_original_is_and_why() -> None:
+    letter_headers = record_letter_headers(
+        _record(7, "s-1", "e-0", headers=[("h", b"y")]),
+        DeadLetter("decode", "DecodeError", "unknown-magic", "m" * 2_000, body="b" * 2_000),
+        "group",
+    )
+    *_, smallest = smaller_letters((b"s-1", b"v", letter_headers), 123)
+    key, value, kept = smallest
+    assert (key, value) == (None, None)
+    assert dict(kept) == {
+        "__connect.errors.topic": b"in",
+        "__connect.errors.partition": b"0",
+        "__connect.errors.offset": b"7",
+        "__connect.errors.stage": b"decode",
+        H_REASON: b"unknown-magic",
+        H_OMITTED: b"value,headers,key,details",
+        H_ORIGINAL_BYTES: b"123",
+    }
+
+
 async def test_a_fatal_delivery_error_stops_the_worker_and_leaves_the_offset() -> None:
     sender, fatal = FakeSender(), list[KafkaFatalError]()
     rig = Rig(Talon(), servers=1, output=_at_least_once(sender, fatal))
@@ -519,10 +584,12 @@ class TransactionalProducer:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None]] = []
+        self.values: list[bytes | None] = []
         self.offsets: list[list[Any]] = []
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None, **kw: Any) -> None:
         self.sent.append((topic, key))
+        self.values.append(value)
 
     def send_offsets_to_transaction(self, offsets: list[Any], metadata: Any, t: float) -> None:
         self.offsets.append([(tp.topic, tp.partition, tp.offset) for tp in offsets])
@@ -551,6 +618,32 @@ async def test_exactly_once_holds_outputs_for_the_transaction_that_carries_their
         (s.output_topic, b"s-2"),
     ], "in offset order, a record's outputs as it produced them"
     assert producer.offsets == [[("in", 0, 2)]]
+    await rig.close()
+
+
+async def test_exactly_once_refuses_a_record_too_large_as_it_is_held() -> None:
+    # At commit a refused record would fail the whole transaction, every time.
+    producer = TransactionalProducer()
+    txn = TransactionalOutput(Transactions(producer, max_bytes=3_000))  # type: ignore[arg-type]
+
+    def build(pipeline: Pipeline, settings: Settings, metrics: Metrics) -> Output:
+        return ExactlyOnce(txn, pipeline.complete)
+
+    rig = Rig(Talon(), servers=1, output=build)
+    big = _record(0, "s-1", "e-0", value=b"\x7f" + b"x" * 5_000)
+    rig.pipeline.on_batch([big, _record(1, "s-2", "e-1")])
+    await rig.finished(2)
+    assert await txn.commit({PART: 2}, None)
+    s = rig.settings
+    assert producer.sent == [
+        (s.parking_topic, b"s-1"),
+        (s.dlq_topic, b"s-1"),
+        (s.output_topic, b"s-2"),
+    ]
+    assert producer.values[1] is None, "dead-lettered without its value"
+    assert rig.metric("bridge_dead_letters_value_omitted_total") == 1.0
+    with pytest.raises(OutputTooLargeError):
+        txn.check(b"k", b"v" * 3_000, None)
     await rig.close()
 
 
