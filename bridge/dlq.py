@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bridge import __version__
+from bridge.kafka.producer import wire_size
 from bridge.types import DeadLetterReason, DeadLetterStage, Headers
 
 __all__ = [
@@ -49,10 +50,12 @@ __all__ = [
     "MAX_BODY_BYTES",
     "REPLAY_PREFIX",
     "DeadLetter",
+    "Letter",
     "coordinates",
     "dead_letter_headers",
     "header",
     "record_letter_headers",
+    "smaller_letter",
     "smaller_letters",
 ]
 
@@ -185,6 +188,7 @@ def dead_letter_headers(
 
 Letter = tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]]]
 
+_SIZE_NOTES = (H_OMITTED, H_ORIGINAL_BYTES)
 # Kept by the last resort: where the original is, and why it failed.
 _ESSENTIAL = frozenset(
     {H_ORIGINAL_TOPIC, H_ORIGINAL_PARTITION, H_ORIGINAL_OFFSET, H_STAGE, H_REASON}
@@ -206,13 +210,23 @@ def smaller_letters(letter: Letter, original_bytes: int) -> Iterator[Letter]:
     ours = [
         (k, v)
         for k, v in headers
-        if k.startswith(_OURS) and (v is None or len(v) <= MAX_BODY_BYTES)
+        if k.startswith(_OURS) and k not in _SIZE_NOTES and (v is None or len(v) <= MAX_BODY_BYTES)
     ]
     size = (H_ORIGINAL_BYTES, str(original_bytes).encode())
     yield key, None, [*ours, (H_OMITTED, b"value,headers"), size]
     yield None, None, [*ours, (H_OMITTED, b"value,headers,key"), size]
     essential = [(k, v) for k, v in ours if k in _ESSENTIAL]
     yield None, None, [*essential, (H_OMITTED, b"value,headers,key,details"), size]
+
+
+def smaller_letter(letter: Letter, original_bytes: int) -> Letter | None:
+    """The first of `smaller_letters` below `letter`'s size, or None: for a letter the broker
+    refused (the dead-letter topic's max.message.bytes is below the producer's)."""
+    size = wire_size(*letter)
+    for smaller in smaller_letters(letter, original_bytes):
+        if wire_size(*smaller) < size:
+            return smaller
+    return None
 
 
 class _Consumed(Protocol):

@@ -45,6 +45,7 @@ class DeliveryError:
     reason: str  # librdkafka's words
     detail: str  # with the error's name and code
     fatal: bool  # the producer cannot go on
+    too_large: bool = False  # the broker refused it as larger than the topic takes
 
 
 # (the token given to `Sender.send`, None or why it failed)
@@ -103,10 +104,7 @@ class Sender:
     def _delivered(self, batch: list[tuple[Any, KafkaError | None]]) -> None:
         if any(err is not None for _, err in batch):
             self.on_delivered(
-                [
-                    (token, None if e is None else DeliveryError(e.str(), str(e), e.fatal()))
-                    for token, e in batch
-                ]
+                [(token, None if e is None else _delivery_error(e)) for token, e in batch]
             )
         else:
             self.on_delivered(cast(list[Delivered], batch))
@@ -120,6 +118,11 @@ class Sender:
 
     def join(self) -> None:
         self._poller.join()
+
+
+def _delivery_error(e: KafkaError) -> DeliveryError:
+    too_large = e.code() == KafkaError.MSG_SIZE_TOO_LARGE
+    return DeliveryError(e.str(), str(e), e.fatal(), too_large)
 
 
 class Transactions:

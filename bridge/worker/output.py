@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.dlq import H_OMITTED, Letter, header, smaller_letter
 from bridge.errors import KafkaFatalError, OutputTooLargeError, ProducerFatalError
 from bridge.kafka.delivery import (
     Delivered,
@@ -30,6 +31,7 @@ from bridge.kafka.delivery import (
     TransactionError,
     Transactions,
 )
+from bridge.kafka.producer import wire_size
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.types import TP, DeliveryKind
@@ -66,6 +68,21 @@ class AtLeastOnce:
             settings.dlq_topic: "dlq",
             settings.parking_topic: "parking",
         }
+        self._dlq_topic = settings.dlq_topic
+
+    def _smaller_letter(self, work: Work, letter: Letter) -> Letter | None:
+        """A dead letter the topic refused as too large, in its next smaller form: sent
+        again whole it would be refused for good, and hold its partition."""
+        rec = work.rec
+        smaller = smaller_letter(letter, wire_size(rec.key, rec.value, list(rec.headers or ())))
+        if smaller is not None:
+            log.error(
+                "dead letter too large for its topic; sent again without what it can leave out",
+                extra={**work.log_extra(), "omitted": header(smaller[2], H_OMITTED)},
+            )
+            if header(letter[2], H_OMITTED) is None:
+                self._metrics.dead_letters_value_omitted.inc()
+        return smaller
 
     def send(
         self,
@@ -118,6 +135,10 @@ class AtLeastOnce:
         if err.fatal:
             self._on_fatal(ProducerFatalError(f"producer: {err.detail}"))
             return
+        if err.too_large and topic == self._dlq_topic:
+            smaller = self._smaller_letter(work, (key, value, headers))
+            if smaller is not None:
+                key, value, headers = smaller
         # The offset stays uncommitted until a send succeeds, so nothing is lost either way.
         asyncio.get_running_loop().call_later(
             self._resend_after, self.send, work, topic, key, value, headers

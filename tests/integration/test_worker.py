@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
 import uuid
@@ -20,6 +21,7 @@ from confluent_kafka.admin import (
 )
 from confluent_kafka.cimpl import NewTopic
 
+from bridge import dlq
 from bridge.avro.codec import Codec
 from bridge.commands import Command
 from bridge.simulator.process import SimulatorProcess
@@ -246,6 +248,28 @@ def test_effects_kafka_refuses_are_sent_again_and_nothing_is_committed_past_them
         # One line per topic and error each 30 s, not one per attempt.
         assert worker.log_text().count("producer could not deliver to") <= 3
     _assert_exactly_once_effects(bridge, commands)
+    _assert_committed_to_end(bridge)
+
+
+def test_dead_letters_their_topic_refuses_as_too_large_go_again_without_their_value(
+    bridge_factory: Callable[..., Bridge], kafka_admin: AdminClient, simulator: SimulatorProcess
+) -> None:
+    bridge = bridge_factory(partitions=2)
+    _set_topic_config(kafka_admin, bridge.dlq, "max.message.bytes", "2000")
+    # Incompressible: the broker counts the compressed batch.
+    undecodable = [(f"k-{i}".encode(), b"\x7f" + os.urandom(5_000)) for i in range(3)]
+    good = list(generate(LoadSpec(sessions=10, run_id="dlq-limit")))
+    with WorkerProcess(bridge.env) as worker:
+        bridge.produce_raw(undecodable)
+        bridge.produce(good)
+        total = len(undecodable) + len(good)
+        wait_for(lambda: worker.metric_sum(PROCESSED) >= total, 60, "every record finished")
+        assert worker.metric_sum("bridge_dead_letters_value_omitted_total") == len(undecodable)
+        assert worker.stop() == 0
+    letters = read_topic(bridge.conf, bridge.dlq, expected=len(undecodable), timeout=30)
+    assert sorted(m.key() for m in letters) == [k for k, _ in undecodable]
+    assert all(m.value() is None for m in letters)
+    assert {dict(m.headers())[dlq.H_OMITTED] for m in letters} == {b"value,headers"}
     _assert_committed_to_end(bridge)
 
 

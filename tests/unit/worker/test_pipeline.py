@@ -449,6 +449,7 @@ class FakeSender:
         self.fail: dict[str, DeliveryError] = {}
         self.too_large: set[str] = set()  # topics whose records the producer refuses
         self.max_bytes: int | None = None  # the producer's message.max.bytes
+        self.topic_max: dict[str, int] = {}  # the topics' max.message.bytes
         self.records: list[tuple[str, bytes | None, bytes | None, OutputHeaders | None]] = []
         self.on_delivered: Callable[[list[Delivered]], None] = lambda batch: None
 
@@ -466,7 +467,10 @@ class FakeSender:
             raise OutputTooLargeError("Broker: Message size too large")
         self.sent.append(topic)
         self.records.append((topic, key, value, headers))
-        report = [(token, self.fail.pop(topic, None))]
+        error = self.fail.pop(topic, None)
+        if wire_size(key, value, headers) > self.topic_max.get(topic, 1 << 30):
+            error = DeliveryError("Broker: Message size too large", "MSG_SIZE", False, True)
+        report = [(token, error)]
         asyncio.get_running_loop().call_soon(self.on_delivered, report)
 
 
@@ -544,6 +548,25 @@ async def test_a_record_too_large_to_dead_letter_whole_goes_without_its_value() 
     assert (k2, v2, header(h2, H_OMITTED)) == (None, None, "value,headers,key")
     assert (k3, v3, header(h3, H_OMITTED)) == (b"s-4", b"\x7fsmall", None), "whole when it fits"
     assert rig.metric("bridge_dead_letters_value_omitted_total") == 3.0
+    assert fatal == []
+    await rig.close()
+
+
+async def test_a_dead_letter_its_topic_refuses_as_too_large_goes_again_smaller() -> None:
+    # The dead-letter topic's max.message.bytes below the producer's: sent again whole, the
+    # letter would be refused for good and hold its partition.
+    sender, fatal = FakeSender(), list[KafkaFatalError]()
+    rig = Rig(Talon(), servers=1, output=_at_least_once(sender, fatal))
+    dlq_topic = rig.settings.dlq_topic
+    sender.topic_max[dlq_topic] = 700
+    rig.pipeline.on_batch([_record(0, "s-1", "e-0", value=b"\x7f" + b"x" * 2_000)])
+    await rig.finished(1)
+    letters = [(k, v, h) for t, k, v, h in sender.records if t == dlq_topic]
+    omitted = [header(h, H_OMITTED) for _, _, h in letters]
+    # Without a short key a letter is no smaller: the next form leaves out the details.
+    assert omitted == [None, "value,headers", "value,headers,key,details"]
+    assert rig.metric("bridge_dead_letters_value_omitted_total") == 1.0
+    assert rig.metric("bridge_producer_delivery_failures_total", kind="dlq") == 2.0
     assert fatal == []
     await rig.close()
 
