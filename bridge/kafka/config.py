@@ -13,9 +13,11 @@ from bridge.kafka.codes import INVALID_ARG
 from bridge.settings import KafkaSettings
 
 __all__ = [
+    "DEFAULT_MESSAGE_MAX_BYTES",
     "LIBRDKAFKA_LOGGER",
     "client_errors",
     "consumer_config",
+    "message_max_bytes",
     "new_client",
     "producer_config",
 ]
@@ -99,3 +101,13 @@ def producer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
     conf = {**_PRODUCER_DEFAULTS, **settings.librdkafka_common(), **extra}
     conf.update(_PRODUCER_ENFORCED)
     return conf
+
+
+# librdkafka's default message.max.bytes.
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+
+
+def message_max_bytes(settings: KafkaSettings) -> int:
+    """The largest record the worker's producer takes (its message.max.bytes)."""
+    value = producer_config(settings).get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES)
+    return int(value)

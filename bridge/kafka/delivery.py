@@ -15,8 +15,13 @@ from typing import Any, cast
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from bridge.errors import KafkaFatalError, OutputTooLargeError
-from bridge.kafka.config import new_client, producer_config
-from bridge.kafka.producer import DEFAULT_MESSAGE_MAX_BYTES, ProducerPoller, produce, wire_size
+from bridge.kafka.config import (
+    DEFAULT_MESSAGE_MAX_BYTES,
+    message_max_bytes,
+    new_client,
+    producer_config,
+)
+from bridge.kafka.producer import ProducerPoller, produce, wire_size
 from bridge.settings import Settings
 from bridge.types import TP
 
@@ -187,9 +192,5 @@ class Transactions:
 
 
 def worker_transactions(producer: Producer, settings: Settings) -> Transactions:
-    """The transaction calls of the worker's producer, which takes records up to its
-    message.max.bytes."""
-    conf = producer_config(settings)
-    return Transactions(
-        producer, max_bytes=int(conf.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
-    )
+    """The transaction calls of the worker's producer."""
+    return Transactions(producer, max_bytes=message_max_bytes(settings))

@@ -13,7 +13,6 @@ from bridge.kafka.config import new_client
 from bridge.types import Headers
 
 __all__ = [
-    "DEFAULT_MESSAGE_MAX_BYTES",
     "Delivered",
     "ProducerPoller",
     "new_producer",
@@ -21,8 +20,6 @@ __all__ = [
     "wire_size",
 ]
 
-# librdkafka's default message.max.bytes.
-DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
 # A v2 record's largest framing around its key, value and headers, as librdkafka counts it.
 _RECORD_OVERHEAD = 36
 

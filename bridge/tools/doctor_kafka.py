@@ -25,6 +25,7 @@ from bridge.kafka.admin import (
     describe_topics,
 )
 from bridge.kafka.cluster import Cluster
+from bridge.kafka.config import DEFAULT_MESSAGE_MAX_BYTES, message_max_bytes
 from bridge.settings import ENV_PREFIX, Settings
 from bridge.tools.doctor_report import Check
 
@@ -44,6 +45,10 @@ class _Topic:
     needs: tuple[AclOperation, ...]
     optional: tuple[AclOperation, ...] = ()
     optional_why: str = ""
+
+
+# The broker's default max.message.bytes, which a topic without its own has.
+_BROKER_MAX_MESSAGE_BYTES = 1_048_588
 
 
 def _topics(settings: Settings) -> list[_Topic]:
@@ -80,9 +85,10 @@ def kafka_checks(settings: Settings, timeout: float) -> list[Check]:
         found = describe_topics(admin, [t.name for t in topics], timeout)
         described = [t.name for t in topics if isinstance(found[t.name], TopicInfo)]
         configs = describe_configs(admin, described, timeout)
+        producer_max = message_max_bytes(settings)
         for t in topics:
             info = found[t.name]
-            rows.append(_topic_row(t, info, configs.get(t.name)))
+            rows.append(_topic_row(t, info, configs.get(t.name), producer_max))
             if isinstance(info, TopicInfo):
                 rows.append(_acl_row(f"topic {t.name}", info.authorized, t))
         rows += _group_checks(admin, settings, topics, found, timeout)
@@ -126,7 +132,10 @@ def _unreachable(settings: Settings, timeout: float, exc: KafkaUnreachableError)
 
 
 def _topic_row(
-    t: _Topic, info: TopicInfo | KafkaRequestError, config: dict[str, str] | str | None
+    t: _Topic,
+    info: TopicInfo | KafkaRequestError,
+    config: dict[str, str] | str | None,
+    producer_max: int = DEFAULT_MESSAGE_MAX_BYTES,
 ) -> Check:
     subject = f"{t.role} {t.name}"
     if isinstance(info, KafkaRequestError):
@@ -176,6 +185,19 @@ def _topic_row(
             subject,
             "warn",
             f"{shape}: consumers see only the last effects of each session",
+        )
+    topic_max = int(config.get("max.message.bytes", _BROKER_MAX_MESSAGE_BYTES))
+    if t.role != "input" and topic_max < producer_max:
+        # The producer takes what the broker then refuses: effects are sent again until the
+        # topic takes them, and with exactly-once every transaction aborts meanwhile.
+        return Check(
+            "topic",
+            subject,
+            "warn",
+            f"{shape}, max.message.bytes={topic_max}: below the producer's message.max.bytes "
+            f"({producer_max}); a record between the two is refused at delivery",
+            f"{alter} max.message.bytes={producer_max}, or a lower message.max.bytes in "
+            f"{ENV_PREFIX}KAFKA_CONFIG",
         )
     return Check("topic", subject, "ok", shape)
 

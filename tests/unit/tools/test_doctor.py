@@ -141,6 +141,28 @@ def test_topic_cleanup_policy_verdicts(role: str, policy: str, status: str, deta
         assert "kafka-configs --alter --entity-type topics --entity-name t" in row.fix
 
 
+@pytest.mark.parametrize(
+    ("role", "topic_max", "status"),
+    [
+        ("output", "900000", "warn"),
+        ("dlq", "999999", "warn"),
+        ("parking", "900000", "warn"),
+        ("output", "1000000", "ok"),
+        ("input", "900000", "ok"),  # the worker does not write to it
+    ],
+)
+def test_a_topic_smaller_than_the_producers_records_is_a_warning(
+    role: str, topic_max: str, status: str
+) -> None:
+    policy = "compact" if role == "parking" else "delete"
+    config = {"cleanup.policy": policy, "max.message.bytes": topic_max}
+    row = doctor_kafka._topic_row(doctor_kafka._Topic(role, "t", ()), _described(), config)
+    assert row.status == status
+    if status == "warn":
+        assert "below the producer's message.max.bytes (1000000)" in row.detail
+        assert "max.message.bytes=1000000" in row.fix
+
+
 def test_unreadable_config_is_a_warning_that_says_why() -> None:
     row = doctor_kafka._topic_row(
         doctor_kafka._Topic("parking", "t", ()), _described(1), "Broker: Authorization failed"
