@@ -92,6 +92,11 @@ class KafkaSettings(BaseSettings):
         "secret properties (`*.password`, `*.secret`, `*.passphrase`, `*.key.pem`, "
         "`sasl.jaas.config`) are refused here",
     )
+    kafka_producer_config: Annotated[dict[str, str | int | float | bool], NoDecode] = Field(
+        default_factory=dict,
+        description="JSON object of librdkafka properties for the producers only (e.g. "
+        "`linger.ms`), on top of BRIDGE_KAFKA_CONFIG; secret properties are refused here",
+    )
     kafka_secret_config: SecretStr | None = Field(
         default=None,
         description="JSON object of secret librdkafka properties without a variable of their "
@@ -164,7 +169,7 @@ class KafkaSettings(BaseSettings):
             return [t.strip() for t in value.split(",") if t.strip()]
         return value
 
-    @field_validator("kafka_config", mode="before")
+    @field_validator("kafka_config", "kafka_producer_config", mode="before")
     @classmethod
     def _json_object(cls, value: Any) -> Any:
         if isinstance(value, str | bytes):
@@ -174,13 +179,15 @@ class KafkaSettings(BaseSettings):
                 raise ValueError("is not valid JSON") from None
         return value
 
-    @field_validator("kafka_config")
+    @field_validator("kafka_config", "kafka_producer_config")
     @classmethod
-    def _no_secret_properties(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _pass_through(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in sorted(value):
             if is_secret_property(name):
                 where = _TYPED_SECRETS.get(name, f"{ENV_PREFIX}KAFKA_SECRET_CONFIG")
                 raise ValueError(f"{name} is a secret: set it in {where} (a secret file) instead")
+        if "group.instance.id" in value:
+            raise ValueError(f"group.instance.id is set with {ENV_PREFIX}GROUP_INSTANCE_ID")
         return value
 
     @field_validator("group_instance_id")
@@ -193,13 +200,6 @@ class KafkaSettings(BaseSettings):
                 "must be 1 to 249 letters, digits, '.', '_' or '-' (and not '.' or '..'); "
                 "unset it for dynamic membership"
             )
-        return value
-
-    @field_validator("kafka_config")
-    @classmethod
-    def _no_instance_id_in_pass_through(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if "group.instance.id" in value:
-            raise ValueError(f"group.instance.id is set with {ENV_PREFIX}GROUP_INSTANCE_ID")
         return value
 
     @field_validator("kafka_secret_config")
@@ -246,8 +246,8 @@ class KafkaSettings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    def librdkafka_common(self) -> dict[str, str | int | float | bool]:
-        """Connection properties shared by every client, pass-through first, typed on top."""
+    def librdkafka_common(self, producer: bool = False) -> dict[str, str | int | float | bool]:
+        """Connection properties of every client (`producer`: its own too), typed on top."""
         conf: dict[str, str | int | float | bool] = {
             # librdkafka's default, "rebootstrap", drops and re-adds the bootstrap brokers
             # while all brokers are down, which resets their reconnect backoff: about ten
@@ -257,6 +257,7 @@ class KafkaSettings(BaseSettings):
             # (librdkafka's default ceiling is 10 s).
             "reconnect.backoff.max.ms": 2000,
             **self.kafka_config,
+            **(self.kafka_producer_config if producer else {}),
         }
         if self.kafka_secret_config is not None:
             conf.update(orjson.loads(self.kafka_secret_config.get_secret_value()))

@@ -19,6 +19,7 @@ __all__ = [
     "consumer_config",
     "message_max_bytes",
     "new_client",
+    "new_producer_client",
     "producer_config",
 ]
 
@@ -33,6 +34,9 @@ client_errors = logging.getLogger("bridge.kafka.clients.errors")
 # they come out as JSON like every other line. The client hands them over on the thread that
 # polls it: every client given this logger must be polled or consumed from continuously.
 LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
+
+_SHARED_SETTING = "BRIDGE_KAFKA_CONFIG"
+_PRODUCER_SETTING = "BRIDGE_KAFKA_PRODUCER_CONFIG"
 
 # Properties correctness depends on; they win over the pass-through.
 _CONSUMER_ENFORCED: dict[str, Any] = {
@@ -62,18 +66,20 @@ _PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def new_client(factory: Callable[[dict[str, Any]], C], conf: dict[str, Any]) -> C:
+def new_client(
+    factory: Callable[[dict[str, Any]], C], conf: dict[str, Any], setting: str = _SHARED_SETTING
+) -> C:
     """`factory(conf)`; librdkafka refusing a property is a configuration error.
 
-    Our own properties are fixed and valid, so a refused one came in through
-    BRIDGE_KAFKA_CONFIG, and the CLI says so instead of printing a traceback.
+    Our own properties are fixed and valid, so a refused one came in through the pass-through
+    (`setting`), and the CLI says so instead of printing a traceback.
     """
     try:
         return factory(conf)
     except KafkaException as exc:
         error = exc.args[0]
         if error.code() == INVALID_ARG:
-            raise ConfigError("BRIDGE_KAFKA_CONFIG", error.str()) from exc
+            raise ConfigError(setting, error.str()) from exc
         raise
 
 
@@ -97,10 +103,28 @@ def consumer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
     return conf
 
 
-def producer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
-    conf = {**_PRODUCER_DEFAULTS, **settings.librdkafka_common(), **extra}
+def producer_config(settings: KafkaSettings, *, own: bool = True, **extra: Any) -> dict[str, Any]:
+    """The producers' properties; `own`: with BRIDGE_KAFKA_PRODUCER_CONFIG."""
+    conf = {**_PRODUCER_DEFAULTS, **settings.librdkafka_common(producer=own), **extra}
     conf.update(_PRODUCER_ENFORCED)
     return conf
+
+
+def new_producer_client(
+    factory: Callable[[dict[str, Any]], C], settings: KafkaSettings, **extra: Any
+) -> C:
+    """A producer for `settings`; a property librdkafka refuses names the pass-through it
+    came from (the producer's own, if the shared one alone is taken)."""
+    try:
+        return new_client(factory, producer_config(settings, **extra))
+    except ConfigError as exc:
+        if not settings.kafka_producer_config:
+            raise
+        try:
+            new_client(factory, producer_config(settings, own=False, **extra))
+        except ConfigError:
+            raise exc from None
+        raise ConfigError(_PRODUCER_SETTING, exc.reason) from None
 
 
 # librdkafka's default message.max.bytes.

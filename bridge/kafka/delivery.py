@@ -18,10 +18,8 @@ from bridge.errors import KafkaFatalError, OutputTooLargeError
 from bridge.kafka.config import (
     DEFAULT_MESSAGE_MAX_BYTES,
     message_max_bytes,
-    new_client,
-    producer_config,
 )
-from bridge.kafka.producer import ProducerPoller, produce, wire_size
+from bridge.kafka.producer import ProducerPoller, produce, settings_producer, wire_size
 from bridge.settings import Settings
 from bridge.types import TP
 
@@ -69,7 +67,7 @@ def worker_producer(settings: Settings) -> Producer:
             "transaction.timeout.ms": 15_000,
             "delivery.timeout.ms": 15_000,  # librdkafka requires <= transaction timeout
         }
-    return new_client(Producer, producer_config(settings, **extra))
+    return settings_producer(settings, **extra)
 
 
 class Sender:

@@ -9,7 +9,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from bridge.kafka.config import new_client
+from bridge.kafka.config import new_client, new_producer_client
+from bridge.settings import KafkaSettings
 from bridge.types import Headers
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "ProducerPoller",
     "new_producer",
     "produce",
+    "settings_producer",
     "wire_size",
 ]
 
@@ -27,6 +29,11 @@ _RECORD_OVERHEAD = 36
 def new_producer(conf: dict[str, Any]) -> Producer:
     """A producer for `conf` (see `new_client`)."""
     return new_client(Producer, conf)
+
+
+def settings_producer(settings: KafkaSettings, **extra: Any) -> Producer:
+    """A producer for `settings` with `extra` properties (see `new_producer_client`)."""
+    return new_producer_client(Producer, settings, **extra)
 
 
 def produce(

@@ -24,10 +24,9 @@ from types import FrameType
 
 from bridge.avro.codec import Codec
 from bridge.errors import BridgeError, ReadError, SelectionError
-from bridge.kafka.config import producer_config
 from bridge.kafka.dlq_reader import GroupReader
 from bridge.kafka.errors import KafkaError, KafkaException
-from bridge.kafka.producer import new_producer, produce
+from bridge.kafka.producer import produce, settings_producer
 from bridge.kafka.records import InputRecord
 from bridge.logs import where
 from bridge.replay.plan import Planned
@@ -206,7 +205,7 @@ class Sender:
         on_ack: Callable[[int], None] | None = None,
         log_progress: bool = True,
     ) -> None:
-        self._producer = new_producer(producer_config(settings))
+        self._producer = settings_producer(settings)
         self._commit = commit
         self._tracker = tracker
         self._stopper = stopper

@@ -197,7 +197,7 @@ def _topic_row(
             f"{shape}, max.message.bytes={topic_max}: below the producer's message.max.bytes "
             f"({producer_max}); a record between the two is refused at delivery",
             f"{alter} max.message.bytes={producer_max}, or a lower message.max.bytes in "
-            f"{ENV_PREFIX}KAFKA_CONFIG",
+            f"{ENV_PREFIX}KAFKA_PRODUCER_CONFIG",
         )
     return Check("topic", subject, "ok", shape)
 

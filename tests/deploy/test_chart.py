@@ -479,6 +479,16 @@ def test_existing_secrets_are_referenced_not_created(render: Render) -> None:
     }
 
 
+def test_producer_properties_reach_their_own_setting_as_strings(render: Render) -> None:
+    docs = render({"kafka": {"producerConfig": {"linger.ms": 50, "message.max.bytes": 2000000}}})
+    data = config_data(docs)
+    assert json.loads(data["BRIDGE_KAFKA_PRODUCER_CONFIG"]) == {
+        "linger.ms": "50",
+        "message.max.bytes": "2000000",
+    }
+    assert "linger.ms" not in json.loads(data["BRIDGE_KAFKA_CONFIG"])
+
+
 def test_tls_files_mounted_where_kafka_config_points(render: Render) -> None:
     docs = render(None, ("ci/full-values.yaml",))
     deployment = one(docs, "Deployment")

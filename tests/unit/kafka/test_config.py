@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
+from pydantic import ValidationError
 
-from bridge.kafka.config import LIBRDKAFKA_LOGGER, consumer_config, producer_config
+from bridge.errors import ConfigError
+from bridge.kafka.config import (
+    LIBRDKAFKA_LOGGER,
+    consumer_config,
+    message_max_bytes,
+    new_producer_client,
+    producer_config,
+)
 from bridge.settings import KafkaSettings
 
 
@@ -49,3 +58,45 @@ def test_the_consumer_protocol_leaves_assignment_and_session_to_the_broker() -> 
     )
     assert kip848["group.protocol"] == "consumer"
     assert not {"partition.assignment.strategy", "session.timeout.ms"} & set(kip848)
+
+
+def _with(shared: dict[str, Any], own: dict[str, Any]) -> KafkaSettings:
+    return KafkaSettings(
+        kafka_bootstrap_servers="127.0.0.1:1",
+        group_id="g",
+        kafka_config=shared,
+        kafka_producer_config=own,
+    )
+
+
+def test_the_producers_own_properties_reach_only_the_producer() -> None:
+    settings = _with({"linger.ms": 20, "client.id": "c"}, {"linger.ms": 50, "batch.size": 10})
+    produced = producer_config(settings)
+    assert (produced["linger.ms"], produced["batch.size"], produced["client.id"]) == (50, 10, "c")
+    consumed = consumer_config(settings)
+    assert (consumed["linger.ms"], consumed["client.id"]) == (20, "c")
+    assert "batch.size" not in consumed
+    assert message_max_bytes(_with({}, {"message.max.bytes": 2_000_000})) == 2_000_000
+    assert message_max_bytes(_with({}, {})) == 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("shared", "own", "blamed"),
+    [
+        ({}, {"no.such.property": 1}, "BRIDGE_KAFKA_PRODUCER_CONFIG"),
+        ({}, {"linger.ms": -5}, "BRIDGE_KAFKA_PRODUCER_CONFIG"),
+        ({"no.such.property": 1}, {"linger.ms": 50}, "BRIDGE_KAFKA_CONFIG"),
+        ({"no.such.property": 1}, {}, "BRIDGE_KAFKA_CONFIG"),
+    ],
+)
+def test_a_refused_property_names_the_pass_through_it_came_from(
+    shared: dict[str, Any], own: dict[str, Any], blamed: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        new_producer_client(Producer, _with(shared, own))
+    assert caught.value.setting == blamed
+
+
+def test_a_secret_is_refused_in_the_producers_properties() -> None:
+    with pytest.raises(ValidationError, match=r"sasl\.password is a secret"):
+        _with({}, {"sasl.password": "hunter2"})

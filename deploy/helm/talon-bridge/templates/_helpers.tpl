@@ -264,12 +264,32 @@ every property from a string; whole numbers never turn into "1e+06").
 {{- end }}
 {{- end }}
 {{- range $key, $value := $k.config }}
+{{- $_ := set $derived $key (include "talon-bridge.librdkafkaValue" $value) }}
+{{- end }}
+{{- toJson $derived }}
+{{- end }}
+
+{{/*
+BRIDGE_KAFKA_PRODUCER_CONFIG: kafka.producerConfig, its values as strings.
+*/}}
+{{- define "talon-bridge.kafkaProducerConfig" -}}
+{{- $conf := dict }}
+{{- range $key, $value := .Values.kafka.producerConfig }}
+{{- $_ := set $conf $key (include "talon-bridge.librdkafkaValue" $value) }}
+{{- end }}
+{{- toJson $conf }}
+{{- end }}
+
+{{/*
+A librdkafka property value as a string: YAML numbers are floats, and a whole one would
+otherwise read 1e+06.
+*/}}
+{{- define "talon-bridge.librdkafkaValue" -}}
+{{- $value := . }}
 {{- if and (kindIs "float64" $value) (eq (float64 (int64 $value)) $value) }}
 {{- $value = int64 $value }}
 {{- end }}
-{{- $_ := set $derived $key (toString $value) }}
-{{- end }}
-{{- toJson $derived }}
+{{- toString $value }}
 {{- end }}
 
 {{/*
@@ -286,6 +306,7 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
   "BRIDGE_GROUP_ID" $v.kafka.groupId
   "BRIDGE_GROUP_PROTOCOL" $v.kafka.groupProtocol
   "BRIDGE_KAFKA_CONFIG" (include "talon-bridge.kafkaConfig" .)
+  "BRIDGE_KAFKA_PRODUCER_CONFIG" (include "talon-bridge.kafkaProducerConfig" .)
   "BRIDGE_ENCODING" $v.kafka.encoding
   "BRIDGE_TALON_CONNECT_TIMEOUT" (toString $v.talon.connectTimeout)
   "BRIDGE_TALON_READ_TIMEOUT" (toString $v.talon.readTimeout)
