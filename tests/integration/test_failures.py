@@ -31,6 +31,15 @@ def _headers(msg: object) -> dict[str, str]:
     return {k: (v or b"").decode() for k, v in (msg.headers() or [])}  # type: ignore[attr-defined]
 
 
+def _all_finished_and_ready(worker: WorkerProcess, total: int, timeout: float) -> None:
+    wait_for(
+        lambda: worker.metric_sum("bridge_commands_processed_total") >= total,
+        timeout,
+        "every record finished",
+    )
+    assert worker.ready(), "the worker keeps running"
+
+
 def _poison(cmd: Command) -> Command:
     payload = cmd.payload
     assert isinstance(payload, UpdateCustomerSession)
@@ -154,13 +163,7 @@ def test_undecodable_records_go_to_the_dlq_with_a_reason(
         bridge.produce_raw([(k, v) for k, v, _ in bad])
         # Skip the command whose copy was made undecodable above only by bytes, not content.
         bridge.produce(good)
-        total = len(bad) + len(good)
-        wait_for(
-            lambda: worker.metric_sum("bridge_commands_processed_total") >= total,
-            60,
-            "every record finished",
-        )
-        assert worker.ready(), "the worker keeps running"
+        _all_finished_and_ready(worker, len(bad) + len(good), 60)
     letters = read_topic(bridge.conf, bridge.dlq, expected=len(bad), timeout=30)
     reasons = Counter(_headers(m)[dlq.H_REASON] for m in letters)
     assert reasons == Counter(r for _, _, r in bad)
@@ -193,13 +196,7 @@ def test_records_too_large_to_dead_letter_whole_go_without_their_value(
             producer.produce(bridge.input, key=key, value=value, headers=headers)
         assert producer.flush(30) == 0
         bridge.produce(good)
-        total = len(big) + len(good)
-        wait_for(
-            lambda: worker.metric_sum("bridge_commands_processed_total") >= total,
-            90,
-            "every record finished",
-        )
-        assert worker.ready(), "the worker keeps running"
+        _all_finished_and_ready(worker, len(big) + len(good), 90)
         assert worker.metric_sum("bridge_dead_letters_value_omitted_total") == len(big)
         ends = end_offsets(bridge.conf, bridge.input)
         wait_committed(bridge.conf, bridge.group, bridge.input, ends, 60, "all committed")

@@ -622,6 +622,11 @@ class TransactionalProducer:
     def begin_transaction(self) -> None: ...
 
 
+def _parked_then_applied(s: Settings) -> list[tuple[str, bytes | None]]:
+    """s-1 dead-lettered and parked, then s-2 applied."""
+    return [(s.parking_topic, b"s-1"), (s.dlq_topic, b"s-1"), (s.output_topic, b"s-2")]
+
+
 async def test_exactly_once_holds_outputs_for_the_transaction_that_carries_their_offsets() -> None:
     producer = TransactionalProducer()
     txn = TransactionalOutput(Transactions(producer))  # type: ignore[arg-type]
@@ -634,12 +639,9 @@ async def test_exactly_once_holds_outputs_for_the_transaction_that_carries_their
     await rig.finished(2)
     assert producer.sent == [], "nothing goes out before the transaction"
     assert await txn.commit({PART: 2}, None)
-    s = rig.settings
-    assert producer.sent == [
-        (s.parking_topic, b"s-1"),
-        (s.dlq_topic, b"s-1"),
-        (s.output_topic, b"s-2"),
-    ], "in offset order, a record's outputs as it produced them"
+    assert producer.sent == _parked_then_applied(rig.settings), (
+        "in offset order, a record's outputs as it produced them"
+    )
     assert producer.offsets == [[("in", 0, 2)]]
     await rig.close()
 
@@ -657,12 +659,7 @@ async def test_exactly_once_refuses_a_record_too_large_as_it_is_held() -> None:
     rig.pipeline.on_batch([big, _record(1, "s-2", "e-1")])
     await rig.finished(2)
     assert await txn.commit({PART: 2}, None)
-    s = rig.settings
-    assert producer.sent == [
-        (s.parking_topic, b"s-1"),
-        (s.dlq_topic, b"s-1"),
-        (s.output_topic, b"s-2"),
-    ]
+    assert producer.sent == _parked_then_applied(rig.settings)
     assert producer.values[1] is None, "dead-lettered without its value"
     assert rig.metric("bridge_dead_letters_value_omitted_total") == 1.0
     with pytest.raises(OutputTooLargeError):
