@@ -15,10 +15,7 @@ from typing import Any, cast
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from bridge.errors import KafkaFatalError, OutputTooLargeError
-from bridge.kafka.config import (
-    DEFAULT_MESSAGE_MAX_BYTES,
-    message_max_bytes,
-)
+from bridge.kafka.config import DEFAULT_MESSAGE_MAX_BYTES, message_max_bytes
 from bridge.kafka.producer import ProducerPoller, produce, settings_producer, wire_size
 from bridge.settings import Settings
 from bridge.types import TP

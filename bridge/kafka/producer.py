@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -90,7 +90,7 @@ def _length_size(data: str | bytes | None) -> int:
 def wire_size(
     key: bytes | None,
     value: bytes | None,
-    headers: list[tuple[str, str | bytes | None]] | None = None,
+    headers: Iterable[tuple[str, str | bytes | None]] | None = None,
 ) -> int:
     """The size librdkafka checks against message.max.bytes before it takes a record.
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError, Message
 
 from bridge.errors import ConsumerFatalError
+from bridge.kafka.producer import wire_size
 from bridge.types import TP, Headers
 
 __all__ = ["InputRecord", "PartitionListener"]
@@ -46,6 +47,11 @@ class InputRecord:
             headers=_as_header_list(raw_headers) if raw_headers else None,
             timestamp_ms=msg.timestamp()[1],
         )
+
+    @property
+    def wire_size(self) -> int:
+        """Its size as a producer counts it against message.max.bytes (`wire_size`)."""
+        return wire_size(self.key, self.value, self.headers)
 
 
 def _as_header_list(raw: Any) -> Headers:

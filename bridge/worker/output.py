@@ -31,7 +31,6 @@ from bridge.kafka.delivery import (
     TransactionError,
     Transactions,
 )
-from bridge.kafka.producer import wire_size
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.types import TP, DeliveryKind
@@ -73,8 +72,7 @@ class AtLeastOnce:
     def _smaller_letter(self, work: Work, letter: Letter) -> Letter | None:
         """A dead letter the topic refused as too large, in its next smaller form: sent
         again whole it would be refused for good, and hold its partition."""
-        rec = work.rec
-        smaller = smaller_letter(letter, wire_size(rec.key, rec.value, list(rec.headers or ())))
+        smaller = smaller_letter(letter, work.rec.wire_size)
         if smaller is not None:
             log.error(
                 "dead letter too large for its topic; sent again without what it can leave out",

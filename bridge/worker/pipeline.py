@@ -19,7 +19,14 @@ from functools import partial
 from bridge.applications import DEFAULT_APPLICATION
 from bridge.avro.codec import Codec, RegistryError
 from bridge.commands import Command
-from bridge.dlq import DeadLetter, header, record_letter_headers, smaller_letters
+from bridge.dlq import (
+    H_OMITTED,
+    DeadLetter,
+    Letter,
+    header,
+    record_letter_headers,
+    smaller_letter,
+)
 from bridge.engine.concurrency import ConcurrencyLimit
 from bridge.engine.gate import GateReason
 from bridge.engine.offsets import OffsetTracker, Slot
@@ -36,7 +43,6 @@ from bridge.errors import (
     RateLimitedError,
     RetryableApiError,
 )
-from bridge.kafka.producer import wire_size
 from bridge.kafka.records import InputRecord
 from bridge.metrics import Metrics
 from bridge.settings import Settings
@@ -510,22 +516,22 @@ class Pipeline:
         traced = self.tracing.dead_lettered(work, letter, headers)
         self.metrics.dead_lettered_for(letter.reason, app).inc()
         output = self._output()
-        original = wire_size(rec.key, rec.value, list(rec.headers or ()))
-        letters = list(smaller_letters((rec.key, rec.value, traced), original))
-        for i, (key, value, letter_headers) in enumerate(letters):
+        dead: Letter = (rec.key, rec.value, traced)
+        while True:
             try:
-                output.send(work, self.settings.dlq_topic, key, value, letter_headers)
+                output.send(work, self.settings.dlq_topic, *dead)
+                break
             except OutputTooLargeError:
-                if i == len(letters) - 1:
+                smaller = smaller_letter(dead, rec.wire_size)
+                if smaller is None:
                     raise  # only a message.max.bytes below any record's framing gets here
-                continue
-            if i > 0:
-                log.error(
-                    "record too large to dead-letter whole; its value is left out",
-                    extra={**work.log_extra(), "bytes": original},
-                )
-                self.metrics.dead_letters_value_omitted.inc()
-            return
+                dead = smaller
+        if header(dead[2], H_OMITTED) is not None:
+            log.error(
+                "record too large to dead-letter whole; its value is left out",
+                extra={**work.log_extra(), "bytes": rec.wire_size},
+            )
+            self.metrics.dead_letters_value_omitted.inc()
 
     def _admit(self, work: Work, key: bytes, parked: ParkedSession) -> DeadLetter | None:
         return self.chains.admit(
