@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
 from bridge import __version__
 from bridge.kafka.producer import wire_size
-from bridge.types import DeadLetterReason, DeadLetterStage, Headers
+from bridge.tracing import TRACEPARENT, TRACESTATE
+from bridge.types import ConsumedRecord, DeadLetterReason, DeadLetterStage, Headers
 
 __all__ = [
     "H_APPLICATION",
@@ -189,6 +189,8 @@ def dead_letter_headers(
 Letter = tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]]]
 
 _SIZE_NOTES = (H_OMITTED, H_ORIGINAL_BYTES)
+_TRACE = frozenset({TRACEPARENT, TRACESTATE})
+_MAX_TRACE_BYTES = 512  # W3C: a tracestate longer than this may be dropped anyway
 # Kept by the last resort: where the original is, and why it failed.
 _ESSENTIAL = frozenset(
     {H_ORIGINAL_TOPIC, H_ORIGINAL_PARTITION, H_ORIGINAL_OFFSET, H_STAGE, H_REASON}
@@ -202,8 +204,8 @@ def smaller_letters(letter: Letter, original_bytes: int) -> Iterator[Letter]:
     once our headers are added, and so can one with a crafted key or headers. Each smaller
     form drops more of the original (it stays in its own topic, at the coordinates the
     headers give, while retention keeps it), and says what it dropped in `H_OMITTED`:
-    the value and the original headers; then the key; then all but the coordinates and
-    the reason.
+    the value and the original headers (all but the trace context); then the key; then all
+    but the coordinates and the reason.
     """
     key, _, headers = letter
     yield letter
@@ -212,9 +214,13 @@ def smaller_letters(letter: Letter, original_bytes: int) -> Iterator[Letter]:
         for k, v in headers
         if k.startswith(_OURS) and k not in _SIZE_NOTES and (v is None or len(v) <= MAX_BODY_BYTES)
     ]
+    # The trace context is kept while details are: one trace id still leads to the letter.
+    trace = [
+        (k, v) for k, v in headers if k in _TRACE and v is not None and len(v) <= _MAX_TRACE_BYTES
+    ]
     size = (H_ORIGINAL_BYTES, str(original_bytes).encode())
-    yield key, None, [*ours, (H_OMITTED, b"value,headers"), size]
-    yield None, None, [*ours, (H_OMITTED, b"value,headers,key"), size]
+    yield key, None, [*ours, *trace, (H_OMITTED, b"value,headers"), size]
+    yield None, None, [*ours, *trace, (H_OMITTED, b"value,headers,key"), size]
     essential = [(k, v) for k, v in ours if k in _ESSENTIAL]
     yield None, None, [*essential, (H_OMITTED, b"value,headers,key,details"), size]
 
@@ -229,21 +235,8 @@ def smaller_letter(letter: Letter, original_bytes: int) -> Letter | None:
     return None
 
 
-class _Consumed(Protocol):
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp_ms(self) -> int: ...
-    @property
-    def headers(self) -> Headers | None: ...
-
-
 def record_letter_headers(
-    rec: _Consumed, letter: DeadLetter, group: str, application: str | None = None
+    rec: ConsumedRecord, letter: DeadLetter, group: str, application: str | None = None
 ) -> list[tuple[str, str | bytes | None]]:
     """`dead_letter_headers` of a record this worker consumed in `group`, bound for
     `application` (None: routed to none)."""

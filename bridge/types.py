@@ -1,4 +1,4 @@
-"""Shared type aliases and vocabularies of the bridge.
+"""Shared type aliases, vocabularies and record protocols of the bridge.
 
 Each vocabulary is a Literal type, defined here once. Code that needs its values as data
 (metric label sets, CLI choices) takes them with `typing.get_args`.
@@ -6,7 +6,7 @@ Each vocabulary is a Literal type, defined here once. Code that needs its values
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias
+from typing import Literal, Protocol, TypeAlias
 
 __all__ = [
     "TP",
@@ -14,6 +14,7 @@ __all__ = [
     "ApiOutcome",
     "CommandOutcome",
     "CommandType",
+    "ConsumedRecord",
     "DeadLetterReason",
     "DeadLetterStage",
     "DecodeReason",
@@ -30,6 +31,22 @@ TP: TypeAlias = tuple[str, int]
 
 # Kafka record headers as the bridge writes and reads them.
 Headers: TypeAlias = list[tuple[str, bytes]]
+
+
+class ConsumedRecord(Protocol):
+    """What dead-lettering and tracing read of a consumed record (`InputRecord`)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp_ms(self) -> int: ...
+    @property
+    def headers(self) -> Headers | None: ...
+
 
 # The Integration API operations a command maps to: trackEventV2, updateCustomerSessionV2,
 # returnCartItems and trackEventV3 (appended last: it is also the Avro enums' symbol order).

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
 
 from bridge.errors import ApiError, ConfigError
 from bridge.talon.addressing import TRACE_HEADERS, TraceHeaders
+from bridge.types import ConsumedRecord
 
 if TYPE_CHECKING:
     from bridge.dlq import DeadLetter
@@ -54,24 +55,13 @@ _MAX_TRACEPARENT: Final = 512
 _MAX_TRACESTATE: Final = 512
 
 
-class _Record(Protocol):
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def headers(self) -> list[tuple[str, bytes]] | None: ...
-
-
 class Traced(Protocol):
     """What tracing reads of a record on its way (the worker's `Work`); `trace` is its own."""
 
     trace: Any
 
     @property
-    def rec(self) -> _Record: ...
+    def rec(self) -> ConsumedRecord: ...
     @property
     def attempts(self) -> int: ...
     @property

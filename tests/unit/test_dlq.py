@@ -61,3 +61,25 @@ def test_optional_headers_absent_when_unknown() -> None:
     )
     assert dlq.H_HTTP_STATUS not in h and dlq.H_ERROR_BODY not in h
     assert h[dlq.H_STAGE] == b"decode"
+
+
+def test_smaller_letters_keep_the_trace_context_until_the_last_resort() -> None:
+    parent = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    headers = dead_letter_headers(
+        [("traceparent", parent), ("tracestate", b"k=" + b"v" * 600), ("big", b"x" * 9)],
+        DeadLetter("decode", "DecodeError", "unknown-magic", "m"),
+        topic="in",
+        partition=0,
+        offset=7,
+        timestamp_ms=1,
+        group="g",
+        version="1",
+    )
+    letter: dlq.Letter = (b"k", b"v", list[tuple[str, str | bytes | None]](headers))
+    _, without_value, without_key, smallest = dlq.smaller_letters(letter, 99)
+    for _, _, kept in (without_value, without_key):
+        names = dict(kept)
+        assert names["traceparent"] == parent
+        assert "tracestate" not in names, "a trace state past 512 bytes is not kept"
+        assert "big" not in names
+    assert "traceparent" not in dict(smallest[2])
