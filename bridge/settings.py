@@ -328,7 +328,7 @@ class Settings(KafkaSettings):
     talon_http_engine: HttpEngine = Field(
         default="reqwest",
         description="HTTP client underneath: `reqwest` (pyreqwest, exchanges run outside the "
-        "GIL) or `aiohttp`",
+        "GIL), `aiohttp`, or `httptools` (HTTP/1.1 on the event loop: the least CPU)",
     )
 
     # Unset, nothing caps the group's calls but what Talon.One's 429s teach the pacer.

@@ -104,5 +104,5 @@ DeliveryKind: TypeAlias = Literal["effects", "dlq", "parking"]
 EventsApi: TypeAlias = Literal["v2", "v3"]
 
 # The HTTP engine under the Talon.One client, and the log line format.
-HttpEngine: TypeAlias = Literal["reqwest", "aiohttp"]
+HttpEngine: TypeAlias = Literal["reqwest", "aiohttp", "httptools"]
 LogFormat: TypeAlias = Literal["auto", "json", "text"]

@@ -61,6 +61,7 @@ from bridge.talon.models import (
 from bridge.talon.transports import (
     AiohttpTransport,
     Answer,
+    HttptoolsTransport,
     Request,
     ReqwestTransport,
     Timeouts,
@@ -124,9 +125,9 @@ class TalonClient(EventsV3):
             last byte of the answer (None: no deadline beyond the others).
         max_connections: Size of the connection pool of the default transport (ignored
             when `transport` is given).
-        http_engine: The default transport: ``reqwest`` (`ReqwestTransport`, the HTTP
-            exchange runs outside the GIL) or ``aiohttp`` (`AiohttpTransport`); ignored when
-            `transport` is given.
+        http_engine: The default transport: ``httptools`` (`HttptoolsTransport`), ``reqwest``
+            (`ReqwestTransport`) or ``aiohttp`` (`AiohttpTransport`); ignored when `transport`
+            is given.
         idempotency_keys: Send the ``Idempotency-Key`` header when a call passes a key.
         transport: Transport to send requests with, e.g. a `MockTransport`; by default one
             chosen by `http_engine`.
@@ -442,7 +443,8 @@ class TalonClient(EventsV3):
 
 # ---------------------------------------------------------------- helpers
 
-_ENGINES: Final[dict[HttpEngine, type[AiohttpTransport | ReqwestTransport]]] = {
+_ENGINES: Final[dict[HttpEngine, Callable[..., Transport]]] = {
     "reqwest": ReqwestTransport,
     "aiohttp": AiohttpTransport,
+    "httptools": HttptoolsTransport,
 }

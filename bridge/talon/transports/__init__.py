@@ -7,22 +7,26 @@ from bridge.talon.transports.base import (
     Answer,
     PooledTransport,
     Request,
+    Slots,
     Timeouts,
     Transport,
     TransportOptions,
     decoded_content,
     without_urls,
 )
+from bridge.talon.transports.httptools import HttptoolsTransport
 from bridge.talon.transports.mock import MockTransport, answer
 from bridge.talon.transports.reqwest import ReqwestTransport
 
 __all__ = [
     "AiohttpTransport",
     "Answer",
+    "HttptoolsTransport",
     "MockTransport",
     "PooledTransport",
     "Request",
     "ReqwestTransport",
+    "Slots",
     "Timeouts",
     "Transport",
     "TransportOptions",

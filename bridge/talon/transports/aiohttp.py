@@ -14,8 +14,6 @@ reported as `httpx.PoolTimeout` and not confused with a slow TCP connect.
 
 from __future__ import annotations
 
-import asyncio
-import collections
 from typing import Final, Unpack
 
 import aiohttp
@@ -26,6 +24,7 @@ from bridge.talon.transports.base import (
     Answer,
     PooledTransport,
     Request,
+    Slots,
     Timeouts,
     TransportOptions,
     without_urls,
@@ -55,7 +54,7 @@ class AiohttpTransport(PooledTransport):
         super().__init__(**options)
         self._dns_cache_seconds = dns_cache_seconds
         self._session: aiohttp.ClientSession | None = None
-        self._slots = _Slots(self._max_connections)
+        self._slots = Slots(self._max_connections)
         self._closed = False
         self._by_spec: dict[Timeouts, aiohttp.ClientTimeout] = {}
 
@@ -154,50 +153,6 @@ class AiohttpTransport(PooledTransport):
         if deferred is not None:
             raise deferred
         return Answer(response.status, response.reason or "", response.headers, content)
-
-
-class _Slots:
-    """Connection slots: a FIFO counting semaphore whose uncontended path does no awaiting.
-
-    A released slot is handed straight to the longest waiting request, so a newcomer can
-    never overtake requests that are already queued.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._free = size
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    def try_acquire(self) -> bool:
-        waiters = self._waiters
-        while waiters and waiters[0].done():  # gave up waiting (timeout, cancellation)
-            waiters.popleft()
-        if self._free and not waiters:
-            self._free -= 1
-            return True
-        return False
-
-    async def acquire(self, timeout: float | None) -> None:
-        """Wait up to `timeout` seconds for a slot; raises TimeoutError."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            async with asyncio.timeout(timeout):
-                await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # the slot arrived just as we gave up: pass it on
-            else:
-                waiter.cancel()  # `release` skips it
-            raise
-
-    def release(self) -> None:
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self._free += 1
 
 
 def _translate(exc: aiohttp.ClientError | OSError) -> httpx.TransportError:

@@ -10,6 +10,8 @@ only: no `httpx.Request` or `httpx.Response` is built per call.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ __all__ = [
     "Answer",
     "PooledTransport",
     "Request",
+    "Slots",
     "Timeouts",
     "Transport",
     "TransportOptions",
@@ -129,6 +132,50 @@ class PooledTransport:
 
     async def aclose(self) -> None:
         raise NotImplementedError
+
+
+class Slots:
+    """Connection slots: a FIFO counting semaphore whose uncontended path does no awaiting.
+
+    A released slot is handed straight to the longest waiting request, so a newcomer can
+    never overtake requests that are already queued.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def try_acquire(self) -> bool:
+        waiters = self._waiters
+        while waiters and waiters[0].done():  # gave up waiting (timeout, cancellation)
+            waiters.popleft()
+        if self._free and not waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def acquire(self, timeout: float | None) -> None:
+        """Wait up to `timeout` seconds for a slot; raises TimeoutError."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot arrived just as we gave up: pass it on
+            else:
+                waiter.cancel()  # `release` skips it
+            raise
+
+    def release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
 
 
 def decoded_content(answer: Answer) -> bytes:

@@ -28,7 +28,13 @@ from bridge.errors import (
 )
 from bridge.talon import AiohttpTransport, TalonClient, idempotency_key_for
 from bridge.talon.client import HttpEngine
-from bridge.talon.transports import PooledTransport, Request, ReqwestTransport, Timeouts
+from bridge.talon.transports import (
+    HttptoolsTransport,
+    PooledTransport,
+    Request,
+    ReqwestTransport,
+    Timeouts,
+)
 from bridge.talon.transports.aiohttp import _translate
 from bridge.talon.transports.reqwest import _translate as _translate_reqwest
 from bridge.tools.ports import free_port
@@ -107,13 +113,17 @@ async def fake_talon() -> AsyncIterator[tuple[str, FakeTalon]]:
         await runner.cleanup()
 
 
-@pytest.fixture(params=["reqwest", "aiohttp"])
+@pytest.fixture(params=["reqwest", "aiohttp", "httptools"])
 def engine(request: pytest.FixtureRequest) -> HttpEngine:
     value: HttpEngine = request.param
     return value
 
 
-TRANSPORTS = {"reqwest": ReqwestTransport, "aiohttp": AiohttpTransport}
+TRANSPORTS: dict[str, type[PooledTransport]] = {
+    "reqwest": ReqwestTransport,
+    "aiohttp": AiohttpTransport,
+    "httptools": HttptoolsTransport,
+}
 
 
 async def test_real_http_success(fake_talon: tuple[str, FakeTalon], engine: HttpEngine) -> None:
@@ -330,7 +340,7 @@ async def test_every_transport_sends_the_same_bytes(
 ) -> None:
     url, fake = fake_talon
     outcomes: list[list[object]] = []
-    transports = [AiohttpTransport(), ReqwestTransport()]
+    transports = [AiohttpTransport(), ReqwestTransport(), HttptoolsTransport()]
     for transport in transports:
         async with TalonClient(url, API_KEY, transport=transport) as client:
             key = idempotency_key_for("evt-1")
@@ -359,7 +369,7 @@ def comparable(seen: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "headers": {k.lower(): v for k, v in r["headers"].items()}} for r in seen]
 
 
-@pytest.mark.parametrize("transport_class", [AiohttpTransport, ReqwestTransport])
+@pytest.mark.parametrize("transport_class", list(TRANSPORTS.values()))
 async def test_transport_refuses_requests_after_close(
     transport_class: type[PooledTransport],
 ) -> None:

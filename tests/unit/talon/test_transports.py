@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 from bridge.talon.transports import Answer, decoded_content
-from bridge.talon.transports.aiohttp import _Slots, _translate
+from bridge.talon.transports.aiohttp import _translate
+from bridge.talon.transports.base import Slots
 from tests.support.talon import STATE_WITH_EFFECT
 
 # ---------------------------------------------------------------- aiohttp error translation
@@ -67,7 +68,7 @@ def test_decoded_content_undoes_what_httpx_would_undo(coding: str | None) -> Non
 
 
 async def test_slots_are_handed_to_waiters_in_order() -> None:
-    slots = _Slots(1)
+    slots = Slots(1)
     assert slots.try_acquire()
     assert not slots.try_acquire()
     order: list[str] = []
@@ -91,7 +92,7 @@ async def test_slots_are_handed_to_waiters_in_order() -> None:
 
 
 async def test_slots_forget_waiters_that_gave_up() -> None:
-    slots = _Slots(1)
+    slots = Slots(1)
     assert slots.try_acquire()
     with pytest.raises(TimeoutError):
         await slots.acquire(0.01)
@@ -105,7 +106,7 @@ async def test_slots_forget_waiters_that_gave_up() -> None:
 
 
 async def test_a_slot_granted_while_giving_up_is_passed_on() -> None:
-    slots = _Slots(1)
+    slots = Slots(1)
     assert slots.try_acquire()
     waiting = asyncio.create_task(slots.acquire(None))
     await asyncio.sleep(0)
