@@ -9,6 +9,7 @@ process, so the CPU figures are the client's own. Clients:
   `IntegrationSummary` (effects, coupons, referrals, session state).
 * ``ours-full``: the same, parsing the whole response into `IntegrationStateV2`.
 * ``ours-aiohttp``: ``ours`` on `AiohttpTransport` (``http_engine="aiohttp"``).
+* ``ours-httptools``: ``ours`` on `HttptoolsTransport` (``http_engine="httptools"``).
 * ``raw``: a plain aiohttp session sending the same pre-serialised bytes and headers and
   reading the response bytes (no JSON work): the ceiling to compare against.
 * ``transport``: `AiohttpTransport.exchange` fed the requests `TalonClient` builds, with the
@@ -19,6 +20,8 @@ By default a minimal stand-in server is started per latency (see `benchmarks._co
 ``--url`` to target an external server such as ``talon-bridge simulator`` instead.
 
     .venv/bin/python -m benchmarks.client --concurrency 256 --seconds 5 --latency-ms 0,20
+
+``--loop uvloop`` runs the clients on uvloop, as the worker does.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Final
 
 import aiohttp
 import httpx
+import uvloop
 from pydantic import BaseModel
 
 from benchmarks._common import cart_update, start_server
@@ -43,7 +47,16 @@ from bridge.talon import AiohttpTransport, IntegrationStateV2, IntegrationSummar
 from bridge.talon.client import HttpEngine
 from bridge.talon.transports import Request, Timeouts
 
-CLIENTS: Final = ("ours", "ours-full", "ours-aiohttp", "raw", "transport", "httpx")
+CLIENTS: Final = (
+    "ours",
+    "ours-full",
+    "ours-aiohttp",
+    "ours-httptools",
+    "raw",
+    "transport",
+    "httpx",
+)
+_ENGINES: Final[dict[str, HttpEngine]] = {"ours-aiohttp": "aiohttp", "ours-httptools": "httptools"}
 _SESSION_PATH: Final = "/v2/customer_sessions/"
 _ROW: Final = "{:>8} {:>13} {:>9} {:>10} {:>7} {:>9} {:>6}"
 
@@ -109,7 +122,7 @@ async def _measure(name: str, url: str, key: str, args: argparse.Namespace) -> R
     async with contextlib.AsyncExitStack() as stack:
         call: Call
         if name.startswith("ours"):
-            engine: HttpEngine = "aiohttp" if name == "ours-aiohttp" else "reqwest"
+            engine = _ENGINES.get(name, "reqwest")
             model: type[BaseModel] = (
                 IntegrationStateV2 if name == "ours-full" else IntegrationSummary
             )
@@ -206,12 +219,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are shown")
     parser.add_argument(
         "--clients",
-        default="ours,ours-full,ours-aiohttp,raw",
+        default="ours,ours-full,ours-aiohttp,ours-httptools,raw",
         help=f"comma-separated, from {','.join(CLIENTS)} (default: %(default)s)",
     )
     parser.add_argument("--url", help="external server base URL (then --latency-ms is a label)")
     parser.add_argument("--api-key", default="benchmark-key")
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="event loop of the clients (the worker runs on uvloop)",
+    )
     args = parser.parse_args()
+    run = uvloop.run if args.loop == "uvloop" else asyncio.run
     clients = [name.strip() for name in args.clients.split(",") if name.strip()]
     unknown = set(clients) - set(CLIENTS)
     if unknown:
@@ -228,7 +248,7 @@ def main() -> None:
             for _ in range(args.repeat):
                 # Interleave the clients so that drifts in machine load hit them all alike.
                 for name in clients:
-                    runs[name].append(asyncio.run(_measure(name, url, args.api_key, args)))
+                    runs[name].append(run(_measure(name, url, args.api_key, args)))
         _report(label, runs)
 
 

@@ -86,7 +86,15 @@ from confluent_kafka.admin import AdminClient
 
 from benchmarks.baseline import ENV as BASELINE_ENV
 from benchmarks.baseline import encoder, install
-from benchmarks.e2e import API_KEY, bridge_env, broker, fresh_topics, make_commands, start_naive
+from benchmarks.e2e import (
+    API_KEY,
+    assignment,
+    bridge_env,
+    broker,
+    fresh_topics,
+    make_commands,
+    start_naive,
+)
 from benchmarks.peer_report import (
     BRIDGE,
     NAIVE,
@@ -135,6 +143,7 @@ class Cell:
     logs: Path
     baseline: tuple[str, Path] | None = None  # the baseline's system name and interpreter
     one_pod: bool = False  # scale-out as one `BRIDGE_WORKERS=N` pod
+    tree_env: dict[str, str] = field(default_factory=dict)  # the working tree's settings
 
 
 # ------------------------------------------------------------------ measuring
@@ -339,6 +348,8 @@ def _system(
         if cell.baseline and system == cell.baseline[0]:
             python = cell.baseline[1]
             env |= BASELINE_ENV
+        else:
+            env |= cell.tree_env
         pod = cell.one_pod and python is None and processes > 1
         if pod:
             env |= {"BRIDGE_WORKERS": str(processes)}
@@ -722,6 +733,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         " into its own environment from a worktree, and give every bridge figure as a ratio"
         " against it",
     )
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        type=assignment,
+        help="a setting for the working tree's workers only (not the baseline's), repeatable;"
+        " e.g. BRIDGE_TALON_HTTP_ENGINE=httptools",
+    )
     args = parser.parse_args(argv)
     if args.from_json:
         data = json.loads(args.from_json.read_text())
@@ -757,6 +777,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         logs,
                         baseline,
                         args.one_pod,
+                        dict(item.split("=", 1) for item in args.worker_env),
                     )
                     rows, scale = run_cell(cell, args, _ints(args.scale))
                     results += rows

@@ -539,7 +539,7 @@ def _ratios(bridge: list[Row], ceiling: list[Row]) -> str:
     return f"bridge / ceiling by round: {each}; median {statistics.median(ratios):.1%}"
 
 
-def _assignment(text: str) -> str:
+def assignment(text: str) -> str:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE")
     return text
@@ -586,7 +586,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        type=_assignment,
+        type=assignment,
         help="a setting for every throughput run's worker (baseline included), repeatable; "
         "e.g. BRIDGE_KAFKA_CONFIG='{\"linger.ms\": 50}'",
     )
