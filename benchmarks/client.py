@@ -4,8 +4,8 @@ Every client sends the same updateCustomerSessionV2 request (a realistic two-lin
 `--concurrency` concurrent tasks in a closed loop for `--seconds`, against a server in another
 process, so the CPU figures are the client's own. Clients:
 
-* ``ours``: `TalonClient.update_customer_session` as the bridge calls it: default transport
-  (pyreqwest), building the request model's JSON and parsing the response into
+* ``ours``: `TalonClient.update_customer_session` as the bridge calls it on the reqwest
+  transport (pyreqwest), building the request model's JSON and parsing the response into
   `IntegrationSummary` (effects, coupons, referrals, session state).
 * ``ours-full``: the same, parsing the whole response into `IntegrationStateV2`.
 * ``ours-aiohttp``: ``ours`` on `AiohttpTransport` (``http_engine="aiohttp"``).

@@ -326,9 +326,9 @@ class Settings(KafkaSettings):
         "(trackEventV3, registered once per integrationId, which is the command's `eventId`)",
     )
     talon_http_engine: HttpEngine = Field(
-        default="reqwest",
-        description="HTTP client underneath: `reqwest` (pyreqwest, exchanges run outside the "
-        "GIL), `aiohttp`, or `httptools` (HTTP/1.1 on the event loop: the least CPU)",
+        default="httptools",
+        description="HTTP client underneath: `httptools` (HTTP/1.1 on the event loop: the least "
+        "CPU), `reqwest` (pyreqwest, exchanges run outside the GIL) or `aiohttp`",
     )
 
     # Unset, nothing caps the group's calls but what Talon.One's 429s teach the pacer.

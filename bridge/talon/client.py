@@ -150,7 +150,7 @@ class TalonClient(EventsV3):
         pool_timeout: float = 5.0,
         call_timeout: float | None = 10.0,
         max_connections: int = 256,
-        http_engine: HttpEngine = "reqwest",
+        http_engine: HttpEngine = "httptools",
         idempotency_keys: bool = True,
         transport: Transport | None = None,
         observer: Observer | None = None,

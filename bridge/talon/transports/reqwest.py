@@ -1,10 +1,11 @@
-"""The pyreqwest transport (Rust reqwest and hyper), the client's default.
+"""The pyreqwest transport (Rust reqwest and hyper).
 
-Owns the default connection pool of the Talon.One client. The HTTP exchange itself (pooling,
+Owns its connection pool. The HTTP exchange itself (pooling,
 writing the request, parsing the answer, timeouts) runs on pyreqwest's own Rust runtime, outside
 the GIL. Only building the request and receiving the finished answer cost Python time, about
-a third of the CPU per request of the aiohttp transport (see docs/benchmarks.md). That matters
-because the worker's event loop is the bridge's bottleneck.
+a third of the CPU per request of the aiohttp transport (see docs/benchmarks.md); the answer
+crosses from the runtime's thread to the event loop, which costs more than the httptools
+engine's whole exchange in the worker.
 
 Errors leave as the httpx exceptions httpx's own transport raises. Timeouts are the request's
 `Timeouts`, ``total`` being reqwest's request timeout, which runs until the body is read:
