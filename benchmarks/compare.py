@@ -88,7 +88,7 @@ from benchmarks.baseline import ENV as BASELINE_ENV
 from benchmarks.baseline import encoder, install
 from benchmarks.e2e import (
     API_KEY,
-    assignment,
+    add_worker_env,
     bridge_env,
     broker,
     fresh_topics,
@@ -733,14 +733,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         " into its own environment from a worktree, and give every bridge figure as a ratio"
         " against it",
     )
-    parser.add_argument(
-        "--worker-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        type=assignment,
-        help="a setting for the working tree's workers only (not the baseline's), repeatable;"
-        " e.g. BRIDGE_TALON_HTTP_ENGINE=httptools",
+    add_worker_env(
+        parser,
+        "a setting for the working tree's workers only (not the baseline's), repeatable;"
+        " e.g. BRIDGE_TALON_HTTP_ENGINE=reqwest",
     )
     args = parser.parse_args(argv)
     if args.from_json:

@@ -545,6 +545,18 @@ def assignment(text: str) -> str:
     return text
 
 
+def add_worker_env(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """`--worker-env NAME=VALUE`, repeatable: settings for the workers `help_text` names."""
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        type=assignment,
+        help=help_text,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -581,13 +593,9 @@ def main() -> None:
         help="commands the bridge runs, unmeasured, before its throughput run",
     )
     parser.add_argument("--bootstrap", default=None, help="an existing broker")
-    parser.add_argument(
-        "--worker-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        type=assignment,
-        help="a setting for every throughput run's worker (baseline included), repeatable; "
+    add_worker_env(
+        parser,
+        "a setting for every throughput run's worker (baseline included), repeatable; "
         "e.g. BRIDGE_KAFKA_CONFIG='{\"linger.ms\": 50}'",
     )
     parser.add_argument(

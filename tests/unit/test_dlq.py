@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from bridge import dlq
 from bridge.dlq import DeadLetter, dead_letter_headers
+from bridge.types import Headers
+
+
+def _headers(original: Headers | None, letter: DeadLetter) -> Headers:
+    """`dead_letter_headers` of a record at t/0/0."""
+    return dead_letter_headers(
+        original, letter, topic="t", partition=0, offset=0, timestamp_ms=0, group="g", version="v"
+    )
 
 
 def test_headers_carry_every_field() -> None:
@@ -47,33 +55,16 @@ def test_headers_carry_every_field() -> None:
 
 
 def test_optional_headers_absent_when_unknown() -> None:
-    h = dict(
-        dead_letter_headers(
-            None,
-            DeadLetter("decode", "DecodeError", "truncated", "cut"),
-            topic="t",
-            partition=0,
-            offset=0,
-            timestamp_ms=0,
-            group="g",
-            version="v",
-        )
-    )
+    h = dict(_headers(None, DeadLetter("decode", "DecodeError", "truncated", "cut")))
     assert dlq.H_HTTP_STATUS not in h and dlq.H_ERROR_BODY not in h
     assert h[dlq.H_STAGE] == b"decode"
 
 
 def test_smaller_letters_keep_the_trace_context_until_the_last_resort() -> None:
     parent = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    headers = dead_letter_headers(
+    headers = _headers(
         [("traceparent", parent), ("tracestate", b"k=" + b"v" * 600), ("big", b"x" * 9)],
         DeadLetter("decode", "DecodeError", "unknown-magic", "m"),
-        topic="in",
-        partition=0,
-        offset=7,
-        timestamp_ms=1,
-        group="g",
-        version="1",
     )
     letter: dlq.Letter = (b"k", b"v", list[tuple[str, str | bytes | None]](headers))
     _, without_value, without_key, smallest = dlq.smaller_letters(letter, 99)

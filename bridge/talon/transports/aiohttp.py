@@ -118,11 +118,7 @@ class AiohttpTransport(PooledTransport):
         # turn an encoded "/" inside a session id back into a separator).
         target = yarl.URL(request.url, encoded=True)
         slots = self._slots
-        if not slots.try_acquire():
-            try:
-                await slots.acquire(timeouts.pool)
-            except TimeoutError:
-                raise httpx.PoolTimeout("no free connection within the pool timeout") from None
+        await slots.take(timeouts.pool)
         deferred: httpx.TransportError | None = None
         try:
             response = await session.request(

@@ -154,6 +154,16 @@ class Slots:
             return True
         return False
 
+    async def take(self, timeout: float | None) -> None:
+        """A slot, at once when one is free and nobody waits, else after waiting up to
+        `timeout` seconds; raises httpx.PoolTimeout past it."""
+        if self.try_acquire():
+            return
+        try:
+            await self.acquire(timeout)
+        except TimeoutError:
+            raise httpx.PoolTimeout("no free connection within the pool timeout") from None
+
     async def acquire(self, timeout: float | None) -> None:
         """Wait up to `timeout` seconds for a slot; raises TimeoutError."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -101,11 +101,7 @@ class HttptoolsTransport(PooledTransport):
         prefix, origin, data = self._encode(request)
         timeouts = request.timeouts
         slots = self._slots
-        if not slots.try_acquire():
-            try:
-                await slots.acquire(timeouts.pool)
-            except TimeoutError:
-                raise httpx.PoolTimeout("no free connection within the pool timeout") from None
+        await slots.take(timeouts.pool)
         try:
             loop = asyncio.get_running_loop()
             deadline = None if timeouts.total is None else loop.time() + timeouts.total
