@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from bridge import __version__
 from bridge.kafka.producer import wire_size
-from bridge.tracing import TRACEPARENT, TRACESTATE
+from bridge.tracing import MAX_TRACE_HEADER, TRACE_NAMES
 from bridge.types import ConsumedRecord, DeadLetterReason, DeadLetterStage, Headers
 
 __all__ = [
@@ -189,8 +189,6 @@ def dead_letter_headers(
 Letter = tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]]]
 
 _SIZE_NOTES = (H_OMITTED, H_ORIGINAL_BYTES)
-_TRACE = frozenset({TRACEPARENT, TRACESTATE})
-_MAX_TRACE_BYTES = 512  # W3C: a tracestate longer than this may be dropped anyway
 # Kept by the last resort: where the original is, and why it failed.
 _ESSENTIAL = frozenset(
     {H_ORIGINAL_TOPIC, H_ORIGINAL_PARTITION, H_ORIGINAL_OFFSET, H_STAGE, H_REASON}
@@ -216,7 +214,9 @@ def smaller_letters(letter: Letter, original_bytes: int) -> Iterator[Letter]:
     ]
     # The trace context is kept while details are: one trace id still leads to the letter.
     trace = [
-        (k, v) for k, v in headers if k in _TRACE and v is not None and len(v) <= _MAX_TRACE_BYTES
+        (k, v)
+        for k, v in headers
+        if k in TRACE_NAMES and v is not None and len(v) <= MAX_TRACE_HEADER
     ]
     size = (H_ORIGINAL_BYTES, str(original_bytes).encode())
     yield key, None, [*ours, *trace, (H_OMITTED, b"value,headers"), size]

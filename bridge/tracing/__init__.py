@@ -29,8 +29,10 @@ if TYPE_CHECKING:
     from bridge.dlq import DeadLetter
 
 __all__ = [
+    "MAX_TRACE_HEADER",
     "TRACEPARENT",
     "TRACESTATE",
+    "TRACE_NAMES",
     "SpanCounter",
     "Traced",
     "Tracing",
@@ -44,15 +46,15 @@ SpanCounter: TypeAlias = Callable[[str, int], None]
 
 TRACEPARENT: Final = "traceparent"
 TRACESTATE: Final = "tracestate"
-_NAMES: Final = (TRACEPARENT, TRACESTATE)
+TRACE_NAMES: Final = frozenset({TRACEPARENT, TRACESTATE})
+# Longer trace headers are dropped (W3C Trace Context allows a tracestate of 512 characters).
+MAX_TRACE_HEADER: Final = 512
 # Version, trace id, parent id, flags; a later version may append fields (W3C Trace Context),
 # in printable ASCII here, since the value goes into an HTTP header.
 _TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(?:-[ -~]*)?")
 _VERSION_00_LENGTH: Final = 55
 _ZERO_TRACE_ID: Final = "0" * 32
 _ZERO_PARENT_ID: Final = "0" * 16
-_MAX_TRACEPARENT: Final = 512
-_MAX_TRACESTATE: Final = 512
 
 
 class Traced(Protocol):
@@ -69,7 +71,7 @@ class Traced(Protocol):
 
 
 def _valid_traceparent(value: str) -> bool:
-    if len(value) > _MAX_TRACEPARENT or _TRACEPARENT.fullmatch(value) is None:
+    if len(value) > MAX_TRACE_HEADER or _TRACEPARENT.fullmatch(value) is None:
         return False
     version = value[:2]
     return (
@@ -91,7 +93,7 @@ def http_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> TraceHea
     parent: str | None = None
     state: str | None = None
     for name, value in headers:
-        if value is None or name not in _NAMES:
+        if value is None or name not in TRACE_NAMES:
             continue
         text = value.decode("ascii", errors="replace")
         if name == TRACEPARENT:
@@ -102,7 +104,7 @@ def http_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> TraceHea
         return ()
     if (
         state is None
-        or len(state) > _MAX_TRACESTATE
+        or len(state) > MAX_TRACE_HEADER
         or not (state.isascii() and state.isprintable())
     ):
         return ((TRACEPARENT, parent),)
@@ -113,7 +115,7 @@ def output_headers(
     headers: Iterable[tuple[str, Any]] | None, trace: TraceHeaders
 ) -> list[tuple[str, str | bytes | None]]:
     """`headers` with their trace context replaced by `trace`."""
-    kept = [(k, v) for k, v in headers or () if k not in _NAMES]
+    kept = [(k, v) for k, v in headers or () if k not in TRACE_NAMES]
     return [*kept, *((k, v.encode()) for k, v in trace)]
 
 

@@ -20,7 +20,6 @@ from bridge.applications import DEFAULT_APPLICATION
 from bridge.avro.codec import Codec, RegistryError
 from bridge.commands import Command
 from bridge.dlq import (
-    H_OMITTED,
     DeadLetter,
     Letter,
     header,
@@ -517,19 +516,21 @@ class Pipeline:
         self.metrics.dead_lettered_for(letter.reason, app).inc()
         output = self._output()
         dead: Letter = (rec.key, rec.value, traced)
+        original = 0  # the record's size, once a form of its letter was refused
         while True:
             try:
                 output.send(work, self.settings.dlq_topic, *dead)
                 break
             except OutputTooLargeError:
-                smaller = smaller_letter(dead, rec.wire_size)
+                original = original or rec.wire_size
+                smaller = smaller_letter(dead, original)
                 if smaller is None:
                     raise  # only a message.max.bytes below any record's framing gets here
                 dead = smaller
-        if header(dead[2], H_OMITTED) is not None:
+        if original:
             log.error(
                 "record too large to dead-letter whole; its value is left out",
-                extra={**work.log_extra(), "bytes": rec.wire_size},
+                extra={**work.log_extra(), "bytes": original},
             )
             self.metrics.dead_letters_value_omitted.inc()
 

@@ -21,6 +21,7 @@ from typing import Final, NamedTuple, Protocol, Self, TypedDict, runtime_checkab
 import httpx
 
 __all__ = [
+    "DERIVED_HEADERS",
     "Answer",
     "PooledTransport",
     "Request",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 _IDENTITY: Final = frozenset({"", "identity"})
+# Headers a transport writes itself, from the URL and the body (lower case).
+DERIVED_HEADERS: Final = frozenset({"host", "content-length", "transfer-encoding"})
 _URL: Final = re.compile(r"\w+://[^\s')\]]+")
 
 

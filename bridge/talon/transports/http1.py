@@ -174,8 +174,7 @@ class Connection(asyncio.Protocol):
         self._waiter = waiter
         self._read_timeout, self._deadline = read_timeout, deadline
         self._last_read = self._loop.time()
-        if read_timeout is not None or deadline is not None:
-            self._arm()
+        self._arm()
         self.transport.write(data)
 
     def close(self) -> None:

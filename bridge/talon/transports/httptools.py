@@ -30,6 +30,7 @@ from typing import Final, Unpack
 import httpx
 
 from bridge.talon.transports.base import (
+    DERIVED_HEADERS,
     Answer,
     PooledTransport,
     Request,
@@ -45,7 +46,8 @@ __all__ = ["HttptoolsTransport"]
 # Header names are tokens; values may not break the line (header injection) or hold NUL.
 _BAD_NAME: Final = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
 _BAD_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_DERIVED: Final = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+# Keep-alive is this transport's own business too.
+_DERIVED: Final = DERIVED_HEADERS | {"connection"}
 _MAX_ORIGINS: Final = 64
 
 
@@ -186,11 +188,11 @@ class HttptoolsTransport(PooledTransport):
         if origin.scheme == "https":
             tls = self._ssl = self._ssl or ssl.create_default_context()
         proxy = self._https_proxy
-        if tls is None or (proxy is not None and bypassed(origin, self._proxies.get("no", ""))):
+        if proxy is not None and bypassed(origin, self._proxies.get("no", "")):
             proxy = None
         try:
             async with asyncio.timeout(timeout):
-                if proxy is None or tls is None:
+                if tls is None or proxy is None:
                     _, conn = await loop.create_connection(
                         lambda: Connection(loop),
                         origin.host,

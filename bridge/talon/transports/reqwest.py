@@ -24,6 +24,7 @@ from pyreqwest import exceptions as rq
 from pyreqwest.client import Client, ClientBuilder
 
 from bridge.talon.transports.base import (
+    DERIVED_HEADERS,
     Answer,
     PooledTransport,
     Request,
@@ -35,7 +36,6 @@ from bridge.talon.transports.base import (
 __all__ = ["ReqwestTransport"]
 
 _SENSITIVE: Final = frozenset({"authorization"})
-_DERIVED: Final = frozenset({"host", "content-length", "transfer-encoding"})
 _MAX_CLIENTS: Final = 8
 # Most specific first: the first match wins.
 _ERRORS: Final[tuple[tuple[type[rq.PyreqwestError], type[httpx.RequestError]], ...]] = (
@@ -131,7 +131,7 @@ class ReqwestTransport(PooledTransport):
             builder = client.request(request.method, request.url)
             for name, value in request.headers:
                 lowered = name.lower()
-                if lowered in _DERIVED:
+                if lowered in DERIVED_HEADERS:
                     continue
                 builder = builder.header(name, value, is_sensitive=lowered in _SENSITIVE)
             if request.body:
