@@ -16,6 +16,7 @@ so that what is built afterwards is bounded by the limits of the Talon.One Integ
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Final
 
 from bridge.commands import ReturnCartItems, TrackEvent, TrackEventV3, UpdateCustomerSession
@@ -40,6 +41,7 @@ MAX_IDENTIFIERS: Final = 5
 MAX_LOYALTY_CARDS: Final = 1
 MAX_CODE_LENGTH: Final = 100
 MAX_EVENT_ID_LENGTH: Final = 255
+_QUANTITY: Final = attrgetter("quantity")
 
 
 def _too_long(pointer: str, limit: int, what: str) -> InvalidCommandError:
@@ -69,7 +71,7 @@ def check_session(p: UpdateCustomerSession) -> None:
     if items is not None:
         if len(items) > MAX_CART_ITEMS:
             raise _too_long(f"{base}/cartItems", MAX_CART_ITEMS, "cart items")
-        if sum(i.quantity for i in items) > MAX_TOTAL_QUANTITY:
+        if sum(map(_QUANTITY, items)) > MAX_TOTAL_QUANTITY:
             raise InvalidCommandError(
                 f"too_large: the cart's total quantity is above {MAX_TOTAL_QUANTITY}",
                 f"{base}/cartItems",

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic.types import StringConstraints
 
-__all__ = ["Prepared", "prepare"]
+__all__ = ["Prepared", "prepare", "prepare_with", "serialised"]
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -55,11 +55,39 @@ def prepare(model: type[_M], body: dict[str, Any]) -> _M | Prepared[_M]:
     derived = _derived(model)  # raises TypeError for a model with no msgspec equivalent
     try:
         return Prepared(_encode(msgspec.convert(body, derived)))
-    except (msgspec.ValidationError, msgspec.EncodeError, TypeError, OverflowError):
+    except _REFUSED:
         return model.model_validate(body)
 
 
+def serialised(model: type[BaseModel], body: dict[str, Any]) -> bytes | None:
+    """`body` checked against `model` and serialised, as in `prepare`; None where only the
+    model can tell (the caller then prepares the document it is part of)."""
+    try:
+        return _encode(msgspec.convert(body, _derived(model)))
+    except _REFUSED:
+        return None
+
+
+def prepare_with(
+    model: type[_M], body: dict[str, Any], path: tuple[str, ...], json: bytes
+) -> Prepared[_M] | None:
+    """`prepare`, with the field at `path` (attribute names; None in `body`) already checked and
+    serialised as `json`. None where the rest of `body` needs the model."""
+    try:
+        value = msgspec.convert(body, _derived(model))
+    except _REFUSED:
+        return None
+    return Prepared(_encode(_replaced(value, path, msgspec.Raw(json))))
+
+
+def _replaced(value: Any, path: tuple[str, ...], new: msgspec.Raw) -> Any:
+    name, *rest = path
+    inner = _replaced(getattr(value, name), tuple(rest), new) if rest else new
+    return msgspec.structs.replace(value, **{name: inner})
+
+
 _encode = msgspec.json.Encoder().encode
+_REFUSED: Final = (msgspec.ValidationError, msgspec.EncodeError, TypeError, OverflowError)
 
 
 def _constraints(metadata: list[Any]) -> dict[str, Any]:

@@ -36,10 +36,11 @@ from bridge.errors import EventExistsError, InvalidCommandError
 from bridge.kafka.records import InputRecord
 from bridge.limits import check_event, check_event_id, check_return, check_session
 from bridge.talon import models as m
-from bridge.talon.bodies import Prepared, prepare
+from bridge.talon.bodies import Prepared, prepare, prepare_with
 from bridge.talon.client import ApiResult, TalonClient, idempotency_key_for
 from bridge.talon.summary import EventSummary, IntegrationSummary, SummaryEffect
 from bridge.types import EventsApi
+from bridge.worker.cart_json import CartJson, line_body
 
 __all__ = ["Applied", "Handlers"]
 
@@ -47,6 +48,8 @@ _R = TypeVar("_R", bound=BaseModel)
 
 # Ask for the session back so the effects record can carry the state after the call.
 _SESSION_CONTENT = ["customerSession"]
+# Where a session update's cart sits in the request model.
+_CART_PATH = ("customer_session", "cart_items")
 
 
 class Applied(msgspec.Struct, frozen=True, gc=False):
@@ -150,40 +153,36 @@ def _validated(model: type[_R], body: dict[str, Any]) -> _R | Prepared[_R]:
 
 
 def session_request(
-    p: UpdateCustomerSession,
+    p: UpdateCustomerSession, carts: CartJson | None = None, session_id: str = ""
 ) -> m.IntegrationRequest | Prepared[m.IntegrationRequest]:
+    """The body of `p`'s updateCustomerSessionV2; its cart's JSON from `carts` when given."""
     check_session(p)
     items = p.cart_items
     costs = p.additional_costs
-    session = {
+    session: dict[str, Any] = {
         "profileId": p.profile_id,
         "storeIntegrationId": p.store_integration_id,
         "couponCodes": p.coupon_codes,
         "referralCode": p.referral_code,
         "loyaltyCards": p.loyalty_cards,
         "state": p.state,
-        "cartItems": None
-        if items is None
-        else [
-            {
-                "sku": i.sku,
-                "quantity": i.quantity,
-                "price": i.price,
-                "name": i.name,
-                "category": i.category,
-                "attributes": i.attributes or None,
-            }
-            for i in items
-        ],
+        "cartItems": None,
         "additionalCosts": None
         if costs is None
         else {k: {"price": v.price} for k, v in costs.items()},
         "identifiers": p.identifiers,
         "attributes": p.attributes,
     }
-    return _validated(
-        m.IntegrationRequest, {"customerSession": session, "responseContent": _SESSION_CONTENT}
-    )
+    body = {"customerSession": session, "responseContent": _SESSION_CONTENT}
+    if items is not None and carts is not None:
+        cart = carts.json(session_id, items)
+        if cart is not None:
+            prepared = prepare_with(m.IntegrationRequest, body, _CART_PATH, cart)
+            if prepared is not None:
+                return prepared
+    if items is not None:
+        session["cartItems"] = [line_body(i) for i in items]
+    return _validated(m.IntegrationRequest, body)
 
 
 def event_request(
@@ -252,6 +251,7 @@ class Handlers:
         self.client = client
         self.events_api = events_api
         self.on_deduplicated = on_deduplicated
+        self._carts = CartJson()
 
     async def _event_v3(self, cmd: Command, payload: TrackEvent | TrackEventV3) -> Applied:
         integration_id = cmd.event_integration_id
@@ -281,7 +281,7 @@ class Handlers:
         if isinstance(payload, UpdateCustomerSession):
             result = await self.client.update_customer_session(
                 cmd.session_id,
-                session_request(payload),
+                session_request(payload, self._carts, cmd.session_id),
                 dry=cmd.dry,
                 idempotency_key=key,
                 event_id=cmd.event_id,
