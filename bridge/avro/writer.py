@@ -134,7 +134,25 @@ def _name(value: str) -> bytes:
     return found
 
 
+# The encodings of the last effects written, by record object: answers' repeated effects
+# come as the very same records (`bridge.talon.summary`), which are immutable. Each entry holds
+# its record, so an id is never reused while it is kept.
+_EFFECTS: dict[int, tuple[EffectRecord, tuple[bytes, ...]]] = {}
+_EFFECTS_MAX: Final = 8192
+
+
 def _effect(e: EffectRecord) -> tuple[bytes, ...]:
+    found = _EFFECTS.get(id(e))
+    if found is not None and found[0] is e:
+        return found[1]
+    out = (b"".join(_effect_fields(e)),)
+    if len(_EFFECTS) >= _EFFECTS_MAX:
+        del _EFFECTS[next(iter(_EFFECTS))]
+    _EFFECTS[id(e)] = (e, out)
+    return out
+
+
+def _effect_fields(e: EffectRecord) -> tuple[bytes, ...]:
     head = (
         _long(e.campaign_id),
         _long(e.ruleset_id),

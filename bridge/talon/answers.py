@@ -82,13 +82,17 @@ _DECODERS: Final[dict[type[msgspec.Struct], msgspec.json.Decoder[Any]]] = {}
 
 
 def parse(model: type[_M], body: bytes) -> _M:
-    """`body` read as `model`; no body stands for `_NO_CONTENT`."""
+    """`body` read as `model` (by its own `from_json` if it has one); no body stands for
+    `_NO_CONTENT`."""
     if issubclass(model, msgspec.Struct):
+        if not body:
+            return msgspec.convert(_NO_CONTENT, model, strict=False)
+        own = getattr(model, "from_json", None)
+        if own is not None:
+            return cast(_M, own(body))
         decoder = _DECODERS.get(model)
         if decoder is None:
             decoder = _DECODERS.setdefault(model, msgspec.json.Decoder(model, strict=False))
-        if not body:
-            return msgspec.convert(_NO_CONTENT, model, strict=False)
         return cast(_M, decoder.decode(body))
     if not body:
         return model.model_validate(_NO_CONTENT)

@@ -38,7 +38,7 @@ from bridge.limits import check_event, check_event_id, check_return, check_sessi
 from bridge.talon import models as m
 from bridge.talon.bodies import Prepared, prepare, prepare_with
 from bridge.talon.client import ApiResult, TalonClient, idempotency_key_for
-from bridge.talon.summary import EventSummary, IntegrationSummary, SummaryEffect
+from bridge.talon.summary import EventSummary, IntegrationSummary
 from bridge.types import EventsApi
 from bridge.worker.cart_json import CartJson, line_body
 
@@ -81,32 +81,11 @@ class Applied(msgspec.Struct, frozen=True, gc=False):
         )
 
 
-def _effects(effects: list[SummaryEffect]) -> list[EffectRecord]:
-    return [
-        EffectRecord(
-            campaign_id=e.campaign_id,
-            ruleset_id=e.ruleset_id,
-            rule_index=e.rule_index,
-            rule_name=e.rule_name,
-            effect_type=e.effect_type,
-            props=e.props_json,
-            triggered_by_coupon=e.triggered_by_coupon,
-            triggered_for_catalog_item=e.triggered_for_catalog_item,
-            condition_index=e.condition_index,
-            evaluation_group_id=e.evaluation_group_id,
-            evaluation_group_mode=e.evaluation_group_mode,
-            campaign_revision_id=e.campaign_revision_id,
-            campaign_revision_version_id=e.campaign_revision_version_id,
-        )
-        for e in effects
-    ]
-
-
 def _applied(result: ApiResult[IntegrationSummary], state: SessionState | None) -> Applied:
     body = result.value
     return Applied(
         session_state=state,
-        effects=_effects(body.effects),
+        effects=body.effects,
         created_coupons=[
             CreatedCouponRecord(id=c.id, campaign_id=c.campaign_id, value=c.value or "")
             for c in body.created_coupons
@@ -270,7 +249,7 @@ class Handlers:
             )
             if self.on_deduplicated is not None:
                 self.on_deduplicated()
-            return Applied(None, _effects(stored.value.effects), [], [], replayed=False)
+            return Applied(None, stored.value.effects, [], [], replayed=False)
         return _applied(event, None)
 
     async def apply(self, cmd: Command) -> Applied:

@@ -157,3 +157,14 @@ def test_codec_reads_the_bundled_schema_by_hand() -> None:
     assert isinstance(codec._read_command, partial)
     assert codec._read_command.func is command_reader.read
     assert codec.decode_command(data) == UPDATE_FULL
+
+
+@PROPERTY
+@given(rec=effects_records)
+def test_property_effects_written_again_are_the_same_bytes(rec: EffectsEmitted) -> None:
+    # The writer keeps each effect record's encoding; the same records, or equal new ones,
+    # write the same bytes.
+    first = effects_writer.write(rec)
+    assert effects_writer.write(rec) == first
+    copies = [msgspec.structs.replace(e) for e in rec.effects]
+    assert effects_writer.write(msgspec.structs.replace(rec, effects=copies)) == first

@@ -32,6 +32,7 @@ from bridge.talon import (
     TalonClient,
     TrackEventV2Response,
     parse_retry_after,
+    summary,
 )
 from bridge.talon.transports import Answer, MockTransport, answer
 from tests.support.talon import (
@@ -129,9 +130,9 @@ async def test_summary_keeps_props_as_sent_and_skips_what_it_does_not_read() -> 
         result = await client.update_customer_session("s", SESSION_BODY, model=IntegrationSummary)
     first, second = result.value.effects
     # Republished byte for byte: never parsed and written out again.
-    assert first.props_json.encode() == props
+    assert first.props.encode() == props
     assert first.campaign_id == 12  # lenient, like the pydantic models
-    assert second.props_json == "null"
+    assert second.props == "null"
     assert result.value.customer_session is not None
     assert result.value.customer_session.state == "closed"
 
@@ -419,3 +420,30 @@ async def test_api_key_echoed_with_json_escapes_is_masked_in_the_body_and_dead_l
     for _, value in headers:
         assert API_KEY.encode() not in value
     assert dict(headers)[H_ERROR_BODY].count(b"***") == 2
+
+
+def test_repeated_effects_are_read_once_and_kept_within_bounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(summary, "_KEPT", {})
+    monkeypatch.setattr(summary, "EFFECTS_KEPT", 2)
+
+    def effect(n: int) -> bytes:
+        return (
+            b'{"campaignId": 1, "rulesetId": 2, "ruleIndex": 0, "ruleName": "r",'
+            b' "effectType": "setDiscountPerItem", "props": {"position": %d}}' % n
+        )
+
+    def read(*effects: bytes) -> list[Any]:
+        body = b'{"effects": [%b], "createdCoupons": [], "createdReferrals": []}'
+        return IntegrationSummary.from_json(body % b",".join(effects)).effects
+
+    first = read(effect(0), effect(1))
+    again = read(effect(0), effect(1), effect(0))
+    # The same records, not equal copies: the Avro writer keeps their encodings by identity.
+    assert again[0] is first[0] and again[1] is first[1] and again[2] is first[0]
+    positions = [orjson.loads(e.props)["position"] for e in again]
+    assert positions == [0, 1, 0]
+    read(effect(2))
+    assert len(summary._KEPT) == 2
+    assert read(effect(0))[0] is not first[0]

@@ -12,12 +12,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 import orjson
 import pytest
 import talon_one.models as sdk
 from pydantic import BaseModel
 
+from bridge.commands import EffectRecord
 from bridge.talon.models import (
     AdditionalCost,
     CartItem,
@@ -33,7 +33,7 @@ from bridge.talon.models import (
     ReturnIntegrationRequest,
     TrackEventV2Response,
 )
-from bridge.talon.summary import IntegrationSummary, SummaryEffect
+from bridge.talon.summary import IntegrationSummary
 
 CREATED = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
 UPDATED = datetime(2026, 1, 10, 9, 5, tzinfo=UTC)
@@ -448,7 +448,7 @@ def test_update_and_return_response_built_by_the_sdk() -> None:
 
 def assert_summary_matches(text: str, full: IntegrationStateV2 | TrackEventV2Response) -> None:
     """The lean reading carries exactly what the full model says the bridge republishes."""
-    summary = msgspec.json.decode(text, type=IntegrationSummary)
+    summary = IntegrationSummary.from_json(text.encode())
     assert [effect_view(e) for e in summary.effects] == [effect_view(e) for e in full.effects]
     assert [(c.id, c.campaign_id, c.value) for c in summary.created_coupons] == [
         (c.id, c.campaign_id, c.value) for c in full.created_coupons
@@ -480,12 +480,10 @@ _EFFECT_FIELDS = (
 )
 
 
-def effect_view(effect: Effect | SummaryEffect) -> dict[str, Any]:
+def effect_view(effect: Effect | EffectRecord) -> dict[str, Any]:
     """The fields of an effect that the effects record carries, props parsed."""
     view = {name: getattr(effect, name) for name in _EFFECT_FIELDS}
-    view["props"] = (
-        orjson.loads(effect.props_json) if isinstance(effect, SummaryEffect) else effect.props
-    )
+    view["props"] = orjson.loads(effect.props) if isinstance(effect, EffectRecord) else effect.props
     return view
 
 

@@ -48,7 +48,7 @@ async def test_each_call_can_read_only_the_summary() -> None:
         full = await client.update_customer_session("s", SESSION_BODY)
     for result in (session, event, returned):
         assert isinstance(result.value, IntegrationSummary)
-        assert [(e.effect_type, orjson.loads(e.props_json)) for e in result.value.effects] == [
+        assert [(e.effect_type, orjson.loads(e.props)) for e in result.value.effects] == [
             (e.effect_type, e.props) for e in full.value.effects
         ]
     summary_session, full_session = session.value.customer_session, full.value.customer_session
