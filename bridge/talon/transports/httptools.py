@@ -49,6 +49,18 @@ _BAD_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Keep-alive is this transport's own business too.
 _DERIVED: Final = DERIVED_HEADERS | {"connection"}
 _MAX_ORIGINS: Final = 64
+_MAX_LINES: Final = 256
+
+
+def _line(name: str, value: str) -> str:
+    """A header's line of the request head ("" for one the transport derives itself)."""
+    if name.lower() in _DERIVED:
+        return ""
+    if _BAD_NAME.search(name) or _BAD_VALUE.search(value):
+        raise httpx.LocalProtocolError(
+            f"header {name!r} cannot be sent: control characters or a bad name"
+        )
+    return f"{name}: {value}\r\n"
 
 
 class HttptoolsTransport(PooledTransport):
@@ -83,6 +95,8 @@ class HttptoolsTransport(PooledTransport):
         self._idle: dict[str, deque[Connection]] = {}  # by scheme://authority
         self._open: set[Connection] = set()
         self._origins: dict[str, Origin] = {}
+        # Header lines already checked: most headers are the same on every request.
+        self._lines: dict[tuple[str, str], str] = {}
         self._closed = False
 
     async def aclose(self) -> None:
@@ -143,14 +157,15 @@ class HttptoolsTransport(PooledTransport):
         if not target.startswith("/"):
             target = "/" + target
         lines = [f"{request.method} {target} HTTP/1.1\r\nHost: {origin.authority}\r\n"]
-        for name, value in request.headers:
-            if name.lower() in _DERIVED:
-                continue
-            if _BAD_NAME.search(name) or _BAD_VALUE.search(value):
-                raise httpx.LocalProtocolError(
-                    f"header {name!r} cannot be sent: control characters or a bad name"
-                )
-            lines.append(f"{name}: {value}\r\n")
+        checked = self._lines
+        for header in request.headers:
+            line = checked.get(header)
+            if line is None:
+                line = _line(*header)
+                if len(checked) >= _MAX_LINES:
+                    checked.clear()
+                checked[header] = line
+            lines.append(line)
         body = request.body
         if body or request.method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body)}\r\n")

@@ -190,6 +190,20 @@ async def test_unsupported_urls_are_refused(url: str) -> None:
     assert "secret" not in str(caught.value)
 
 
+async def test_checked_header_lines_are_kept_within_bounds() -> None:
+    async with HttptoolsTransport() as transport:
+        for n in range(600):
+            headers = [("Accept", "*/*"), ("Content-Length", "9"), ("Idempotency-Key", f"k{n}")]
+            _, _, head = transport._encode(Request("GET", "http://h/x", headers, b"", Timeouts()))
+            lines = ["GET /x HTTP/1.1", "Host: h", "Accept: */*", f"Idempotency-Key: k{n}"]
+            assert head == ("\r\n".join(lines) + "\r\n\r\n").encode()
+        assert len(transport._lines) <= 256
+        # A header refused once is refused again: it is never kept.
+        for _ in range(2):
+            with pytest.raises(httpx.LocalProtocolError):
+                transport._encode(Request("GET", "http://h/x", [("X", "a\nb")], b"", Timeouts()))
+
+
 async def test_answers_over_the_size_limits_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http1, "MAX_ANSWER_BYTES", 1_000)
     monkeypatch.setattr(http1, "MAX_HEADER_BYTES", 1_000)
