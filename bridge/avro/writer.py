@@ -99,7 +99,11 @@ def write(rec: EffectsEmitted) -> bytes:
         _NULL if state is None else _PRESENT + _int(_SESSION_STATES[state]),
         b"\x01" if rec.dry else b"\x00",
     ]
-    _array(parts, rec.effects, _effect)
+    effects = rec.effects
+    if effects:
+        parts.append(_long(len(effects)))
+        parts += map(_effect, effects)
+    parts.append(_NULL)
     _array(parts, rec.created_coupons, _coupon)
     _array(parts, rec.created_referrals, _referral)
     return b"".join(parts)
@@ -137,15 +141,15 @@ def _name(value: str) -> bytes:
 # The encodings of the last effects written, by record object: answers' repeated effects
 # come as the very same records (`bridge.talon.summary`), which are immutable. Each entry holds
 # its record, so an id is never reused while it is kept.
-_EFFECTS: dict[int, tuple[EffectRecord, tuple[bytes, ...]]] = {}
+_EFFECTS: dict[int, tuple[EffectRecord, bytes]] = {}
 _EFFECTS_MAX: Final = 8192
 
 
-def _effect(e: EffectRecord) -> tuple[bytes, ...]:
+def _effect(e: EffectRecord) -> bytes:
     found = _EFFECTS.get(id(e))
     if found is not None and found[0] is e:
         return found[1]
-    out = (b"".join(_effect_fields(e)),)
+    out = b"".join(_effect_fields(e))
     if len(_EFFECTS) >= _EFFECTS_MAX:
         del _EFFECTS[next(iter(_EFFECTS))]
     _EFFECTS[id(e)] = (e, out)

@@ -36,17 +36,17 @@ class CartJson:
     __slots__ = ("_known", "_size")
 
     def __init__(self, size: int = 8192) -> None:
-        self._known: dict[str, tuple[list[CartItem], list[bytes]]] = {}
+        self._known: dict[str, tuple[tuple[CartItem, ...], tuple[bytes, ...]]] = {}
         self._size = size
 
     def json(self, session_id: str, items: list[CartItem]) -> bytes | None:
         """The JSON array of `items`, or None when a line needs the request model to tell
         (the caller then checks the whole body through it, for the error naming the line)."""
         known = self._known.pop(session_id, None)
-        if known is not None and items[: len(known[0])] == known[0]:
-            lines, parts = known
+        if known is not None and tuple(items[: len(known[0])]) == known[0]:
+            lines, parts = known[0], list(known[1])
         else:
-            lines, parts = [], []
+            lines, parts = (), []
         for item in items[len(lines) :]:
             part = serialised(m.CartItem, line_body(item))
             if part is None:
@@ -54,7 +54,8 @@ class CartJson:
             parts.append(part)
         if len(self._known) >= self._size:
             del self._known[next(iter(self._known))]
-        self._known[session_id] = (items[:], parts)
+        # Tuples of untracked objects, which the garbage collector stops scanning.
+        self._known[session_id] = (tuple(items), tuple(parts))
         return b"[%b]" % b",".join(parts)
 
     def __len__(self) -> int:
