@@ -397,5 +397,6 @@ def read(b: bytes, i: int, carts: Carts | None = None) -> Command:
     if carts is not None and start >= 0:
         assert isinstance(payload, UpdateCustomerSession)  # noqa: S101 - branch 2 above
         assert payload.cart_items is not None  # noqa: S101 - a cart has a start
-        carts.put(session_id, b[start:end], tuple(payload.cart_items))
+        if payload.state == "open":  # a closed or cancelled cart is not updated again
+            carts.put(session_id, b[start:end], tuple(payload.cart_items))
     return Command(event_id, session_id, occurred_at, payload, source, dry == 1)

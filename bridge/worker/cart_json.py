@@ -39,9 +39,10 @@ class CartJson:
         self._known: dict[str, tuple[tuple[CartItem, ...], tuple[bytes, ...]]] = {}
         self._size = size
 
-    def json(self, session_id: str, items: list[CartItem]) -> bytes | None:
+    def json(self, session_id: str, items: list[CartItem], keep: bool = True) -> bytes | None:
         """The JSON array of `items`, or None when a line needs the request model to tell
-        (the caller then checks the whole body through it, for the error naming the line)."""
+        (the caller then checks the whole body through it, for the error naming the line).
+        With `keep` False (a closed or cancelled cart) the session's lines are dropped."""
         known = self._known.pop(session_id, None)
         if known is not None and tuple(items[: len(known[0])]) == known[0]:
             lines, parts = known[0], list(known[1])
@@ -52,6 +53,8 @@ class CartJson:
             if part is None:
                 return None
             parts.append(part)
+        if not keep:
+            return b"[%b]" % b",".join(parts)
         if len(self._known) >= self._size:
             del self._known[next(iter(self._known))]
         # Tuples of untracked objects, which the garbage collector stops scanning.

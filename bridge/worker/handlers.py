@@ -154,7 +154,7 @@ def session_request(
     }
     body = {"customerSession": session, "responseContent": _SESSION_CONTENT}
     if items is not None and carts is not None:
-        cart = carts.json(session_id, items)
+        cart = carts.json(session_id, items, keep=p.state == "open")
         if cart is not None:
             prepared = prepare_with(m.IntegrationRequest, body, _CART_PATH, cart)
             if prepared is not None:

@@ -157,3 +157,14 @@ def test_an_unreadable_update_is_not_remembered() -> None:
     except command_reader.Unreadable:
         pass
     assert len(carts) == 0
+
+
+def test_a_closed_or_cancelled_cart_is_not_remembered() -> None:
+    carts = command_reader.Carts()
+    lines = [CartItem("SKU-1", 1)]
+    for state in ("closed", "cancelled"):
+        payload = UpdateCustomerSession(profile_id="p-1", state=state, cart_items=lines)
+        command_reader.read(fastavro_body(Command("e", "s-1", 0, payload)), 0, carts)
+        assert len(carts) == 0
+    command_reader.read(fastavro_body(_update("s-1", lines)), 0, carts)
+    assert len(carts) == 1

@@ -88,3 +88,10 @@ def test_sessions_kept_are_bounded() -> None:
     for session in ("a", "b", "c", "a"):
         carts.json(session, [CartItem("x", 1)])
     assert len(carts) == 2
+
+
+def test_a_closed_cart_is_not_kept() -> None:
+    carts = CartJson()
+    carts.json("s", [CartItem("a", 1)])
+    assert carts.json("s", [CartItem("a", 1)], keep=False) == b'[{"sku":"a","quantity":1}]'
+    assert len(carts) == 0
