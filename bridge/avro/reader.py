@@ -31,6 +31,7 @@ from bridge.commands import (
     TrackEventV3,
     UpdateCustomerSession,
 )
+from bridge.recent import Recent
 
 __all__ = ["FINGERPRINT", "Carts", "Unreadable", "read"]
 
@@ -333,30 +334,14 @@ def _return_items(b: bytes, i: int) -> tuple[ReturnCartItems, int]:
     return ReturnCartItems(items), i
 
 
-class Carts:
+class Carts(Recent[_Known]):
     """The last cart read for each of up to `size` sessions, least recently read dropped.
 
     Held by whoever reads a stream of commands (the codec), so that a session's next update
     reads only its new cart lines.
     """
 
-    __slots__ = ("_known", "_size")
-
-    def __init__(self, size: int = 8192) -> None:
-        self._known: dict[str, _Known] = {}
-        self._size = size
-
-    def get(self, session_id: str) -> _Known | None:
-        return self._known.pop(session_id, None)
-
-    def put(self, session_id: str, raw: bytes, items: tuple[CartItem, ...]) -> None:
-        known = self._known
-        if len(known) >= self._size:
-            del known[next(iter(known))]
-        known[session_id] = (raw, items)
-
-    def __len__(self) -> int:
-        return len(self._known)
+    __slots__ = ()
 
 
 def read(b: bytes, i: int, carts: Carts | None = None) -> Command:
@@ -398,5 +383,5 @@ def read(b: bytes, i: int, carts: Carts | None = None) -> Command:
         assert isinstance(payload, UpdateCustomerSession)  # noqa: S101 - branch 2 above
         assert payload.cart_items is not None  # noqa: S101 - a cart has a start
         if payload.state == "open":  # a closed or cancelled cart is not updated again
-            carts.put(session_id, b[start:end], tuple(payload.cart_items))
+            carts.put(session_id, (b[start:end], tuple(payload.cart_items)))
     return Command(event_id, session_id, occurred_at, payload, source, dry == 1)

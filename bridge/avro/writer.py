@@ -140,14 +140,14 @@ def _name(value: str) -> bytes:
 
 # The encodings of the last effects written, by record object: answers' repeated effects
 # come as the very same records (`bridge.talon.summary`), which are immutable. Each entry holds
-# its record, so an id is never reused while it is kept.
+# its record, so no other object can have that id while it is kept.
 _EFFECTS: dict[int, tuple[EffectRecord, bytes]] = {}
 _EFFECTS_MAX: Final = 8192
 
 
 def _effect(e: EffectRecord) -> bytes:
     found = _EFFECTS.get(id(e))
-    if found is not None and found[0] is e:
+    if found is not None:
         return found[1]
     out = b"".join(_effect_fields(e))
     if len(_EFFECTS) >= _EFFECTS_MAX:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.commands import CartItem
+from bridge.recent import Recent
 from bridge.talon import models as m
 from bridge.talon.bodies import serialised
 
@@ -33,32 +34,28 @@ class CartJson:
     """The last cart lines and their JSON for each of up to `size` sessions, least recently
     used dropped."""
 
-    __slots__ = ("_known", "_size")
+    __slots__ = ("_known",)
 
     def __init__(self, size: int = 8192) -> None:
-        self._known: dict[str, tuple[tuple[CartItem, ...], tuple[bytes, ...]]] = {}
-        self._size = size
+        # Tuples of untracked objects, which the garbage collector stops scanning.
+        self._known: Recent[tuple[tuple[CartItem, ...], tuple[bytes, ...]]] = Recent(size)
 
     def json(self, session_id: str, items: list[CartItem], keep: bool = True) -> bytes | None:
         """The JSON array of `items`, or None when a line needs the request model to tell
         (the caller then checks the whole body through it, for the error naming the line).
         With `keep` False (a closed or cancelled cart) the session's lines are dropped."""
-        known = self._known.pop(session_id, None)
+        known = self._known.get(session_id)
         if known is not None and tuple(items[: len(known[0])]) == known[0]:
-            lines, parts = known[0], list(known[1])
+            parts = list(known[1])
         else:
-            lines, parts = (), []
-        for item in items[len(lines) :]:
+            parts = []
+        for item in items[len(parts) :]:
             part = serialised(m.CartItem, line_body(item))
             if part is None:
                 return None
             parts.append(part)
-        if not keep:
-            return b"[%b]" % b",".join(parts)
-        if len(self._known) >= self._size:
-            del self._known[next(iter(self._known))]
-        # Tuples of untracked objects, which the garbage collector stops scanning.
-        self._known[session_id] = (tuple(items), tuple(parts))
+        if keep:
+            self._known.put(session_id, (tuple(items), tuple(parts)))
         return b"[%b]" % b",".join(parts)
 
     def __len__(self) -> int:
