@@ -464,11 +464,14 @@ def _latencies(
     return out
 
 
-def _latency(cell: Cell, system: str, rate: float, seconds: float, warmup: int) -> Result:
+def _latency(
+    cell: Cell, system: str, rate: float, seconds: float, warmup: int, processes: int = 1
+) -> Result:
     """p50/p99 end-to-end latency of `system` with commands produced at `rate` per second.
 
     The system first works through a backlog of `warmup` commands (JIT, caches,
-    connection pools), and is idle again before the measured commands are produced.
+    connection pools), and is idle again before the measured commands are produced. CPU is
+    counted from the first measured command produced to the last one's output.
     """
     topics = fresh_topics(cell.conf, cell.partitions)
     cell.sim.reset()
@@ -480,15 +483,15 @@ def _latency(cell: Cell, system: str, rate: float, seconds: float, warmup: int) 
         run_id=uuid.uuid4().hex[:6],
     )
     counter = _OutputCounter(cell.conf, topics["out"], cell.partitions)
-    res = Result(system, cell.latency_ms, cell.sessions, latency_rate=rate, load=_load())
+    res = Result(system, cell.latency_ms, cell.sessions, processes, latency_rate=rate, load=_load())
     encode = _encoder(cell, system)
     admin = AdminClient(cell.conf)
     # The naive consumer's time box must outlast the warm-up and the measured commands.
     naive_s = seconds + warmup / max(rate, 1.0) + 120
     try:
-        with _system(cell, system, topics, naive_seconds=naive_s) as run:
+        with _system(cell, system, topics, processes=processes, naive_seconds=naive_s) as run:
             wait_for(
-                lambda: _assigned(admin, run.group, cell.partitions),
+                lambda: _assigned(admin, run.group, cell.partitions, processes),
                 120,
                 f"{system} to be assigned its partitions",
                 step=0.5,
@@ -498,11 +501,16 @@ def _latency(cell: Cell, system: str, rate: float, seconds: float, warmup: int) 
                 produce_commands(cell.conf, topics["in"], iter(warm), encode=encode)
                 _watch(counter, run.pids, warmup, 600, run.alive)
             from_ms = time.time() * 1000
+            cpu0, _ = _usage(run.pids, None)
+            t0 = time.monotonic()
             # No linger: latency starts when a command is handed to the producer.
             sent = produce_commands(
                 cell.conf, topics["in"], generate(spec), encode=encode, rate=rate, linger_ms=0
             )
-            _watch(counter, run.pids, warmup + sent, 300, run.alive)
+            last = _watch(counter, run.pids, warmup + sent, 300, run.alive)[-1]
+            res.commands, res.seconds = sent, last.t - t0
+            res.cpu_s, res.rss_mb = last.cpu - cpu0, last.rss
+            res.conflicts = int(cell.sim.stats()["conflicts_409"])
     finally:
         counter.close()
     lat = _latencies(cell, system, topics, warmup + sent, from_ms)

@@ -1,0 +1,199 @@
+"""CPU per command and end-to-end latency at fixed input rates.
+
+Run: ``.venv/bin/python -m benchmarks.paced --bootstrap 127.0.0.1:9092 --rates 250,500,1000,1500
+--workers 1,2 --variant 'wait20={"fetch.wait.max.ms":20,"fetch.min.bytes":1048576}'
+--repeat 2`` (``--baseline REV`` adds that git revision's bridge, one process).
+
+A backlog measures a command's cost when the worker is never idle. Production input mostly
+comes slower than that, and then each command is read, sent and published on its own: its
+thread hand-offs and wake-ups are not shared with other commands. This benchmark measures a
+command's cost at the rates the worker actually runs at.
+
+For every input rate, every system runs in turn on fresh topics (`compare._latency`): once
+it owns every partition it works through a warm-up backlog of ``--warmup`` commands, then
+commands are produced at the rate (no linger) for ``--seconds``. The systems:
+
+- **shipped**: the working tree's bridge as it ships, 1 process; every ratio is against it;
+- each ``--variant NAME=JSON``: the working tree with that JSON object of librdkafka
+  properties merged into ``BRIDGE_KAFKA_CONFIG`` (the wait above lets the broker hold a fetch
+  for up to 20 ms to fill it, so a slow stream comes in batches);
+- each ``--workers`` count above 1: the same as one ``BRIDGE_WORKERS=N`` pod, at the same
+  total rate, so each process gets 1/N of it;
+- the baseline revision, with ``--baseline REV``.
+
+Figures, medians of ``--repeat`` runs (the systems alternate within a repeat):
+
+- **CPU ms per command**: user + system CPU of the bridge's processes (a pod: the
+  supervisor and its workers) from the first measured command produced to the last one's
+  output, over the measured commands; **efficiency** = shipped's CPU per command / this
+  system's, so 2 processes at 0.9 do 90% of one process's commands per CPU-second;
+- **p50/p99**: output timestamp minus input CreateTime, in ms, as in `benchmarks.compare`;
+- **409s**: the simulator's count over the run (warm-up included); the goal is 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.baseline import install
+from benchmarks.compare import Cell, _latency
+from benchmarks.e2e import API_KEY, add_worker_env, broker
+from benchmarks.peer_report import BRIDGE, Result, baseline_name, fmt
+from bridge.simulator.process import SimulatorProcess
+
+SHIPPED = "shipped"
+
+
+@dataclasses.dataclass(frozen=True)
+class System:
+    name: str
+    env: dict[str, str]  # the working tree's extra settings; ignored for the baseline
+    processes: int = 1
+    baseline: bool = False
+
+
+def _variant(text: str) -> tuple[str, dict[str, Any]]:
+    name, _, props = text.partition("=")
+    try:
+        conf = json.loads(props)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=JSON ({exc})") from exc
+    if not name or not isinstance(conf, dict):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME={{librdkafka properties}}")
+    return name, conf
+
+
+def systems(
+    tree_env: dict[str, str],
+    variants: Sequence[tuple[str, dict[str, Any]]],
+    workers: Sequence[int],
+    baseline: str | None,
+) -> list[System]:
+    """Every system to run at each rate, shipped first."""
+    shared = json.loads(tree_env.get("BRIDGE_KAFKA_CONFIG", "{}"))
+    out: list[System] = []
+    for name, props in [(SHIPPED, {}), *variants]:
+        env = dict(tree_env)
+        if props:
+            env["BRIDGE_KAFKA_CONFIG"] = json.dumps({**shared, **props})
+        for n in workers:
+            label = name if n == 1 else f"{name} x{n}"
+            out.append(System(label, env, n))
+    if baseline:
+        out.append(System(baseline_name(baseline), {}, 1, baseline=True))
+    return out
+
+
+def _median(runs: list[Result]) -> Result:
+    """The run with the median CPU per command; `rates` keeps every run's (ms/command)."""
+    ordered = sorted(runs, key=lambda r: r.cpu_per_1k or 0.0)
+    median = ordered[len(ordered) // 2]
+    median.rates = [r.cpu_per_1k or 0.0 for r in runs]
+    return median
+
+
+def table(rows: dict[tuple[float, str], Result], names: Sequence[str]) -> str:
+    """One row per rate and system: CPU per command (every run), efficiency, latency, 409s."""
+    lines = [
+        "| rate /s | system | CPU ms/command (runs) | efficiency | p50 ms | p99 ms | 409s |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for rate in sorted({r for r, _ in rows}):
+        ref = rows[(rate, SHIPPED)].cpu_per_1k
+        for name in names:
+            r = rows[(rate, name)]
+            cpu = r.cpu_per_1k
+            runs = ", ".join(f"{v:.3f}" for v in r.rates)
+            eff = f"{ref / cpu:.2f}" if ref and cpu else ""
+            lines.append(
+                f"| {rate:,.0f} | {name} | {fmt(cpu, '.3f')} ({runs}) | {eff}"
+                f" | {fmt(r.p50_ms, '.0f')} | {fmt(r.p99_ms, '.0f')} | {r.conflicts} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rates", default="250,500,1000,1500", help="commands per second")
+    parser.add_argument("--seconds", type=float, default=20, help="measured seconds per run")
+    parser.add_argument("--warmup", type=int, default=3000, help="warm-up backlog, commands")
+    parser.add_argument("--latency-ms", type=float, default=20, help="simulated API latency")
+    parser.add_argument("--sessions", type=int, default=10_000)
+    parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument("--in-flight", type=int, default=256)
+    parser.add_argument("--workers", default="1", help="process counts, e.g. 1,2")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        type=_variant,
+        metavar="NAME=JSON",
+        help="also run the working tree with these librdkafka properties, repeatable",
+    )
+    parser.add_argument("--baseline", default=None, metavar="REV")
+    parser.add_argument("--bootstrap", default=None, help="an existing broker")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
+    add_worker_env(parser, "a setting for the working tree's workers, repeatable")
+    args = parser.parse_args(argv)
+
+    tree_env = dict(item.split("=", 1) for item in args.worker_env)
+    workers = [int(x) for x in args.workers.split(",") if x]
+    plan = systems(tree_env, args.variant, workers, args.baseline)
+    python = install(args.baseline) if args.baseline else None
+    logs = Path("benchmarks/results/logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    rows: dict[tuple[float, str], Result] = {}
+    started = time.monotonic()
+    with broker(args.bootstrap) as bootstrap:
+        sim_args = ["--latency-ms", str(args.latency_ms), "--latency-jitter-ms", "2"]
+        with SimulatorProcess(api_key=API_KEY, args=sim_args) as sim:
+            for rate in [float(x) for x in args.rates.split(",") if x]:
+                runs: dict[str, list[Result]] = {s.name: [] for s in plan}
+                for _ in range(args.repeat):
+                    for s in plan:
+                        cell = Cell(
+                            {"bootstrap.servers": bootstrap},
+                            sim,
+                            args.latency_ms,
+                            args.sessions,
+                            args.partitions,
+                            args.in_flight,
+                            logs,
+                            (s.name, python) if s.baseline and python else None,
+                            one_pod=True,
+                            tree_env=s.env,
+                        )
+                        kind = s.name if s.baseline else BRIDGE
+                        r = _latency(cell, kind, rate, args.seconds, args.warmup, s.processes)
+                        runs[s.name].append(r)
+                        print(
+                            f"{rate:,.0f}/s {s.name}: {fmt(r.cpu_per_1k, '.3f')} CPU ms/command,"
+                            f" p50 {fmt(r.p50_ms, '.0f')} ms, p99 {fmt(r.p99_ms, '.0f')} ms,"
+                            f" 409s {r.conflicts}",
+                            flush=True,
+                        )
+                for name, done in runs.items():
+                    rows[(rate, name)] = _median(done)
+    print(
+        f"\n{args.sessions:,} sessions, {args.partitions} partitions, {args.latency_ms:.0f} ms"
+        f" API, {args.seconds:.0f} s per run, {args.repeat} run(s);"
+        f" {(time.monotonic() - started) / 60:.1f} min\n"
+    )
+    out = table(rows, [s.name for s in plan])
+    print(out)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(out + "\n")
+
+
+if __name__ == "__main__":
+    main()
