@@ -29,9 +29,10 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bridge import applications as apps
+from bridge.passthrough import check_pass_through
 from bridge.types import EventsApi, HttpEngine, LogFormat
 
-__all__ = ["ENV_PREFIX", "SECRETS_DIR", "KafkaSettings", "Settings", "is_secret_property"]
+__all__ = ["ENV_PREFIX", "SECRETS_DIR", "KafkaSettings", "Settings"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,11 @@ class KafkaSettings(BaseSettings):
         default_factory=dict,
         description="JSON object of librdkafka properties for the producers only (e.g. "
         "`linger.ms`), on top of BRIDGE_KAFKA_CONFIG; secret properties are refused here",
+    )
+    kafka_consumer_config: Annotated[dict[str, str | int | float | bool], NoDecode] = Field(
+        default_factory=dict,
+        description="JSON object of librdkafka properties for the worker's input consumer only "
+        "(e.g. `fetch.wait.max.ms`), on top of BRIDGE_KAFKA_CONFIG; secrets are refused here",
     )
     kafka_secret_config: SecretStr | None = Field(
         default=None,
@@ -169,7 +175,9 @@ class KafkaSettings(BaseSettings):
             return [t.strip() for t in value.split(",") if t.strip()]
         return value
 
-    @field_validator("kafka_config", "kafka_producer_config", mode="before")
+    @field_validator(
+        "kafka_config", "kafka_producer_config", "kafka_consumer_config", mode="before"
+    )
     @classmethod
     def _json_object(cls, value: Any) -> Any:
         if isinstance(value, str | bytes):
@@ -179,16 +187,10 @@ class KafkaSettings(BaseSettings):
                 raise ValueError("is not valid JSON") from None
         return value
 
-    @field_validator("kafka_config", "kafka_producer_config")
+    @field_validator("kafka_config", "kafka_producer_config", "kafka_consumer_config")
     @classmethod
     def _pass_through(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for name in sorted(value):
-            if is_secret_property(name):
-                where = _TYPED_SECRETS.get(name, f"{ENV_PREFIX}KAFKA_SECRET_CONFIG")
-                raise ValueError(f"{name} is a secret: set it in {where} (a secret file) instead")
-        if "group.instance.id" in value:
-            raise ValueError(f"group.instance.id is set with {ENV_PREFIX}GROUP_INSTANCE_ID")
-        return value
+        return check_pass_through(value)
 
     @field_validator("group_instance_id")
     @classmethod
@@ -246,8 +248,11 @@ class KafkaSettings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    def librdkafka_common(self, producer: bool = False) -> dict[str, str | int | float | bool]:
-        """Connection properties of every client (`producer`: its own too), typed on top."""
+    def librdkafka_common(
+        self, producer: bool = False, consumer: bool = False
+    ) -> dict[str, str | int | float | bool]:
+        """Connection properties of every client (`producer`, `consumer`: the worker's own
+        pass-through too), typed on top."""
         conf: dict[str, str | int | float | bool] = {
             # librdkafka's default, "rebootstrap", drops and re-adds the bootstrap brokers
             # while all brokers are down, which resets their reconnect backoff: about ten
@@ -258,6 +263,7 @@ class KafkaSettings(BaseSettings):
             "reconnect.backoff.max.ms": 2000,
             **self.kafka_config,
             **(self.kafka_producer_config if producer else {}),
+            **(self.kafka_consumer_config if consumer else {}),
         }
         if self.kafka_secret_config is not None:
             conf.update(orjson.loads(self.kafka_secret_config.get_secret_value()))
@@ -431,20 +437,3 @@ class Settings(KafkaSettings):
         return self.applications_file or apps.single_application(
             self.talon_base_url, self.talon_api_key
         )
-
-
-# librdkafka properties whose values are credentials (plus Java's JAAS line, which embeds them).
-_SECRET_SUFFIXES = (".password", ".secret", ".passphrase", ".key.pem")
-_SECRET_NAMES = frozenset({"sasl.jaas.config"})
-_TYPED_SECRETS = {
-    "sasl.password": f"{ENV_PREFIX}KAFKA_SASL_PASSWORD",
-    "ssl.key.password": f"{ENV_PREFIX}KAFKA_SSL_KEY_PASSWORD",
-    "sasl.oauthbearer.client.secret": f"{ENV_PREFIX}KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET",
-}
-
-
-def is_secret_property(name: str) -> bool:
-    """Whether librdkafka property `name` holds a credential (e.g. ``sasl.password``,
-    ``sasl.oauthbearer.client.secret``, ``ssl.key.pem``)."""
-    lowered = name.strip().lower()
-    return lowered.endswith(_SECRET_SUFFIXES) or lowered in _SECRET_NAMES

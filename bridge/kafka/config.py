@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException
 
 from bridge.errors import ConfigError
 from bridge.kafka.codes import INVALID_ARG
@@ -15,6 +15,7 @@ from bridge.settings import KafkaSettings
 __all__ = [
     "DEFAULT_MESSAGE_MAX_BYTES",
     "LIBRDKAFKA_LOGGER",
+    "blame_consumer_config",
     "client_errors",
     "consumer_config",
     "message_max_bytes",
@@ -37,6 +38,7 @@ LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
 
 _SHARED_SETTING = "BRIDGE_KAFKA_CONFIG"
 _PRODUCER_SETTING = "BRIDGE_KAFKA_PRODUCER_CONFIG"
+_CONSUMER_SETTING = "BRIDGE_KAFKA_CONSUMER_CONFIG"
 
 # Properties correctness depends on; they win over the pass-through.
 _CONSUMER_ENFORCED: dict[str, Any] = {
@@ -88,8 +90,9 @@ def new_client(
 _CLASSIC_ONLY = ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms")
 
 
-def consumer_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
-    conf = {**_CONSUMER_DEFAULTS, **settings.librdkafka_common(), **extra}
+def consumer_config(settings: KafkaSettings, *, own: bool = True, **extra: Any) -> dict[str, Any]:
+    """The worker's input consumer's properties; `own`: with BRIDGE_KAFKA_CONSUMER_CONFIG."""
+    conf = {**_CONSUMER_DEFAULTS, **settings.librdkafka_common(consumer=own), **extra}
     conf["group.id"] = settings.group_id
     conf["group.protocol"] = settings.group_protocol
     if settings.group_instance_id is not None:
@@ -110,6 +113,26 @@ def producer_config(settings: KafkaSettings, *, own: bool = True, **extra: Any) 
     return conf
 
 
+def _blame(
+    exc: ConfigError,
+    factory: Callable[[dict[str, Any]], Any],
+    without_own: dict[str, Any],
+    own: dict[str, Any],
+    setting: str,
+) -> ConfigError:
+    """`exc` (a property librdkafka refused) blaming `setting`, the client's own
+    pass-through `own`, if the client takes its properties without it."""
+    if not own:
+        return exc
+    try:
+        spare = new_client(factory, without_own)
+    except ConfigError:
+        return exc
+    if isinstance(spare, Consumer):
+        spare.close()  # it holds librdkafka's threads until closed
+    return ConfigError(setting, exc.reason)
+
+
 def new_producer_client(
     factory: Callable[[dict[str, Any]], C], settings: KafkaSettings, **extra: Any
 ) -> C:
@@ -118,13 +141,16 @@ def new_producer_client(
     try:
         return new_client(factory, producer_config(settings, **extra))
     except ConfigError as exc:
-        if not settings.kafka_producer_config:
-            raise
-        try:
-            new_client(factory, producer_config(settings, own=False, **extra))
-        except ConfigError:
-            raise exc from None
-        raise ConfigError(_PRODUCER_SETTING, exc.reason) from None
+        without = producer_config(settings, own=False, **extra)
+        own = settings.kafka_producer_config
+        raise _blame(exc, factory, without, own, _PRODUCER_SETTING) from None
+
+
+def blame_consumer_config(exc: ConfigError, settings: KafkaSettings) -> ConfigError:
+    """`exc`, raised building a consumer from `consumer_config(settings)`, naming the
+    pass-through the refused property came from."""
+    without = consumer_config(settings, own=False)
+    return _blame(exc, Consumer, without, settings.kafka_consumer_config, _CONSUMER_SETTING)
 
 
 # librdkafka's default message.max.bytes.

@@ -26,7 +26,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from bridge.errors import ConsumerFatalError
+from bridge.errors import ConfigError, ConsumerFatalError
 from bridge.kafka.cluster import NOT_FOUND, GroupWatch, topic_unreadable
 from bridge.kafka.codes import FAIL, GROUP_CHANGING, NO_OFFSET, PARTITION_EOF, UNKNOWN_TOPIC_CODES
 from bridge.kafka.config import client_errors, new_client
@@ -60,6 +60,7 @@ class ConsumerThread(threading.Thread):
         on_stats: Callable[[str], None] | None = None,
         on_commit_failed: Callable[[str], None] | None = None,
         on_consumed: Callable[[list[InputRecord]], None] | None = None,
+        blame: Callable[[ConfigError], ConfigError] = lambda exc: exc,
     ) -> None:
         super().__init__(name="kafka-consumer", daemon=True)
         self._on_consumed = on_consumed
@@ -67,7 +68,10 @@ class ConsumerThread(threading.Thread):
             conf = {**conf, "stats_cb": on_stats}
         conf = {**conf, "error_cb": self._on_error, "on_commit": self._on_commit}
         self._group = str(conf["group.id"])
-        self._consumer = new_client(Consumer, conf)
+        try:
+            self._consumer = new_client(Consumer, conf)
+        except ConfigError as exc:  # `blame` names the pass-through the property came from
+            raise blame(exc) from None
         self._topics = list(topics)
         self._listener = listener
         self._loop = loop

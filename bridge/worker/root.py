@@ -23,7 +23,7 @@ from bridge.applications import DEFAULT_APPLICATION
 from bridge.avro.codec import Codec, RegistryError
 from bridge.errors import ConfigError, KafkaFatalError, KafkaUnreachableError
 from bridge.kafka.cluster import Cluster
-from bridge.kafka.config import consumer_config
+from bridge.kafka.config import blame_consumer_config, consumer_config
 from bridge.kafka.consumer import ConsumerThread
 from bridge.kafka.delivery import Sender, TransactionError, worker_producer, worker_transactions
 from bridge.kafka.lag import LagReporter
@@ -331,6 +331,7 @@ class Worker:
             commit_interval=settings.commit_interval,
             transactional=self._txn is not None,
             admin_conf=settings.librdkafka_common(),
+            blame=lambda exc: blame_consumer_config(exc, settings),
             on_stats=LagReporter(self.metrics),
             on_commit_failed=self._count_commit_failure,
             on_consumed=self.pipeline.observer.consumed if self.pipeline.observer else None,

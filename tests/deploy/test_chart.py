@@ -489,6 +489,17 @@ def test_producer_properties_reach_their_own_setting_as_strings(render: Render) 
     assert "linger.ms" not in json.loads(data["BRIDGE_KAFKA_CONFIG"])
 
 
+def test_consumer_properties_reach_their_own_setting_as_strings(render: Render) -> None:
+    conf = {"fetch.wait.max.ms": 20, "fetch.min.bytes": 1048576}
+    data = config_data(render({"kafka": {"consumerConfig": conf}}))
+    assert json.loads(data["BRIDGE_KAFKA_CONSUMER_CONFIG"]) == {
+        "fetch.wait.max.ms": "20",
+        "fetch.min.bytes": "1048576",
+    }
+    assert "fetch.min.bytes" not in json.loads(data["BRIDGE_KAFKA_CONFIG"])
+    assert json.loads(data["BRIDGE_KAFKA_PRODUCER_CONFIG"]) == {}
+
+
 def test_tls_files_mounted_where_kafka_config_points(render: Render) -> None:
     docs = render(None, ("ci/full-values.yaml",))
     deployment = one(docs, "Deployment")

@@ -1,4 +1,5 @@
-"""What the worker says when it cannot start: the brokers, or a parking topic it cannot use."""
+"""What the worker says when it cannot start: the brokers, a parking topic it cannot use, or a
+librdkafka property its input consumer refuses."""
 
 from __future__ import annotations
 
@@ -82,3 +83,18 @@ def test_an_uncompacted_parking_topic_is_refused(
         f"BRIDGE_PARKING_TOPIC: topic '{plain}' has cleanup.policy=delete: must be compact, "
         "or parked sessions are lost to retention"
     ) in log
+
+
+@pytest.mark.kafka
+def test_a_property_the_input_consumer_refuses_names_its_setting(kafka_bootstrap: str) -> None:
+    code, log = _run(
+        {
+            "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "BRIDGE_ON_POISON": "skip",
+            "BRIDGE_KAFKA_CONSUMER_CONFIG": '{"fetch.wait.max.ms": -5}',
+        }
+    )
+    assert code == 2, log
+    assert "Traceback" not in log
+    assert "talon-bridge: configuration error: BRIDGE_KAFKA_CONSUMER_CONFIG: " in log, log
+    assert "fetch.wait.max.ms" in log

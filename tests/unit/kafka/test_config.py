@@ -6,14 +6,16 @@ import logging
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from pydantic import ValidationError
 
 from bridge.errors import ConfigError
 from bridge.kafka.config import (
     LIBRDKAFKA_LOGGER,
+    blame_consumer_config,
     consumer_config,
     message_max_bytes,
+    new_client,
     new_producer_client,
     producer_config,
 )
@@ -60,12 +62,15 @@ def test_the_consumer_protocol_leaves_assignment_and_session_to_the_broker() -> 
     assert not {"partition.assignment.strategy", "session.timeout.ms"} & set(kip848)
 
 
-def _with(shared: dict[str, Any], own: dict[str, Any]) -> KafkaSettings:
+def _with(
+    shared: dict[str, Any], own: dict[str, Any], consumer: dict[str, Any] | None = None
+) -> KafkaSettings:
     return KafkaSettings(
         kafka_bootstrap_servers="127.0.0.1:1",
         group_id="g",
         kafka_config=shared,
         kafka_producer_config=own,
+        kafka_consumer_config=consumer or {},
     )
 
 
@@ -100,3 +105,40 @@ def test_a_refused_property_names_the_pass_through_it_came_from(
 def test_a_secret_is_refused_in_the_producers_properties() -> None:
     with pytest.raises(ValidationError, match=r"sasl\.password is a secret"):
         _with({}, {"sasl.password": "hunter2"})
+
+
+def test_the_consumers_own_properties_reach_only_the_input_consumer() -> None:
+    settings = _with(
+        {"fetch.wait.max.ms": 100, "client.id": "c"},
+        {},
+        {"fetch.wait.max.ms": 20, "fetch.min.bytes": 1_048_576, "enable.auto.commit": True},
+    )
+    consumed = consumer_config(settings)
+    assert (consumed["fetch.wait.max.ms"], consumed["fetch.min.bytes"]) == (20, 1_048_576)
+    assert consumed["client.id"] == "c"
+    assert consumed["enable.auto.commit"] is False  # what correctness needs still wins
+    assert "fetch.min.bytes" not in producer_config(settings)
+    assert "fetch.min.bytes" not in settings.librdkafka_common()
+
+
+@pytest.mark.parametrize(
+    ("shared", "own", "blamed"),
+    [
+        ({}, {"no.such.property": 1}, "BRIDGE_KAFKA_CONSUMER_CONFIG"),
+        ({}, {"fetch.wait.max.ms": -5}, "BRIDGE_KAFKA_CONSUMER_CONFIG"),
+        ({"no.such.property": 1}, {"fetch.wait.max.ms": 20}, "BRIDGE_KAFKA_CONFIG"),
+        ({"no.such.property": 1}, {}, "BRIDGE_KAFKA_CONFIG"),
+    ],
+)
+def test_a_property_the_consumer_refuses_names_its_pass_through(
+    shared: dict[str, Any], own: dict[str, Any], blamed: str
+) -> None:
+    settings = _with(shared, {}, own)
+    with pytest.raises(ConfigError) as caught:
+        new_client(Consumer, consumer_config(settings))
+    assert blame_consumer_config(caught.value, settings).setting == blamed
+
+
+def test_a_secret_is_refused_in_the_consumers_properties() -> None:
+    with pytest.raises(ValidationError, match=r"ssl\.key\.password is a secret"):
+        _with({}, {}, {"ssl.key.password": "hunter2"})

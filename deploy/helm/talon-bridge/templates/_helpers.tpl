@@ -270,11 +270,12 @@ every property from a string; whole numbers never turn into "1e+06").
 {{- end }}
 
 {{/*
-BRIDGE_KAFKA_PRODUCER_CONFIG: kafka.producerConfig, its values as strings.
+BRIDGE_KAFKA_PRODUCER_CONFIG or BRIDGE_KAFKA_CONSUMER_CONFIG: a dict of librdkafka properties
+(kafka.producerConfig, kafka.consumerConfig) as JSON, its values as strings.
 */}}
-{{- define "talon-bridge.kafkaProducerConfig" -}}
+{{- define "talon-bridge.librdkafkaProperties" -}}
 {{- $conf := dict }}
-{{- range $key, $value := .Values.kafka.producerConfig }}
+{{- range $key, $value := . }}
 {{- $_ := set $conf $key (include "talon-bridge.librdkafkaValue" $value) }}
 {{- end }}
 {{- toJson $conf }}
@@ -306,7 +307,8 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
   "BRIDGE_GROUP_ID" $v.kafka.groupId
   "BRIDGE_GROUP_PROTOCOL" $v.kafka.groupProtocol
   "BRIDGE_KAFKA_CONFIG" (include "talon-bridge.kafkaConfig" .)
-  "BRIDGE_KAFKA_PRODUCER_CONFIG" (include "talon-bridge.kafkaProducerConfig" .)
+  "BRIDGE_KAFKA_PRODUCER_CONFIG" (include "talon-bridge.librdkafkaProperties" $v.kafka.producerConfig)
+  "BRIDGE_KAFKA_CONSUMER_CONFIG" (include "talon-bridge.librdkafkaProperties" $v.kafka.consumerConfig)
   "BRIDGE_ENCODING" $v.kafka.encoding
   "BRIDGE_TALON_CONNECT_TIMEOUT" (toString $v.talon.connectTimeout)
   "BRIDGE_TALON_READ_TIMEOUT" (toString $v.talon.readTimeout)
