@@ -15,13 +15,15 @@ commands are produced at the rate (no linger) for ``--seconds``. The systems:
 
 - **shipped**: the working tree's bridge as it ships, 1 process; every ratio is against it;
 - each ``--variant NAME=JSON``: the working tree with that JSON object of librdkafka
-  properties merged into ``BRIDGE_KAFKA_CONFIG`` (the wait above lets the broker hold a fetch
-  for up to 20 ms to fill it, so a slow stream comes in batches);
+  properties for its input consumer, merged into ``BRIDGE_KAFKA_CONSUMER_CONFIG`` (the wait
+  above lets the broker hold a fetch for up to 20 ms to fill it, so a slow stream comes in
+  batches);
 - each ``--workers`` count above 1: the same as one ``BRIDGE_WORKERS=N`` pod, at the same
   total rate, so each process gets 1/N of it;
 - the baseline revision, with ``--baseline REV``.
 
-Figures, medians of ``--repeat`` runs (the systems alternate within a repeat):
+Figures, medians of ``--repeat`` runs (the systems alternate within a repeat; of two runs, the
+higher):
 
 - **CPU ms per command**: user + system CPU of the bridge's processes (a pod: the
   supervisor and its workers) from the first measured command produced to the last one's
@@ -48,6 +50,7 @@ from benchmarks.peer_report import BRIDGE, Result, baseline_name, fmt
 from bridge.simulator.process import SimulatorProcess
 
 SHIPPED = "shipped"
+CONSUMER_CONFIG = "BRIDGE_KAFKA_CONSUMER_CONFIG"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,12 +79,12 @@ def systems(
     baseline: str | None,
 ) -> list[System]:
     """Every system to run at each rate, shipped first."""
-    shared = json.loads(tree_env.get("BRIDGE_KAFKA_CONFIG", "{}"))
+    shared = json.loads(tree_env.get(CONSUMER_CONFIG, "{}"))
     out: list[System] = []
     for name, props in [(SHIPPED, {}), *variants]:
         env = dict(tree_env)
         if props:
-            env["BRIDGE_KAFKA_CONFIG"] = json.dumps({**shared, **props})
+            env[CONSUMER_CONFIG] = json.dumps({**shared, **props})
         for n in workers:
             label = name if n == 1 else f"{name} x{n}"
             out.append(System(label, env, n))
@@ -137,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=[],
         type=_variant,
         metavar="NAME=JSON",
-        help="also run the working tree with these librdkafka properties, repeatable",
+        help="also run the working tree with these properties for its input consumer, repeatable",
     )
     parser.add_argument("--baseline", default=None, metavar="REV")
     parser.add_argument("--bootstrap", default=None, help="an existing broker")
