@@ -98,6 +98,11 @@ class Metrics:
         self.consumed = Counter(
             "bridge_commands_consumed", "Records read from input topics.", ["topic"], registry=r
         )
+        self.consumer_batches = Counter(
+            "bridge_consumer_batches",
+            "Batches of input records the consumer thread handed to the event loop.",
+            registry=r,
+        )
         self.processed = Counter(
             "bridge_commands_processed",
             "Records finished, by command type and outcome (applied, dead_lettered, parked).",

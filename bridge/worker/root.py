@@ -163,6 +163,7 @@ class Worker:
         return self._fatal is not None or self.pipeline.all_closed
 
     def on_batch(self, records: list[InputRecord]) -> None:
+        self.metrics.consumer_batches.inc()
         self.pipeline.on_batch(records)
 
     def on_assigned(self, partitions: list[TP]) -> None:

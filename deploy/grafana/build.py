@@ -602,6 +602,18 @@ def overview() -> db.Dashboard:
             q(f"sum by (pod) (rate(bridge_offset_commits_total{{{S}}}[{RI}]))", "{{pod}}"),
         ),
         ts(
+            "Records per input batch",
+            "Input records the consumer thread hands to the event loop at a time. Near 1, "
+            "every command pays its own thread wake-ups: a consumer fetch wait "
+            "(BRIDGE_KAFKA_CONSUMER_CONFIG) makes batches and costs less CPU per command.",
+            "short",
+            q(
+                f"sum by (pod) (rate(bridge_commands_consumed_total{{{S}}}[{RI}]))"
+                f" / sum by (pod) (rate(bridge_consumer_batches_total{{{S}}}[{RI}]))",
+                "{{pod}}",
+            ),
+        ),
+        ts(
             "Commits refused and records processed again",
             "Offset commits and exactly-once transactions Kafka refused, by error (usually "
             "the group changing; they are retried); and finished records a partition's next "

@@ -98,6 +98,9 @@ def test_20k_commands_2k_sessions_in_order(
             step=0.5,
         )
         assert worker.metric_sum("bridge_dead_letters_total") == 0
+        # Records come to the loop in batches, which the overview dashboard divides by.
+        batches = worker.metric_sum("bridge_consumer_batches_total")
+        assert 0 < batches <= worker.metric_sum("bridge_commands_consumed_total")
         assert worker.stop() == 0
     stats = simulator.stats()
     assert stats["conflicts_409"] == 0
