@@ -69,19 +69,22 @@ _PRODUCER_DEFAULTS: dict[str, Any] = {
 
 
 def new_client(
-    factory: Callable[[dict[str, Any]], C], conf: dict[str, Any], setting: str = _SHARED_SETTING
+    factory: Callable[[dict[str, Any]], C],
+    conf: dict[str, Any],
+    setting: str = _SHARED_SETTING,
+    blame: Callable[[ConfigError], ConfigError] = lambda exc: exc,
 ) -> C:
     """`factory(conf)`; librdkafka refusing a property is a configuration error.
 
     Our own properties are fixed and valid, so a refused one came in through the pass-through
-    (`setting`), and the CLI says so instead of printing a traceback.
+    (`setting`, or the one `blame` finds), and the CLI says so instead of printing a traceback.
     """
     try:
         return factory(conf)
     except KafkaException as exc:
         error = exc.args[0]
         if error.code() == INVALID_ARG:
-            raise ConfigError(setting, error.str()) from exc
+            raise blame(ConfigError(setting, error.str())) from exc
         raise
 
 

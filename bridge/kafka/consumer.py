@@ -68,10 +68,7 @@ class ConsumerThread(threading.Thread):
             conf = {**conf, "stats_cb": on_stats}
         conf = {**conf, "error_cb": self._on_error, "on_commit": self._on_commit}
         self._group = str(conf["group.id"])
-        try:
-            self._consumer = new_client(Consumer, conf)
-        except ConfigError as exc:  # `blame` names the pass-through the property came from
-            raise blame(exc) from None
+        self._consumer = new_client(Consumer, conf, blame=blame)
         self._topics = list(topics)
         self._listener = listener
         self._loop = loop
@@ -133,9 +130,11 @@ class ConsumerThread(threading.Thread):
             self._subscribe()
             last_commit = time.monotonic()
             while not self._halt.is_set():
-                # Take what is already fetched without waiting; only when nothing is there,
-                # wait for the next record (consume(n, t) would wait for n records or t).
-                msgs = consumer.consume(self._batch_size, 0) or consumer.consume(1, 0.1)
+                # Take what is fetched without waiting; when nothing is, wait for one record
+                # (consume(n, t) waits for n or t) and take the rest of its fetch with it.
+                msgs = consumer.consume(self._batch_size, 0)
+                if not msgs and (msgs := consumer.consume(1, 0.1)):
+                    msgs += consumer.consume(self._batch_size - 1, 0)
                 if msgs:
                     self._hand_over(msgs)
                 self._backpressure()
