@@ -130,12 +130,7 @@ class ConsumerThread(threading.Thread):
             self._subscribe()
             last_commit = time.monotonic()
             while not self._halt.is_set():
-                # Take what is fetched without waiting; when nothing is, wait for one record
-                # (consume(n, t) waits for n or t) and take the rest of its fetch with it.
-                msgs = consumer.consume(self._batch_size, 0)
-                if not msgs and (msgs := consumer.consume(1, 0.1)):
-                    msgs += consumer.consume(self._batch_size - 1, 0)
-                if msgs:
+                if msgs := self._poll():
                     self._hand_over(msgs)
                 self._backpressure()
                 now = time.monotonic()
@@ -181,6 +176,13 @@ class ConsumerThread(threading.Thread):
                 self._on_consumed(records)
             self._handed += len(records)
             self._loop.call_soon_threadsafe(self._listener.on_batch, records)
+
+    def _poll(self) -> list[Message]:
+        """What is fetched; if nothing, the next record and the rest of its fetch with it."""
+        msgs: list[Message] = self._consumer.consume(self._batch_size, 0)
+        if not msgs and (msgs := self._consumer.consume(1, 0.1)):  # (n, t) waits for n or t
+            msgs += self._consumer.consume(self._batch_size - 1, 0)
+        return msgs
 
     def _subscribe(self) -> None:
         self._consumer.subscribe(

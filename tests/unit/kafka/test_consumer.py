@@ -1,4 +1,5 @@
-"""The consumer thread reports a fatal stop as a typed error, and stops polling."""
+"""The consumer thread reports a fatal stop as a typed error, and stops polling; it hands a
+fetch to the loop whole."""
 
 from __future__ import annotations
 
@@ -60,3 +61,33 @@ def test_a_transient_client_error_is_only_logged() -> None:
         loop.close()
     assert listener.fatal == []
     assert not thread._halt.is_set()
+
+
+class FetchedConsumer:
+    """Nothing fetched at first; then one fetch of `records`, queued whole when it lands."""
+
+    def __init__(self, records: list[str]) -> None:
+        self.queued: list[str] = []
+        self.fetch = records
+        self.calls: list[tuple[int, float]] = []
+
+    def consume(self, num_messages: int, timeout: float) -> list[str]:
+        self.calls.append((num_messages, timeout))
+        if timeout and not self.queued:
+            self.queued, self.fetch = self.fetch, []  # the fetch lands while waiting
+        taken, self.queued = self.queued[:num_messages], self.queued[num_messages:]
+        return taken
+
+
+def test_the_record_waited_for_comes_with_the_rest_of_its_fetch() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        thread = _thread(Listener(), loop)
+        thread._consumer.close()
+        fake = FetchedConsumer([f"r{i}" for i in range(5)])
+        thread._consumer = fake  # type: ignore[assignment]
+        assert thread._poll() == ["r0", "r1", "r2", "r3", "r4"]  # type: ignore[comparison-overlap]
+        assert fake.calls == [(500, 0), (1, 0.1), (499, 0)]
+        assert thread._poll() == []
+    finally:
+        loop.close()
