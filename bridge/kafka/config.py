@@ -141,12 +141,12 @@ def new_producer_client(
 ) -> C:
     """A producer for `settings`; a property librdkafka refuses names the pass-through it
     came from (the producer's own, if the shared one alone is taken)."""
-    try:
-        return new_client(factory, producer_config(settings, **extra))
-    except ConfigError as exc:
+
+    def blame(exc: ConfigError) -> ConfigError:
         without = producer_config(settings, own=False, **extra)
-        own = settings.kafka_producer_config
-        raise _blame(exc, factory, without, own, _PRODUCER_SETTING) from None
+        return _blame(exc, factory, without, settings.kafka_producer_config, _PRODUCER_SETTING)
+
+    return new_client(factory, producer_config(settings, **extra), blame=blame)
 
 
 def blame_consumer_config(exc: ConfigError, settings: KafkaSettings) -> ConfigError:
