@@ -11,15 +11,14 @@ from typing import Any
 
 __all__ = ["check_pass_through", "is_secret_property"]
 
-_PREFIX = "BRIDGE_"
-
 # librdkafka properties whose values are credentials (plus Java's JAAS line, which embeds them).
 _SECRET_SUFFIXES = (".password", ".secret", ".passphrase", ".key.pem")
 _SECRET_NAMES = frozenset({"sasl.jaas.config"})
+# Secrets with a setting of their own, named without the settings' prefix.
 _TYPED_SECRETS = {
-    "sasl.password": f"{_PREFIX}KAFKA_SASL_PASSWORD",
-    "ssl.key.password": f"{_PREFIX}KAFKA_SSL_KEY_PASSWORD",
-    "sasl.oauthbearer.client.secret": f"{_PREFIX}KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET",
+    "sasl.password": "KAFKA_SASL_PASSWORD",
+    "ssl.key.password": "KAFKA_SSL_KEY_PASSWORD",
+    "sasl.oauthbearer.client.secret": "KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET",
 }
 
 
@@ -30,12 +29,13 @@ def is_secret_property(name: str) -> bool:
     return lowered.endswith(_SECRET_SUFFIXES) or lowered in _SECRET_NAMES
 
 
-def check_pass_through(value: dict[str, Any]) -> dict[str, Any]:
-    """`value`, a pass-through's properties; ValueError names a property it may not hold."""
+def check_pass_through(value: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """`value`, a pass-through's properties; ValueError names a property it may not hold and
+    the setting (`prefix` and its name) to use instead."""
     for name in sorted(value):
         if is_secret_property(name):
-            where = _TYPED_SECRETS.get(name, f"{_PREFIX}KAFKA_SECRET_CONFIG")
+            where = prefix + _TYPED_SECRETS.get(name, "KAFKA_SECRET_CONFIG")
             raise ValueError(f"{name} is a secret: set it in {where} (a secret file) instead")
     if "group.instance.id" in value:
-        raise ValueError(f"group.instance.id is set with {_PREFIX}GROUP_INSTANCE_ID")
+        raise ValueError(f"group.instance.id is set with {prefix}GROUP_INSTANCE_ID")
     return value

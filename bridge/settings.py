@@ -190,7 +190,7 @@ class KafkaSettings(BaseSettings):
     @field_validator("kafka_config", "kafka_producer_config", "kafka_consumer_config")
     @classmethod
     def _pass_through(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return check_pass_through(value)
+        return check_pass_through(value, ENV_PREFIX)
 
     @field_validator("group_instance_id")
     @classmethod
