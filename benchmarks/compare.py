@@ -105,6 +105,7 @@ from benchmarks.peer_report import (
     conflicts,
     fmt,
     markdown,
+    median_run,
     plot,
     where,
 )
@@ -656,7 +657,7 @@ def run_cell(
         )
         print(f"    {where(r)}", flush=True)
     for system, done in runs.items():
-        median = sorted(done, key=lambda r: r.rate)[len(done) // 2]
+        median = median_run(done, lambda r: r.rate)
         median.rates = [r.rate for r in done]
         rows[system] = median
     for k in scale:

@@ -46,7 +46,7 @@ from typing import Any
 from benchmarks.baseline import install
 from benchmarks.compare import Cell, _latency
 from benchmarks.e2e import API_KEY, add_worker_env, broker
-from benchmarks.peer_report import BRIDGE, Result, baseline_name, fmt
+from benchmarks.peer_report import BRIDGE, Result, baseline_name, fmt, median_run
 from bridge.simulator.process import SimulatorProcess
 
 SHIPPED = "shipped"
@@ -93,29 +93,26 @@ def systems(
     return out
 
 
-def _median(runs: list[Result]) -> Result:
-    """The run with the median CPU per command; `rates` keeps every run's (ms/command)."""
-    ordered = sorted(runs, key=lambda r: r.cpu_per_1k or 0.0)
-    median = ordered[len(ordered) // 2]
-    median.rates = [r.cpu_per_1k or 0.0 for r in runs]
-    return median
+def _cpu(r: Result) -> float:
+    return r.cpu_per_1k or 0.0  # CPU s per 1,000 commands = ms per command
 
 
-def table(rows: dict[tuple[float, str], Result], names: Sequence[str]) -> str:
-    """One row per rate and system: CPU per command (every run), efficiency, latency, 409s."""
+def table(rows: dict[tuple[float, str], list[Result]], names: Sequence[str]) -> str:
+    """One row per rate and system, from the run with the median CPU per command: its CPU
+    (and every run's), efficiency, latency and 409s."""
     lines = [
         "| rate /s | system | CPU ms/command (runs) | efficiency | p50 ms | p99 ms | 409s |",
         "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for rate in sorted({r for r, _ in rows}):
-        ref = rows[(rate, SHIPPED)].cpu_per_1k
+        ref = _cpu(median_run(rows[(rate, SHIPPED)], _cpu))
         for name in names:
-            r = rows[(rate, name)]
-            cpu = r.cpu_per_1k
-            runs = ", ".join(f"{v:.3f}" for v in r.rates)
-            eff = f"{ref / cpu:.2f}" if ref and cpu else ""
+            runs = rows[(rate, name)]
+            r = median_run(runs, _cpu)
+            each = ", ".join(f"{_cpu(run):.3f}" for run in runs)
+            eff = f"{ref / _cpu(r):.2f}" if ref and _cpu(r) else ""
             lines.append(
-                f"| {rate:,.0f} | {name} | {fmt(cpu, '.3f')} ({runs}) | {eff}"
+                f"| {rate:,.0f} | {name} | {_cpu(r):.3f} ({each}) | {eff}"
                 f" | {fmt(r.p50_ms, '.0f')} | {fmt(r.p99_ms, '.0f')} | {r.conflicts} |"
             )
     return "\n".join(lines)
@@ -154,13 +151,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     python = install(args.baseline) if args.baseline else None
     logs = Path("benchmarks/results/logs")
     logs.mkdir(parents=True, exist_ok=True)
-    rows: dict[tuple[float, str], Result] = {}
+    rows: dict[tuple[float, str], list[Result]] = {}
     started = time.monotonic()
     with broker(args.bootstrap) as bootstrap:
         sim_args = ["--latency-ms", str(args.latency_ms), "--latency-jitter-ms", "2"]
         with SimulatorProcess(api_key=API_KEY, args=sim_args) as sim:
             for rate in [float(x) for x in args.rates.split(",") if x]:
-                runs: dict[str, list[Result]] = {s.name: [] for s in plan}
+                for s in plan:
+                    rows[(rate, s.name)] = []
                 for _ in range(args.repeat):
                     for s in plan:
                         cell = Cell(
@@ -177,15 +175,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                         )
                         kind = s.name if s.baseline else BRIDGE
                         r = _latency(cell, kind, rate, args.seconds, args.warmup, s.processes)
-                        runs[s.name].append(r)
+                        rows[(rate, s.name)].append(r)
                         print(
                             f"{rate:,.0f}/s {s.name}: {fmt(r.cpu_per_1k, '.3f')} CPU ms/command,"
                             f" p50 {fmt(r.p50_ms, '.0f')} ms, p99 {fmt(r.p99_ms, '.0f')} ms,"
                             f" 409s {r.conflicts}",
                             flush=True,
                         )
-                for name, done in runs.items():
-                    rows[(rate, name)] = _median(done)
     print(
         f"\n{args.sessions:,} sessions, {args.partitions} partitions, {args.latency_ms:.0f} ms"
         f" API, {args.seconds:.0f} s per run, {args.repeat} run(s);"

@@ -9,6 +9,7 @@ against it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,11 @@ class Result:
         return (
             self.cpu_s / self.commands * 1000 if self.cpu_s is not None and self.commands else None
         )
+
+
+def median_run(runs: list[Result], key: Callable[[Result], float]) -> Result:
+    """The run in the middle by `key` (of an even number, the higher of the two middle ones)."""
+    return sorted(runs, key=key)[len(runs) // 2]
 
 
 def fmt(v: float | None, spec: str) -> str:
