@@ -5,12 +5,12 @@ These clients are short-lived and not polled, so they are not given the librdkaf
 
 from __future__ import annotations
 
+import logging
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from bridge.kafka.codes import TIMED_OUT
@@ -22,6 +22,8 @@ __all__ = [
     "quiet_admin",
     "read_topic",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def _partitions(conf: Mapping[str, Any], topic: str) -> list[int]:
@@ -80,19 +82,23 @@ def read_topic(
     idle: float = 2.0,
     isolation: str = "read_uncommitted",
 ) -> list[Any]:
-    """Every record of `topic` from the beginning: up to `expected`, or until idle."""
+    """Every record of `topic` from the beginning: up to `expected`, or until idle.
+
+    Reads its partitions by assignment, not as a group member: a group join waits on the
+    coordinator, which a busy broker can keep for longer than a test's deadline.
+    """
     c = Consumer(
         {
             **conf,
-            "group.id": f"talon-bridge-read-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
+            "group.id": "talon-bridge-inspect",
             "enable.auto.commit": False,
             "isolation.level": isolation,
         }
     )
     out: list[Any] = []
     try:
-        c.subscribe([topic])
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(parts)])
         deadline = time.monotonic() + timeout
         last = time.monotonic()
         while time.monotonic() < deadline:
@@ -100,6 +106,9 @@ def read_topic(
                 break
             msgs = c.consume(1000, 0.5)
             good = [m for m in msgs if m.error() is None]
+            for m in msgs:
+                if m.error() is not None:
+                    log.warning("reading %s: %s", topic, m.error())
             if good:
                 out.extend(good)
                 last = time.monotonic()
