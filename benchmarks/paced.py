@@ -29,8 +29,10 @@ higher):
   supervisor and its workers) from the first measured command produced to the last one's
   output, over the measured commands; **efficiency** = shipped's CPU per command / this
   system's, so 2 processes at 0.9 do 90% of one process's commands per CPU-second;
-- **p50/p99**: output timestamp minus input CreateTime, in ms, as in `benchmarks.compare`;
-- **409s**: the simulator's count over the run (warm-up included); the goal is 0.
+- **p50/p99**: output timestamp minus input CreateTime, in ms, as in `benchmarks.compare`,
+  each the median over the runs (every run's p99 is listed: the tail varies the most);
+- **409s**: the simulator's count over a run (warm-up included), the most in any run; the
+  goal is 0.
 """
 
 from __future__ import annotations
@@ -97,23 +99,32 @@ def _cpu(r: Result) -> float:
     return r.cpu_per_1k or 0.0  # CPU s per 1,000 commands = ms per command
 
 
+def _middle(values: Sequence[float | None]) -> float | None:
+    """The median as `median_run` picks it; None when no run has the figure."""
+    known = sorted(v for v in values if v is not None)
+    return known[len(known) // 2] if known else None
+
+
 def table(rows: dict[tuple[float, str], list[Result]], names: Sequence[str]) -> str:
-    """One row per rate and system, from the run with the median CPU per command: its CPU
-    (and every run's), efficiency, latency and 409s."""
+    """One row per rate and system: the median CPU per command (and every run's), efficiency,
+    the median p50 and p99 (and every run's p99), and the most 409s in any run."""
     lines = [
-        "| rate /s | system | CPU ms/command (runs) | efficiency | p50 ms | p99 ms | 409s |",
+        "| rate /s | system | CPU ms/command (runs) | efficiency | p50 ms | p99 ms (runs) | 409s |",
         "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for rate in sorted({r for r, _ in rows}):
         ref = _cpu(median_run(rows[(rate, SHIPPED)], _cpu))
         for name in names:
             runs = rows[(rate, name)]
-            r = median_run(runs, _cpu)
+            cpu = _cpu(median_run(runs, _cpu))
             each = ", ".join(f"{_cpu(run):.3f}" for run in runs)
-            eff = f"{ref / _cpu(r):.2f}" if ref and _cpu(r) else ""
+            tails = ", ".join(fmt(run.p99_ms, ".0f") for run in runs)
+            eff = f"{ref / cpu:.2f}" if ref and cpu else ""
+            p50 = _middle([run.p50_ms for run in runs])
+            p99 = _middle([run.p99_ms for run in runs])
             lines.append(
-                f"| {rate:,.0f} | {name} | {_cpu(r):.3f} ({each}) | {eff}"
-                f" | {fmt(r.p50_ms, '.0f')} | {fmt(r.p99_ms, '.0f')} | {r.conflicts} |"
+                f"| {rate:,.0f} | {name} | {cpu:.3f} ({each}) | {eff} | {fmt(p50, '.0f')}"
+                f" | {fmt(p99, '.0f')} ({tails}) | {max(run.conflicts for run in runs)} |"
             )
     return "\n".join(lines)
 
