@@ -718,6 +718,31 @@ def overview() -> db.Dashboard:
         ),
         outage_timeline(width=6),
         versions,
+        ts(
+            "CPU per pod",
+            "CPU seconds per second of every process in the pod (with BRIDGE_WORKERS, the "
+            "supervisor's included), against the pod's request and limit.",
+            "short",
+            q(f"sum by (pod) (rate(process_cpu_seconds_total{{{S}}}[{RI}]))", "{{pod}}"),
+        ),
+        ts(
+            "CPU per command",
+            "The pod's CPU time over the commands it finished. It rises as the input slows, "
+            "since each command pays its own wake-ups; with Records per input batch near 1, a "
+            "consumer fetch wait (BRIDGE_KAFKA_CONSUMER_CONFIG) lowers it.",
+            "ms",
+            q(
+                f"1000 * sum by (pod) (rate(process_cpu_seconds_total{{{S}}}[{RI}]))"
+                f" / sum by (pod) (rate(bridge_commands_processed_total{{{S}}}[{RI}]))",
+                "{{pod}}",
+            ),
+        ),
+        ts(
+            "Memory per pod",
+            "Resident memory of every process in the pod, against the pod's limit.",
+            "bytes",
+            q(f"sum by (pod) (process_resident_memory_bytes{{{S}}})", "{{pod}}"),
+        ),
     ]
 
     return finish(

@@ -150,6 +150,7 @@ def test_overview_covers_the_worker(boards: dict[str, dict[str, Any]]) -> None:
         "bridge_input_topic_missing",
     }
     assert not required - set(re.findall(r"\bbridge_\w+", exprs))
+    assert "process_cpu_seconds_total" in exprs and "process_resident_memory_bytes" in exprs
     assert "histogram_quantile(0.99, sum by (le) (rate(bridge_api_request_duration" in exprs
 
 
