@@ -1,10 +1,14 @@
-"""The librdkafka error codes the bridge reacts to, named once.
+"""The librdkafka error codes the bridge reacts to, named once, and the retries of a commit
+through a group change.
 
 librdkafka's local error codes carry a leading underscore in the Python binding; giving them
 public names here keeps the `noqa` in one place.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 from confluent_kafka import KafkaError
 
@@ -20,6 +24,7 @@ __all__ = [
     "TIMED_OUT",
     "TOPIC_NOT_FOUND",
     "UNKNOWN_TOPIC_CODES",
+    "retry_commit",
 ]
 
 # A consumer with `enable.partition.eof` reached the end of a partition: an event, not an error.
@@ -49,6 +54,22 @@ GROUP_CHANGING = frozenset(
         TIMED_OUT,
     }
 )
+
+
+def retry_commit(attempt: Callable[[], KafkaError | None], deadline: float) -> KafkaError | None:
+    """`attempt` (a commit) until it is not refused for `GROUP_CHANGING`, or until the
+    monotonic `deadline`; its last error, or None."""
+    delay = 0.1
+    while True:
+        err = attempt()
+        if err is None or err.code() not in GROUP_CHANGING:
+            return err
+        if time.monotonic() + delay > deadline:
+            return err
+        time.sleep(delay)  # the group settles meanwhile; nothing else runs here
+        delay = min(1.0, delay * 2)
+
+
 # How librdkafka reports a subscribed topic, or one of its partitions, gone from the cluster.
 UNKNOWN_TOPIC_CODES = frozenset(
     {

@@ -28,7 +28,7 @@ from confluent_kafka import (
 
 from bridge.errors import ConfigError, ConsumerFatalError
 from bridge.kafka.cluster import NOT_FOUND, GroupWatch, topic_unreadable
-from bridge.kafka.codes import FAIL, GROUP_CHANGING, NO_OFFSET, PARTITION_EOF, UNKNOWN_TOPIC_CODES
+from bridge.kafka.codes import FAIL, NO_OFFSET, PARTITION_EOF, UNKNOWN_TOPIC_CODES, retry_commit
 from bridge.kafka.config import client_errors, new_client
 from bridge.kafka.records import InputRecord, PartitionListener
 from bridge.types import TP
@@ -92,6 +92,7 @@ class ConsumerThread(threading.Thread):
         self._halt = threading.Event()
         self._paused = False
         self._handed = 0  # records handed to the loop, ever
+        self._held: list[Message] = []  # read, not yet handed over (inside `_poll`)
         self.assignment: set[TP] = set()
         self._group_metadata: Any = None
         # Set once the member has joined and holds its share: it has partitions, or the
@@ -181,8 +182,17 @@ class ConsumerThread(threading.Thread):
         """What is fetched; if nothing, the next record and the rest of its fetch with it."""
         msgs: list[Message] = self._consumer.consume(self._batch_size, 0)
         if not msgs and (msgs := self._consumer.consume(1, 0.1)):  # (n, t) waits for n or t
-            msgs += self._consumer.consume(self._batch_size - 1, 0)
+            self._held = msgs  # a rebalance callback in the next call hands these over first
+            rest = self._consumer.consume(self._batch_size - 1, 0)
+            msgs, self._held = self._held + rest, []
         return msgs
+
+    def _hand_over_held(self) -> None:
+        """First in every rebalance callback: records read before it reach the loop before
+        its news, as they would have without the second call in `_poll`."""
+        held, self._held = self._held, []
+        if held:
+            self._hand_over(held)
 
     def _subscribe(self) -> None:
         self._consumer.subscribe(
@@ -323,6 +333,7 @@ class ConsumerThread(threading.Thread):
             self._commit_failed(err)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._hand_over_held()
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.assignment.update(tps)
         self._group_metadata = consumer.consumer_group_metadata()
@@ -353,6 +364,7 @@ class ConsumerThread(threading.Thread):
         self._group_watch = None
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._hand_over_held()
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self._group_metadata = consumer.consumer_group_metadata()
         self._revoke_and_commit(tps)
@@ -379,10 +391,10 @@ class ConsumerThread(threading.Thread):
             positions = {}
         deadline = started + self._drain_timeout
         if self._transactional:
-            err = self._with_retries(self._commit_transaction, deadline)
+            err = retry_commit(self._commit_transaction, deadline)
         else:
             offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
-            err = self._with_retries(lambda: self._commit_sync(offsets), deadline)
+            err = retry_commit(lambda: self._commit_sync(offsets), deadline)
         reprocessed = self._uncommitted(positions) if err is not None else 0
         if err is not None:
             log.warning(
@@ -391,19 +403,6 @@ class ConsumerThread(threading.Thread):
             )
         self._loop.call_soon_threadsafe(self._listener.release, tps, reprocessed)
         self.assignment.difference_update(tps)
-
-    def _with_retries(
-        self, attempt: Callable[[], KafkaError | None], deadline: float
-    ) -> KafkaError | None:
-        delay = 0.1
-        while True:
-            err = attempt()
-            if err is None or err.code() not in GROUP_CHANGING:
-                return err
-            if time.monotonic() + delay > deadline:
-                return err
-            time.sleep(delay)  # the group settles meanwhile; nothing else runs here
-            delay = min(1.0, delay * 2)
 
     def _commit_transaction(self) -> KafkaError | None:
         metadata = self._consumer.consumer_group_metadata()
@@ -432,6 +431,7 @@ class ConsumerThread(threading.Thread):
         )
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._hand_over_held()
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.assignment.difference_update(tps)
         self._loop.call_soon_threadsafe(self._listener.on_lost, tps)

@@ -1,15 +1,16 @@
 """The consumer thread reports a fatal stop as a typed error, and stops polling; it hands a
-fetch to the loop whole."""
+fetch to the loop whole, and what it read before a rebalance before the rebalance's news."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, Message, TopicPartition
 
 from bridge.errors import ConsumerFatalError, KafkaFatalError
 from bridge.kafka.consumer import ConsumerThread
+from bridge.kafka.records import InputRecord
 
 
 class Listener:
@@ -91,3 +92,48 @@ def test_the_record_waited_for_comes_with_the_rest_of_its_fetch() -> None:
         assert thread._poll() == []
     finally:
         loop.close()
+
+
+class RebalancedConsumer:
+    """One record waited for; the call for the rest of its fetch serves a rebalance first
+    (librdkafka runs the callbacks inside consume), then returns the rest."""
+
+    def __init__(self, rebalance: Any) -> None:
+        self.rebalance = rebalance
+        self.first = [Message(topic="orders", partition=0, offset=7, timestamp=(1, 5))]
+        self.rest = [Message(topic="orders", partition=1, offset=3, timestamp=(1, 5))]
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        if timeout:
+            taken, self.first = self.first, []
+            return taken
+        if not self.first and self.rest:
+            self.rebalance(self, [TopicPartition("orders", 0)])
+            taken, self.rest = self.rest, []
+            return taken
+        return []
+
+
+def test_records_read_before_a_rebalance_reach_the_loop_before_its_news() -> None:
+    # Handed over after the callback, a record of a partition lost and assigned again in the
+    # same call would reach the loop as if read under the new assignment.
+    events: list[tuple[str, Any]] = []
+
+    class Recording(Listener):
+        def on_batch(self, records: list[InputRecord]) -> None:
+            events.append(("batch", [(r.partition, r.offset) for r in records]))
+
+        def on_lost(self, tps: list[tuple[str, int]]) -> None:
+            events.append(("lost", tps))
+
+    loop = asyncio.new_event_loop()
+    try:
+        thread = _thread(Recording(), loop)
+        thread._consumer.close()
+        fake = RebalancedConsumer(thread._on_lost)
+        thread._consumer = fake  # type: ignore[assignment]
+        thread._hand_over(thread._poll())
+        loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
+    assert events == [("batch", [(0, 7)]), ("lost", [("orders", 0)]), ("batch", [(1, 3)])]
