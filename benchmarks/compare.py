@@ -466,9 +466,17 @@ def _latencies(
 
 
 def _latency(
-    cell: Cell, system: str, rate: float, seconds: float, warmup: int, processes: int = 1
+    cell: Cell,
+    system: str,
+    rate: float,
+    seconds: float,
+    warmup: int,
+    processes: int = 1,
+    *,
+    backlog: int = 0,
 ) -> Result:
-    """p50/p99 end-to-end latency of `system` with commands produced at `rate` per second.
+    """p50/p99 end-to-end latency of `system` with commands produced at `rate` per second;
+    with `backlog`, that many produced at once instead (its commands/s is the drain rate).
 
     The system first works through a backlog of `warmup` commands (JIT, caches,
     connection pools), and is idle again before the measured commands are produced. CPU is
@@ -476,7 +484,7 @@ def _latency(
     """
     topics = fresh_topics(cell.conf, cell.partitions)
     cell.sim.reset()
-    n = max(1, int(rate * seconds))
+    n = backlog or max(1, int(rate * seconds))
     spec = LoadSpec(
         sessions=cell.sessions,
         total=n,
@@ -506,7 +514,12 @@ def _latency(
             t0 = time.monotonic()
             # No linger: latency starts when a command is handed to the producer.
             sent = produce_commands(
-                cell.conf, topics["in"], generate(spec), encode=encode, rate=rate, linger_ms=0
+                cell.conf,
+                topics["in"],
+                generate(spec),
+                encode=encode,
+                rate=None if backlog else rate,
+                linger_ms=0,
             )
             last = _watch(counter, run.pids, warmup + sent, 300, run.alive)[-1]
             res.commands, res.seconds = sent, last.t - t0

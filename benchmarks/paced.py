@@ -11,7 +11,9 @@ command's cost at the rates the worker actually runs at.
 
 For every input rate, every system runs in turn on fresh topics (`compare._latency`): once
 it owns every partition it works through a warm-up backlog of ``--warmup`` commands, then
-commands are produced at the rate (no linger) for ``--seconds``. The systems:
+commands are produced at the rate (no linger) for ``--seconds``. With ``--backlog N``, each
+system also gets N commands produced at once, shown as the rate "backlog": a drain, to show
+what a setting costs a worker that is never idle. The systems:
 
 - **shipped**: the working tree's bridge as it ships, 1 process; every ratio is against it;
 - each ``--variant NAME=JSON``: the working tree with that JSON object of librdkafka
@@ -25,6 +27,8 @@ commands are produced at the rate (no linger) for ``--seconds``. The systems:
 Figures, medians of ``--repeat`` runs (the systems alternate within a repeat; of two runs, the
 higher):
 
+- **commands/s**: the measured commands over the time from the first produced to the last
+  one's output (the rate itself, if the system keeps up; a backlog's drain rate);
 - **CPU ms per command**: user + system CPU of the bridge's processes (a pod: the
   supervisor and its workers) from the first measured command produced to the last one's
   output, over the measured commands; **efficiency** = shipped's CPU per command / this
@@ -105,26 +109,35 @@ def _middle(values: Sequence[float | None]) -> float | None:
     return known[len(known) // 2] if known else None
 
 
+def _rate(rate: float) -> str:
+    return f"{rate:,.0f}" if rate else "backlog"
+
+
 def table(rows: dict[tuple[float, str], list[Result]], names: Sequence[str]) -> str:
-    """One row per rate and system: the median CPU per command (and every run's), efficiency,
-    the median p50 and p99 (and every run's p99), and the most 409s in any run."""
+    """One row per rate (0: the backlog) and system: the median commands/s, the median CPU per
+    command (and every run's), efficiency, the median p50 and p99 (and every run's p99), and
+    the most 409s in any run."""
     lines = [
-        "| rate /s | system | CPU ms/command (runs) | efficiency | p50 ms | p99 ms (runs) | 409s |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| rate /s | system | commands/s | CPU ms/command (runs) | efficiency | p50 ms"
+        " | p99 ms (runs) | 409s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for rate in sorted({r for r, _ in rows}):
+    for rate in sorted({r for r, _ in rows}, key=lambda r: r or float("inf")):  # backlog last
         ref = _cpu(median_run(rows[(rate, SHIPPED)], _cpu))
         for name in names:
             runs = rows[(rate, name)]
             cpu = _cpu(median_run(runs, _cpu))
             each = ", ".join(f"{_cpu(run):.3f}" for run in runs)
-            tails = ", ".join(fmt(run.p99_ms, ".0f") for run in runs)
             eff = f"{ref / cpu:.2f}" if ref and cpu else ""
-            p50 = _middle([run.p50_ms for run in runs])
-            p99 = _middle([run.p99_ms for run in runs])
+            done = _middle([run.rate for run in runs])
+            p50 = p99 = ""  # a backlog's latencies are its queue: its drain rate says more
+            if rate:
+                p50 = fmt(_middle([run.p50_ms for run in runs]), ".0f")
+                tails = ", ".join(fmt(run.p99_ms, ".0f") for run in runs)
+                p99 = f"{fmt(_middle([run.p99_ms for run in runs]), '.0f')} ({tails})"
             lines.append(
-                f"| {rate:,.0f} | {name} | {cpu:.3f} ({each}) | {eff} | {fmt(p50, '.0f')}"
-                f" | {fmt(p99, '.0f')} ({tails}) | {max(run.conflicts for run in runs)} |"
+                f"| {_rate(rate)} | {name} | {fmt(done, ',.0f')} | {cpu:.3f} ({each}) | {eff}"
+                f" | {p50} | {p99} | {max(run.conflicts for run in runs)} |"
             )
     return "\n".join(lines)
 
@@ -136,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rates", default="250,500,1000,1500", help="commands per second")
     parser.add_argument("--seconds", type=float, default=20, help="measured seconds per run")
     parser.add_argument("--warmup", type=int, default=3000, help="warm-up backlog, commands")
+    parser.add_argument(
+        "--backlog", type=int, default=0, help="also time a drain of this many commands"
+    )
     parser.add_argument("--latency-ms", type=float, default=20, help="simulated API latency")
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=12)
@@ -167,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     with broker(args.bootstrap) as bootstrap:
         sim_args = ["--latency-ms", str(args.latency_ms), "--latency-jitter-ms", "2"]
         with SimulatorProcess(api_key=API_KEY, args=sim_args) as sim:
-            for rate in [float(x) for x in args.rates.split(",") if x]:
+            rates = [float(x) for x in args.rates.split(",") if x]
+            for rate in rates + [0.0] * bool(args.backlog):
                 for s in plan:
                     rows[(rate, s.name)] = []
                 for _ in range(args.repeat):
@@ -185,17 +202,27 @@ def main(argv: Sequence[str] | None = None) -> None:
                             tree_env=s.env,
                         )
                         kind = s.name if s.baseline else BRIDGE
-                        r = _latency(cell, kind, rate, args.seconds, args.warmup, s.processes)
+                        r = _latency(
+                            cell,
+                            kind,
+                            rate,
+                            args.seconds,
+                            args.warmup,
+                            s.processes,
+                            backlog=0 if rate else args.backlog,
+                        )
                         rows[(rate, s.name)].append(r)
                         print(
-                            f"{rate:,.0f}/s {s.name}: {fmt(r.cpu_per_1k, '.3f')} CPU ms/command,"
+                            f"{_rate(rate)} {s.name}: {r.rate:,.0f} commands/s,"
+                            f" {fmt(r.cpu_per_1k, '.3f')} CPU ms/command,"
                             f" p50 {fmt(r.p50_ms, '.0f')} ms, p99 {fmt(r.p99_ms, '.0f')} ms,"
                             f" 409s {r.conflicts}",
                             flush=True,
                         )
     print(
         f"\n{args.sessions:,} sessions, {args.partitions} partitions, {args.latency_ms:.0f} ms"
-        f" API, {args.seconds:.0f} s per run, {args.repeat} run(s);"
+        f" API, {args.seconds:.0f} s per paced run, a backlog of {args.backlog:,},"
+        f" {args.repeat} run(s);"
         f" {(time.monotonic() - started) / 60:.1f} min\n"
     )
     out = table(rows, [s.name for s in plan])
