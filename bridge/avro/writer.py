@@ -140,9 +140,11 @@ def _name(value: str) -> bytes:
 
 # The encodings of the last effects written, by record object: answers' repeated effects
 # come as the very same records (`bridge.talon.summary`), which are immutable. Each entry holds
-# its record, so no other object can have that id while it is kept.
+# its record, so no other object can have that id while it is kept. Large encodings are not
+# kept: the answer reader keeps no record of a large effect, so its record never recurs.
 _EFFECTS: dict[int, tuple[EffectRecord, bytes]] = {}
 _EFFECTS_MAX: Final = 8192
+_EFFECT_KEPT_BYTES: Final = 2048
 
 
 def _effect(e: EffectRecord) -> bytes:
@@ -150,9 +152,10 @@ def _effect(e: EffectRecord) -> bytes:
     if found is not None:
         return found[1]
     out = b"".join(_effect_fields(e))
-    if len(_EFFECTS) >= _EFFECTS_MAX:
-        del _EFFECTS[next(iter(_EFFECTS))]
-    _EFFECTS[id(e)] = (e, out)
+    if len(out) <= _EFFECT_KEPT_BYTES:
+        if len(_EFFECTS) >= _EFFECTS_MAX:
+            del _EFFECTS[next(iter(_EFFECTS))]
+        _EFFECTS[id(e)] = (e, out)
     return out
 
 

@@ -29,6 +29,7 @@ from bridge.commands import EffectRecord, SessionState
 
 __all__ = [
     "EFFECTS_KEPT",
+    "EFFECT_KEPT_BYTES",
     "EventSummary",
     "IntegrationSummary",
     "SessionSummary",
@@ -139,8 +140,11 @@ _INTEGRATION: Final = msgspec.json.Decoder(_IntegrationWire, strict=False)
 _EVENT: Final = msgspec.json.Decoder(_EventWire, strict=False)
 _EFFECT: Final = msgspec.json.Decoder(SummaryEffect, strict=False)
 
-# How many effects' records are kept by their JSON (a few MB at most).
+# How many effects' records are kept by their JSON, and the largest JSON kept (16 MiB of it
+# at most, whatever the answers hold). Effects are a few hundred bytes; a larger one is read
+# every time (and, a new record each time, encoded every time too).
 EFFECTS_KEPT: Final = 8192
+EFFECT_KEPT_BYTES: Final = 2048
 _KEPT: dict[bytes, EffectRecord] = {}
 
 
@@ -171,9 +175,10 @@ def _records(effects: list[msgspec.Raw]) -> list[EffectRecord]:
                 e.campaign_revision_id,
                 e.campaign_revision_version_id,
             )
-            if len(kept) >= EFFECTS_KEPT:
-                del kept[next(iter(kept))]
-            kept[key] = found
+            if len(key) <= EFFECT_KEPT_BYTES:
+                if len(kept) >= EFFECTS_KEPT:
+                    del kept[next(iter(kept))]
+                kept[key] = found
         append(found)
     return out
 

@@ -6,6 +6,7 @@ import io
 import json
 
 import fastavro
+import msgspec
 import orjson
 import pytest
 from confluent_kafka.schema_registry import Schema
@@ -301,3 +302,20 @@ def test_newer_writer_with_an_unknown_payload_branch() -> None:
     with pytest.raises(DecodeError) as err:
         Codec().decode_command(lying)
     assert err.value.reason == "invalid"
+
+
+@pytest.mark.parametrize("size", [10, 10_000], ids=["small", "large"])
+def test_effect_encodings_are_kept_only_when_small(
+    monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    from bridge.avro import writer
+
+    monkeypatch.setattr(writer, "_EFFECTS", {})
+    effect = msgspec.structs.replace(
+        EFFECTS.effects[0], props=orjson.dumps({"v": "x" * size}).decode()
+    )
+    rec = msgspec.structs.replace(EFFECTS, effects=[effect])
+    codec = new_codec("confluent")
+    assert codec.decode_effects(codec.encode_effects(rec, EFFECTS_TOPIC)) == rec
+    assert codec.decode_effects(codec.encode_effects(rec, EFFECTS_TOPIC)) == rec
+    assert len(writer._EFFECTS) == (1 if size < 1000 else 0)

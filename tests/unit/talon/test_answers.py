@@ -447,3 +447,21 @@ def test_repeated_effects_are_read_once_and_kept_within_bounds(
     read(effect(2))
     assert len(summary._KEPT) == 2
     assert read(effect(0))[0] is not first[0]
+
+
+def test_a_large_effect_is_read_every_time_and_never_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An answer can hold effects of any size; keeping 8,192 large ones would hold gigabytes.
+    monkeypatch.setattr(summary, "_KEPT", {})
+    name = "x" * summary.EFFECT_KEPT_BYTES
+    large = (
+        b'{"campaignId": 1, "rulesetId": 2, "ruleIndex": 0, "ruleName": "%b",'
+        b' "effectType": "customEffect", "props": {}}' % name.encode()
+    )
+    body = b'{"effects": [%b], "createdCoupons": [], "createdReferrals": []}' % large
+    first = IntegrationSummary.from_json(body).effects[0]
+    again = IntegrationSummary.from_json(body).effects[0]
+    assert first == again and first is not again
+    assert first.rule_name == name
+    assert summary._KEPT == {}
