@@ -76,6 +76,7 @@ class Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.usable = True  # False once closed, failed or asked to close
+        self.answered = False  # any byte of the answer to the exchange under way
         self.idle_since = 0.0
         self._waiter: asyncio.Future[Answer] | None = None
         self._reason = ""
@@ -98,6 +99,7 @@ class Connection(asyncio.Protocol):
             self.close()  # bytes nobody asked for: the connection is out of step
             return
         self._last_read = self._loop.time()
+        self.answered = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -172,6 +174,7 @@ class Connection(asyncio.Protocol):
             waiter.set_exception(httpx.ReadError("the connection is not open"))
             return
         self._waiter = waiter
+        self.answered = False
         self._read_timeout, self._deadline = read_timeout, deadline
         self._last_read = self._loop.time()
         self._arm()

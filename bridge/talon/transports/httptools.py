@@ -8,7 +8,10 @@ per call: on uvloop this is the cheapest of the engines in CPU per request
 
 Pooling: keep-alive connections per origin, at most `max_connections` open at once, waited
 for in FIFO order (`Slots`) up to the pool timeout; an idle connection older than
-`keepalive_expiry` is closed instead of reused, and so is one the server asked to close.
+`keepalive_expiry` is closed instead of reused, and so is one the server asked to close. A
+reused connection the server closes before any byte of the answer (its keep-alive ran out as
+the request went out) sends the request again once on a new connection, if it is idempotent
+by its method or its Idempotency-Key header, as Go's net/http does.
 Timeouts: `connect` bounds DNS and the TCP and TLS handshakes; `read` the server's silence,
 from the request's last byte to the answer's first and between its bytes; `total` the whole
 exchange once a connection slot is held. Proxies: an ``https://`` origin is reached through
@@ -50,6 +53,7 @@ _BAD_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _DERIVED: Final = DERIVED_HEADERS | {"connection"}
 _MAX_ORIGINS: Final = 64
 _MAX_LINES: Final = 256
+_IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 def _line(name: str, value: str) -> str:
@@ -61,6 +65,14 @@ def _line(name: str, value: str) -> str:
             f"header {name!r} cannot be sent: control characters or a bad name"
         )
     return f"{name}: {value}\r\n"
+
+
+def _repeatable(request: Request) -> bool:
+    """Whether a request may be sent twice: idempotent by its method, or by its
+    Idempotency-Key (the rule Go's net/http applies to a reused connection)."""
+    if request.method in _IDEMPOTENT:
+        return True
+    return any(name.lower() == "idempotency-key" for name, _ in request.headers)
 
 
 class HttptoolsTransport(PooledTransport):
@@ -121,17 +133,19 @@ class HttptoolsTransport(PooledTransport):
         try:
             loop = asyncio.get_running_loop()
             deadline = None if timeouts.total is None else loop.time() + timeouts.total
-            conn = self._pooled(prefix, loop) or await self._connect(
-                origin, loop, timeouts.connect, deadline
-            )
-            waiter: asyncio.Future[Answer] = loop.create_future()
-            conn.send(data, waiter, timeouts.read, deadline)
-            try:
-                answer = await waiter
-            except BaseException:
-                conn.abort()  # cancelled: the answer may still come; failed: closed already
-                self._open.discard(conn)
-                raise
+            conn = self._pooled(prefix, loop)
+            if conn is not None:
+                try:
+                    answer = await self._send(conn, data, loop, timeouts.read, deadline)
+                except (httpx.RemoteProtocolError, httpx.ReadError):
+                    # Closed by the server as the request went out (its keep-alive ran
+                    # out): sent again once on a new connection, when sending twice is safe.
+                    if conn.answered or not _repeatable(request):
+                        raise
+                    conn = None
+            if conn is None:
+                conn = await self._connect(origin, loop, timeouts.connect, deadline)
+                answer = await self._send(conn, data, loop, timeouts.read, deadline)
             if conn.usable:
                 conn.idle_since = loop.time()
                 self._idle[prefix].append(conn)
@@ -140,6 +154,23 @@ class HttptoolsTransport(PooledTransport):
             return answer
         finally:
             slots.release()
+
+    async def _send(
+        self,
+        conn: Connection,
+        data: bytes,
+        loop: asyncio.AbstractEventLoop,
+        read_timeout: float | None,
+        deadline: float | None,
+    ) -> Answer:
+        waiter: asyncio.Future[Answer] = loop.create_future()
+        conn.send(data, waiter, read_timeout, deadline)
+        try:
+            return await waiter
+        except BaseException:
+            conn.abort()  # cancelled: the answer may still come; failed: closed already
+            self._open.discard(conn)
+            raise
 
     def _encode(self, request: Request) -> tuple[str, Origin, bytes]:
         url = request.url

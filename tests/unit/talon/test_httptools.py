@@ -25,7 +25,8 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 class Server:
-    """A raw HTTP server: counts connections, answers each request with `respond`."""
+    """A raw HTTP server: counts connections, answers each request with `respond` (b"":
+    closes the connection without an answer)."""
 
     def __init__(self, respond: Callable[[int], bytes] = lambda n: OK) -> None:
         self.respond = respond
@@ -45,6 +46,8 @@ class Server:
                 self.requests.append(head + await reader.readexactly(length))
                 await self.hold.wait()
                 answer = self.respond(len(self.requests))
+                if not answer:
+                    break
                 writer.write(answer)
                 await writer.drain()
                 if b"Connection: close" in answer:
@@ -95,6 +98,54 @@ async def test_an_idle_connection_past_its_keepalive_is_not_reused() -> None:
         await transport.exchange(get(url))
         await transport.exchange(get(url))
     assert server.connections == 2
+
+
+def _request(url: str, method: str, *headers: tuple[str, str]) -> Request:
+    return Request(method, f"{url}/v2/x", list(headers), b"{}", Timeouts())
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "resent"),
+    [
+        ("PUT", (), True),
+        ("POST", (("Idempotency-Key", "k-1"),), True),
+        ("POST", (), False),
+    ],
+    ids=["idempotent-method", "idempotency-key", "neither"],
+)
+async def test_a_reused_connection_closed_unanswered_sends_a_safe_request_again(
+    method: str, headers: tuple[tuple[str, str], ...], resent: bool
+) -> None:
+    # The server's keep-alive runs out just as the second request goes out.
+    server = Server(lambda n: b"" if n == 2 else OK)
+    async with serving(server) as url, HttptoolsTransport() as transport:
+        assert (await transport.exchange(_request(url, method, *headers))).content == b"ok"
+        if resent:
+            assert (await transport.exchange(_request(url, method, *headers))).content == b"ok"
+            assert (len(server.requests), server.connections) == (3, 2)
+        else:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await transport.exchange(_request(url, method, *headers))
+            assert (len(server.requests), server.connections) == (2, 1)
+
+
+async def test_a_new_connection_closed_unanswered_is_not_tried_again() -> None:
+    server = Server(lambda n: b"")
+    async with serving(server) as url, HttptoolsTransport() as transport:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await transport.exchange(_request(url, "PUT"))
+    assert (len(server.requests), server.connections) == (1, 1)
+
+
+async def test_a_reused_connection_that_answered_in_part_is_not_tried_again() -> None:
+    # Part of an answer, then the connection closes: the request was taken.
+    partial = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 10\r\n\r\nok"
+    server = Server(lambda n: OK if n == 1 else partial)
+    async with serving(server) as url, HttptoolsTransport() as transport:
+        await transport.exchange(_request(url, "PUT"))
+        with pytest.raises(httpx.RemoteProtocolError):
+            await transport.exchange(_request(url, "PUT"))
+    assert (len(server.requests), server.connections) == (2, 1)
 
 
 async def test_chunked_answers_and_answers_read_until_close() -> None:
