@@ -142,6 +142,20 @@ class Metrics:
             ["application", "operation", "error_class"],
             registry=r,
         )
+        self.api_connections_opened = Counter(
+            "bridge_api_connections_opened",
+            "Connections opened to Talon.One, by application. Near 0/s once the pool is warm; "
+            "a steady rate means keep-alive is being cut. Not counted by the reqwest engine.",
+            ["application"],
+            registry=r,
+        )
+        self.api_stale_connections = Counter(
+            "bridge_api_stale_connections",
+            "Reused connections Talon.One closed before answering, by application; a call "
+            "safe to repeat went again on a new connection. httptools engine only.",
+            ["application"],
+            registry=r,
+        )
         self.e2e_latency = Histogram(
             "bridge_end_to_end_latency_seconds",
             "From the record's Kafka timestamp to its effects being acknowledged.",
@@ -386,6 +400,8 @@ class Metrics:
         for app in applications:
             self.api_healthy.labels(app).set(1)
             self.api_outage.labels(app)
+            self.api_connections_opened.labels(app)
+            self.api_stale_connections.labels(app)
             for op in OPERATIONS:
                 for ec in API_ERROR_CLASSES:
                     self.api_errors.labels(app, op, ec)

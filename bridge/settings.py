@@ -315,6 +315,12 @@ class Settings(KafkaSettings):
     talon_pool_timeout: float = Field(
         default=5.0, gt=0, description="seconds to wait for a free connection"
     )
+    talon_idle_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        description="seconds an idle connection to Talon.One is kept for reuse; keep it below "
+        "the idle timeout of whatever closes connections on the way (a load balancer, a proxy)",
+    )
     talon_call_timeout: float = Field(
         default=10.0,
         gt=0,

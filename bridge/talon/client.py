@@ -6,11 +6,11 @@ authenticated; what their answers become, results or `bridge.errors` exceptions,
 `bridge.talon.answers`.
 
 Requests go to a `Transport` (`bridge.talon.transports`) as plain values and come back as a
-fully read `Answer`: `ReqwestTransport` by default, `AiohttpTransport`, or `MockTransport` in
-tests, all through the same code here. httpx.AsyncClient is deliberately not used: its
-per-request machinery (URL merging, header and cookie handling, event hooks, redirect loop)
-costs more CPU than the whole HTTP exchange at the request rates the bridge runs at, and none
-of it is needed for three fixed endpoints.
+fully read `Answer`: `HttptoolsTransport` by default, `ReqwestTransport`, `AiohttpTransport`,
+or `MockTransport` in tests, all through the same code here. httpx.AsyncClient is deliberately
+not used: its per-request machinery (URL merging, header and cookie handling, event hooks,
+redirect loop) costs more CPU than the whole HTTP exchange at the request rates the bridge
+runs at, and none of it is needed for three fixed endpoints.
 
 The API key is only ever placed in the Authorization header. It is never part of an exception
 message, a repr or a log line.
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Generic, NoReturn, TypeAlias, TypeVar, overload
+from typing import Any, Generic, NoReturn, TypeAlias, TypeVar, overload
 
 import httpx
 import msgspec
@@ -59,11 +59,10 @@ from bridge.talon.models import (
     TrackEventV2Response,
 )
 from bridge.talon.transports import (
-    AiohttpTransport,
+    ENGINES,
     Answer,
-    HttptoolsTransport,
+    ConnectionEvent,
     Request,
-    ReqwestTransport,
     Timeouts,
     Transport,
     decoded_content,
@@ -121,6 +120,7 @@ class TalonClient(EventsV3):
         connect_timeout: Seconds allowed for DNS plus the connection handshake.
         read_timeout: Seconds the server may stay silent while answering.
         pool_timeout: Seconds to wait for a free pooled connection.
+        idle_timeout: Seconds an idle connection of the default transport is kept for reuse.
         call_timeout: Seconds a whole exchange may take, from sending the request to the
             last byte of the answer (None: no deadline beyond the others).
         max_connections: Size of the connection pool of the default transport (ignored
@@ -134,6 +134,8 @@ class TalonClient(EventsV3):
         observer: Called as ``observer(operation, outcome, seconds)`` once per request that
             ends in an answer or an httpx transport error (see the module docstring for
             outcomes). It runs inline on the event loop and must not raise.
+        on_connection: Told of the default transport's connections opened and found stale
+            (see `PooledTransport`); ignored when `transport` is given.
 
     Raises:
         ValueError: `base_url` is not an absolute http(s) URL, or `api_key` is empty or
@@ -148,12 +150,14 @@ class TalonClient(EventsV3):
         connect_timeout: float = 2.0,
         read_timeout: float = 5.0,
         pool_timeout: float = 5.0,
+        idle_timeout: float = 15.0,
         call_timeout: float | None = 10.0,
         max_connections: int = 256,
         http_engine: HttpEngine = "httptools",
         idempotency_keys: bool = True,
         transport: Transport | None = None,
         observer: Observer | None = None,
+        on_connection: Callable[[ConnectionEvent], None] | None = None,
     ) -> None:
         base = httpx.URL(base_url.rstrip("/"))
         if base.scheme not in ("http", "https") or not base.host or base.query or base.fragment:
@@ -168,7 +172,11 @@ class TalonClient(EventsV3):
         self._secret = api_key
         self._idempotency_keys = idempotency_keys
         self._observer = observer
-        self._transport = transport or _ENGINES[http_engine](max_connections=max_connections)
+        self._transport = transport or ENGINES[http_engine](
+            max_connections=max_connections,
+            keepalive_expiry=idle_timeout,
+            on_connection=on_connection,
+        )
         self._timeouts = Timeouts(
             connect=connect_timeout, read=read_timeout, pool=pool_timeout, total=call_timeout
         )
@@ -439,12 +447,3 @@ class TalonClient(EventsV3):
             self._observer(operation, outcome, duration)
         cause = failure if isinstance(failure, httpx.RequestError) else invalid and invalid.error
         raise error from cause
-
-
-# ---------------------------------------------------------------- helpers
-
-_ENGINES: Final[dict[HttpEngine, Callable[..., Transport]]] = {
-    "reqwest": ReqwestTransport,
-    "aiohttp": AiohttpTransport,
-    "httptools": HttptoolsTransport,
-}

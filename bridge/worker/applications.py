@@ -21,6 +21,7 @@ from bridge.engine.sequencer import Sequenced
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.talon.client import TalonClient
+from bridge.talon.transports import ConnectionEvent
 from bridge.worker.gatekeeper import GateKeeper
 from bridge.worker.handlers import Handlers
 from bridge.worker.work import State, Work
@@ -99,19 +100,32 @@ def _retry_after(pacer: Pacer) -> float:
     return pacer.retry_after_in_force(time.monotonic())
 
 
-def talon_client(
-    settings: Settings, app: Configured, observer: Callable[[str, str, float], None]
-) -> TalonClient:
-    """The application's own client: its key, its pool of connections."""
+def talon_client(settings: Settings, app: Configured, metrics: Metrics) -> TalonClient:
+    """The application's own client: its key, its pool of connections, counted in `metrics`."""
     return TalonClient(
         app.base_url,
         app.api_key.get_secret_value(),
         connect_timeout=settings.talon_connect_timeout,
         read_timeout=settings.talon_read_timeout,
         pool_timeout=settings.talon_pool_timeout,
+        idle_timeout=settings.talon_idle_timeout,
         call_timeout=settings.talon_call_timeout,
         max_connections=settings.max_in_flight,
         http_engine=settings.talon_http_engine,
         idempotency_keys=settings.talon_idempotency_keys,
-        observer=observer,
+        observer=partial(_observe, metrics, app.name),
+        on_connection=partial(_connection, metrics, app.name),
     )
+
+
+def _observe(
+    metrics: Metrics, application: str, operation: str, outcome: str, seconds: float
+) -> None:
+    metrics.api_duration_for(application, operation, outcome).observe(seconds)
+    if outcome != "2xx":
+        metrics.api_errors_for(application, operation, outcome).inc()
+
+
+def _connection(metrics: Metrics, application: str, event: ConnectionEvent) -> None:
+    counter = metrics.api_connections_opened if event == "opened" else metrics.api_stale_connections
+    counter.labels(application).inc()

@@ -71,7 +71,7 @@ class Worker:
             {DEFAULT_APPLICATION: client}
             if client is not None
             else {
-                app.name: talon_client(settings, app, partial(self._observe_api, app.name))
+                app.name: talon_client(settings, app, self.metrics)
                 for app in settings.applications().applications
             }
         )
@@ -191,11 +191,6 @@ class Worker:
         self._fatal = str(error)
         self._exit_code = 1
         self._stop.set()
-
-    def _observe_api(self, application: str, operation: str, outcome: str, seconds: float) -> None:
-        self.metrics.api_duration_for(application, operation, outcome).observe(seconds)
-        if outcome != "2xx":
-            self.metrics.api_errors_for(application, operation, outcome).inc()
 
     # --- lifecycle ------------------------------------------------------------------------
 

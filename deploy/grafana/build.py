@@ -908,6 +908,22 @@ def talon_api() -> db.Dashboard:
             ),
             width=12,
         ),
+        ts(
+            "Connections",
+            "New connections to Talon.One, and reused ones it closed before answering. "
+            "Near 0 once the pool is warm; a steady rate means keep-alive is cut short "
+            "(see the runbook's connection churn). Not counted by the reqwest engine.",
+            "ops",
+            q(
+                f"sum by (application) (rate(bridge_api_connections_opened_total{{{app}}}[{RI}]))",
+                "{{application}} opened",
+            ),
+            q(
+                f"sum by (application) (rate(bridge_api_stale_connections_total{{{app}}}[{RI}]))",
+                "{{application}} stale",
+            ),
+            width=24,
+        ),
     ]
 
     heat = (

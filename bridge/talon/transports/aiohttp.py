@@ -74,14 +74,23 @@ class AiohttpTransport(PooledTransport):
             keepalive_timeout=self._keepalive_expiry,
             ttl_dns_cache=self._dns_cache_seconds,
         )
+        traces: list[aiohttp.TraceConfig] = []
+        if self._on_connection is not None:  # tracing costs every request a few awaits
+            trace = aiohttp.TraceConfig()
+            trace.on_connection_create_end.append(self._opened)
+            traces.append(trace)
         self._session = aiohttp.ClientSession(
             connector=connector,
+            trace_configs=traces,
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=_SKIP_AUTO_HEADERS,
             # Content codings are undone by the client, from the headers it is handed.
             auto_decompress=False,
         )
         return self._session
+
+    async def _opened(self, *_: object) -> None:
+        self._tell("opened")
 
     def _timeout(self, spec: Timeouts) -> aiohttp.ClientTimeout:
         cached = self._by_spec.get(spec)

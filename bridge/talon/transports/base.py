@@ -13,16 +13,26 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, NamedTuple, Protocol, Self, TypedDict, runtime_checkable
+from typing import (
+    Final,
+    Literal,
+    NamedTuple,
+    Protocol,
+    Self,
+    TypeAlias,
+    TypedDict,
+    runtime_checkable,
+)
 
 import httpx
 
 __all__ = [
     "DERIVED_HEADERS",
     "Answer",
+    "ConnectionEvent",
     "PooledTransport",
     "Request",
     "Slots",
@@ -98,11 +108,17 @@ class Transport(Protocol):
         ...
 
 
+# "opened": a new connection to the API. "stale": a reused connection the server closed
+# before answering (its keep-alive ran out as the request went out).
+ConnectionEvent: TypeAlias = Literal["opened", "stale"]
+
+
 class TransportOptions(TypedDict, total=False):
     """The options every `PooledTransport` takes; its docstring says what they mean."""
 
     max_connections: int
     keepalive_expiry: float
+    on_connection: Callable[[ConnectionEvent], None] | None
 
 
 class PooledTransport:
@@ -111,13 +127,23 @@ class PooledTransport:
     Args:
         max_connections: Size of the connection pool.
         keepalive_expiry: Seconds an idle connection stays open for reuse.
+        on_connection: Told of each `ConnectionEvent` the engine sees, inline on the event
+            loop; it must not raise. The httptools engine reports both, aiohttp "opened"
+            only, reqwest neither (its pool is out of sight).
     """
 
-    def __init__(self, *, max_connections: int = 256, keepalive_expiry: float = 15.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 256,
+        keepalive_expiry: float = 15.0,
+        on_connection: Callable[[ConnectionEvent], None] | None = None,
+    ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
+        self._on_connection = on_connection
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_connections={self._max_connections})"
@@ -135,6 +161,10 @@ class PooledTransport:
 
     async def aclose(self) -> None:
         raise NotImplementedError
+
+    def _tell(self, event: ConnectionEvent) -> None:
+        if self._on_connection is not None:
+            self._on_connection(event)
 
 
 class Slots:

@@ -138,9 +138,12 @@ class HttptoolsTransport(PooledTransport):
                 try:
                     answer = await self._send(conn, data, loop, timeouts.read, deadline)
                 except (httpx.RemoteProtocolError, httpx.ReadError):
+                    if conn.answered:
+                        raise
                     # Closed by the server as the request went out (its keep-alive ran
                     # out): sent again once on a new connection, when sending twice is safe.
-                    if conn.answered or not _repeatable(request):
+                    self._tell("stale")
+                    if not _repeatable(request):
                         raise
                     conn = None
             if conn is None:
@@ -256,4 +259,5 @@ class HttptoolsTransport(PooledTransport):
             conn.close()
             raise RuntimeError("the transport has been closed")
         self._open.add(conn)
+        self._tell("opened")
         return conn

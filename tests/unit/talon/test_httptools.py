@@ -118,34 +118,41 @@ async def test_a_reused_connection_closed_unanswered_sends_a_safe_request_again(
 ) -> None:
     # The server's keep-alive runs out just as the second request goes out.
     server = Server(lambda n: b"" if n == 2 else OK)
-    async with serving(server) as url, HttptoolsTransport() as transport:
+    events: list[str] = []
+    async with serving(server) as url, HttptoolsTransport(on_connection=events.append) as transport:
         assert (await transport.exchange(_request(url, method, *headers))).content == b"ok"
         if resent:
             assert (await transport.exchange(_request(url, method, *headers))).content == b"ok"
             assert (len(server.requests), server.connections) == (3, 2)
+            assert events == ["opened", "stale", "opened"]
         else:
             with pytest.raises(httpx.RemoteProtocolError):
                 await transport.exchange(_request(url, method, *headers))
             assert (len(server.requests), server.connections) == (2, 1)
+            assert events == ["opened", "stale"]
 
 
 async def test_a_new_connection_closed_unanswered_is_not_tried_again() -> None:
     server = Server(lambda n: b"")
-    async with serving(server) as url, HttptoolsTransport() as transport:
+    events: list[str] = []
+    async with serving(server) as url, HttptoolsTransport(on_connection=events.append) as transport:
         with pytest.raises(httpx.RemoteProtocolError):
             await transport.exchange(_request(url, "PUT"))
     assert (len(server.requests), server.connections) == (1, 1)
+    assert events == ["opened"]
 
 
 async def test_a_reused_connection_that_answered_in_part_is_not_tried_again() -> None:
     # Part of an answer, then the connection closes: the request was taken.
     partial = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 10\r\n\r\nok"
     server = Server(lambda n: OK if n == 1 else partial)
-    async with serving(server) as url, HttptoolsTransport() as transport:
+    events: list[str] = []
+    async with serving(server) as url, HttptoolsTransport(on_connection=events.append) as transport:
         await transport.exchange(_request(url, "PUT"))
         with pytest.raises(httpx.RemoteProtocolError):
             await transport.exchange(_request(url, "PUT"))
     assert (len(server.requests), server.connections) == (2, 1)
+    assert events == ["opened"]  # answered in part: not a stale connection
 
 
 async def test_chunked_answers_and_answers_read_until_close() -> None:

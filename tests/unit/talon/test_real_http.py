@@ -129,8 +129,13 @@ TRANSPORTS: dict[str, type[PooledTransport]] = {
 async def test_real_http_success(fake_talon: tuple[str, FakeTalon], engine: HttpEngine) -> None:
     url, fake = fake_talon
     calls: list[tuple[str, str, float]] = []
+    connections: list[str] = []
     async with TalonClient(
-        url, API_KEY, http_engine=engine, observer=lambda *call: calls.append(call)
+        url,
+        API_KEY,
+        http_engine=engine,
+        observer=lambda *call: calls.append(call),
+        on_connection=connections.append,
     ) as client:
         result = await client.update_customer_session(
             "a/b c", SESSION_BODY, idempotency_key=idempotency_key_for("evt-1")
@@ -152,6 +157,8 @@ async def test_real_http_success(fake_talon: tuple[str, FakeTalon], engine: Http
     assert seen["headers"]["Host"] == url.removeprefix("http://")
     assert seen["headers"]["Content-Length"] == str(len(SESSION_BODY.to_json()))
     assert [outcome for _, outcome, _ in calls] == ["2xx", "2xx"]
+    # One connection for both calls; reqwest's pool is out of sight.
+    assert connections == ([] if engine == "reqwest" else ["opened"])
 
 
 @pytest.mark.parametrize(

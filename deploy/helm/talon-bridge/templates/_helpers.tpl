@@ -313,6 +313,7 @@ BRIDGE_* settings of the ConfigMap, as a dict (values are strings).
   "BRIDGE_TALON_CONNECT_TIMEOUT" (toString $v.talon.connectTimeout)
   "BRIDGE_TALON_READ_TIMEOUT" (toString $v.talon.readTimeout)
   "BRIDGE_TALON_POOL_TIMEOUT" (toString $v.talon.poolTimeout)
+  "BRIDGE_TALON_IDLE_TIMEOUT" (toString $v.talon.idleTimeout)
   "BRIDGE_TALON_CALL_TIMEOUT" (toString $v.talon.callTimeout)
   "BRIDGE_TALON_IDEMPOTENCY_KEYS" (toString $v.talon.idempotencyKeys)
   "BRIDGE_TALON_EVENTS_API" $v.talon.eventsApi
