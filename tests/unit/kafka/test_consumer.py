@@ -23,7 +23,7 @@ class Listener:
 
 def _thread(listener: Listener, loop: asyncio.AbstractEventLoop) -> ConsumerThread:
     return ConsumerThread(
-        {"bootstrap.servers": "127.0.0.1:1", "group.id": "g"},
+        {"bootstrap.servers": "127.0.0.1:1", "group.id": "g", "log_level": 0},  # no broker there
         ["orders"],
         listener,  # type: ignore[arg-type]
         loop,

@@ -90,7 +90,8 @@ class Accepted:
 
 async def test_a_record_over_the_size_limit_is_refused_by_name_not_queued() -> None:
     # A real librdkafka producer checks message.max.bytes before any broker is involved.
-    producer = Accepted(Producer({"bootstrap.servers": "127.0.0.1:1", "message.max.bytes": 1_000}))
+    conf = {"bootstrap.servers": "127.0.0.1:1", "message.max.bytes": 1_000, "log_level": 0}
+    producer = Accepted(Producer(conf))
     sender = Sender(producer, asyncio.get_running_loop())  # type: ignore[arg-type]
     with pytest.raises(OutputTooLargeError, match="too large"):
         sender.send("out", b"k", b"x" * 2_000, None, token=None)
@@ -111,6 +112,7 @@ def oracle() -> Iterator[Producer]:
             "message.max.bytes": _LIMIT,
             "queue.buffering.max.messages": 10_000_000,
             "queue.buffering.max.kbytes": 2_000_000,
+            "log_level": 0,  # no broker listens there: keep the connection failures quiet
         }
     )
     yield producer
