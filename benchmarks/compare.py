@@ -40,9 +40,10 @@ How each figure is measured, identically for every system:
   published in the window / its length. Start-up (JVM, group join), the first JIT
   compilations and the tail are outside it; the JVM's compiler threads still used 0.4-0.5
   of a core inside it. With ``--repeat N`` bridge and Parallel Consumer runs alternate N
-  times and the median run is reported. Each run also prints every thread's share of the
-  cores over the window (thread names with digits dropped, so pools add up) and how busy
-  the whole machine was.
+  times and the median run (by commands/s) is reported, its CPU figure included; against a
+  ``--baseline`` the CPU ratio is also given round by round. Each run also prints every
+  thread's share of the cores over the window (thread names with digits dropped, so pools
+  add up) and how busy the whole machine was.
 - **CPU s per 1k commands**: user + system CPU of the consumer's process(es) over that same
   window, from /proc (`benchmarks.procstat`), the JVM's included; **peak RSS** is VmHWM.
   The simulator and the broker are not counted.
@@ -672,6 +673,7 @@ def run_cell(
     for system, done in runs.items():
         median = median_run(done, lambda r: r.rate)
         median.rates = [r.rate for r in done]
+        median.cpu_runs = [r.cpu_per_1k for r in done]
         rows[system] = median
     for k in scale:
         if k == 1:

@@ -9,6 +9,7 @@ against it.
 from __future__ import annotations
 
 import os
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ class Result:
     machine_busy: float | None = None  # share of all cores busy in the window, any process
     thread_cpu: dict[str, float] = field(default_factory=dict)  # CPU s in the window
     rates: list[float] = field(default_factory=list)  # every repeat's commands/s
+    cpu_runs: list[float | None] = field(default_factory=list)  # every repeat's CPU s / 1k
 
     @property
     def rate(self) -> float:
@@ -245,8 +247,9 @@ def baseline_markdown(results: list[Result], scale: list[Result], baseline: str)
     """Every bridge figure as a ratio against the `baseline` system's, in the same cell."""
     lines = [
         f"| API latency | sessions | bridge processes | commands/s vs {baseline}"
-        " | CPU s / 1k cmds vs it | p99 at equal load vs it | peak RSS vs it |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        " | CPU s / 1k cmds vs it | CPU vs it by round | p99 at equal load vs it"
+        " | peak RSS vs it |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rows = [*results, *(r for r in scale if r.processes > 1)]
     keys = sorted({(r.latency_ms, r.sessions, r.processes) for r in rows})
@@ -257,7 +260,18 @@ def baseline_markdown(results: list[Result], scale: list[Result], baseline: str)
             continue
         lines.append(
             f"| {key[0]:.0f} ms | {key[1]:,} | {key[2]} | {_ratio(b.rate, a.rate)}"
-            f" | {_ratio(b.cpu_per_1k, a.cpu_per_1k)} | {_ratio(b.p99_ms, a.p99_ms)}"
-            f" | {_ratio(b.rss_mb, a.rss_mb)} |"
+            f" | {_ratio(b.cpu_per_1k, a.cpu_per_1k)} | {by_round(b.cpu_runs, a.cpu_runs)}"
+            f" | {_ratio(b.p99_ms, a.p99_ms)} | {_ratio(b.rss_mb, a.rss_mb)} |"
         )
     return "\n".join(lines)
+
+
+def by_round(ours: list[float | None], theirs: list[float | None]) -> str:
+    """The median of the per-round ratios, then each round's: the systems alternate within a
+    round, so a ratio by round cancels the machine's drift that a ratio of two runs picked
+    from different rounds keeps."""
+    ratios = [x / y for x, y in zip(ours, theirs, strict=False) if x is not None and y]
+    if not ratios:
+        return ""
+    rounds = ", ".join(f"{r:.2f}" for r in ratios)
+    return f"{statistics.median(ratios):.2f}x ({rounds})"
