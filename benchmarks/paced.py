@@ -52,7 +52,7 @@ from typing import Any
 from benchmarks.baseline import install
 from benchmarks.compare import Cell, _latency
 from benchmarks.e2e import API_KEY, add_worker_env, broker
-from benchmarks.peer_report import BRIDGE, Result, baseline_name, fmt, median_run
+from benchmarks.peer_report import BRIDGE, Result, baseline_name, fmt, median_run, middle
 from bridge.simulator.process import SimulatorProcess
 
 SHIPPED = "shipped"
@@ -103,12 +103,6 @@ def _cpu(r: Result) -> float:
     return r.cpu_per_1k or 0.0  # CPU s per 1,000 commands = ms per command
 
 
-def _middle(values: Sequence[float | None]) -> float | None:
-    """The median as `median_run` picks it; None when no run has the figure."""
-    known = sorted(v for v in values if v is not None)
-    return known[len(known) // 2] if known else None
-
-
 def _rate(rate: float) -> str:
     return f"{rate:,.0f}" if rate else "backlog"
 
@@ -129,12 +123,12 @@ def table(rows: dict[tuple[float, str], list[Result]], names: Sequence[str]) -> 
             cpu = _cpu(median_run(runs, _cpu))
             each = ", ".join(f"{_cpu(run):.3f}" for run in runs)
             eff = f"{ref / cpu:.2f}" if ref and cpu else ""
-            done = _middle([run.rate for run in runs])
+            done = middle([run.rate for run in runs])
             p50 = p99 = ""  # a backlog's latencies are its queue: its drain rate says more
             if rate:
-                p50 = fmt(_middle([run.p50_ms for run in runs]), ".0f")
+                p50 = fmt(middle([run.p50_ms for run in runs]), ".0f")
                 tails = ", ".join(fmt(run.p99_ms, ".0f") for run in runs)
-                p99 = f"{fmt(_middle([run.p99_ms for run in runs]), '.0f')} ({tails})"
+                p99 = f"{fmt(middle([run.p99_ms for run in runs]), '.0f')} ({tails})"
             lines.append(
                 f"| {_rate(rate)} | {name} | {fmt(done, ',.0f')} | {cpu:.3f} ({each}) | {eff}"
                 f" | {p50} | {p99} | {max(run.conflicts for run in runs)} |"

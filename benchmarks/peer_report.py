@@ -9,8 +9,7 @@ against it.
 from __future__ import annotations
 
 import os
-import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +70,13 @@ class Result:
 def median_run(runs: list[Result], key: Callable[[Result], float]) -> Result:
     """The run in the middle by `key` (of an even number, the higher of the two middle ones)."""
     return sorted(runs, key=key)[len(runs) // 2]
+
+
+def middle(values: Iterable[float | None]) -> float | None:
+    """The median of `values` as `median_run` picks it (of an even number, the higher of the
+    two middle ones); None when none is known."""
+    known = sorted(v for v in values if v is not None)
+    return known[len(known) // 2] if known else None
 
 
 def fmt(v: float | None, spec: str) -> str:
@@ -274,4 +280,4 @@ def by_round(ours: list[float | None], theirs: list[float | None]) -> str:
     if not ratios:
         return ""
     rounds = ", ".join(f"{r:.2f}" for r in ratios)
-    return f"{statistics.median(ratios):.2f}x ({rounds})"
+    return f"{middle(ratios):.2f}x ({rounds})"
