@@ -82,6 +82,11 @@ class Cluster:
         entry = entries.get(name)
         return None if entry is None else str(entry.value)
 
+    def record_limits(self, topics: list[str]) -> dict[str, int]:
+        """The max.message.bytes of each of `topics` the worker may describe."""
+        found = {t: self.topic_config(t, "max.message.bytes") for t in dict.fromkeys(topics)}
+        return {t: int(v) for t, v in found.items() if v is not None}
+
 
 class GroupWatch:
     """Asks whether a consumer group is stable with a given member in it."""

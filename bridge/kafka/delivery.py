@@ -8,23 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from bridge.errors import KafkaFatalError, OutputTooLargeError
-from bridge.kafka.config import DEFAULT_MESSAGE_MAX_BYTES, message_max_bytes
+from bridge.kafka.config import DEFAULT_MESSAGE_MAX_BYTES, message_max_bytes, producer_config
 from bridge.kafka.producer import ProducerPoller, produce, settings_producer, wire_size
-from bridge.settings import Settings
+from bridge.settings import KafkaSettings, Settings
 from bridge.types import TP
 
 __all__ = [
+    "BATCH_OVERHEAD",
     "Delivered",
     "DeliveryError",
     "OutputHeaders",
     "Sender",
+    "TopicLimits",
     "TransactionError",
     "Transactions",
     "worker_producer",
@@ -36,6 +38,11 @@ OutputHeaders = list[tuple[str, str | bytes | None]]
 _LOOP_POLL_TIMEOUT = 0.01
 # Why a transaction aborted, as the consumer thread's handover retries expect it.
 TransactionError = KafkaError
+# A v2 record batch's header: the broker counts it against a topic's max.message.bytes.
+BATCH_OVERHEAD = 61
+# Each produced topic's max.message.bytes, as read at start; a topic missing was not described.
+TopicLimits = Mapping[str, int]
+_DEFAULT_BATCH_SIZE = 1_000_000  # librdkafka's batch.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +59,35 @@ class DeliveryError:
 Delivered = tuple[Any, DeliveryError | None]
 
 
-def worker_producer(settings: Settings) -> Producer:
-    """The worker's producer; transactional with `BRIDGE_EXACTLY_ONCE`."""
+def _fits(limits: TopicLimits, topic: str, size: int) -> bool:
+    """Whether a record of wire size `size` fits `topic` alone (True when its limit is unknown)."""
+    limit = limits.get(topic)
+    return limit is None or size + BATCH_OVERHEAD <= limit
+
+
+def batch_cap(settings: KafkaSettings, limits: TopicLimits) -> int | None:
+    """The batch.size that keeps every batch of more than one record within the smallest
+    produced topic's limit, or None when the configured one already does.
+
+    librdkafka never splits a batch the broker refuses as too large, so the refusal falls on
+    every record in it. Capped, a batch the broker refuses holds one record, too large alone.
+    """
+    if not limits:
+        return None
+    configured = int(producer_config(settings).get("batch.size", _DEFAULT_BATCH_SIZE))
+    cap = max(1, min(limits.values()) - BATCH_OVERHEAD)
+    return cap if cap < configured else None
+
+
+def worker_producer(settings: Settings, limits: TopicLimits | None = None) -> Producer:
+    """The worker's producer (transactional with `BRIDGE_EXACTLY_ONCE`), its batches within
+    the `limits` of the topics it produces to."""
     extra: dict[str, Any] = {}
+    cap = batch_cap(settings, limits or {})
+    if cap is not None:
+        extra["batch.size"] = cap
     if settings.exactly_once:
-        extra = {
+        extra |= {
             "transactional.id": settings.transactional_id
             or f"{settings.group_id}-{uuid.uuid4().hex[:12]}",
             # An abandoned transaction (a crashed worker) blocks read_committed readers
@@ -71,8 +102,14 @@ class Sender:
     """Produces records; their delivery reports reach `on_delivered` on the event loop, in
     batches, from the producer's poll thread."""
 
-    def __init__(self, producer: Producer, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        loop: asyncio.AbstractEventLoop,
+        limits: TopicLimits | None = None,
+    ) -> None:
         self.producer = producer
+        self._limits = limits or {}
         self.on_delivered: Callable[[list[Delivered]], None] = lambda batch: None
         self._poller = ProducerPoller(producer, loop, self._delivered)
 
@@ -100,6 +137,16 @@ class Sender:
             if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
                 raise OutputTooLargeError(err.str()) from None
             raise
+
+    def refused_alone(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: OutputHeaders | None
+    ) -> bool:
+        """Whether a record `topic` refused as too large will never fit it: larger than its
+        limit, so alone in its batch (`batch_cap`). False when the limit is unknown, or when
+        the record fits the limit read at start (the topic's was lowered since)."""
+        return topic in self._limits and not _fits(
+            self._limits, topic, wire_size(key, value, headers)
+        )
 
     def _delivered(self, batch: list[tuple[Any, KafkaError | None]]) -> None:
         if any(err is not None for _, err in batch):
@@ -133,18 +180,30 @@ class Transactions:
         producer: Producer,
         timeout: float = 30.0,
         max_bytes: int = DEFAULT_MESSAGE_MAX_BYTES,
+        limits: TopicLimits | None = None,
     ) -> None:
         self._producer = producer
         self._timeout = timeout
         self._max_bytes = max_bytes
+        self._limits = limits or {}
 
-    def check(self, key: bytes | None, value: bytes | None, headers: OutputHeaders | None) -> None:
-        """Raises `OutputTooLargeError` for a record `send` would be refused, as it is held:
-        at commit the refusal would fail every record of the transaction."""
+    def check(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: OutputHeaders | None
+    ) -> None:
+        """Raises `OutputTooLargeError` for a record the producer or `topic` would refuse, as
+        it is held: at commit the refusal would fail every record of the transaction.
+
+        The topic's limit is checked against the uncompressed size, so with compression a
+        record that would have fit compressed can be refused here."""
         size = wire_size(key, value, headers)
         if size > self._max_bytes:
             raise OutputTooLargeError(
                 f"Message size too large: {size} bytes over message.max.bytes {self._max_bytes}"
+            )
+        if not _fits(self._limits, topic, size):
+            raise OutputTooLargeError(
+                f"Message size too large: {size} bytes over {topic}'s max.message.bytes "
+                f"{self._limits[topic]} with the batch header"
             )
 
     def start(self) -> None:
@@ -186,6 +245,8 @@ class Transactions:
             self._producer.begin_transaction()
 
 
-def worker_transactions(producer: Producer, settings: Settings) -> Transactions:
+def worker_transactions(
+    producer: Producer, settings: Settings, limits: TopicLimits | None = None
+) -> Transactions:
     """The transaction calls of the worker's producer."""
-    return Transactions(producer, max_bytes=message_max_bytes(settings))
+    return Transactions(producer, max_bytes=message_max_bytes(settings), limits=limits)

@@ -154,7 +154,8 @@ def _topic_row(
             subject,
             "warn",
             f"{shape}; cleanup.policy not verified ({why})",
-            "grant DESCRIBE_CONFIGS on it so the policy can be checked",
+            "grant DESCRIBE_CONFIGS on it so the policy can be checked (the worker also "
+            "reads its max.message.bytes at start)",
         )
     policy = config.get("cleanup.policy", "delete")
     compacted = "compact" in {p.strip() for p in policy.split(",")}
@@ -188,14 +189,14 @@ def _topic_row(
         )
     topic_max = int(config.get("max.message.bytes", _BROKER_MAX_MESSAGE_BYTES))
     if t.role != "input" and topic_max < producer_max:
-        # The producer takes what the broker then refuses: effects are sent again until the
-        # topic takes them, and with exactly-once every transaction aborts meanwhile.
+        # The worker keeps its batches under the topic's limit; a record over it cannot go.
         return Check(
             "topic",
             subject,
             "warn",
             f"{shape}, max.message.bytes={topic_max}: below the producer's message.max.bytes "
-            f"({producer_max}); a record between the two is refused at delivery",
+            f"({producer_max}); a record between the two is dead-lettered, or goes without "
+            "its value, and the producer's batches are capped at it",
             f"{alter} max.message.bytes={producer_max}, or a lower message.max.bytes in "
             f"{ENV_PREFIX}KAFKA_PRODUCER_CONFIG",
         )

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 delivery_errors = logging.getLogger("bridge.worker.root.delivery")
 
 Complete = Callable[[Work], None]
+# An applied record whose effects record its topic refused as too large: (work, why, bytes).
+Refused = Callable[[Work, str, int], None]
 
 
 class AtLeastOnce:
@@ -56,9 +58,12 @@ class AtLeastOnce:
         metrics: Metrics,
         complete: Complete,
         on_fatal: Callable[[KafkaFatalError], None],
+        on_refused: Refused,
         resend_after: float = 1.0,
     ) -> None:
         self._sender = sender
+        self._on_refused = on_refused
+        self._output_topic = settings.output_topic
         self._resend_after = resend_after
         self._complete = complete
         self._on_fatal = on_fatal
@@ -123,6 +128,14 @@ class AtLeastOnce:
     def _failed(self, token: tuple[Any, ...], err: DeliveryError) -> None:
         work, topic, key, value, headers = token
         work.pending -= 1  # sent again below
+        if (
+            err.too_large
+            and topic == self._output_topic
+            and self._sender.refused_alone(topic, key, value, headers)
+        ):
+            # Sent again it would be refused for good, and hold its partition.
+            self._on_refused(work, err.reason, len(value or b""))
+            return
         self._metrics.delivery_failures.labels(self._kinds.get(topic, "effects")).inc()
         delivery_errors.error(
             "producer could not deliver to %s: %s; sending again",
@@ -159,7 +172,7 @@ class ExactlyOnce:
         value: bytes | None,
         headers: OutputHeaders | None = None,
     ) -> None:
-        self.txn.check(key, value, headers)
+        self.txn.check(topic, key, value, headers)
         if work.held is None:
             work.held = HeldOutput(work.rec.offset)
         if work.state is State.PRODUCING:
@@ -225,9 +238,11 @@ class TransactionalOutput:
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._kafka.start)
 
-    def check(self, key: bytes | None, value: bytes | None, headers: OutputHeaders | None) -> None:
-        """Raises `OutputTooLargeError` for a record the producer would refuse."""
-        self._kafka.check(key, value, headers)
+    def check(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: OutputHeaders | None
+    ) -> None:
+        """Raises `OutputTooLargeError` for a record the producer or `topic` would refuse."""
+        self._kafka.check(topic, key, value, headers)
 
     def hold(self, tp: TP, output: HeldOutput) -> None:
         self._held.setdefault(tp, []).append(output)

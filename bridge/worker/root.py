@@ -109,6 +109,7 @@ class Worker:
         self._fatal: str | None = None
         self._consumer: ConsumerThread | None = None
         self._txn: TransactionalOutput | None = None
+        self._limits: dict[str, int] = {}
         self._signals = 0
         self._gauges()
 
@@ -247,13 +248,17 @@ class Worker:
                 self._consumer.request_commit(self.offsets.commit_positions())
                 self.metrics.commits.inc()
 
-    def _check_cluster(self) -> None:
-        """Before anything starts: the brokers answer, and the parked set has a topic."""
-        cluster = Cluster(self.settings.librdkafka_common())
+    def _check_cluster(self) -> dict[str, int]:
+        """Before anything starts: the brokers answer, and the parked set has a topic. Returns
+        the produced topics' limits, which the producer's batches keep within."""
+        s = self.settings
+        cluster = Cluster(s.librdkafka_common())
         if self._park:
-            problem = parking_topic_problem(cluster, self.settings.parking_topic)
+            problem = parking_topic_problem(cluster, s.parking_topic)
             if problem is not None:
                 raise ConfigError("BRIDGE_PARKING_TOPIC", problem)
+        parking = [s.parking_topic] if self._park else []
+        return cluster.record_limits([s.output_topic, s.dlq_topic, *parking])
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> HealthServer | None:
         """Say what starts, serve the probes, check the cluster; None if it cannot be reached."""
@@ -284,7 +289,7 @@ class Worker:
                 "BRIDGE_METRICS_PORT", f"cannot listen on {settings.metrics_port}: {exc.strerror}"
             ) from exc
         try:
-            await loop.run_in_executor(None, self._check_cluster)
+            self._limits = await loop.run_in_executor(None, self._check_cluster)
         except KafkaUnreachableError as exc:
             # Expected while the cluster or the network is down: one line, no traceback.
             log.error("%s", exc, extra={"brokers": exc.servers})
@@ -304,16 +309,17 @@ class Worker:
         health = await self._open(loop)
         if health is None:
             return 1
-        producer = worker_producer(settings)
-        sender = Sender(producer, loop)
+        producer = worker_producer(settings, self._limits)
+        sender = Sender(producer, loop, self._limits)
         if settings.exactly_once:
-            transactions = worker_transactions(producer, settings)
+            transactions = worker_transactions(producer, settings, self._limits)
             self._txn = TransactionalOutput(transactions, on_abort=self._count_abort)
             self.pipeline.output = ExactlyOnce(self._txn, self.pipeline.complete)
             await self._txn.start()
         else:
+            p = self.pipeline
             output = AtLeastOnce(
-                sender, settings, self.metrics, self.pipeline.complete, self.on_fatal
+                sender, settings, self.metrics, p.complete, self.on_fatal, p.refused
             )
             sender.on_delivered = output.delivered
             self.pipeline.output = output

@@ -232,10 +232,12 @@ def test_effects_kafka_refuses_are_sent_again_and_nothing_is_committed_past_them
     bridge_factory: Callable[..., Bridge], kafka_admin: AdminClient, simulator: SimulatorProcess
 ) -> None:
     bridge = bridge_factory(partitions=2)
-    _set_topic_config(kafka_admin, bridge.output, "max.message.bytes", "64")  # all too large
     commands = list(generate(LoadSpec(sessions=40, total=400, run_id="refused")))
     failures = 'bridge_producer_delivery_failures_total{kind="effects"}'
     with WorkerProcess(bridge.env) as worker:
+        # Lowered after the worker read it: each record fits the limit it knows, so the
+        # refusal is the topic's to fix, not the record's.
+        _set_topic_config(kafka_admin, bridge.output, "max.message.bytes", "64")
         bridge.produce(commands)
         wait_for(
             lambda: worker.metrics().get(failures, 0) >= 2 * len(commands),
@@ -252,6 +254,41 @@ def test_effects_kafka_refuses_are_sent_again_and_nothing_is_committed_past_them
         assert worker.log_text().count("producer could not deliver to") <= 3
     _assert_exactly_once_effects(bridge, commands)
     _assert_committed_to_end(bridge)
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def test_effects_records_over_their_topics_limit_are_dead_lettered_and_the_rest_flow(
+    bridge_factory: Callable[..., Bridge],
+    kafka_admin: AdminClient,
+    simulator: SimulatorProcess,
+    exactly_once: bool,
+) -> None:
+    bridge = bridge_factory(partitions=2, BRIDGE_EXACTLY_ONCE=str(exactly_once).lower())
+    _set_topic_config(kafka_admin, bridge.output, "max.message.bytes", str(_OUTPUT_LIMIT))
+    commands = list(generate(LoadSpec(sessions=20, total=600, run_id="topic-limit")))
+    with WorkerProcess(bridge.env) as worker:
+        bridge.produce(commands)
+        wait_for(lambda: worker.metric_sum(PROCESSED) >= len(commands), 90, "all finished")
+        failures = worker.metric_sum("bridge_producer_delivery_failures_total")
+        assert worker.stop() == 0
+    isolation = "read_committed" if exactly_once else "read_uncommitted"
+    effects = read_topic(bridge.conf, bridge.output, timeout=60, idle=3.0, isolation=isolation)
+    letters = read_topic(bridge.conf, bridge.dlq, timeout=60, idle=3.0, isolation=isolation)
+    assert {dict(m.headers() or ())[dlq.H_REASON] for m in letters} == {b"output-too-large"}
+    codec = Codec()
+    published = {codec.decode_effects(m.value()).event_id for m in effects}
+    refused = {codec.decode_command(m.value()).event_id for m in letters}
+    assert published and refused, "the limit falls inside the records' sizes"
+    assert sorted([*published, *refused]) == sorted(c.event_id for c in commands)
+    assert max(len(m.value()) for m in effects) < _OUTPUT_LIMIT
+    # Batches are capped under the limit: no batch of records that fit is refused.
+    assert failures == 0
+    assert simulator.stats()["applied"] == len(commands)
+    _assert_committed_to_end(bridge)
+
+
+# Inside the sizes of the effects records of 20 sessions' growing carts.
+_OUTPUT_LIMIT = 300
 
 
 def test_dead_letters_their_topic_refuses_as_too_large_go_again_without_their_value(

@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.errors import OutputTooLargeError
-from bridge.kafka.delivery import Sender
+from bridge.kafka.delivery import BATCH_OVERHEAD, Sender, batch_cap, worker_producer
 from bridge.kafka.producer import produce, wire_size
+from bridge.settings import KafkaSettings, Settings
 
 
 class FullThenFree:
@@ -148,3 +149,37 @@ def test_wire_size_is_the_size_librdkafka_refuses_by(
     assert room > 0
     assert _taken(oracle, key, b"v" * room, headers)
     assert not _taken(oracle, key, b"v" * (room + 1), headers)
+
+
+def _kafka(**producer: Any) -> KafkaSettings:
+    return KafkaSettings(kafka_bootstrap_servers="127.0.0.1:1", kafka_producer_config=producer)
+
+
+def test_batches_are_capped_below_the_smallest_produced_topics_limit() -> None:
+    # librdkafka never splits a batch the broker refuses: every record in it would fail.
+    assert batch_cap(_kafka(), {}) is None, "no limit read"
+    assert batch_cap(_kafka(), {"out": 1_048_588, "dlq": 2_000_000}) is None, "the default fits"
+    assert batch_cap(_kafka(), {"out": 100_000, "dlq": 50_000}) == 50_000 - BATCH_OVERHEAD
+    assert batch_cap(_kafka(**{"batch.size": 10_000}), {"out": 50_000}) is None
+    assert batch_cap(_kafka(), {"out": 10}) == 1
+
+
+def test_the_worker_producer_takes_a_capped_batch_size() -> None:
+    settings = Settings(
+        kafka_bootstrap_servers="127.0.0.1:1",
+        input_topics=["in"],
+        talon_base_url="https://talon.test",
+        talon_api_key="k",
+        kafka_producer_config={"log_level": 0},
+    )
+    for limits in ({"out": 10}, {"out": 5_000}):
+        worker_producer(settings, limits).flush(0)
+
+
+async def test_a_record_refused_alone_is_one_over_its_topics_limit() -> None:
+    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "log_level": 0})
+    sender = Sender(producer, asyncio.get_running_loop(), {"out": 1_000})
+    fits = 1_000 - BATCH_OVERHEAD - wire_size(b"k", b"")
+    assert not sender.refused_alone("out", b"k", b"x" * fits, None), "lowered since start"
+    assert sender.refused_alone("out", b"k", b"x" * (fits + 1), None)
+    assert not sender.refused_alone("dlq", b"k", b"x" * 5_000, None), "its limit is unknown"

@@ -26,7 +26,7 @@ from bridge.dlq import (
 )
 from bridge.engine.pacing import Pacer
 from bridge.errors import KafkaFatalError, OutputTooLargeError, ProducerFatalError, ServerError
-from bridge.kafka.delivery import Delivered, DeliveryError, Transactions
+from bridge.kafka.delivery import BATCH_OVERHEAD, Delivered, DeliveryError, Transactions
 from bridge.kafka.producer import wire_size
 from bridge.kafka.records import InputRecord
 from bridge.metrics import Metrics
@@ -247,6 +247,10 @@ def _effect(effect_type: str, value: int) -> dict[str, Any]:
     }
 
 
+# An effects record of about 2 KB.
+_MANY_EFFECTS = [_effect("setDiscount", n) for n in range(20)]
+
+
 async def test_published_effects_are_counted_by_type() -> None:
     kinds = ["setDiscount", "addLoyaltyPoints", "setDiscount"]
     rig = Rig(Talon(effects=[_effect(k, n) for n, k in enumerate(kinds)]))
@@ -450,6 +454,7 @@ class FakeSender:
         self.too_large: set[str] = set()  # topics whose records the producer refuses
         self.max_bytes: int | None = None  # the producer's message.max.bytes
         self.topic_max: dict[str, int] = {}  # the topics' max.message.bytes
+        self.limits: dict[str, int] = {}  # those the worker read at start
         self.records: list[tuple[str, bytes | None, bytes | None, OutputHeaders | None]] = []
         self.on_delivered: Callable[[list[Delivered]], None] = lambda batch: None
 
@@ -473,6 +478,12 @@ class FakeSender:
         report = [(token, error)]
         asyncio.get_running_loop().call_soon(self.on_delivered, report)
 
+    def refused_alone(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: OutputHeaders | None
+    ) -> bool:
+        limit = self.limits.get(topic)
+        return limit is not None and wire_size(key, value, headers) + BATCH_OVERHEAD > limit
+
 
 def _at_least_once(
     sender: FakeSender, fatal: list[KafkaFatalError]
@@ -484,6 +495,7 @@ def _at_least_once(
             metrics,
             pipeline.complete,
             fatal.append,
+            pipeline.refused,
             resend_after=0.001,
         )
         sender.on_delivered = output.delivered
@@ -518,6 +530,45 @@ async def test_an_effects_record_too_large_to_produce_is_dead_lettered_in_its_pl
         == 2.0
     )
     assert rig.pipeline.offsets.position(PART) == 2
+    assert fatal == []
+    await rig.close()
+
+
+async def test_an_effects_record_its_topic_refuses_as_too_large_alone_is_dead_lettered() -> None:
+    # The topic's limit, read at start, is below the producer's: sent again, the record
+    # would be refused for good and hold its partition.
+    sender, fatal = FakeSender(), list[KafkaFatalError]()
+    rig = Rig(Talon(effects=_MANY_EFFECTS), servers=1, output=_at_least_once(sender, fatal))
+    s = rig.settings
+    sender.topic_max[s.output_topic] = sender.limits[s.output_topic] = 1_000
+    rig.pipeline.on_batch([_record(0, "s-1", "e-0"), _record(1, "s-1", "e-1")])
+    await rig.finished(2)
+    assert sender.sent == [s.output_topic, s.dlq_topic] * 2
+    letters = [h for t, _, _, h in sender.records if t == s.dlq_topic]
+    assert [header(h, H_REASON) for h in letters] == ["output-too-large"] * 2
+    assert rig.talon.applied == {"s-1": ["e-0", "e-1"]}
+    assert rig.metric("bridge_producer_delivery_failures_total", kind="effects") == 0.0
+    assert rig.pipeline.offsets.position(PART) == 2
+    assert fatal == []
+    await rig.close()
+
+
+@pytest.mark.parametrize("known", [None, 1 << 20], ids=["limit-unknown", "limit-lowered"])
+async def test_an_effects_record_that_may_fit_its_topic_is_sent_again(known: int | None) -> None:
+    # Not described at start, or the topic's limit lowered since: the record may fit once the
+    # topic is fixed, and nothing is committed past it meanwhile.
+    sender, fatal = FakeSender(), list[KafkaFatalError]()
+    rig = Rig(Talon(effects=_MANY_EFFECTS), servers=1, output=_at_least_once(sender, fatal))
+    effects = rig.settings.output_topic
+    sender.topic_max[effects] = 1_000
+    if known is not None:
+        sender.limits[effects] = known
+    rig.pipeline.on_batch([_record(0, "s-1", "e-0")])
+    await rig.until(lambda: sender.sent.count(effects) >= 3)
+    assert rig.pipeline.offsets.position(PART) == 0
+    del sender.topic_max[effects]
+    await rig.finished(1)
+    assert rig.settings.dlq_topic not in sender.sent
     assert fatal == []
     await rig.close()
 
@@ -663,7 +714,27 @@ async def test_exactly_once_refuses_a_record_too_large_as_it_is_held() -> None:
     assert producer.values[1] is None, "dead-lettered without its value"
     assert rig.metric("bridge_dead_letters_value_omitted_total") == 1.0
     with pytest.raises(OutputTooLargeError):
-        txn.check(b"k", b"v" * 3_000, None)
+        txn.check("any", b"k", b"v" * 3_000, None)
+    await rig.close()
+
+
+async def test_exactly_once_refuses_a_record_over_its_topics_limit_as_it_is_held() -> None:
+    producer = TransactionalProducer()
+    limits = {_settings().output_topic: 1_000}
+    txn = TransactionalOutput(Transactions(producer, limits=limits))  # type: ignore[arg-type]
+
+    def build(pipeline: Pipeline, settings: Settings, metrics: Metrics) -> Output:
+        return ExactlyOnce(txn, pipeline.complete)
+
+    rig = Rig(Talon(effects=_MANY_EFFECTS), servers=1, output=build)
+    rig.pipeline.on_batch([_record(0, "s-1", "e-0")])
+    await rig.finished(1)
+    assert await txn.commit({PART: 1}, None)
+    s = rig.settings
+    assert producer.sent == [(s.dlq_topic, b"s-1")], "dead-lettered in its place"
+    with pytest.raises(OutputTooLargeError, match=r"max\.message\.bytes 1000"):
+        txn.check(s.output_topic, None, b"v" * (1_000 - BATCH_OVERHEAD), None)
+    txn.check(s.dlq_topic, None, b"v" * 3_000, None)  # the other topics' limits are unknown
     await rig.close()
 
 
