@@ -83,9 +83,25 @@ class Cluster:
         return None if entry is None else str(entry.value)
 
     def record_limits(self, topics: list[str]) -> dict[str, int]:
-        """The max.message.bytes of each of `topics` the worker may describe."""
-        found = {t: self.topic_config(t, "max.message.bytes") for t in dict.fromkeys(topics)}
-        return {t: int(v) for t, v in found.items() if v is not None}
+        """The max.message.bytes of each of `topics` the worker may describe, in one request."""
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in dict.fromkeys(topics)]
+        try:
+            futures = self.admin.describe_configs(resources, request_timeout=self._timeout)
+        except KafkaException as exc:
+            client_errors.warning("cannot describe the topics: %s", exc.args[0].str())
+            return {}
+        limits: dict[str, int] = {}
+        for resource, future in futures.items():
+            try:
+                entry = future.result(self._timeout).get("max.message.bytes")
+            except KafkaException as exc:
+                client_errors.warning(
+                    "cannot describe topic %s: %s", resource.name, exc.args[0].str()
+                )
+                continue
+            if entry is not None:
+                limits[resource.name] = int(entry.value)
+        return limits
 
 
 class GroupWatch:

@@ -24,6 +24,7 @@ from confluent_kafka.cimpl import NewTopic
 from bridge import dlq
 from bridge.avro.codec import Codec
 from bridge.commands import Command
+from bridge.kafka.cluster import Cluster
 from bridge.simulator.process import SimulatorProcess
 from bridge.tools.harness import (
     WorkerProcess,
@@ -285,6 +286,18 @@ def test_effects_records_over_their_topics_limit_are_dead_lettered_and_the_rest_
     assert failures == 0
     assert simulator.stats()["applied"] == len(commands)
     _assert_committed_to_end(bridge)
+
+
+def test_the_produced_topics_limits_are_read_in_one_request(
+    bridge_factory: Callable[..., Bridge], kafka_admin: AdminClient
+) -> None:
+    bridge = bridge_factory(partitions=1)
+    _set_topic_config(kafka_admin, bridge.dlq, "max.message.bytes", "2000")
+    missing = f"missing-{uuid.uuid4().hex[:10]}"
+    limits = Cluster(bridge.conf).record_limits([bridge.output, bridge.dlq, missing, bridge.dlq])
+    assert limits[bridge.dlq] == 2000
+    assert limits[bridge.output] > 2000, "the broker's default"
+    assert missing not in limits, "not described: unknown, so never refused for its size"
 
 
 # Inside the sizes of the effects records of 20 sessions' growing carts.
