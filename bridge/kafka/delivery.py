@@ -7,6 +7,7 @@ output policy (`bridge.worker.output`) never handles librdkafka's types itself.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ __all__ = [
     "worker_producer",
     "worker_transactions",
 ]
+
+log = logging.getLogger(__name__)
 
 OutputHeaders = list[tuple[str, str | bytes | None]]
 # Sends run on the event loop, which a full local queue blocks while it drains.
@@ -83,9 +86,15 @@ def worker_producer(settings: Settings, limits: TopicLimits | None = None) -> Pr
     """The worker's producer (transactional with `BRIDGE_EXACTLY_ONCE`), its batches within
     the `limits` of the topics it produces to."""
     extra: dict[str, Any] = {}
-    cap = batch_cap(settings, limits or {})
+    limits = limits or {}
+    cap = batch_cap(settings, limits)
     if cap is not None:
         extra["batch.size"] = cap
+        topic = min(limits, key=limits.__getitem__)
+        log.info(
+            "producer batches capped under a topic's max.message.bytes",
+            extra={"batch_size": cap, "topic": topic, "max_message_bytes": limits[topic]},
+        )
     if settings.exactly_once:
         extra |= {
             "transactional.id": settings.transactional_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -164,7 +165,7 @@ def test_batches_are_capped_below_the_smallest_produced_topics_limit() -> None:
     assert batch_cap(_kafka(), {"out": 10}) == 1
 
 
-def test_the_worker_producer_takes_a_capped_batch_size() -> None:
+def test_the_worker_producer_takes_a_capped_batch_size(caplog: pytest.LogCaptureFixture) -> None:
     settings = Settings(
         kafka_bootstrap_servers="127.0.0.1:1",
         input_topics=["in"],
@@ -172,8 +173,13 @@ def test_the_worker_producer_takes_a_capped_batch_size() -> None:
         talon_api_key="k",
         kafka_producer_config={"log_level": 0},
     )
-    for limits in ({"out": 10}, {"out": 5_000}):
+    caplog.set_level(logging.INFO, logger="bridge.kafka.delivery")
+    for limits in ({"out": 10}, {"out": 5_000, "dlq": 1_048_588}):
         worker_producer(settings, limits).flush(0)
+    capped = [r.__dict__ for r in caplog.records if "capped" in r.getMessage()]
+    assert [(r["batch_size"], r["topic"]) for r in capped] == [(1, "out"), (4_939, "out")]
+    worker_producer(settings, {"out": 1_048_588}).flush(0)
+    assert len([r for r in caplog.records if "capped" in r.getMessage()]) == 2, "not capped"
 
 
 async def test_a_record_refused_alone_is_one_over_its_topics_limit() -> None:
