@@ -147,12 +147,12 @@ class Sender:
                 raise OutputTooLargeError(err.str()) from None
             raise
 
-    def refused_alone(
+    def over_limit(
         self, topic: str, key: bytes | None, value: bytes | None, headers: OutputHeaders | None
     ) -> bool:
-        """Whether a record `topic` refused as too large will never fit it: larger than its
-        limit, so alone in its batch (`batch_cap`). False when the limit is unknown, or when
-        the record fits the limit read at start (the topic's was lowered since)."""
+        """Whether the record is larger than `topic`'s limit as read at start (False when
+        unknown). One that the topic refused as too large and is over it will never fit: its
+        batch held it alone (`batch_cap`). One under it means the limit was lowered since."""
         return topic in self._limits and not _fits(
             self._limits, topic, wire_size(key, value, headers)
         )

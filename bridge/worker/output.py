@@ -73,6 +73,7 @@ class AtLeastOnce:
             settings.parking_topic: "parking",
         }
         self._dlq_topic = settings.dlq_topic
+        self._parking_topic = settings.parking_topic
 
     def _smaller_letter(self, work: Work, letter: Letter) -> Letter | None:
         """A dead letter the topic refused as too large, in its next smaller form: sent
@@ -95,6 +96,10 @@ class AtLeastOnce:
         value: bytes | None,
         headers: OutputHeaders | None = None,
     ) -> None:
+        if topic == self._parking_topic and self._sender.over_limit(topic, key, value, headers):
+            # Checked as sent: a parking record refused at delivery would be sent again for
+            # good. Parking records are few, so only they pay for counting their size.
+            raise OutputTooLargeError(f"over {topic}'s max.message.bytes")
         work.pending += 1
         try:
             self._sender.send(topic, key, value, headers, (work, topic, key, value, headers))
@@ -131,7 +136,7 @@ class AtLeastOnce:
         if (
             err.too_large
             and topic == self._output_topic
-            and self._sender.refused_alone(topic, key, value, headers)
+            and self._sender.over_limit(topic, key, value, headers)
         ):
             # Sent again it would be refused for good, and hold its partition.
             self._on_refused(work, err.reason, len(value or b""))

@@ -182,10 +182,10 @@ def test_the_worker_producer_takes_a_capped_batch_size(caplog: pytest.LogCapture
     assert len([r for r in caplog.records if "capped" in r.getMessage()]) == 2, "not capped"
 
 
-async def test_a_record_refused_alone_is_one_over_its_topics_limit() -> None:
+async def test_a_record_is_over_its_topics_limit_only_when_the_limit_is_known() -> None:
     producer = Producer({"bootstrap.servers": "127.0.0.1:1", "log_level": 0})
     sender = Sender(producer, asyncio.get_running_loop(), {"out": 1_000})
     fits = 1_000 - BATCH_OVERHEAD - wire_size(b"k", b"")
-    assert not sender.refused_alone("out", b"k", b"x" * fits, None), "lowered since start"
-    assert sender.refused_alone("out", b"k", b"x" * (fits + 1), None)
-    assert not sender.refused_alone("dlq", b"k", b"x" * 5_000, None), "its limit is unknown"
+    assert not sender.over_limit("out", b"k", b"x" * fits, None), "lowered since start"
+    assert sender.over_limit("out", b"k", b"x" * (fits + 1), None)
+    assert not sender.over_limit("dlq", b"k", b"x" * 5_000, None), "its limit is unknown"

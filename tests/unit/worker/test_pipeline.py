@@ -478,7 +478,7 @@ class FakeSender:
         report = [(token, error)]
         asyncio.get_running_loop().call_soon(self.on_delivered, report)
 
-    def refused_alone(
+    def over_limit(
         self, topic: str, key: bytes | None, value: bytes | None, headers: OutputHeaders | None
     ) -> bool:
         limit = self.limits.get(topic)
@@ -569,6 +569,23 @@ async def test_an_effects_record_that_may_fit_its_topic_is_sent_again(known: int
     del sender.topic_max[effects]
     await rig.finished(1)
     assert rig.settings.dlq_topic not in sender.sent
+    assert fatal == []
+    await rig.close()
+
+
+async def test_a_session_key_over_the_parking_topics_limit_is_not_parked() -> None:
+    # Refused at delivery, its parking record would be sent again for good.
+    sender, fatal = FakeSender(), list[KafkaFatalError]()
+    rig = Rig(Talon({"s-1": [400]}), servers=1, output=_at_least_once(sender, fatal))
+    s = rig.settings
+    sender.topic_max[s.parking_topic] = sender.limits[s.parking_topic] = 200
+    big = _record(0, "s-1", "e-0")
+    big.key = b"k" * 300
+    rig.pipeline.on_batch([big, _record(1, "s-2", "e-1")])
+    await rig.finished(2)
+    assert s.parking_topic not in sender.sent
+    assert sender.sent == [s.dlq_topic, s.output_topic], "dead-lettered, not parked"
+    assert rig.metric("bridge_producer_delivery_failures_total", kind="parking") == 0.0
     assert fatal == []
     await rig.close()
 
