@@ -300,6 +300,29 @@ def test_the_produced_topics_limits_are_read_in_one_request(
     assert missing not in limits, "not described: unknown, so never refused for its size"
 
 
+def test_a_session_key_over_the_parking_topics_limit_is_dead_lettered_and_not_parked(
+    bridge_factory: Callable[..., Bridge], kafka_admin: AdminClient, simulator: SimulatorProcess
+) -> None:
+    bridge = bridge_factory(partitions=2)
+    _set_topic_config(kafka_admin, bridge.parking, "max.message.bytes", "1000")
+    # Incompressible: the broker counts the compressed batch.
+    big_key = os.urandom(2_000)
+    good = list(generate(LoadSpec(sessions=10, run_id="parking-limit")))
+    with WorkerProcess(bridge.env) as worker:
+        bridge.produce_raw([(big_key, b"\x7fjunk"), (b"k-small", b"\x7fjunk")])
+        bridge.produce(good)
+        total = 2 + len(good)
+        wait_for(lambda: worker.metric_sum(PROCESSED) >= total, 60, "every record finished")
+        assert worker.metric_sum("bridge_producer_delivery_failures_total") == 0
+        assert worker.stop() == 0
+        assert "session key too large to park" in worker.log_text()
+    letters = read_topic(bridge.conf, bridge.dlq, expected=2, timeout=30)
+    assert sorted(m.key() for m in letters) == sorted([big_key, b"k-small"])
+    parked = read_topic(bridge.conf, bridge.parking, timeout=30, idle=3.0)
+    assert [m.key() for m in parked] == [b"k-small"], "only the small key is parked"
+    _assert_committed_to_end(bridge)
+
+
 # Inside the sizes of the effects records of 20 sessions' growing carts.
 _OUTPUT_LIMIT = 300
 
