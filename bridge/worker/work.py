@@ -8,7 +8,7 @@ from collections.abc import Hashable, Iterable
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bridge.commands import Command
+from bridge.commands import Command, EffectRecord
 from bridge.engine.offsets import Slot
 from bridge.engine.sequencer import Sequenced
 from bridge.errors import DecodeError
@@ -42,6 +42,7 @@ class Work:
         "app",
         "attempts",
         "command",
+        "effects",
         "entry",
         "error",
         "first_failure",
@@ -74,6 +75,7 @@ class Work:
         self.outcome: CommandOutcome = "applied"
         self.trace: Any = None  # bridge.tracing's, while its API call is traced
         self.app: Application | None = None  # where its call goes; None: routed nowhere
+        self.effects: list[EffectRecord] | None = None  # published once its record is safe
 
     @property
     def where(self) -> str:

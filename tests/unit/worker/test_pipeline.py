@@ -547,6 +547,7 @@ async def test_an_effects_record_its_topic_refuses_as_too_large_alone_is_dead_le
     letters = [h for t, _, _, h in sender.records if t == s.dlq_topic]
     assert [header(h, H_REASON) for h in letters] == ["output-too-large"] * 2
     assert rig.talon.applied == {"s-1": ["e-0", "e-1"]}
+    assert rig.metric("bridge_effects_published_total", effect_type="setDiscount") == 0.0
     assert rig.metric("bridge_producer_delivery_failures_total", kind="effects") == 0.0
     assert rig.pipeline.offsets.position(PART) == 2
     assert fatal == []
