@@ -101,6 +101,7 @@ class Cluster:
                 continue
             if entry is not None:
                 limits[resource.name] = int(entry.value)
+        self.admin.poll(0)  # hands its log lines over
         return limits
 
 

@@ -118,7 +118,7 @@ class Sender:
         limits: TopicLimits | None = None,
     ) -> None:
         self.producer = producer
-        self._limits = limits or {}
+        self._limits = limits if limits is not None else {}  # shared: read again as it runs
         self.on_delivered: Callable[[list[Delivered]], None] = lambda batch: None
         self._poller = ProducerPoller(producer, loop, self._delivered)
 
@@ -194,7 +194,7 @@ class Transactions:
         self._producer = producer
         self._timeout = timeout
         self._max_bytes = max_bytes
-        self._limits = limits or {}
+        self._limits = limits if limits is not None else {}  # shared: read again as it runs
 
     def check(
         self, topic: str, key: bytes | None, value: bytes | None, headers: OutputHeaders | None

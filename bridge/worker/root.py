@@ -22,12 +22,11 @@ from bridge import __version__
 from bridge.applications import DEFAULT_APPLICATION
 from bridge.avro.codec import Codec, RegistryError
 from bridge.errors import ConfigError, KafkaFatalError, KafkaUnreachableError
-from bridge.kafka.cluster import Cluster
 from bridge.kafka.config import blame_consumer_config, consumer_config
 from bridge.kafka.consumer import ConsumerThread
 from bridge.kafka.delivery import Sender, TransactionError, worker_producer, worker_transactions
 from bridge.kafka.lag import LagReporter
-from bridge.kafka.parking_log import ParkingReader, parking_topic_problem
+from bridge.kafka.parking_log import ParkingReader
 from bridge.kafka.records import InputRecord
 from bridge.metrics import Metrics
 from bridge.settings import Settings
@@ -42,6 +41,7 @@ from bridge.worker.health import HealthServer
 from bridge.worker.output import AtLeastOnce, ExactlyOnce, TransactionalOutput
 from bridge.worker.pipeline import Pipeline
 from bridge.worker.rebalance import Rebalance
+from bridge.worker.topic_limits import TopicLimits, check_cluster
 from bridge.worker.work import Observer
 
 __all__ = ["Worker", "run_worker"]
@@ -109,7 +109,6 @@ class Worker:
         self._fatal: str | None = None
         self._consumer: ConsumerThread | None = None
         self._txn: TransactionalOutput | None = None
-        self._limits: dict[str, int] = {}
         self._signals = 0
         self._gauges()
 
@@ -248,20 +247,9 @@ class Worker:
                 self._consumer.request_commit(self.offsets.commit_positions())
                 self.metrics.commits.inc()
 
-    def _check_cluster(self) -> dict[str, int]:
-        """Before anything starts: the brokers answer, and the parked set has a topic. Returns
-        the produced topics' limits, which the producer's batches keep within."""
-        s = self.settings
-        cluster = Cluster(s.librdkafka_common())
-        if self._park:
-            problem = parking_topic_problem(cluster, s.parking_topic)
-            if problem is not None:
-                raise ConfigError("BRIDGE_PARKING_TOPIC", problem)
-        parking = [s.parking_topic] if self._park else []
-        return cluster.record_limits([s.output_topic, s.dlq_topic, *parking])
-
-    async def _open(self, loop: asyncio.AbstractEventLoop) -> HealthServer | None:
-        """Say what starts, serve the probes, check the cluster; None if it cannot be reached."""
+    async def _open(self) -> tuple[HealthServer, TopicLimits] | None:
+        """Say what starts, serve the probes, check the cluster and read the produced topics'
+        limits; None if the cluster cannot be reached."""
         settings = self.settings
         log.info(
             "worker starting",
@@ -289,7 +277,7 @@ class Worker:
                 "BRIDGE_METRICS_PORT", f"cannot listen on {settings.metrics_port}: {exc.strerror}"
             ) from exc
         try:
-            self._limits = await loop.run_in_executor(None, self._check_cluster)
+            topics = await in_thread(check_cluster, settings, self._park)
         except KafkaUnreachableError as exc:
             # Expected while the cluster or the network is down: one line, no traceback.
             log.error("%s", exc, extra={"brokers": exc.servers})
@@ -298,7 +286,7 @@ class Worker:
         except ConfigError:
             await health.stop()
             raise
-        return health
+        return health, topics
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -306,13 +294,15 @@ class Worker:
         loop_name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
         self.metrics.running_on(loop_name)
         settings = self.settings
-        health = await self._open(loop)
-        if health is None:
+        opened = await self._open()
+        if opened is None:
             return 1
-        producer = worker_producer(settings, self._limits)
-        sender = Sender(producer, loop, self._limits)
+        health, topics = opened
+        limits = topics.limits
+        producer = worker_producer(settings, limits)
+        sender = Sender(producer, loop, limits)
         if settings.exactly_once:
-            transactions = worker_transactions(producer, settings, self._limits)
+            transactions = worker_transactions(producer, settings, limits)
             self._txn = TransactionalOutput(transactions, on_abort=self._count_abort)
             self.pipeline.output = ExactlyOnce(self._txn, self.pipeline.complete)
             await self._txn.start()
@@ -369,6 +359,7 @@ class Worker:
             loop.add_signal_handler(sig, self.request_stop)
         servers = [loop.create_task(self.pipeline.serve()) for _ in range(settings.max_in_flight)]
         committer = loop.create_task(self._commit_loop())
+        servers.append(loop.create_task(topics.run()))
         if self.budget is not None:
             await self.budget.recount()  # the share is known before the first assignment
             servers.append(loop.create_task(self.budget.run()))

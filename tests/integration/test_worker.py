@@ -35,6 +35,7 @@ from bridge.tools.harness import (
     wait_for,
 )
 from bridge.tools.produce import LoadSpec, generate, produce_commands
+from bridge.worker.topic_limits import TopicLimits
 from tests.support.bridge import Bridge
 from tests.support.oracle import assert_applied_in_order
 
@@ -298,6 +299,10 @@ def test_the_produced_topics_limits_are_read_in_one_request(
     assert limits[bridge.dlq] == 2000
     assert limits[bridge.output] > 2000, "the broker's default"
     assert missing not in limits, "not described: unknown, so never refused for its size"
+    # Read again while the worker runs, with a fresh admin client each time.
+    _set_topic_config(kafka_admin, bridge.dlq, "max.message.bytes", "3000")
+    again = TopicLimits(bridge.conf, [bridge.output, bridge.dlq], dict(limits)).read()
+    assert again == {bridge.output: limits[bridge.output], bridge.dlq: 3000}
 
 
 def test_a_session_key_over_the_parking_topics_limit_is_dead_lettered_and_not_parked(
