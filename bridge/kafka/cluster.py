@@ -72,37 +72,37 @@ class Cluster:
 
     def topic_config(self, topic: str, name: str) -> str | None:
         """One configuration value of a topic; None when the worker may not describe it."""
-        resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-        try:
-            future = self.admin.describe_configs([resource], request_timeout=self._timeout)
-            entries = future[resource].result(self._timeout)
-        except KafkaException as exc:
-            client_errors.warning("cannot describe topic %s: %s", topic, exc.args[0].str())
-            return None
-        entry = entries.get(name)
-        return None if entry is None else str(entry.value)
+        return self.topic_configs([topic], name).get(topic)
 
     def record_limits(self, topics: list[str]) -> dict[str, int]:
         """The max.message.bytes of each of `topics` the worker may describe, in one request."""
+        return {t: int(v) for t, v in self.topic_configs(topics, "max.message.bytes").items()}
+
+    def topic_configs(self, topics: list[str], name: str) -> dict[str, str]:
+        """One configuration value of each of `topics` the worker may describe, in one
+        request; each topic it may not describe is logged and left out."""
         resources = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in dict.fromkeys(topics)]
         try:
             futures = self.admin.describe_configs(resources, request_timeout=self._timeout)
         except KafkaException as exc:
-            client_errors.warning("cannot describe the topics: %s", exc.args[0].str())
-            return {}
-        limits: dict[str, int] = {}
+            futures = {}
+            for resource in resources:
+                _undescribed(resource.name, exc)
+        found: dict[str, str] = {}
         for resource, future in futures.items():
             try:
-                entry = future.result(self._timeout).get("max.message.bytes")
+                entry = future.result(self._timeout).get(name)
             except KafkaException as exc:
-                client_errors.warning(
-                    "cannot describe topic %s: %s", resource.name, exc.args[0].str()
-                )
+                _undescribed(resource.name, exc)
                 continue
             if entry is not None:
-                limits[resource.name] = int(entry.value)
+                found[resource.name] = str(entry.value)
         self.admin.poll(0)  # hands its log lines over
-        return limits
+        return found
+
+
+def _undescribed(topic: str, exc: KafkaException) -> None:
+    client_errors.warning("cannot describe topic %s: %s", topic, exc.args[0].str())
 
 
 class GroupWatch:
