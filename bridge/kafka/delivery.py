@@ -26,8 +26,8 @@ __all__ = [
     "Delivered",
     "DeliveryError",
     "OutputHeaders",
+    "RecordLimits",
     "Sender",
-    "TopicLimits",
     "TransactionError",
     "Transactions",
     "worker_producer",
@@ -43,8 +43,8 @@ _LOOP_POLL_TIMEOUT = 0.01
 TransactionError = KafkaError
 # A v2 record batch's header: the broker counts it against a topic's max.message.bytes.
 BATCH_OVERHEAD = 61
-# Each produced topic's max.message.bytes, as read at start; a topic missing was not described.
-TopicLimits = Mapping[str, int]
+# Each produced topic's max.message.bytes as last read; a topic missing was not described.
+RecordLimits = Mapping[str, int]
 _DEFAULT_BATCH_SIZE = 1_000_000  # librdkafka's batch.size
 
 
@@ -62,13 +62,13 @@ class DeliveryError:
 Delivered = tuple[Any, DeliveryError | None]
 
 
-def _fits(limits: TopicLimits, topic: str, size: int) -> bool:
+def _fits(limits: RecordLimits, topic: str, size: int) -> bool:
     """Whether a record of wire size `size` fits `topic` alone (True when its limit is unknown)."""
     limit = limits.get(topic)
     return limit is None or size + BATCH_OVERHEAD <= limit
 
 
-def batch_cap(settings: KafkaSettings, limits: TopicLimits) -> int | None:
+def batch_cap(settings: KafkaSettings, limits: RecordLimits) -> int | None:
     """The batch.size that keeps every batch of more than one record within the smallest
     produced topic's limit, or None when the configured one already does.
 
@@ -82,7 +82,7 @@ def batch_cap(settings: KafkaSettings, limits: TopicLimits) -> int | None:
     return cap if cap < configured else None
 
 
-def worker_producer(settings: Settings, limits: TopicLimits | None = None) -> Producer:
+def worker_producer(settings: Settings, limits: RecordLimits | None = None) -> Producer:
     """The worker's producer (transactional with `BRIDGE_EXACTLY_ONCE`), its batches within
     the `limits` of the topics it produces to."""
     extra: dict[str, Any] = {}
@@ -115,7 +115,7 @@ class Sender:
         self,
         producer: Producer,
         loop: asyncio.AbstractEventLoop,
-        limits: TopicLimits | None = None,
+        limits: RecordLimits | None = None,
     ) -> None:
         self.producer = producer
         self._limits = limits if limits is not None else {}  # shared: read again as it runs
@@ -150,7 +150,7 @@ class Sender:
     def over_limit(
         self, topic: str, key: bytes | None, value: bytes | None, headers: OutputHeaders | None
     ) -> bool:
-        """Whether the record is larger than `topic`'s limit as read at start (False when
+        """Whether the record is larger than `topic`'s limit as last read (False when
         unknown). One that the topic refused as too large and is over it will never fit: its
         batch held it alone (`batch_cap`). One under it means the limit was lowered since."""
         return topic in self._limits and not _fits(
@@ -189,7 +189,7 @@ class Transactions:
         producer: Producer,
         timeout: float = 30.0,
         max_bytes: int = DEFAULT_MESSAGE_MAX_BYTES,
-        limits: TopicLimits | None = None,
+        limits: RecordLimits | None = None,
     ) -> None:
         self._producer = producer
         self._timeout = timeout
@@ -255,7 +255,7 @@ class Transactions:
 
 
 def worker_transactions(
-    producer: Producer, settings: Settings, limits: TopicLimits | None = None
+    producer: Producer, settings: Settings, limits: RecordLimits | None = None
 ) -> Transactions:
     """The transaction calls of the worker's producer."""
     return Transactions(producer, max_bytes=message_max_bytes(settings), limits=limits)
